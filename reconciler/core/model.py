@@ -1,0 +1,288 @@
+"""The desired state (what a config asks for) and the observed state (what the clouds hold).
+
+Plain frozen value types: no SDK types, no I/O. Identifiers that Azure compares
+case-insensitively (GUIDs, ARM scopes) are stored in lower case so that equality here
+means equality there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import cached_property
+from typing import TypeVar
+
+_T = TypeVar("_T")
+
+TOKEN_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
+MAX_CREDENTIALS_PER_APP = 20  # Entra's limit of federated identity credentials per application
+WORKLOAD_IDENTITY_SCHEME = "WorkloadIdentityFederation"
+LEGACY_ISSUER_PREFIX = "https://vstoken."  # ADO's own issuer, retiring; Entra's is login.microsoftonline.com
+
+# Everything the reconciler creates says so in its description (credentials, role
+# assignments, service connections) or tags (applications); only marked objects are
+# ever pruned.
+MARKER_PREFIX = "managed-by=wif-reconciler;config="
+APPLICATION_TAG = "wif-reconciler:managed"
+
+# Role-assignment names must be unique across all subscriptions and stable across runs,
+# so they are derived from what the assignment grants (see role_assignment_name).
+_ROLE_ASSIGNMENT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:wif-reconciler:role-assignment")
+
+_CREDENTIAL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{2,119}$")
+
+
+class PruneMode(StrEnum):
+    MANAGED = "managed"  # remove what the reconciler created and no config wants any more
+    NONE = "none"  # never remove anything
+
+
+@dataclass(frozen=True)
+class RoleGrant:
+    """One Azure role on one scope. `role_id` is the role definition GUID."""
+
+    role_id: str
+    scope: str  # lower case, no trailing slash
+    role_name: str = ""  # as the config wrote it, for messages
+
+    @property
+    def label(self) -> str:
+        return f"{self.role_name or self.role_id} on {self.scope}"
+
+
+@dataclass(frozen=True)
+class ApplicationRef:
+    """Which Entra application the connection signs in as.
+
+    Either an existing app by client id (adopted), or a display name the reconciler
+    creates the app under (create=True).
+    """
+
+    app_id: str | None = None
+    display_name: str | None = None
+    create: bool = False
+
+    @property
+    def key(self) -> str:
+        """Groups configs that share an application."""
+        return f"app:{self.app_id}" if self.app_id else f"new:{self.display_name}"
+
+
+@dataclass(frozen=True)
+class PipelineAccess:
+    """Which pipelines may use the connection: all of them, or the listed ids."""
+
+    all_pipelines: bool = False
+    pipeline_ids: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True)
+class ConnectionKey:
+    """Service connection names are unique within an ADO project."""
+
+    organization: str
+    project: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.organization}/{self.project}/{self.name}"
+
+
+@dataclass(frozen=True)
+class FederationConfig:
+    """One ADO service connection that signs in as one Entra app, and the roles that app holds."""
+
+    id: str
+    organization: str
+    project: str
+    tenant_id: str
+    connection_name: str
+    subscription_id: str
+    subscription_name: str
+    pipelines: PipelineAccess
+    application: ApplicationRef
+    role_grants: tuple[RoleGrant, ...]
+    credential_name: str
+    prune: PruneMode = PruneMode.MANAGED
+
+    @property
+    def connection(self) -> ConnectionKey:
+        return ConnectionKey(self.organization, self.project, self.connection_name)
+
+    @property
+    def marker(self) -> str:
+        return marker_for(self.id)
+
+
+# ---------------------------------------------------------------------------- observed
+
+
+@dataclass(frozen=True)
+class FederatedCredential:
+    id: str
+    name: str
+    issuer: str
+    subject: str
+    audiences: tuple[str, ...] = (TOKEN_EXCHANGE_AUDIENCE,)
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Application:
+    object_id: str
+    app_id: str
+    display_name: str
+    credentials: tuple[FederatedCredential, ...] = ()
+    service_principal_id: str | None = None  # None: the app has no service principal yet
+    tags: frozenset[str] = frozenset()
+
+    @property
+    def created_by_reconciler(self) -> bool:
+        return APPLICATION_TAG in self.tags
+
+
+@dataclass(frozen=True)
+class RoleAssignment:
+    id: str  # full ARM id
+    name: str
+    scope: str  # lower case, no trailing slash
+    role_id: str  # role definition GUID
+    principal_id: str
+    description: str = ""
+
+    @property
+    def grant_key(self) -> tuple[str, str, str]:
+        return (self.scope, self.role_id, self.principal_id)
+
+
+@dataclass(frozen=True)
+class ServiceConnection:
+    id: str
+    organization: str
+    project: str
+    name: str
+    scheme: str
+    app_id: str | None = None  # authorization.parameters.serviceprincipalid
+    tenant_id: str | None = None
+    subscription_id: str | None = None
+    subscription_name: str | None = None
+    issuer: str | None = None  # generated by ADO for workload identity federation
+    subject: str | None = None
+    is_ready: bool = True
+    description: str = ""
+    # None: not observed in this pass (pipeline permissions have no bulk read).
+    pipelines: PipelineAccess | None = None
+
+    @property
+    def key(self) -> ConnectionKey:
+        return ConnectionKey(self.organization, self.project, self.name)
+
+    @property
+    def uses_legacy_issuer(self) -> bool:
+        return bool(self.issuer) and str(self.issuer).startswith(LEGACY_ISSUER_PREFIX)
+
+
+@dataclass(frozen=True)
+class CustomRole:
+    """A role definition read from ARM, for roles the built-in catalogue does not know."""
+
+    id: str
+    name: str
+    actions: tuple[str, ...] = ()
+    not_actions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ObservedState:
+    """What the clouds hold for the applications, principals and connections of a batch."""
+
+    applications: tuple[Application, ...] = ()
+    role_assignments: tuple[RoleAssignment, ...] = ()
+    connections: tuple[ServiceConnection, ...] = ()
+    custom_roles: tuple[CustomRole, ...] = ()
+
+    def application_by_app_id(self, app_id: str) -> Application | None:
+        return self._apps_by_app_id.get(app_id)
+
+    def applications_named(self, display_name: str) -> tuple[Application, ...]:
+        return self._apps_by_name.get(display_name, ())
+
+    def connection(self, key: ConnectionKey) -> ServiceConnection | None:
+        return self._connections_by_key.get(_connection_match_key(key))
+
+    def assignments_of(self, principal_id: str) -> tuple[RoleAssignment, ...]:
+        return self._assignments_by_principal.get(principal_id, ())
+
+    # Indexes, built on first use: a batch holds thousands of objects and the planner
+    # looks each one up several times.
+    @cached_property
+    def _apps_by_app_id(self) -> dict[str, Application]:
+        return {app.app_id: app for app in self.applications}
+
+    @cached_property
+    def _apps_by_name(self) -> dict[str, tuple[Application, ...]]:
+        return _group(self.applications, lambda app: app.display_name)
+
+    @cached_property
+    def _connections_by_key(self) -> dict[tuple[str, str, str], ServiceConnection]:
+        return {_connection_match_key(c.key): c for c in self.connections}
+
+    @cached_property
+    def _assignments_by_principal(self) -> dict[str, tuple[RoleAssignment, ...]]:
+        return _group(self.role_assignments, lambda ra: ra.principal_id)
+
+
+def _group(items: Iterable[_T], key: Callable[[_T], str]) -> dict[str, tuple[_T, ...]]:
+    groups: dict[str, list[_T]] = defaultdict(list)
+    for item in items:
+        groups[key(item)].append(item)
+    return {k: tuple(v) for k, v in groups.items()}
+
+
+def _connection_match_key(key: ConnectionKey) -> tuple[str, str, str]:
+    # ADO organization, project and connection names are case-insensitive.
+    return (key.organization.lower(), key.project.lower(), key.name.lower())
+
+
+# ---------------------------------------------------------------------------- derivations
+
+
+def marker_for(config_id: str) -> str:
+    return f"{MARKER_PREFIX}{config_id}"
+
+
+def owner_of(description: str | None) -> str | None:
+    """The config id in a reconciler marker, or None when the object is not ours."""
+    if not description or not description.startswith(MARKER_PREFIX):
+        return None
+    owner = description[len(MARKER_PREFIX) :].split(";", 1)[0].strip()
+    return owner or None
+
+
+def role_assignment_name(scope: str, role_id: str, principal_id: str) -> str:
+    """A deterministic assignment name: the same grant always gets the same name."""
+    key = f"{scope.lower()}|{role_id.lower()}|{principal_id.lower()}"
+    return str(uuid.uuid5(_ROLE_ASSIGNMENT_NAMESPACE, key))
+
+
+def is_valid_credential_name(name: str) -> bool:
+    """Entra's rule: 3-120 characters, letters, digits, '-' and '_', starting with a letter or digit."""
+    return bool(_CREDENTIAL_NAME.match(name))
+
+
+def credential_name_for(config_id: str) -> str:
+    """The default credential name for a config: its id in the characters Entra allows."""
+    name = re.sub(r"[^A-Za-z0-9_-]+", "-", config_id.replace("/", "--")).strip("-_")
+    if len(name) > 120:
+        digest = hashlib.sha256(config_id.encode()).hexdigest()[:8]
+        name = f"{name[:111].rstrip('-_')}-{digest}"
+    return name if len(name) >= 3 else f"wif-{name}"
+
+
+def normalise_scope(scope: str) -> str:
+    return "/" + scope.strip().strip("/").lower()

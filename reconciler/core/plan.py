@@ -1,0 +1,613 @@
+"""plan(desired, observed, policy) -> Plan: the pure diff at the heart of the reconciler.
+
+No I/O, no clock, no SDK types. Configs that share an application are planned together,
+so that removing one never removes what another still wants. Only objects that carry the
+reconciler's marker are ever deleted; unmarked ones are adopted when they match exactly
+and reported as foreign otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from reconciler.core.actions import (
+    Action,
+    ActionKind,
+    ApplicationAction,
+    AppTarget,
+    ConnectionAction,
+    CredentialAction,
+    Drift,
+    DriftKind,
+    PipelineAction,
+    RoleAssignmentAction,
+)
+from reconciler.core.model import (
+    MAX_CREDENTIALS_PER_APP,
+    TOKEN_EXCHANGE_AUDIENCE,
+    WORKLOAD_IDENTITY_SCHEME,
+    Application,
+    FederatedCredential,
+    FederationConfig,
+    ObservedState,
+    PipelineAccess,
+    PruneMode,
+    RoleAssignment,
+    ServiceConnection,
+    owner_of,
+    role_assignment_name,
+)
+from reconciler.core.policy import GrantPolicy, Violation
+from reconciler.core.roles import builtin_role
+
+
+class ErrorCode(StrEnum):
+    APPLICATION_NOT_FOUND = "application-not-found"
+    APPLICATION_NOT_OWNED = "application-not-owned"
+    APPLICATION_AMBIGUOUS = "application-ambiguous"
+    CREDENTIAL_NAME_TAKEN = "credential-name-taken"
+    CREDENTIAL_LIMIT = "credential-limit"
+    CONNECTION_NOT_READY = "connection-not-ready"
+
+
+class FindingKind(StrEnum):
+    FOREIGN = "foreign"  # unmarked and not wanted: reported, never touched
+    ADOPTED = "adopted"  # unmarked but exactly what a config wants: used as is
+    ORPHANED = "orphaned"  # marked for a config that is neither desired nor retired
+    KEPT = "kept"  # marked and not wanted, but its config says prune: none
+
+
+@dataclass(frozen=True)
+class PlanError:
+    """Why a config cannot be planned; nothing is changed for it."""
+
+    config_id: str
+    code: ErrorCode
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.config_id}: {self.message} [{self.code}]"
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: FindingKind
+    config_ids: tuple[str, ...]
+    target: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    actions: tuple[Action, ...] = ()
+    violations: tuple[Violation, ...] = ()
+    errors: tuple[PlanError, ...] = ()
+    findings: tuple[Finding, ...] = ()
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.actions
+
+    def for_config(self, config_id: str) -> tuple[Action, ...]:
+        return tuple(action for action in self.actions if config_id in action.config_ids)
+
+
+def plan(
+    configs: Sequence[FederationConfig],
+    observed: ObservedState,
+    policy: GrantPolicy,
+    retired: Sequence[FederationConfig] = (),
+) -> Plan:
+    """The actions that make `observed` match `configs`, in dependency order.
+
+    `retired` are configs that were deleted from the desired state: what they own is
+    removed (when their prune mode allows) unless a desired config still wants it.
+    """
+    groups: dict[str, _AppGroup] = {}
+    for config in sorted(configs, key=lambda c: c.id):
+        groups.setdefault(config.application.key, _AppGroup()).active.append(config)
+    for config in sorted(retired, key=lambda c: c.id):
+        groups.setdefault(config.application.key, _AppGroup()).retired.append(config)
+    builder = _PlanBuilder(observed, policy)
+    for key in sorted(groups):
+        builder.plan_group(groups[key])
+    return builder.build()
+
+
+@dataclass
+class _AppGroup:
+    active: list[FederationConfig] = field(default_factory=list)
+    retired: list[FederationConfig] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _CredentialWant:
+    """The credential a config needs: concrete values, or those its connection will return."""
+
+    config: FederationConfig
+    issuer: str | None
+    subject: str | None
+    drift: Drift | None  # why the values are pending, when they are
+
+    @property
+    def pending(self) -> bool:
+        return self.issuer is None
+
+
+class _PlanBuilder:
+    def __init__(self, observed: ObservedState, policy: GrantPolicy) -> None:
+        self.observed = observed
+        self.policy = policy
+        self.actions: list[Action] = []
+        self.violations: list[Violation] = []
+        self.errors: list[PlanError] = []
+        self.findings: list[Finding] = []
+
+    def build(self) -> Plan:
+        # A stable sort: within a phase, actions keep the order their group planned them in.
+        ordered = sorted(self.actions, key=lambda action: action.phase)
+        return Plan(tuple(ordered), tuple(self.violations), tuple(self.errors), tuple(self.findings))
+
+    def fail(self, configs: Iterable[FederationConfig], code: ErrorCode, message: str) -> None:
+        self.errors.extend(PlanError(config.id, code, message) for config in configs)
+
+    def find(self, kind: FindingKind, owners: Iterable[str], target: str, detail: str) -> None:
+        self.findings.append(Finding(kind, tuple(owners), target, detail))
+
+    # ----------------------------------------------------------------- per application
+
+    def plan_group(self, group: _AppGroup) -> None:
+        active: list[FederationConfig] = []
+        frozen: set[str] = set()  # configs that must not be changed: what they own stays
+        for config in group.active:
+            violations = self.policy.check(config, self.observed.custom_roles)
+            self.violations.extend(violations)
+            if violations:
+                frozen.add(config.id)
+            else:
+                active.append(config)
+        app = self._resolve_application(group.active + group.retired)
+        if isinstance(app, _Unresolved):
+            return
+        ref = (group.active + group.retired)[0].application
+        target = AppTarget(app.app_id, app.display_name) if app else AppTarget(None, str(ref.display_name))
+        if app is None and not active:
+            return  # nothing to create for, nothing to prune from
+        owners = _Owners(active, group.retired, frozen)
+        self._plan_principal(app, target, active)
+        wants = [self._plan_connection(config, target) for config in active]
+        self._plan_credentials(app, target, [w for w in wants if w is not None], owners)
+        principal_id = app.service_principal_id if app else None
+        self._plan_role_assignments(principal_id, target, active, owners)
+        self._plan_retired_connections(group.retired, active)
+
+    def _resolve_application(self, configs: list[FederationConfig]) -> Application | _Unresolved | None:
+        """The existing app the group refers to; None when it is to be created."""
+        ref = configs[0].application
+        if ref.app_id:
+            app = self.observed.application_by_app_id(ref.app_id)
+            if app is None:
+                self.fail(
+                    configs,
+                    ErrorCode.APPLICATION_NOT_FOUND,
+                    f"application {ref.app_id} does not exist in the tenant or the reconciler cannot read it",
+                )
+                return _UNRESOLVED
+            return app
+        named = self.observed.applications_named(str(ref.display_name))
+        ours = [app for app in named if app.created_by_reconciler]
+        if len(ours) > 1:
+            self.fail(
+                configs,
+                ErrorCode.APPLICATION_AMBIGUOUS,
+                f"{len(ours)} applications named {ref.display_name!r} carry the reconciler's tag; "
+                "set appId to say which one",
+            )
+            return _UNRESOLVED
+        if not ours and named:
+            self.fail(
+                configs,
+                ErrorCode.APPLICATION_NOT_OWNED,
+                f"an application named {ref.display_name!r} exists that the reconciler did not create; "
+                f"set application.appId: {named[0].app_id} to adopt it",
+            )
+            return _UNRESOLVED
+        return ours[0] if ours else None
+
+    def _plan_principal(
+        self, app: Application | None, target: AppTarget, active: list[FederationConfig]
+    ) -> None:
+        if not active:
+            return
+        ids = tuple(c.id for c in active)
+        if app is None:
+            drift = Drift(DriftKind.MISSING, f"no application named {target.display_name!r}")
+            self.actions.append(
+                ApplicationAction(kind=ActionKind.CREATE_APPLICATION, config_ids=ids, drift=drift, app=target)
+            )
+        if app is None or app.service_principal_id is None:
+            drift = Drift(DriftKind.MISSING, f"{target} has no service principal")
+            self.actions.append(
+                ApplicationAction(
+                    kind=ActionKind.CREATE_SERVICE_PRINCIPAL, config_ids=ids, drift=drift, app=target
+                )
+            )
+
+    # ----------------------------------------------------------------- service connections
+
+    def _plan_connection(self, config: FederationConfig, app: AppTarget) -> _CredentialWant | None:
+        """Plan the connection; return the credential it needs, or None when it cannot have one yet."""
+        current = self.observed.connection(config.connection)
+
+        def act(kind: ActionKind, drift: Drift) -> _CredentialWant:
+            self.actions.append(
+                ConnectionAction(
+                    kind=kind,
+                    config_ids=(config.id,),
+                    drift=drift,
+                    connection=config.connection,
+                    connection_id=current.id if current else None,
+                    app=app,
+                    tenant_id=config.tenant_id,
+                    subscription_id=config.subscription_id,
+                    subscription_name=config.subscription_name,
+                    description=config.marker,
+                )
+            )
+            follows = Drift(DriftKind.FOLLOWS_CONNECTION, f"takes the issuer and subject {kind} returns")
+            return _CredentialWant(config, None, None, follows)
+
+        if current is None:
+            created = act(
+                ActionKind.CREATE_CONNECTION, Drift(DriftKind.MISSING, "no such service connection")
+            )
+            self._plan_pipelines(config, None, created=True)
+            return created
+        self._plan_pipelines(config, current, created=False)
+        if current.scheme != WORKLOAD_IDENTITY_SCHEME:
+            detail = f"scheme is {current.scheme}, converted in place (same id, authorizations kept)"
+            return act(ActionKind.CONVERT_CONNECTION, Drift(DriftKind.SECRET_SCHEME, detail))
+        wrong = _connection_differences(config, current, app)
+        want: _CredentialWant | None = None
+        if wrong:
+            want = act(ActionKind.UPDATE_CONNECTION, Drift(DriftKind.WRONG_VALUE, "; ".join(wrong)))
+        if current.uses_legacy_issuer:
+            detail = f"issuer {current.issuer} is ADO's retiring issuer; moving to the Entra issuer"
+            want = act(ActionKind.MIGRATE_CONNECTION_ISSUER, Drift(DriftKind.LEGACY_ISSUER, detail))
+        if want is not None:
+            return want
+        if not current.issuer or not current.subject:
+            self.fail(
+                [config],
+                ErrorCode.CONNECTION_NOT_READY,
+                f"service connection {config.connection} reports no workload identity issuer and subject yet",
+            )
+            return None
+        return _CredentialWant(config, current.issuer, current.subject, None)
+
+    def _plan_pipelines(
+        self, config: FederationConfig, current: ServiceConnection | None, *, created: bool
+    ) -> None:
+        wanted = config.pipelines
+        if created:
+            missing = wanted
+        elif current is None or current.pipelines is None:
+            return  # not observed in this pass: pipeline permissions are checked on their own cadence
+        else:
+            missing = _missing_pipelines(wanted, current.pipelines)
+        if not missing.all_pipelines and not missing.pipeline_ids:
+            return
+        drift = Drift(DriftKind.MISSING, "pipelines not authorized to use the connection")
+        self.actions.append(
+            PipelineAction(
+                kind=ActionKind.AUTHORIZE_PIPELINES,
+                config_ids=(config.id,),
+                drift=drift,
+                connection=config.connection,
+                connection_id=current.id if current else None,
+                access=missing,
+            )
+        )
+
+    def _plan_retired_connections(
+        self, retired: list[FederationConfig], active: list[FederationConfig]
+    ) -> None:
+        still_wanted = {c.connection for c in active}
+        for config in retired:
+            current = self.observed.connection(config.connection)
+            if current is None or config.connection in still_wanted:
+                continue
+            if owner_of(current.description) != config.id or config.prune is not PruneMode.MANAGED:
+                continue
+            drift = Drift(
+                DriftKind.RETIRED, f"config {config.id} was deleted and the reconciler created this"
+            )
+            self.actions.append(
+                ConnectionAction(
+                    kind=ActionKind.DELETE_CONNECTION,
+                    config_ids=(config.id,),
+                    drift=drift,
+                    connection=config.connection,
+                    connection_id=current.id,
+                    app=AppTarget(current.app_id, ""),
+                    tenant_id=config.tenant_id,
+                    subscription_id=config.subscription_id,
+                    subscription_name=config.subscription_name,
+                    description=config.marker,
+                )
+            )
+
+    # ----------------------------------------------------------------- federated credentials
+
+    def _plan_credentials(
+        self, app: Application | None, target: AppTarget, wants: list[_CredentialWant], owners: _Owners
+    ) -> None:
+        current = list(app.credentials) if app else []
+        kept: set[str] = set()  # ids of existing credentials that stay
+        writes: list[CredentialAction] = []
+        for want in wants:
+            write = self._credential_write(want, current, target, kept)
+            if write is not None:
+                writes.append(write)
+        deletes = [
+            d for cred in current if cred.id not in kept for d in self._prune_credential(cred, target, owners)
+        ]
+        writes = self._within_capacity(writes, len(current) - len(deletes))
+        creates = sum(1 for w in writes if w.kind is ActionKind.CREATE_CREDENTIAL)
+        # Deleting first briefly leaves pipelines without a credential; do it only when
+        # creating first would need more than Entra's 20 credentials at once.
+        if len(current) + creates > MAX_CREDENTIALS_PER_APP:
+            self.actions.extend([*deletes, *writes])
+        else:
+            self.actions.extend([*writes, *deletes])
+
+    def _credential_write(
+        self, want: _CredentialWant, current: list[FederatedCredential], target: AppTarget, kept: set[str]
+    ) -> CredentialAction | None:
+        config = want.config
+        if not want.pending:
+            same = next((c for c in current if (c.issuer, c.subject) == (want.issuer, want.subject)), None)
+            if same is not None:
+                kept.add(same.id)
+                return self._settle_matching_credential(config, same, target)
+        named = next((c for c in current if c.name.lower() == config.credential_name.lower()), None)
+        if named is not None and owner_of(named.description) != config.id:
+            self.fail(
+                [config],
+                ErrorCode.CREDENTIAL_NAME_TAKEN,
+                f"{target} already has a credential named {config.credential_name!r} that does not "
+                "belong to this config; set serviceConnection.credentialName to another name",
+            )
+            if owner_of(named.description) is not None:
+                kept.add(named.id)
+            return None
+        if named is not None:
+            kept.add(named.id)
+            drift = want.drift or Drift(DriftKind.WRONG_VALUE, _credential_differences(named, want))
+            return self._credential_action(ActionKind.UPDATE_CREDENTIAL, want, target, named.id, drift)
+        drift = want.drift or Drift(DriftKind.MISSING, f"no credential trusts {want.subject}")
+        return self._credential_action(ActionKind.CREATE_CREDENTIAL, want, target, None, drift)
+
+    def _settle_matching_credential(
+        self, config: FederationConfig, same: FederatedCredential, target: AppTarget
+    ) -> CredentialAction | None:
+        """A credential with the wanted issuer and subject exists: adopt it, or fix our own one's audience."""
+        if owner_of(same.description) is None:
+            self.find(
+                FindingKind.ADOPTED, [config.id], f"credential {same.name!r} on {target}", "matches exactly"
+            )
+            return None
+        if same.audiences == (TOKEN_EXCHANGE_AUDIENCE,) or owner_of(same.description) != config.id:
+            return None
+        want = _CredentialWant(config, same.issuer, same.subject, None)
+        drift = Drift(DriftKind.WRONG_VALUE, f"audiences are {list(same.audiences)}")
+        return self._credential_action(
+            ActionKind.UPDATE_CREDENTIAL, want, target, same.id, drift, name=same.name
+        )
+
+    def _credential_action(
+        self,
+        kind: ActionKind,
+        want: _CredentialWant,
+        target: AppTarget,
+        credential_id: str | None,
+        drift: Drift,
+        name: str | None = None,
+    ) -> CredentialAction:
+        config = want.config
+        return CredentialAction(
+            kind=kind,
+            config_ids=(config.id,),
+            drift=drift,
+            app=target,
+            name=name or config.credential_name,
+            credential_id=credential_id,
+            issuer=want.issuer,
+            subject=want.subject,
+            from_connection=config.connection if want.pending else None,
+            description=config.marker,
+        )
+
+    def _prune_credential(
+        self, cred: FederatedCredential, target: AppTarget, owners: _Owners
+    ) -> list[CredentialAction]:
+        where = f"credential {cred.name!r} on {target}"
+        drift = owners.prune_drift(cred.description, where, self)
+        if drift is None:
+            return []
+        owner = str(owner_of(cred.description))
+        return [
+            CredentialAction(
+                ActionKind.DELETE_CREDENTIAL,
+                (owner,),
+                drift,
+                target,
+                cred.name,
+                cred.id,
+                None,
+                None,
+                None,
+                "",
+            )
+        ]
+
+    def _within_capacity(self, writes: list[CredentialAction], remaining: int) -> list[CredentialAction]:
+        """Drop the creates that would exceed Entra's limit, as planning errors rather than failed writes."""
+        room = MAX_CREDENTIALS_PER_APP - remaining
+        allowed: list[CredentialAction] = []
+        for write in writes:
+            if write.kind is ActionKind.CREATE_CREDENTIAL:
+                if room <= 0:
+                    self.errors.append(
+                        PlanError(
+                            write.config_ids[0],
+                            ErrorCode.CREDENTIAL_LIMIT,
+                            f"{write.app} already holds {MAX_CREDENTIALS_PER_APP} federated credentials "
+                            "(Entra's limit); remove one or use another application",
+                        )
+                    )
+                    continue
+                room -= 1
+            allowed.append(write)
+        return allowed
+
+    # ----------------------------------------------------------------- role assignments
+
+    def _plan_role_assignments(
+        self, principal_id: str | None, target: AppTarget, active: list[FederationConfig], owners: _Owners
+    ) -> None:
+        wanted: dict[tuple[str, str], tuple[FederationConfig, str]] = {}
+        for config in active:
+            for grant in config.role_grants:
+                wanted.setdefault((grant.scope, grant.role_id), (config, grant.role_name))
+        current = self.observed.assignments_of(principal_id) if principal_id else ()
+        existing = {(ra.scope, ra.role_id): ra for ra in current}
+        for (scope, role_id), (config, role_name) in wanted.items():
+            found = existing.get((scope, role_id))
+            if found is not None:
+                if owner_of(found.description) is None:
+                    what = f"role assignment {found.name} on {scope}"
+                    self.find(FindingKind.ADOPTED, [config.id], what, "matches exactly")
+                continue
+            name = role_assignment_name(scope, role_id, principal_id) if principal_id else None
+            drift = Drift(DriftKind.MISSING, f"{target} does not hold {role_name or role_id} on {scope}")
+            self.actions.append(
+                RoleAssignmentAction(
+                    kind=ActionKind.CREATE_ROLE_ASSIGNMENT,
+                    config_ids=(config.id,),
+                    drift=drift,
+                    scope=scope,
+                    role_id=role_id,
+                    role_name=role_name,
+                    principal_id=principal_id,
+                    app=target,
+                    assignment_id=None,
+                    name=name,
+                    description=config.marker,
+                )
+            )
+        for ra in current:
+            if (ra.scope, ra.role_id) not in wanted:
+                self._prune_role_assignment(ra, target, owners)
+
+    def _prune_role_assignment(self, ra: RoleAssignment, target: AppTarget, owners: _Owners) -> None:
+        where = f"role assignment {ra.name} ({_role_name(ra.role_id) or ra.role_id}) on {ra.scope}"
+        drift = owners.prune_drift(ra.description, where, self)
+        if drift is None:
+            return
+        self.actions.append(
+            RoleAssignmentAction(
+                kind=ActionKind.DELETE_ROLE_ASSIGNMENT,
+                config_ids=(str(owner_of(ra.description)),),
+                drift=drift,
+                scope=ra.scope,
+                role_id=ra.role_id,
+                role_name=_role_name(ra.role_id),
+                principal_id=ra.principal_id,
+                app=target,
+                assignment_id=ra.id,
+                name=ra.name,
+                description="",
+            )
+        )
+
+
+class _Unresolved:
+    pass
+
+
+_UNRESOLVED = _Unresolved()
+
+
+@dataclass(frozen=True)
+class _Owners:
+    """Who may own the marked objects of one application, and what may be pruned."""
+
+    active: list[FederationConfig]
+    retired: list[FederationConfig]
+    frozen: set[str]
+
+    def prune_drift(self, description: str, where: str, builder: _PlanBuilder) -> Drift | None:
+        """The reason to delete an existing, unwanted object; None (with a finding) to leave it."""
+        owner = owner_of(description)
+        if owner is None:
+            builder.find(FindingKind.FOREIGN, [], where, "not created by the reconciler; left alone")
+            return None
+        if owner in self.frozen:
+            return None  # its config is blocked by policy: change nothing of it
+        config = next((c for c in self.active if c.id == owner), None)
+        retired = next((c for c in self.retired if c.id == owner), None)
+        if config is None and retired is None:
+            detail = f"marked for config {owner}, which is neither desired nor retired; retire it to remove"
+            builder.find(FindingKind.ORPHANED, [owner], where, detail)
+            return None
+        deciding = config or retired
+        assert deciding is not None
+        if deciding.prune is not PruneMode.MANAGED:
+            builder.find(FindingKind.KEPT, [owner], where, "no longer wanted, kept because prune is none")
+            return None
+        if config is None:
+            return Drift(DriftKind.RETIRED, f"config {owner} was deleted")
+        return Drift(DriftKind.NOT_WANTED, f"config {owner} no longer asks for it")
+
+
+def _role_name(role_id: str) -> str:
+    known = builtin_role(role_id)
+    return known.name if known else ""
+
+
+def _connection_differences(
+    config: FederationConfig, current: ServiceConnection, app: AppTarget
+) -> list[str]:
+    wrong: list[str] = []
+    if app.app_id is None or (current.app_id or "").lower() != app.app_id:
+        wrong.append(f"signs in as {current.app_id}, want {app.app_id or 'the new application'}")
+    if (current.tenant_id or "").lower() != config.tenant_id:
+        wrong.append(f"tenant is {current.tenant_id}, want {config.tenant_id}")
+    if (current.subscription_id or "").lower() != config.subscription_id:
+        wrong.append(f"subscription is {current.subscription_id}, want {config.subscription_id}")
+    if current.subscription_name != config.subscription_name:
+        wrong.append(f"subscription name is {current.subscription_name!r}, want {config.subscription_name!r}")
+    return wrong
+
+
+def _credential_differences(current: FederatedCredential, want: _CredentialWant) -> str:
+    wrong = [
+        f"{field} is {have!r}, the connection uses {wanted!r}"
+        for field, have, wanted in (
+            ("issuer", current.issuer, want.issuer),
+            ("subject", current.subject, want.subject),
+        )
+        if have != wanted
+    ]
+    return "; ".join(wrong)
+
+
+def _missing_pipelines(wanted: PipelineAccess, current: PipelineAccess) -> PipelineAccess:
+    if current.all_pipelines:
+        return PipelineAccess()
+    if wanted.all_pipelines:
+        return PipelineAccess(all_pipelines=True)
+    return PipelineAccess(pipeline_ids=wanted.pipeline_ids - current.pipeline_ids)

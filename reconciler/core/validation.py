@@ -1,0 +1,370 @@
+"""Turns parsed config documents (plain dicts) into FederationConfigs, or says exactly what is wrong.
+
+Every problem names the source, the document, the field and what is expected, and
+validation reports every problem it finds rather than stopping at the first.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from reconciler.core.model import (
+    MAX_CREDENTIALS_PER_APP,
+    ApplicationRef,
+    FederationConfig,
+    PipelineAccess,
+    PruneMode,
+    RoleGrant,
+    credential_name_for,
+    is_valid_credential_name,
+    normalise_scope,
+)
+from reconciler.core.roles import builtin_role
+
+API_VERSION = "wif-reconciler/v1"
+CONFIG_KIND = "FederationConfig"
+
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_ORGANIZATION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,48}[A-Za-z0-9]?$")
+_ID = re.compile(r"^[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)*$")
+_SEGMENT = r"[^/\s]+"
+# Subscription, resource group, and resources (possibly nested) below either; or a management group.
+_SCOPE = re.compile(
+    rf"^/subscriptions/{_SEGMENT}(/resourcegroups/{_SEGMENT}(/providers/{_SEGMENT}(/{_SEGMENT}/{_SEGMENT})+)?)?$"
+    rf"|^/subscriptions/{_SEGMENT}/providers/{_SEGMENT}(/{_SEGMENT}/{_SEGMENT})+$"
+    rf"|^/providers/microsoft\.management/managementgroups/{_SEGMENT}$",
+    re.IGNORECASE,
+)
+_MAX_ID_LENGTH = 200
+_MAX_NAME_LENGTH = 256
+
+_TOP_FIELDS = {
+    "apiVersion",
+    "kind",
+    "id",
+    "organization",
+    "project",
+    "tenantId",
+    "serviceConnection",
+    "application",
+    "roleAssignments",
+    "prune",
+}
+_CONNECTION_FIELDS = {"name", "subscriptionId", "subscriptionName", "pipelines", "credentialName"}
+_APPLICATION_FIELDS = {"appId", "displayName", "create"}
+_GRANT_FIELDS = {"role", "scope"}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with one field of one document."""
+
+    source: str
+    document: int  # 1-based position of the document in its source
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.source}, document {self.document}"
+        return f"{where}, {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Document:
+    """One parsed YAML/JSON document and where it came from."""
+
+    source: str
+    index: int
+    body: object
+
+
+class _Reader:
+    """Reads fields of one document, collecting problems instead of raising."""
+
+    def __init__(self, document: Document) -> None:
+        self.document = document
+        self.problems: list[Problem] = []
+
+    def fail(self, field: str, message: str) -> None:
+        self.problems.append(Problem(self.document.source, self.document.index, field, message))
+
+    def mapping(self, value: object, field: str, allowed: set[str]) -> Mapping[str, Any]:
+        if not isinstance(value, Mapping):
+            self.fail(field, f"expected a mapping, got {_kind(value)}")
+            return {}
+        for key in value:
+            if key not in allowed:
+                where = f"{field}.{key}" if field else str(key)
+                self.fail(where, f"unknown field; expected one of {', '.join(sorted(allowed))}")
+        return value
+
+    def text(self, body: Mapping[str, Any], key: str, field: str, *, required: bool = True) -> str:
+        value = body.get(key)
+        if value is None:
+            if required:
+                self.fail(field, "is required")
+            return ""
+        if not isinstance(value, str) or not value.strip():
+            self.fail(field, f"expected a non-empty string, got {_kind(value)}")
+            return ""
+        if len(value) > _MAX_NAME_LENGTH or any(ord(ch) < 32 for ch in value):
+            self.fail(field, f"expected at most {_MAX_NAME_LENGTH} printable characters")
+            return ""
+        return value.strip()
+
+    def guid(self, body: Mapping[str, Any], key: str, field: str, *, required: bool = True) -> str:
+        value = self.text(body, key, field, required=required)
+        if value and not _GUID.match(value):
+            self.fail(field, f"expected a GUID like 00000000-0000-0000-0000-000000000000, got {value!r}")
+            return ""
+        return value.lower()
+
+
+def parse_configs(documents: Iterable[Document]) -> tuple[list[FederationConfig], list[Problem]]:
+    """Validate every document, then the rules that span documents (ids, shared apps)."""
+    configs: list[tuple[Document, FederationConfig]] = []
+    problems: list[Problem] = []
+    for document in documents:
+        config, found = parse_config(document)
+        problems.extend(found)
+        if config is not None:
+            configs.append((document, config))
+    problems.extend(_cross_document_problems(configs))
+    return [config for _, config in configs], problems
+
+
+def parse_config(document: Document) -> tuple[FederationConfig | None, list[Problem]]:
+    reader = _Reader(document)
+    body = reader.mapping(document.body, "", _TOP_FIELDS)
+    if not body:
+        if isinstance(document.body, Mapping):
+            reader.fail("", "the document is empty")
+        return None, reader.problems
+    if body.get("apiVersion") != API_VERSION:
+        reader.fail("apiVersion", f"expected {API_VERSION!r}, got {body.get('apiVersion')!r}")
+    if body.get("kind") != CONFIG_KIND:
+        reader.fail("kind", f"expected {CONFIG_KIND!r}, got {body.get('kind')!r}")
+    organization = reader.text(body, "organization", "organization")
+    if organization and not _ORGANIZATION.match(organization):
+        reader.fail("organization", "expected an Azure DevOps organization name (letters, digits, '-')")
+    project = reader.text(body, "project", "project")
+    tenant_id = reader.guid(body, "tenantId", "tenantId")
+    connection = reader.mapping(body.get("serviceConnection"), "serviceConnection", _CONNECTION_FIELDS)
+    connection_name = reader.text(connection, "name", "serviceConnection.name")
+    subscription_id = reader.guid(connection, "subscriptionId", "serviceConnection.subscriptionId")
+    subscription_name = reader.text(connection, "subscriptionName", "serviceConnection.subscriptionName")
+    pipelines = _pipelines(reader, connection.get("pipelines", "all"))
+    application = _application(reader, body.get("application"))
+    grants = _grants(reader, body.get("roleAssignments", []))
+    prune = _prune(reader, body.get("prune", PruneMode.MANAGED.value))
+    config_id = _config_id(reader, body, organization, project, connection_name)
+    credential_name = _credential_name(reader, connection, config_id)
+    if reader.problems:
+        return None, reader.problems
+    config = FederationConfig(
+        id=config_id,
+        organization=organization,
+        project=project,
+        tenant_id=tenant_id,
+        connection_name=connection_name,
+        subscription_id=subscription_id,
+        subscription_name=subscription_name,
+        pipelines=pipelines,
+        application=application,
+        role_grants=grants,
+        credential_name=credential_name,
+        prune=prune,
+    )
+    return config, []
+
+
+def derive_config_id(organization: str, project: str, connection_name: str) -> str:
+    """`{organization}/{project}/{connection}` in lower case, with runs of other characters as '-'."""
+    segments = (organization, project, connection_name)
+    return "/".join(re.sub(r"[^a-z0-9._]+", "-", s.lower()).strip("-._") or "-" for s in segments)
+
+
+def _config_id(reader: _Reader, body: Mapping[str, Any], organization: str, project: str, name: str) -> str:
+    explicit = body.get("id")
+    if explicit is None:
+        return derive_config_id(organization, project, name) if organization and project and name else ""
+    if not isinstance(explicit, str) or not _ID.match(explicit) or len(explicit) > _MAX_ID_LENGTH:
+        reader.fail(
+            "id",
+            f"expected lower-case letters, digits, '.', '_', '-' in '/'-separated segments "
+            f"(at most {_MAX_ID_LENGTH} characters), got {explicit!r}",
+        )
+        return ""
+    return explicit
+
+
+def _credential_name(reader: _Reader, connection: Mapping[str, Any], config_id: str) -> str:
+    name = connection.get("credentialName")
+    if name is None:
+        return credential_name_for(config_id) if config_id else ""
+    if not isinstance(name, str) or not is_valid_credential_name(name):
+        reader.fail(
+            "serviceConnection.credentialName",
+            "expected 3-120 characters of letters, digits, '-' and '_', starting with a letter or digit "
+            f"(Entra's rule for federated credential names), got {name!r}",
+        )
+        return ""
+    return name
+
+
+def _pipelines(reader: _Reader, value: object) -> PipelineAccess:
+    if value == "all":
+        return PipelineAccess(all_pipelines=True)
+    if isinstance(value, list) and all(
+        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value
+    ):
+        return PipelineAccess(pipeline_ids=frozenset(value))
+    reader.fail("serviceConnection.pipelines", f"expected 'all' or a list of pipeline ids, got {value!r}")
+    return PipelineAccess()
+
+
+def _application(reader: _Reader, value: object) -> ApplicationRef:
+    body = reader.mapping(value, "application", _APPLICATION_FIELDS)
+    if not body:
+        if isinstance(value, Mapping) or value is None:
+            reader.fail(
+                "application", "is required: give appId to adopt an app, or displayName with create: true"
+            )
+        return ApplicationRef()
+    create = body.get("create", False)
+    if not isinstance(create, bool):
+        reader.fail("application.create", f"expected true or false, got {create!r}")
+        return ApplicationRef()
+    if create:
+        if "appId" in body:
+            reader.fail(
+                "application.appId", "must not be given with create: true (the new app's id is Entra's)"
+            )
+        name = reader.text(body, "displayName", "application.displayName")
+        return ApplicationRef(display_name=name, create=True)
+    if "appId" not in body:
+        reader.fail("application.appId", "is required unless create: true is set with a displayName")
+        return ApplicationRef()
+    return ApplicationRef(app_id=reader.guid(body, "appId", "application.appId"))
+
+
+def _grants(reader: _Reader, value: object) -> tuple[RoleGrant, ...]:
+    if not isinstance(value, list):
+        reader.fail("roleAssignments", f"expected a list, got {_kind(value)}")
+        return ()
+    grants: list[RoleGrant] = []
+    for position, item in enumerate(value):
+        field = f"roleAssignments[{position}]"
+        body = reader.mapping(item, field, _GRANT_FIELDS)
+        role = reader.text(body, "role", f"{field}.role")
+        scope = reader.text(body, "scope", f"{field}.scope")
+        role_id = _role_id(reader, role, f"{field}.role") if role else ""
+        scope = _scope(reader, scope, f"{field}.scope") if scope else ""
+        if role_id and scope:
+            grants.append(RoleGrant(role_id=role_id, scope=scope, role_name=role))
+    return tuple(dict.fromkeys(grants))  # the same grant twice is one grant
+
+
+def _scope(reader: _Reader, scope: str, field: str) -> str:
+    normalised = normalise_scope(scope)
+    if not _SCOPE.match(normalised):
+        reader.fail(
+            field,
+            "expected an ARM scope such as /subscriptions/<guid>/resourceGroups/<name>"
+            f"[/providers/<namespace>/<type>/<name>], got {scope!r}",
+        )
+        return ""
+    if normalised.startswith("/subscriptions/") and not _GUID.match(normalised.split("/")[2]):
+        reader.fail(field, f"the subscription in the scope must be a GUID, got {scope!r}")
+        return ""
+    return normalised
+
+
+def _role_id(reader: _Reader, role: str, field: str) -> str:
+    if _GUID.match(role):
+        return role.lower()
+    known = builtin_role(role)
+    if known is None:
+        reader.fail(field, f"unknown role {role!r}: use a built-in role name or a role definition GUID")
+        return ""
+    return known.id
+
+
+def _prune(reader: _Reader, value: object) -> PruneMode:
+    try:
+        return PruneMode(str(value))
+    except ValueError:
+        reader.fail("prune", f"expected 'managed' or 'none', got {value!r}")
+        return PruneMode.NONE
+
+
+def _cross_document_problems(configs: Sequence[tuple[Document, FederationConfig]]) -> list[Problem]:
+    problems: list[Problem] = []
+    first_by_id: dict[str, Document] = {}
+    first_by_connection: dict[tuple[str, str, str], Document] = {}
+    by_app: dict[str, list[tuple[Document, FederationConfig]]] = defaultdict(list)
+    for document, config in configs:
+        earlier = first_by_id.setdefault(config.id, document)
+        if earlier is not document:
+            message = f"duplicate config id {config.id!r} ({_where(earlier)})"
+            problems.append(_problem(document, "id", message))
+        key = config.connection
+        # ADO names are case-insensitive: two configs must not fight over one connection.
+        folded = (key.organization.lower(), key.project.lower(), key.name.lower())
+        earlier = first_by_connection.setdefault(folded, document)
+        if earlier is not document:
+            message = f"service connection {key} is already managed by another config ({_where(earlier)})"
+            problems.append(_problem(document, "serviceConnection.name", message))
+        by_app[config.application.key].append((document, config))
+    for app_key, sharing in by_app.items():
+        problems.extend(_shared_app_problems(app_key, sharing))
+    return problems
+
+
+def _shared_app_problems(app_key: str, sharing: list[tuple[Document, FederationConfig]]) -> list[Problem]:
+    problems: list[Problem] = []
+    app = app_key.split(":", 1)[1]
+    if len(sharing) > MAX_CREDENTIALS_PER_APP:
+        document = sharing[MAX_CREDENTIALS_PER_APP][0]
+        problems.append(
+            _problem(
+                document,
+                "application",
+                f"{len(sharing)} configs use application {app}, but Entra allows at most "
+                f"{MAX_CREDENTIALS_PER_APP} federated credentials per application",
+            )
+        )
+    names: dict[str, Document] = {}
+    tenants = {config.tenant_id for _, config in sharing}
+    for document, config in sharing:
+        earlier = names.setdefault(config.credential_name.lower(), document)
+        if earlier is not document:
+            problems.append(
+                _problem(
+                    document,
+                    "serviceConnection.credentialName",
+                    f"credential name {config.credential_name!r} is already used on application {app} "
+                    f"({_where(earlier)}); names must be unique per application",
+                )
+            )
+        if len(tenants) > 1:
+            problems.append(
+                _problem(document, "tenantId", f"configs sharing application {app} name different tenants")
+            )
+    return problems
+
+
+def _problem(document: Document, field: str, message: str) -> Problem:
+    return Problem(document.source, document.index, field, message)
+
+
+def _where(document: Document) -> str:
+    return f"first in {document.source}, document {document.index}"
+
+
+def _kind(value: object) -> str:
+    return "nothing" if value is None else type(value).__name__

@@ -1,0 +1,73 @@
+"""Plans as people and programs read them: an aligned table, or JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from reconciler.core.actions import Action
+from reconciler.core.plan import Plan
+
+
+def plan_to_dict(plan: Plan) -> dict[str, Any]:
+    return {
+        "summary": {
+            "actions": len(plan.actions),
+            "violations": len(plan.violations),
+            "errors": len(plan.errors),
+            "findings": len(plan.findings),
+        },
+        "actions": [_action_to_dict(a) for a in plan.actions],
+        "violations": [
+            {"configId": v.config_id, "rule": str(v.rule), "subject": v.subject, "message": v.message}
+            for v in plan.violations
+        ],
+        "errors": [{"configId": e.config_id, "code": str(e.code), "message": e.message} for e in plan.errors],
+        "findings": [
+            {"kind": str(f.kind), "configIds": list(f.config_ids), "target": f.target, "detail": f.detail}
+            for f in plan.findings
+        ],
+    }
+
+
+def _action_to_dict(action: Action) -> dict[str, Any]:
+    return {
+        "kind": str(action.kind),
+        "phase": action.phase.name.lower(),
+        "target": action.target,
+        "configIds": list(action.config_ids),
+        "drift": {"kind": str(action.drift.kind), "detail": action.drift.detail},
+        "changes": action.changes,
+    }
+
+
+def plan_to_json(plan: Plan) -> str:
+    return json.dumps(plan_to_dict(plan), indent=2)
+
+
+def plan_to_table(plan: Plan) -> str:
+    """One block per action: what and where on the first line, then for which config, why and what it sets."""
+    lines: list[str] = []
+    width = len(str(len(plan.actions)))
+    for number, action in enumerate(plan.actions, start=1):
+        lines.append(f"{number:>{width}}. {action.kind:<26} {action.target}")
+        indent = " " * (width + 2)
+        lines.append(f"{indent}config: {', '.join(action.config_ids)}")
+        lines.append(f"{indent}why:    {action.drift}")
+        if action.changes:
+            lines.append(f"{indent}sets:   " + ", ".join(f"{k}={v}" for k, v in action.changes.items()))
+    if not plan.actions:
+        lines.append("No changes: the live state matches the desired state.")
+    for title, entries in (
+        ("Policy violations (nothing is changed for these configs)", [str(v) for v in plan.violations]),
+        ("Errors (nothing is changed for these configs)", [str(e) for e in plan.errors]),
+        ("Findings (left alone)", [f"{f.kind}: {f.target}: {f.detail}" for f in plan.findings]),
+    ):
+        if entries:
+            lines.extend(["", f"{title}:", *(f"  - {entry}" for entry in entries)])
+    lines.append("")
+    lines.append(
+        f"Plan: {len(plan.actions)} action(s), {len(plan.violations)} violation(s), "
+        f"{len(plan.errors)} error(s), {len(plan.findings)} finding(s)."
+    )
+    return "\n".join(lines)

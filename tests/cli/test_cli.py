@@ -1,0 +1,101 @@
+"""The command line, run as a user runs it: a subprocess on real files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+
+
+def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_validate_accepts_the_bundled_examples_against_the_default_policy() -> None:
+    result = run("validate", str(EXAMPLES / "configs.yaml"), "--policy", "policy.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "4 config(s) valid" in result.stdout
+
+
+def test_validate_lists_every_problem_and_exits_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "apiVersion: wif-reconciler/v1\nkind: FederationConfig\norganization: contoso\nproject: p\n"
+        "tenantId: nope\nserviceConnection: {name: c, subscriptionId: x, subscriptionName: s}\n"
+        "application: {appId: 0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0}\n---\n- not a mapping\n"
+    )
+    result = run("validate", str(bad))
+    assert result.returncode == 2
+    assert f"{bad}, document 1, tenantId: expected a GUID" in result.stderr
+    assert f"{bad}, document 1, serviceConnection.subscriptionId: expected a GUID" in result.stderr
+    assert f"{bad}, document 2: expected a mapping" in result.stderr
+
+
+def test_validate_reports_unreadable_and_malformed_files(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("a: [unclosed\n")
+    result = run("validate", str(broken), str(tmp_path / "missing.yaml"))
+    assert result.returncode == 2
+    assert "not valid YAML" in result.stderr and "missing.yaml: cannot read" in result.stderr
+
+
+def test_validate_with_policy_reports_violations(tmp_path: Path) -> None:
+    greedy = tmp_path / "greedy.yaml"
+    text = (EXAMPLES / "configs.yaml").read_text().split("\n---\n")[0].replace("Key Vault Reader", "Owner")
+    greedy.write_text(text)
+    result = run("validate", str(greedy), "--policy", "policy.yaml")
+    assert result.returncode == 2
+    assert "contoso/payments/kv-reader: role Owner can write role assignments" in result.stderr
+
+
+def test_plan_prints_a_table_and_exits_1_on_drift() -> None:
+    result = run("plan", "--configs", "examples/configs.yaml", "--observed", "examples/observed.json")
+    assert result.returncode == 1, result.stderr
+    assert "convert-connection" in result.stdout and "migrate-connection-issuer" in result.stdout
+    assert "foreign: credential 'github-main'" in result.stdout
+
+
+def test_plan_json_is_machine_readable() -> None:
+    result = run(
+        "plan",
+        "--configs",
+        "examples/configs.yaml",
+        "--observed",
+        "examples/observed.json",
+        "--output",
+        "json",
+    )
+    document = json.loads(result.stdout)
+    kinds = [a["kind"] for a in document["actions"]]
+    assert kinds[0] == "create-application"
+    assert document["summary"]["actions"] == len(kinds)
+    assert {"kind", "phase", "target", "configIds", "drift", "changes"} <= set(document["actions"][0])
+
+
+def test_plan_exits_0_when_converged(tmp_path: Path) -> None:
+    empty = tmp_path / "observed.json"
+    empty.write_text('{"applications": [], "roleAssignments": [], "serviceConnections": []}')
+    configs = tmp_path / "none.yaml"
+    configs.write_text("")
+    result = run("plan", "--configs", str(configs), "--observed", str(empty))
+    assert result.returncode == 0, result.stderr
+    assert "No changes" in result.stdout
+
+
+def test_plan_rejects_a_malformed_snapshot(tmp_path: Path) -> None:
+    snapshot = tmp_path / "observed.json"
+    snapshot.write_text('{"applications": [{"appId": "x"}]}')
+    result = run("plan", "--configs", "examples/configs.yaml", "--observed", str(snapshot))
+    assert result.returncode == 2
+    assert "applications[0]: missing or malformed field 'objectId'" in result.stderr

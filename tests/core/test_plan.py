@@ -1,0 +1,340 @@
+"""The planner, one drift at a time, with plain values."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from reconciler.core.actions import ActionKind, CredentialAction, DriftKind, RoleAssignmentAction
+from reconciler.core.model import (
+    APPLICATION_TAG,
+    MAX_CREDENTIALS_PER_APP,
+    FederatedCredential,
+    ObservedState,
+    PipelineAccess,
+    PruneMode,
+    marker_for,
+    role_assignment_name,
+)
+from reconciler.core.plan import ErrorCode, FindingKind, Plan, plan
+from reconciler.core.policy import Rule
+from tests.core.builders import (
+    APP_ID,
+    OWNER,
+    READER,
+    SP_ID,
+    SUBSCRIPTION,
+    VAULT,
+    app,
+    assignment,
+    config,
+    connection,
+    credential_for,
+    policy,
+)
+from tests.core.effects import apply_plan
+
+KV = config()
+KV_CONNECTION = connection(KV)
+
+
+def converged_state(*extra_credentials: FederatedCredential) -> ObservedState:
+    return ObservedState(
+        applications=(app(credential_for(KV, KV_CONNECTION), *extra_credentials),),
+        role_assignments=(assignment(owner=KV.id),),
+        connections=(KV_CONNECTION,),
+    )
+
+
+def kinds(result: Plan) -> list[ActionKind]:
+    return [action.kind for action in result.actions]
+
+
+def assert_converges(result: Plan, observed: ObservedState) -> None:
+    after = apply_plan(observed, result)
+    again = plan([KV], after, policy())
+    assert again.is_empty, [str(a.drift) for a in again.actions]
+
+
+def test_converged_state_plans_nothing() -> None:
+    result = plan([KV], converged_state(), policy())
+    assert result.is_empty
+    assert not result.errors and not result.violations
+
+
+def test_missing_connection_creates_it_then_the_credential_from_what_it_returns() -> None:
+    observed = ObservedState(applications=(app(),), role_assignments=(assignment(owner=KV.id),))
+    result = plan([KV], observed, policy())
+    assert kinds(result) == [
+        ActionKind.CREATE_CONNECTION,
+        ActionKind.CREATE_CREDENTIAL,
+        ActionKind.AUTHORIZE_PIPELINES,
+    ]
+    credential = result.actions[1]
+    assert isinstance(credential, CredentialAction)
+    assert credential.issuer is None and credential.from_connection == KV.connection
+    assert credential.drift.kind is DriftKind.FOLLOWS_CONNECTION
+    assert credential.description == marker_for(KV.id)
+    assert_converges(result, observed)
+
+
+def test_missing_credential_is_created_with_the_connection_issuer_and_subject() -> None:
+    observed = replace(converged_state(), applications=(app(),))
+    result = plan([KV], observed, policy())
+    assert kinds(result) == [ActionKind.CREATE_CREDENTIAL]
+    action = result.actions[0]
+    assert isinstance(action, CredentialAction)
+    assert (action.issuer, action.subject) == (KV_CONNECTION.issuer, KV_CONNECTION.subject)
+    assert action.drift.kind is DriftKind.MISSING
+    assert_converges(result, observed)
+
+
+def test_owned_credential_with_wrong_subject_is_updated_in_place() -> None:
+    wrong = replace(credential_for(KV, KV_CONNECTION), subject="sc://contoso/payments/old")
+    observed = replace(converged_state(), applications=(app(wrong),))
+    result = plan([KV], observed, policy())
+    assert kinds(result) == [ActionKind.UPDATE_CREDENTIAL]
+    assert result.actions[0].drift.kind is DriftKind.WRONG_VALUE
+    assert "sc://contoso/payments/old" in result.actions[0].drift.detail
+    assert_converges(result, observed)
+
+
+def test_owned_credential_with_wrong_issuer_is_updated() -> None:
+    wrong = replace(credential_for(KV, KV_CONNECTION), issuer="https://vstoken.dev.azure.com/x")
+    result = plan([KV], replace(converged_state(), applications=(app(wrong),)), policy())
+    assert kinds(result) == [ActionKind.UPDATE_CREDENTIAL]
+
+
+def test_own_credential_with_wrong_audience_is_fixed() -> None:
+    wrong = replace(credential_for(KV, KV_CONNECTION), audiences=("api://other",))
+    result = plan([KV], replace(converged_state(), applications=(app(wrong),)), policy())
+    assert kinds(result) == [ActionKind.UPDATE_CREDENTIAL]
+    assert "audiences" in result.actions[0].drift.detail
+
+
+def test_unmarked_credential_that_matches_exactly_is_adopted_not_duplicated() -> None:
+    foreign_match = credential_for(KV, KV_CONNECTION, marked=False, name="made-by-hand")
+    observed = replace(converged_state(), applications=(app(foreign_match),))
+    result = plan([KV], observed, policy())
+    assert result.is_empty
+    assert [f.kind for f in result.findings] == [FindingKind.ADOPTED]
+
+
+def test_foreign_credential_is_reported_and_never_touched() -> None:
+    foreign = FederatedCredential(
+        "f1", "github-main", "https://token.actions.githubusercontent.com", "repo:x"
+    )
+    result = plan([KV], converged_state(foreign), policy())
+    assert result.is_empty
+    assert [(f.kind, f.target) for f in result.findings] == [
+        (FindingKind.FOREIGN, "credential 'github-main' on app " + APP_ID)
+    ]
+
+
+def test_credential_name_taken_by_a_foreign_credential_is_an_error_not_an_overwrite() -> None:
+    squatter = FederatedCredential("f1", KV.credential_name, "https://issuer", "someone-else")
+    observed = replace(converged_state(), applications=(app(squatter),))
+    result = plan([KV], observed, policy())
+    assert result.is_empty
+    assert [e.code for e in result.errors] == [ErrorCode.CREDENTIAL_NAME_TAKEN]
+
+
+def test_owned_credential_no_longer_wanted_is_deleted_only_with_prune_managed() -> None:
+    leftover = FederatedCredential("old", "old-name", "https://issuer", "old-subject", description=KV.marker)
+    result = plan([KV], converged_state(leftover), policy())
+    assert kinds(result) == [ActionKind.DELETE_CREDENTIAL]
+    assert result.actions[0].drift.kind is DriftKind.NOT_WANTED
+    kept = plan([replace(KV, prune=PruneMode.NONE)], converged_state(leftover), policy())
+    assert kept.is_empty
+    assert [f.kind for f in kept.findings] == [FindingKind.KEPT]
+
+
+def test_credential_marked_for_an_unknown_config_is_orphaned_not_deleted() -> None:
+    orphan = FederatedCredential("o", "o-name", "https://issuer", "s", description=marker_for("x/y/z"))
+    result = plan([KV], converged_state(orphan), policy())
+    assert result.is_empty
+    assert [f.kind for f in result.findings] == [FindingKind.ORPHANED]
+
+
+def test_retired_config_loses_what_it_owned_and_shared_app_keeps_what_others_want() -> None:
+    other = config("kv-writer")
+    other_connection = connection(other, connection_id="ce000000-0000-0000-0000-000000000002")
+    observed = ObservedState(
+        applications=(app(credential_for(KV, KV_CONNECTION), credential_for(other, other_connection)),),
+        # both configs want Key Vault Reader on the vault; the assignment carries KV's marker
+        role_assignments=(assignment(owner=KV.id),),
+        connections=(replace(KV_CONNECTION, description=KV.marker), other_connection),
+    )
+    result = plan([other], observed, policy(), retired=[KV])
+    assert kinds(result) == [ActionKind.DELETE_CREDENTIAL, ActionKind.DELETE_CONNECTION]
+    assert all(action.config_ids == (KV.id,) for action in result.actions)
+
+
+def test_connection_missing_app_is_created_with_principal_first() -> None:
+    new = config(create_as="sc-new")
+    result = plan([new], ObservedState(), policy())
+    assert kinds(result) == [
+        ActionKind.CREATE_APPLICATION,
+        ActionKind.CREATE_SERVICE_PRINCIPAL,
+        ActionKind.CREATE_CONNECTION,
+        ActionKind.CREATE_CREDENTIAL,
+        ActionKind.CREATE_ROLE_ASSIGNMENT,
+        ActionKind.AUTHORIZE_PIPELINES,
+    ]
+    assignment_action = result.actions[4]
+    assert isinstance(assignment_action, RoleAssignmentAction)
+    assert assignment_action.principal_id is None and assignment_action.name is None
+    after = apply_plan(ObservedState(), result)
+    assert plan([new], after, policy()).is_empty
+    created = after.applications_named("sc-new")[0]
+    assert APPLICATION_TAG in created.tags
+
+
+def test_an_existing_unowned_app_with_the_wanted_name_is_not_taken_over() -> None:
+    new = config(create_as="sc-payments")
+    result = plan([new], ObservedState(applications=(app(),)), policy())
+    assert result.is_empty
+    assert [e.code for e in result.errors] == [ErrorCode.APPLICATION_NOT_OWNED]
+    assert APP_ID in result.errors[0].message
+
+
+def test_adopted_app_that_does_not_exist_is_a_clear_error() -> None:
+    result = plan([KV], ObservedState(), policy())
+    assert result.is_empty
+    assert [e.code for e in result.errors] == [ErrorCode.APPLICATION_NOT_FOUND]
+
+
+def test_app_without_service_principal_gets_one_before_role_assignments() -> None:
+    observed = replace(converged_state(), applications=(app(credential_for(KV, KV_CONNECTION), sp=None),))
+    result = plan([KV], observed, policy())
+    assert kinds(result) == [ActionKind.CREATE_SERVICE_PRINCIPAL, ActionKind.CREATE_ROLE_ASSIGNMENT]
+    assert_converges(result, observed)
+
+
+def test_connection_pointing_at_another_app_is_updated_never_recreated() -> None:
+    observed = replace(
+        converged_state(),
+        connections=(replace(KV_CONNECTION, app_id="dddddddd-0000-0000-0000-000000000009"),),
+    )
+    result = plan([KV], observed, policy())
+    assert kinds(result)[0] is ActionKind.UPDATE_CONNECTION
+    assert ActionKind.CREATE_CONNECTION not in kinds(result)
+    assert "signs in as dddddddd" in result.actions[0].drift.detail
+    assert_converges(result, observed)
+
+
+def test_secret_based_connection_is_converted_in_place() -> None:
+    secret = replace(KV_CONNECTION, scheme="ServicePrincipal", issuer=None, subject=None)
+    observed = replace(converged_state(), applications=(app(),), connections=(secret,))
+    result = plan([KV], observed, policy())
+    assert kinds(result) == [ActionKind.CONVERT_CONNECTION, ActionKind.CREATE_CREDENTIAL]
+    assert result.actions[0].drift.kind is DriftKind.SECRET_SCHEME
+    assert_converges(result, observed)
+
+
+def test_legacy_issuer_is_migrated_and_only_the_owned_old_credential_is_replaced() -> None:
+    legacy = replace(
+        KV_CONNECTION,
+        issuer="https://vstoken.dev.azure.com/org-id",
+        subject="sc://contoso/payments/kv-reader",
+    )
+    owned_old = credential_for(KV, legacy)
+    hand_made_old = replace(
+        credential_for(KV, legacy, marked=False, name="by-hand"), id="hand", subject="sc://contoso/payments/x"
+    )
+    observed = replace(
+        converged_state(), applications=(app(owned_old, hand_made_old),), connections=(legacy,)
+    )
+    result = plan([KV], observed, policy())
+    assert kinds(result) == [ActionKind.MIGRATE_CONNECTION_ISSUER, ActionKind.UPDATE_CREDENTIAL]
+    assert [f.kind for f in result.findings] == [FindingKind.FOREIGN]
+    after = apply_plan(observed, result)
+    assert plan([KV], after, policy()).is_empty
+    by_name = {c.name: c for c in after.applications[0].credentials}
+    assert by_name[KV.credential_name].issuer.startswith("https://login.microsoftonline.com/")
+    assert by_name["by-hand"] == hand_made_old
+
+
+def test_missing_role_assignment_gets_a_deterministic_name_and_service_principal_type() -> None:
+    observed = replace(converged_state(), role_assignments=())
+    result = plan([KV], observed, policy())
+    assert kinds(result) == [ActionKind.CREATE_ROLE_ASSIGNMENT]
+    action = result.actions[0]
+    assert isinstance(action, RoleAssignmentAction)
+    assert action.name == role_assignment_name(VAULT, KV.role_grants[0].role_id, SP_ID)
+    assert action.changes["principalType"] == "ServicePrincipal"
+    assert plan([KV], observed, policy()) == result
+
+
+def test_unmarked_role_assignment_that_matches_is_adopted() -> None:
+    observed = replace(converged_state(), role_assignments=(assignment(),))
+    result = plan([KV], observed, policy())
+    assert result.is_empty
+    assert [f.kind for f in result.findings] == [FindingKind.ADOPTED]
+
+
+def test_managed_role_assignment_no_longer_wanted_is_deleted_foreign_one_is_not() -> None:
+    rg = f"/subscriptions/{SUBSCRIPTION}/resourcegroups/rg-pay"
+    managed_extra = assignment(rg, READER, owner=KV.id)
+    foreign_extra = assignment(f"/subscriptions/{SUBSCRIPTION}", READER)
+    observed = replace(
+        converged_state(), role_assignments=(assignment(owner=KV.id), managed_extra, foreign_extra)
+    )
+    result = plan([KV], observed, policy())
+    assert kinds(result) == [ActionKind.DELETE_ROLE_ASSIGNMENT]
+    action = result.actions[0]
+    assert isinstance(action, RoleAssignmentAction) and action.assignment_id == managed_extra.id
+    assert [f.kind for f in result.findings] == [FindingKind.FOREIGN]
+    assert_converges(result, observed)
+
+
+def test_missing_pipeline_permission_is_authorized_and_unobserved_ones_are_left_for_later() -> None:
+    observed = replace(converged_state(), connections=(replace(KV_CONNECTION, pipelines=PipelineAccess()),))
+    assert kinds(plan([KV], observed, policy())) == [ActionKind.AUTHORIZE_PIPELINES]
+    not_observed = replace(converged_state(), connections=(replace(KV_CONNECTION, pipelines=None),))
+    assert plan([KV], not_observed, policy()).is_empty
+    listed = replace(KV, pipelines=PipelineAccess(pipeline_ids=frozenset({7, 9})))
+    some = replace(
+        converged_state(),
+        connections=(replace(KV_CONNECTION, pipelines=PipelineAccess(pipeline_ids=frozenset({7}))),),
+    )
+    result = plan([listed], some, policy())
+    assert result.actions[0].changes == {"authorize": "pipeline 9"}
+
+
+def test_policy_violation_produces_no_actions_and_a_structured_violation() -> None:
+    greedy = config(grants=((OWNER, VAULT),))
+    result = plan([greedy], ObservedState(applications=(app(),)), policy())
+    assert result.is_empty
+    assert [(v.config_id, v.rule) for v in result.violations] == [(greedy.id, Rule.PRIVILEGED)]
+
+
+def test_blocked_config_keeps_what_it_owns_on_a_shared_app() -> None:
+    greedy = config("greedy", grants=((OWNER, VAULT),))
+    greedy_connection = connection(greedy, connection_id="ce000000-0000-0000-0000-000000000003")
+    owned = credential_for(greedy, greedy_connection)
+    observed = replace(converged_state(owned), connections=(KV_CONNECTION, greedy_connection))
+    result = plan([KV, greedy], observed, policy())
+    assert result.is_empty
+
+
+def test_a_21st_credential_is_a_planning_error() -> None:
+    full = [
+        FederatedCredential(f"f{i}", f"other-{i}", "https://issuer", f"subject-{i}", description="")
+        for i in range(MAX_CREDENTIALS_PER_APP)
+    ]
+    observed = replace(converged_state(), applications=(app(*full),))
+    result = plan([KV], observed, policy())
+    assert result.is_empty
+    assert [e.code for e in result.errors] == [ErrorCode.CREDENTIAL_LIMIT]
+
+
+def test_deletes_go_first_only_when_creating_first_would_exceed_the_limit() -> None:
+    others = [
+        FederatedCredential(f"f{i}", f"other-{i}", "https://issuer", f"subject-{i}", description="")
+        for i in range(MAX_CREDENTIALS_PER_APP - 1)
+    ]
+    leftover = FederatedCredential("old", "old-name", "https://issuer", "old", description=KV.marker)
+    observed = replace(converged_state(), applications=(app(*others, leftover),))
+    result = plan([KV], observed, policy())
+    assert kinds(result) == [ActionKind.DELETE_CREDENTIAL, ActionKind.CREATE_CREDENTIAL]
+    assert_converges(result, observed)
