@@ -7,7 +7,9 @@ cd "$root"
 bash scripts/bootstrap.sh
 export PATH="$root/.venv/bin:$PATH"
 
-echo "== ruff"; ruff check . && ruff format --check .
+echo "== ruff"
+ruff check .
+ruff format --check .
 echo "== mypy"; mypy
 echo "== layering (import-linter)"; lint-imports
 echo "== pytest"; pytest "$@"
