@@ -51,7 +51,9 @@ def test_every_setting_the_app_reads_is_set_on_the_function_app() -> None:
 
 def test_no_local_only_setting_is_set_in_azure() -> None:
     leaked = set(local_only()) & set(app_settings())
-    assert not leaked, f"local-only settings (connection strings, worker runtime) set in Azure: {sorted(leaked)}"
+    assert not leaked, (
+        f"local-only settings (connection strings, worker runtime) set in Azure: {sorted(leaked)}"
+    )
 
 
 def test_every_setting_in_azure_is_one_the_app_reads() -> None:
@@ -88,7 +90,10 @@ def test_connections_point_at_the_apps_own_resources() -> None:
 
 def test_application_insights_telemetry_is_sent_with_entra_auth() -> None:
     settings = app_settings()
-    assert settings["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"] == "Authorization=AAD;ClientId=${identityClientId}"
+    assert (
+        settings["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"]
+        == "Authorization=AAD;ClientId=${identityClientId}"
+    )
     assert render(function_app_param("applicationInsightsConnectionString")) == (
         "monitoring.outputs.connectionString"
     )

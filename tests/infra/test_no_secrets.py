@@ -15,7 +15,7 @@ import pytest
 from tests.infra.bicep import INFRA, ROOT, of_type, path
 
 FORBIDDEN = {
-    r"\blist\w*\(": "a list*() function (listKeys, listConnectionStrings, listAccountSas, ...) returns secrets",
+    r"\blist\w*\(": "a list*() function (listKeys, listConnectionStrings, ...) returns secrets",
     r"AccountKey\s*=": "a storage connection string with an account key",
     r"SharedAccess(Key|Signature)": "a Service Bus or storage SAS",
     r"InstrumentationKey\s*=": "an Application Insights connection string built by hand",

@@ -23,15 +23,17 @@ RBAC_MODULES = ("app/rbac-admin-subscription.bicep", "app/rbac-admin-resource-gr
 
 ATTRIBUTE = "Microsoft.Authorization/roleAssignments:RoleDefinitionId"
 GUID_LIST = re.compile(
-    r"@(?P<source>Request|Resource)\[" + re.escape(ATTRIBUTE) + r"\]\s+ForAnyOfAnyValues:GuidEquals\s+\{(?P<ids>[^}]*)\}"
+    r"@(?P<source>Request|Resource)\["
+    + re.escape(ATTRIBUTE)
+    + r"\]\s+ForAnyOfAnyValues:GuidEquals\s+\{(?P<ids>[^}]*)\}"
 )
 # The documented "Constrain roles" condition, with {ids} where each GUID list goes.
 DOCUMENTED_SHAPE = (
     "( ( !(ActionMatches{'Microsoft.Authorization/roleAssignments/write'}) ) OR "
-    "( @Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {ids} ) ) "
+    f"( @Request[{ATTRIBUTE}] ForAnyOfAnyValues:GuidEquals {{ids}} ) ) "
     "AND "
     "( ( !(ActionMatches{'Microsoft.Authorization/roleAssignments/delete'}) ) OR "
-    "( @Resource[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {ids} ) )"
+    f"( @Resource[{ATTRIBUTE}] ForAnyOfAnyValues:GuidEquals {{ids}} ) )"
 )
 
 
@@ -58,7 +60,9 @@ def policy_role_ids() -> set[str]:
 
 def guid_lists() -> dict[str, list[str]]:
     found = {match["source"]: match["ids"] for match in GUID_LIST.finditer(condition())}
-    assert set(found) == {"Request", "Resource"}, "the condition must constrain both write (@Request) and delete (@Resource)"
+    assert set(found) == {"Request", "Resource"}, (
+        "the condition must constrain both write (@Request) and delete (@Resource)"
+    )
     return {source: [guid.strip().lower() for guid in ids.split(",")] for source, ids in found.items()}
 
 
@@ -82,7 +86,9 @@ def test_policy_roles_cannot_grant_roles_themselves() -> None:
     for name in policy_role_names():
         role = builtin_role(name)
         assert role is not None
-        assert not role.can_write_role_assignments, f"{name} can write role assignments: it must not be delegable"
+        assert not role.can_write_role_assignments, (
+            f"{name} can write role assignments: it must not be delegable"
+        )
 
 
 @pytest.mark.parametrize("module_file", RBAC_MODULES)
@@ -100,7 +106,9 @@ def test_rbac_administrator_assignment_carries_the_condition(module_file: str) -
 
 def test_main_passes_the_condition_to_every_rbac_module() -> None:
     modules = parse("main.bicep")["modules"]
-    rbac = {symbol: body(entry) for symbol, entry in modules.items() if entry["detail"]["path"] in RBAC_MODULES}
+    rbac = {
+        symbol: body(entry) for symbol, entry in modules.items() if entry["detail"]["path"] in RBAC_MODULES
+    }
     assert {entry["detail"]["path"] for entry in modules.values()} >= set(RBAC_MODULES)
     for symbol, module in rbac.items():
         assert module["params"]["condition"] == "rbacAdminCondition", symbol
@@ -112,6 +120,10 @@ def test_no_role_that_can_grant_roles_is_assigned_without_a_condition() -> None:
         if assignment.type != "Microsoft.Authorization/roleAssignments":
             continue
         properties = assignment.body["properties"]
-        role = resolve(assignment.file, path(properties, "roleDefinitionId.function.parameters.resource_name_1"))
+        role = resolve(
+            assignment.file, path(properties, "roleDefinitionId.function.parameters.resource_name_1")
+        )
         if role in privileged:
-            assert "condition" in properties, f"{assignment.file}: {assignment.symbol} grants {role} unconstrained"
+            assert "condition" in properties, (
+                f"{assignment.file}: {assignment.symbol} grants {role} unconstrained"
+            )

@@ -9,7 +9,19 @@ from typing import Any
 
 import yaml
 
-from tests.infra.bicep import INFRA, ROOT, Resource, all_resources, body, load_json, of_type, parse, path, render, resolve
+from tests.infra.bicep import (
+    INFRA,
+    ROOT,
+    Resource,
+    all_resources,
+    body,
+    load_json,
+    of_type,
+    parse,
+    path,
+    render,
+    resolve,
+)
 
 # Built-in role GUIDs.
 STORAGE_BLOB_DATA_OWNER = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
@@ -28,11 +40,18 @@ def role_assignments() -> list[Resource]:
 
 
 def role_of(assignment: Resource) -> Any:
-    return resolve(assignment.file, path(assignment.body, "properties.roleDefinitionId.function.parameters.resource_name_1"))
+    return resolve(
+        assignment.file,
+        path(assignment.body, "properties.roleDefinitionId.function.parameters.resource_name_1"),
+    )
 
 
 def test_the_reconciler_holds_exactly_the_roles_it_needs() -> None:
-    held = {role_of(a) for a in role_assignments() if a.body["properties"]["principalId"] == "reconcilerPrincipalId"}
+    held = {
+        role_of(a)
+        for a in role_assignments()
+        if a.body["properties"]["principalId"] == "reconcilerPrincipalId"
+    }
     assert held == {
         STORAGE_BLOB_DATA_OWNER,  # host storage and the Flex deployment package
         STORAGE_TABLE_DATA_CONTRIBUTOR,  # desired state, status, requests
@@ -46,10 +65,14 @@ def test_the_reconciler_holds_exactly_the_roles_it_needs() -> None:
 def test_role_assignments_follow_the_sample_conventions() -> None:
     for assignment in role_assignments():
         name = assignment.body["name"]
-        assert render(name).startswith("guid("), f"{assignment.file}: {assignment.symbol} must be named guid(...)"
+        assert render(name).startswith("guid("), (
+            f"{assignment.file}: {assignment.symbol} must be named guid(...)"
+        )
         arguments = list(path(name, "function.parameters").values())
         principal = assignment.body["properties"]["principalId"]
-        assert principal in arguments or render(principal) in [render(a) for a in arguments], assignment.symbol
+        assert principal in arguments or render(principal) in [render(a) for a in arguments], (
+            assignment.symbol
+        )
         if principal == "reconcilerPrincipalId":
             assert assignment.body["properties"]["principalType"] == "ServicePrincipal", assignment.symbol
 
@@ -84,19 +107,29 @@ def test_function_app_runs_on_flex_consumption_with_the_user_assigned_identity()
 
 
 def test_storage_holds_the_apps_tables_and_a_private_deployment_container() -> None:
-    assert set(resolve("main.bicep", "tableNames")) == {"federationconfigs", "federationstatus", "federationrequests"}
+    assert set(resolve("main.bicep", "tableNames")) == {
+        "federationconfigs",
+        "federationstatus",
+        "federationrequests",
+    }
     (container,) = of_type("app/storage.bicep", "Microsoft.Storage/storageAccounts/blobServices/containers")
     assert container.body["properties"]["publicAccess"] == "None"
     storage_module = body(parse("main.bicep")["modules"]["storage"])
     function_module = body(parse("main.bicep")["modules"]["functionApp"])
     assert storage_module["params"]["tableNames"] == "tableNames"
-    assert storage_module["params"]["deploymentContainerName"] == function_module["params"]["deploymentContainerName"]
+    assert (
+        storage_module["params"]["deploymentContainerName"]
+        == function_module["params"]["deploymentContainerName"]
+    )
 
 
 def test_service_bus_has_the_two_queues_the_app_uses() -> None:
     (namespace,) = of_type("app/servicebus.bicep", "Microsoft.ServiceBus/namespaces")
     assert namespace.body["sku"]["name"] in {"Standard", "Premium"}  # sessions need Standard or above
-    queues = {q.body["name"]: q.body["properties"] for q in of_type("app/servicebus.bicep", "Microsoft.ServiceBus/namespaces/queues")}
+    queues = {
+        q.body["name"]: q.body["properties"]
+        for q in of_type("app/servicebus.bicep", "Microsoft.ServiceBus/namespaces/queues")
+    }
     assert set(queues) == {"requests", "reconcile"}
     assert queues["requests"]["requiresSession"] is False  # ticketing systems send plain messages
     assert queues["reconcile"]["requiresSession"] is True  # one writer per owning application
@@ -109,7 +142,9 @@ def test_service_bus_has_the_two_queues_the_app_uses() -> None:
 def test_graph_app_role_module_grants_only_application_readwrite_ownedby() -> None:
     graph = parse("app/graph-app-role.bicep")
     assert "microsoftGraphV1" in graph["extensions"]
-    assert set(resolve("app/graph-app-role.bicep", n) for n in ("microsoftGraphAppId", "applicationReadWriteOwnedBy")) == {
+    assert set(
+        resolve("app/graph-app-role.bicep", n) for n in ("microsoftGraphAppId", "applicationReadWriteOwnedBy")
+    ) == {
         MICROSOFT_GRAPH_APP_ID,
         APPLICATION_READWRITE_OWNEDBY,
     }
@@ -122,7 +157,9 @@ def test_graph_app_role_module_grants_only_application_readwrite_ownedby() -> No
     assert module["config"]["condition"] == "grantGraphAppRole", "the Graph grant must stay optional"
     assert resolve("main.bicep", "grantGraphAppRole") is False
     bicepconfig = load_json(INFRA / "bicepconfig.json")
-    assert bicepconfig["extensions"]["microsoftGraphV1"].startswith("br:mcr.microsoft.com/bicep/extensions/microsoftgraph/v1.0:")
+    assert bicepconfig["extensions"]["microsoftGraphV1"].startswith(
+        "br:mcr.microsoft.com/bicep/extensions/microsoftgraph/v1.0:"
+    )
 
 
 def test_azd_parameters_match_main_bicep() -> None:
@@ -132,7 +169,9 @@ def test_azd_parameters_match_main_bicep() -> None:
     without_default = {name for name, p in declared.items() if p.get("default") is None}
     assert without_default <= set(given), f"no value for: {sorted(without_default - set(given))}"
     for name, entry in given.items():
-        assert re.fullmatch(r"\$\{[A-Z_]+(=[^}]*)?\}", entry["value"]), f"{name}: expected an azd ${{ENV}} reference"
+        assert re.fullmatch(r"\$\{[A-Z_]+(=[^}]*)?\}", entry["value"]), (
+            f"{name}: expected an azd ${{ENV}} reference"
+        )
 
 
 def test_azure_yaml_deploys_the_repository_root_as_a_python_function() -> None:
@@ -141,4 +180,6 @@ def test_azure_yaml_deploys_the_repository_root_as_a_python_function() -> None:
     (service,) = azure["services"].values()
     assert service == {"project": ".", "language": "python", "host": "function"}
     (site,) = of_type("app/function-app.bicep", "Microsoft.Web/sites")
-    assert path(site.body, "tags.function.parameters.arg_2") == {"'azd-service-name'": next(iter(azure["services"]))}
+    assert path(site.body, "tags.function.parameters.arg_2") == {
+        "'azd-service-name'": next(iter(azure["services"]))
+    }
