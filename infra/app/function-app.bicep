@@ -20,6 +20,7 @@ param applicationInsightsConnectionString string
 param driftSchedule string
 @description('Azure cloud the reconciler talks to (Graph and ARM endpoints).')
 param cloud string = 'AzureCloud'
+@description('Flex allows 40 to 1000; the lowest keeps parallel Graph, ARM and Azure DevOps calls under their throttling limits.')
 param maximumInstanceCount int = 40
 param instanceMemoryMB int = 2048
 
