@@ -14,7 +14,7 @@ param ticketSenders array = []
 var serviceBusDataSender = '69a216fc-b8fb-44d8-bc22-1f3c2cd27a39'
 var serviceBusDataReceiver = '4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0'
 
-resource namespace 'Microsoft.ServiceBus/namespaces@2022-10-01-preview' = {
+resource namespace 'Microsoft.ServiceBus/namespaces@2024-01-01' = {
   name: name
   location: location
   tags: tags
@@ -32,7 +32,7 @@ resource namespace 'Microsoft.ServiceBus/namespaces@2022-10-01-preview' = {
 // Tickets: no sessions, so any ticketing system can send a plain message. A request that
 // fails five times (a bug, not a bad ticket: bad tickets are recorded as rejected) is
 // dead-lettered for an operator; so is one nobody picked up within its time to live.
-resource requestsQueue 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview' = {
+resource requestsQueue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' = {
   parent: namespace
   name: 'requests'
   properties: {
@@ -47,7 +47,7 @@ resource requestsQueue 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-previe
 // Reconcile work: sessions on (session id = stable hash of the owning application).
 // PT5M is the longest lock Service Bus allows and covers a bulk reconcile of one shard;
 // temporary errors are retried by redelivery, up to ten times, then dead-lettered.
-resource reconcileQueue 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview' = {
+resource reconcileQueue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' = {
   parent: namespace
   name: 'reconcile'
   properties: {
