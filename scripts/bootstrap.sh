@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the project needs into the repository: a Python venv in .venv
-# (from requirements-dev.txt) and, when package.json exists, the npm packages (Azurite).
+# (from requirements-dev.txt), checkov in .venv-checkov (from tests/infra/checkov-requirements.txt)
+# and, when package.json exists, the npm packages (Azurite).
 # Safe to run again: it reinstalls only when a requirements or lock file changed.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -19,6 +20,16 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; 
   "$python" -m venv .venv
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
   echo "$wanted" > "$stamp"
+fi
+
+# checkov (Bicep security scan) lives in its own venv: its pinned dependencies clash with the app's.
+checkov_stamp=.venv-checkov/.requirements.sha256
+checkov_wanted=$(sha256sum tests/infra/checkov-requirements.txt | cut -d' ' -f1)
+if [ ! -x .venv-checkov/bin/checkov ] || [ "$(cat "$checkov_stamp" 2>/dev/null)" != "$checkov_wanted" ]; then
+  echo "bootstrap: installing checkov into .venv-checkov" >&2
+  "$python" -m venv .venv-checkov
+  .venv-checkov/bin/python -m pip install --quiet --disable-pip-version-check -r tests/infra/checkov-requirements.txt
+  echo "$checkov_wanted" > "$checkov_stamp"
 fi
 
 if [ -f package.json ]; then

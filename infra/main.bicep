@@ -1,0 +1,222 @@
+// WIF Reconciler: everything `azd up` provisions. One resource group holds the app and its
+// own resources; the reconciler's rights outside it (RBAC on the target scopes, the Graph app
+// role) are granted by the modules at the end. No keys anywhere: every connection uses the
+// user-assigned managed identity. See docs/deploy.md.
+targetScope = 'subscription'
+
+@minLength(1)
+@maxLength(64)
+@description('Name of the azd environment; used to name resources and to derive a unique token.')
+param environmentName string
+
+@minLength(1)
+@description('Region for all resources (must offer Flex Consumption).')
+@metadata({
+  azd: {
+    type: 'location'
+  }
+})
+param location string
+
+@description('Name of the resource group; default rg-{environmentName}.')
+param resourceGroupName string = ''
+
+@description('Object id of the operator running azd (AZURE_PRINCIPAL_ID); may send tickets to the requests queue. Empty: none.')
+param principalId string = ''
+
+@allowed([
+  'User'
+  'ServicePrincipal'
+  'Group'
+])
+param principalType string = 'User'
+
+@description('Comma-separated object ids of ticketing-system service principals that may send to the requests queue.')
+param ticketSenderPrincipalIds string = ''
+
+@description('Comma-separated subscription ids on which the reconciler may manage role assignments (limited to policy.yaml roles).')
+param rbacTargetSubscriptionIds string = ''
+
+@description('Comma-separated "subscriptionId/resourceGroupName" pairs on which the reconciler may manage role assignments (limited to policy.yaml roles).')
+param rbacTargetResourceGroups string = ''
+
+@description('Grant Microsoft Graph Application.ReadWrite.OwnedBy to the reconciler (needs an Entra admin deployer, see docs/deploy.md).')
+param grantGraphAppRole bool = false
+
+@description('E-mail address for alerts; empty: alerts only show in the portal.')
+param alertEmail string = ''
+
+@description('NCRONTAB schedule of the drift sweep (DRIFT_SCHEDULE).')
+param driftSchedule string = '0 */30 * * * *'
+
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = {
+  'azd-env-name': environmentName
+}
+var functionAppName = 'func-wif-${resourceToken}'
+var deploymentContainerName = 'app-package-${take(resourceToken, 7)}'
+
+// The reconciler's desired state, status and ticket log (the app's table names).
+var tableNames = [
+  'federationconfigs'
+  'federationstatus'
+  'federationrequests'
+]
+
+// The ABAC condition on the reconciler's Role Based Access Control Administrator assignments:
+// it may create or delete a role assignment only when the role is one that policy.yaml
+// `roles:` allows, so even a compromised reconciler cannot grant Owner, User Access
+// Administrator or itself more rights. Format: "Constrain roles" from the Azure RBAC docs
+// ("Delegate Azure role assignment management to others with conditions").
+// The GUIDs, in the order of policy.yaml: Key Vault Reader, Key Vault Secrets User, Reader,
+// Storage Blob Data Reader, AcrPull. tests/infra/test_rbac_condition.py checks that both lists
+// equal the policy's roles; change the two together.
+var rbacAdminCondition = '''
+(
+ (
+  !(ActionMatches{'Microsoft.Authorization/roleAssignments/write'})
+ )
+ OR
+ (
+  @Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {21090545-7ca7-4776-b22c-e363652d74d2, 4633458b-17de-408a-b874-0445c86b69e6, acdd72a7-3385-48ef-bd42-f606fba81ae7, 2a2b9908-6ea1-4ae2-8e65-a410df84e7d1, 7f951dda-4ed3-4680-a7ca-43fe172d538d}
+ )
+)
+AND
+(
+ (
+  !(ActionMatches{'Microsoft.Authorization/roleAssignments/delete'})
+ )
+ OR
+ (
+  @Resource[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {21090545-7ca7-4776-b22c-e363652d74d2, 4633458b-17de-408a-b874-0445c86b69e6, acdd72a7-3385-48ef-bd42-f606fba81ae7, 2a2b9908-6ea1-4ae2-8e65-a410df84e7d1, 7f951dda-4ed3-4680-a7ca-43fe172d538d}
+ )
+)
+'''
+
+var targetSubscriptionIds = empty(rbacTargetSubscriptionIds) ? [] : split(rbacTargetSubscriptionIds, ',')
+var targetResourceGroups = empty(rbacTargetResourceGroups) ? [] : split(rbacTargetResourceGroups, ',')
+var ticketSenderServicePrincipals = [for senderId in (empty(ticketSenderPrincipalIds) ? [] : split(ticketSenderPrincipalIds, ',')): {
+  principalId: trim(senderId)
+  principalType: 'ServicePrincipal'
+}]
+var operatorSender = empty(principalId) ? [] : [
+  {
+    principalId: principalId
+    principalType: principalType
+  }
+]
+
+resource rg 'Microsoft.Resources/resourceGroups@2021-04-01' = {
+  name: !empty(resourceGroupName) ? resourceGroupName : 'rg-${environmentName}'
+  location: location
+  tags: tags
+}
+
+module identity 'app/identity.bicep' = {
+  name: 'identity'
+  scope: rg
+  params: {
+    name: 'id-wif-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module storage 'app/storage.bicep' = {
+  name: 'storage'
+  scope: rg
+  params: {
+    name: 'stwif${resourceToken}'
+    location: location
+    tags: tags
+    deploymentContainerName: deploymentContainerName
+    tableNames: tableNames
+    reconcilerPrincipalId: identity.outputs.principalId
+  }
+}
+
+module serviceBus 'app/servicebus.bicep' = {
+  name: 'servicebus'
+  scope: rg
+  params: {
+    name: 'sb-wif-${resourceToken}'
+    location: location
+    tags: tags
+    reconcilerPrincipalId: identity.outputs.principalId
+    ticketSenders: concat(operatorSender, ticketSenderServicePrincipals)
+  }
+}
+
+module monitoring 'app/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: rg
+  params: {
+    logAnalyticsName: 'log-wif-${resourceToken}'
+    applicationInsightsName: 'appi-wif-${resourceToken}'
+    location: location
+    tags: tags
+    reconcilerPrincipalId: identity.outputs.principalId
+    serviceBusNamespaceId: serviceBus.outputs.id
+    alertEmail: alertEmail
+  }
+}
+
+module functionApp 'app/function-app.bicep' = {
+  name: 'function-app'
+  scope: rg
+  params: {
+    name: functionAppName
+    planName: 'plan-wif-${resourceToken}'
+    location: location
+    tags: tags
+    identityId: identity.outputs.id
+    identityClientId: identity.outputs.clientId
+    storageAccountName: storage.outputs.name
+    blobEndpoint: storage.outputs.blobEndpoint
+    tableEndpoint: storage.outputs.tableEndpoint
+    deploymentContainerName: deploymentContainerName
+    serviceBusFullyQualifiedNamespace: serviceBus.outputs.fullyQualifiedNamespace
+    applicationInsightsConnectionString: monitoring.outputs.connectionString
+    driftSchedule: driftSchedule
+  }
+}
+
+// The reconciler's right to manage role assignments, on each target scope, limited by the
+// ABAC condition above. The deployer needs Owner, User Access Administrator or Role Based
+// Access Control Administrator (unconstrained) on each of these scopes.
+module rbacAdminOnSubscriptions 'app/rbac-admin-subscription.bicep' = [for subscriptionId in targetSubscriptionIds: {
+  name: 'rbac-admin-${uniqueString(trim(subscriptionId))}'
+  scope: subscription(trim(subscriptionId))
+  params: {
+    reconcilerPrincipalId: identity.outputs.principalId
+    condition: rbacAdminCondition
+  }
+}]
+
+module rbacAdminOnResourceGroups 'app/rbac-admin-resource-group.bicep' = [for target in targetResourceGroups: {
+  name: 'rbac-admin-${uniqueString(trim(target))}'
+  scope: resourceGroup(split(trim(target), '/')[0], split(trim(target), '/')[1])
+  params: {
+    reconcilerPrincipalId: identity.outputs.principalId
+    condition: rbacAdminCondition
+  }
+}]
+
+// Optional: Microsoft Graph Application.ReadWrite.OwnedBy for the identity (Entra admin only).
+module graphAppRole 'app/graph-app-role.bicep' = if (grantGraphAppRole) {
+  name: 'graph-app-role'
+  scope: rg
+  params: {
+    reconcilerPrincipalId: identity.outputs.principalId
+  }
+}
+
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
+output WIF_API_URL string = 'https://${functionApp.outputs.defaultHostName}/api'
+output WIF_IDENTITY_CLIENT_ID string = identity.outputs.clientId
+output WIF_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
+output SERVICE_BUS_NAMESPACE string = serviceBus.outputs.fullyQualifiedNamespace
+output WIF_TABLE_ENDPOINT string = storage.outputs.tableEndpoint

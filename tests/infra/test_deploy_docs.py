@@ -1,0 +1,40 @@
+"""docs/deploy.md keeps up with infra/: every azd variable and every role the reconciler holds
+is explained there."""
+
+from __future__ import annotations
+
+import re
+
+from tests.infra.bicep import INFRA, ROOT, load_json
+
+DOC = ROOT / "docs" / "deploy.md"
+
+
+def azd_variable(value: str) -> str:
+    """AZURE_ENV_NAME for "${AZURE_ENV_NAME}", WIF_X for "${WIF_X=default}"."""
+    match = re.match(r"\$\{([A-Z_]+)", value)
+    assert match, f"not an azd ${{VARIABLE}} reference: {value}"
+    return match.group(1)
+
+
+def test_every_azd_variable_is_documented() -> None:
+    text = DOC.read_text(encoding="utf-8")
+    parameters = load_json(INFRA / "main.parameters.json")["parameters"]
+    variables = {azd_variable(p["value"]) for p in parameters.values()}
+    undocumented = sorted(v for v in variables if f"`{v}`" not in text)
+    assert not undocumented, f"explain these azd variables in docs/deploy.md: {undocumented}"
+
+
+def test_every_role_of_the_reconciler_is_explained() -> None:
+    text = DOC.read_text(encoding="utf-8")
+    for role in (
+        "Storage Blob Data Owner",
+        "Storage Table Data Contributor",
+        "Azure Service Bus Data Receiver",
+        "Azure Service Bus Data Sender",
+        "Monitoring Metrics Publisher",
+        "Role Based Access Control Administrator",
+        "Application.ReadWrite.OwnedBy",
+        "Endpoint Administrator",
+    ):
+        assert role in text, role
