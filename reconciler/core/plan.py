@@ -9,7 +9,7 @@ and reported as foreign otherwise.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from reconciler.core.actions import (
@@ -29,6 +29,7 @@ from reconciler.core.model import (
     TOKEN_EXCHANGE_AUDIENCE,
     WORKLOAD_IDENTITY_SCHEME,
     Application,
+    ConnectionKey,
     FederatedCredential,
     FederationConfig,
     ObservedState,
@@ -124,12 +125,18 @@ class _AppGroup:
 
 @dataclass(frozen=True)
 class _CredentialWant:
-    """The credential a config needs: concrete values, or those its connection will return."""
+    """The credential a config needs: concrete values, or those its connection will return.
+
+    `follows` names the connection whose returned values the engine must use because this
+    plan writes to it; `issuer`/`subject` are then the values expected back (None when
+    they cannot be predicted: a new, converted or migrated connection).
+    """
 
     config: FederationConfig
     issuer: str | None
     subject: str | None
     drift: Drift | None  # why the values are pending, when they are
+    follows: ConnectionKey | None = None
 
     @property
     def pending(self) -> bool:
@@ -257,7 +264,7 @@ class _PlanBuilder:
                 )
             )
             follows = Drift(DriftKind.FOLLOWS_CONNECTION, f"takes the issuer and subject {kind} returns")
-            return _CredentialWant(config, None, None, follows)
+            return _CredentialWant(config, None, None, follows, config.connection)
 
         if current is None:
             created = act(
@@ -273,6 +280,10 @@ class _PlanBuilder:
         want: _CredentialWant | None = None
         if wrong:
             want = act(ActionKind.UPDATE_CONNECTION, Drift(DriftKind.WRONG_VALUE, "; ".join(wrong)))
+            if current.tenant_id == config.tenant_id and current.issuer and current.subject:
+                # ADO keeps the issuer and subject when only the app or subscription changes:
+                # expect them back, so existing credentials can be matched now.
+                want = replace(want, issuer=current.issuer, subject=current.subject, drift=None)
         if current.uses_legacy_issuer:
             detail = f"issuer {current.issuer} is ADO's retiring issuer; moving to the Entra issuer"
             want = act(ActionKind.MIGRATE_CONNECTION_ISSUER, Drift(DriftKind.LEGACY_ISSUER, detail))
@@ -345,10 +356,24 @@ class _PlanBuilder:
         self, app: Application | None, target: AppTarget, wants: list[_CredentialWant], owners: _Owners
     ) -> None:
         current = list(app.credentials) if app else []
-        kept: set[str] = set()  # ids of existing credentials that stay
+        by_pair: dict[tuple[str | None, str | None], FederatedCredential] = {
+            (c.issuer, c.subject): c for c in current
+        }
+        # First every credential that already trusts a wanted connection is claimed, so that
+        # no write below rewrites one that another config relies on.
+        claims = {
+            want.config.id: by_pair[(want.issuer, want.subject)]
+            for want in wants
+            if not want.pending and (want.issuer, want.subject) in by_pair
+        }
+        kept: set[str] = {cred.id for cred in claims.values()}  # ids of existing credentials that stay
         writes: list[CredentialAction] = []
         for want in wants:
-            write = self._credential_write(want, current, target, kept)
+            claimed = claims.get(want.config.id)
+            if claimed is not None:
+                write = self._settle_matching_credential(want.config, claimed, target)
+            else:
+                write = self._credential_write(want, current, target, kept)
             if write is not None:
                 writes.append(write)
         deletes = [
@@ -366,12 +391,8 @@ class _PlanBuilder:
     def _credential_write(
         self, want: _CredentialWant, current: list[FederatedCredential], target: AppTarget, kept: set[str]
     ) -> CredentialAction | None:
+        """Create the config's credential, or rewrite the one of its name; claimed ones are not touched."""
         config = want.config
-        if not want.pending:
-            same = next((c for c in current if (c.issuer, c.subject) == (want.issuer, want.subject)), None)
-            if same is not None:
-                kept.add(same.id)
-                return self._settle_matching_credential(config, same, target)
         named = next((c for c in current if c.name.lower() == config.credential_name.lower()), None)
         if named is not None and owner_of(named.description) != config.id:
             self.fail(
@@ -382,6 +403,14 @@ class _PlanBuilder:
             )
             if owner_of(named.description) is not None:
                 kept.add(named.id)
+            return None
+        if named is not None and named.id in kept:
+            self.fail(
+                [config],
+                ErrorCode.CREDENTIAL_NAME_TAKEN,
+                f"the credential named {config.credential_name!r} on {target} trusts another config's "
+                "connection; set serviceConnection.credentialName to another name",
+            )
             return None
         if named is not None:
             kept.add(named.id)
@@ -426,7 +455,7 @@ class _PlanBuilder:
             credential_id=credential_id,
             issuer=want.issuer,
             subject=want.subject,
-            from_connection=config.connection if want.pending else None,
+            from_connection=want.follows,
             description=config.marker,
         )
 

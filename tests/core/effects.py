@@ -59,6 +59,7 @@ class _World:
         self.assignments = {ra.id: ra for ra in observed.role_assignments}
         self.connections = {_key(c.key): c for c in observed.connections}
         self.custom_roles = observed.custom_roles
+        self.adopted: set[str] = set()  # credentials a pending write found already in place
 
     def state(self) -> ObservedState:
         return ObservedState(
@@ -162,6 +163,8 @@ def _apply_credential(world: _World, action: CredentialAction) -> None:
     app = world.app(action.app)
     creds = list(app.credentials)
     if action.kind is ActionKind.DELETE_CREDENTIAL:
+        if action.credential_id in world.adopted:
+            return  # the engine keeps what a pending write adopted earlier in the same apply
         world.put_app(replace(app, credentials=tuple(c for c in creds if c.id != action.credential_id)))
         return
     issuer, subject = action.issuer, action.subject
@@ -169,9 +172,13 @@ def _apply_credential(world: _World, action: CredentialAction) -> None:
         connection = world.connection(action.from_connection)
         issuer, subject = connection.issuer, connection.subject
     assert issuer and subject, "a credential needs an issuer and a subject"
-    if action.kind is ActionKind.CREATE_CREDENTIAL:
-        if any((c.issuer, c.subject) == (issuer, subject) for c in creds):
-            return  # the engine adopts a credential that already trusts this connection
+    same = next((c for c in creds if (c.issuer, c.subject) == (issuer, subject)), None)
+    if same is not None and same.id != action.credential_id:
+        # The engine adopts a credential that already trusts this connection; the one an
+        # update would have rewritten is its own and goes.
+        world.adopted.add(same.id)
+        creds = [c for c in creds if c.id != action.credential_id]
+    elif action.kind is ActionKind.CREATE_CREDENTIAL:
         new = FederatedCredential(
             fake_id("cred", app.app_id, action.name),
             action.name,

@@ -338,3 +338,29 @@ def test_deletes_go_first_only_when_creating_first_would_exceed_the_limit() -> N
     result = plan([KV], observed, policy())
     assert kinds(result) == [ActionKind.DELETE_CREDENTIAL, ActionKind.CREATE_CREDENTIAL]
     assert_converges(result, observed)
+
+
+def test_a_credential_another_config_relies_on_is_never_rewritten() -> None:
+    # KV's own credential (by name and marker) trusts OTHER's connection; KV's connection is
+    # being created, so KV's credential values are pending. Rewriting it would cut OTHER off.
+    other = config("kv-writer")
+    other_connection = connection(other, connection_id="ce000000-0000-0000-0000-000000000002")
+    kv_named_but_trusting_other = replace(credential_for(other, other_connection), name=KV.credential_name)
+    kv_named_but_trusting_other = replace(kv_named_but_trusting_other, description=KV.marker)
+    observed = ObservedState(
+        applications=(app(kv_named_but_trusting_other),),
+        role_assignments=(assignment(owner=KV.id),),
+        connections=(other_connection,),
+    )
+    result = plan([KV, other], observed, policy())
+    assert not any(a.kind is ActionKind.UPDATE_CREDENTIAL for a in result.actions)
+    assert [(e.config_id, e.code) for e in result.errors] == [(KV.id, ErrorCode.CREDENTIAL_NAME_TAKEN)]
+
+
+def test_updating_the_connection_app_keeps_matching_credentials_without_churn() -> None:
+    moved = replace(KV_CONNECTION, app_id="dddddddd-0000-0000-0000-000000000009")
+    hand_made = credential_for(KV, KV_CONNECTION, marked=False, name="by-hand")
+    observed = replace(converged_state(), applications=(app(hand_made),), connections=(moved,))
+    result = plan([KV], observed, policy())
+    assert kinds(result) == [ActionKind.UPDATE_CONNECTION]
+    assert [f.kind for f in result.findings] == [FindingKind.ADOPTED]

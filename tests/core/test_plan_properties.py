@@ -181,7 +181,7 @@ def worlds(draw: st.DrawFn) -> tuple[list[FederationConfig], list[FederationConf
     return desired, retired, observed
 
 
-PROPERTY_SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY_SETTINGS = settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @PROPERTY_SETTINGS
