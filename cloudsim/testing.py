@@ -158,6 +158,14 @@ class RunningSimulator:
         return self.env["AZURE_TENANT_ID"]
 
 
+def _world_from(state: World | JsonObject | Path | None) -> World:
+    if isinstance(state, World):
+        return state
+    if isinstance(state, Path):
+        return World.from_json(json.loads(state.read_text(encoding="utf-8")))
+    return World.from_json(state) if state is not None else sample_world()
+
+
 @asynccontextmanager
 async def running_simulator(
     state: World | JsonObject | Path | None = None,
@@ -165,16 +173,16 @@ async def running_simulator(
     workdir: Path | None = None,
 ) -> AsyncIterator[RunningSimulator]:
     """The simulator on free loopback ports for the duration of the block."""
-    if isinstance(state, Path):
-        state = json.loads(state.read_text(encoding="utf-8"))
-    world = state if isinstance(state, World) else World.from_json(state or sample_world().to_json())
+    world = _world_from(state)
     simulator = Simulator(world, faults=faults)
     with tempfile.TemporaryDirectory(prefix="cloudsim-") as scratch:
         ca_path = (workdir or Path(scratch)) / "cloudsim-ca.pem"
         await simulator.start(ca_path)
         try:
             env = simulator.env()
-            yield RunningSimulator(simulator, AdminClient(env["WIF_SIMULATOR_ADMIN_URL"], ca_path), ca_path, env)
+            yield RunningSimulator(
+                simulator, AdminClient(env["WIF_SIMULATOR_ADMIN_URL"], ca_path), ca_path, env
+            )
         finally:
             await simulator.stop()
 
@@ -187,7 +195,9 @@ async def cloud_simulator() -> AsyncIterator[RunningSimulator]:
 
 
 @pytest.fixture
-def cloud_env(cloud_simulator: RunningSimulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[RunningSimulator]:
+def cloud_env(
+    cloud_simulator: RunningSimulator, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[RunningSimulator]:
     """`cloud_simulator` with its variables exported, so ManagedIdentityCredential and the SDKs find it."""
     for name, value in cloud_simulator.env.items():
         monkeypatch.setenv(name, value)
