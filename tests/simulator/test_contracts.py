@@ -33,6 +33,7 @@ pytestmark = pytest.mark.skipif(
 )
 SUB = f"/subscriptions/{SAMPLE_SUBSCRIPTION}"
 VAULT = f"{SUB}/resourceGroups/rg-pay/providers/Microsoft.KeyVault/vaults/kv-pay"
+KV_READER = "21090545-7ca7-4776-b22c-e363652d74d2"
 Json = Any
 
 
@@ -186,7 +187,7 @@ async def test_arm_role_assignments_match_the_spec(raw: Raw) -> None:
     url = f"{raw.sim.arm_url}{VAULT}/providers/Microsoft.Authorization/roleAssignments/{name}"
     item = "/{scope}/providers/Microsoft.Authorization/roleAssignments/{roleAssignmentName}"
     properties = {
-        "roleDefinitionId": f"{SUB}/providers/Microsoft.Authorization/roleDefinitions/21090545-7ca7-4776-b22c-e363652d74d2",
+        "roleDefinitionId": f"{SUB}/providers/Microsoft.Authorization/roleDefinitions/{KV_READER}",
         "principalId": seeded["servicePrincipalId"],
         "principalType": "ServicePrincipal",
     }
