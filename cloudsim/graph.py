@@ -62,6 +62,8 @@ def _bad_value(prop: str, resource: str = "FederatedIdentityCredential") -> Grap
 
 def request_cost(call: Call, route: Route) -> int:
     """Resource units per the identity throttling rules: listing applications 2, else 1; $select -1."""
+    if route.operation == "batch":
+        return 0  # a batch is charged through its sub-requests
     cost = 2 if route.operation == "applications.list" else 1
     if "$select" in call.query:
         cost -= 1
