@@ -16,7 +16,6 @@ import os
 import resource
 import signal
 import ssl
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +27,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from cloudsim.generate import generate_tenant  # noqa: E402 - after making the repo importable
+from cloudsim.testing import start_simulator_process  # noqa: E402
 
 
 def _process_cpu_s(pid: int) -> float:
@@ -42,33 +42,6 @@ def _peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return 0.0
-
-
-async def _start_server(state: Path, env_file: Path) -> tuple[asyncio.subprocess.Process, dict[str, str]]:
-    server = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "cloudsim",
-        "serve",
-        "--port",
-        "0",
-        "--state",
-        str(state),
-        "--env-file",
-        str(env_file),
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-    )
-    assert server.stdout is not None
-    env: dict[str, str] = {}
-    while "AZURE_TENANT_ID" not in env:
-        line = (await asyncio.wait_for(server.stdout.readline(), timeout=30)).decode().strip()
-        if not line:
-            raise RuntimeError("the simulator exited before printing its environment")
-        name, _, value = line.partition("=")
-        env[name] = value
-    return server, env
 
 
 async def _token(session: aiohttp.ClientSession, env: dict[str, str]) -> str:
@@ -99,7 +72,7 @@ async def run(seconds: float, connections: int, configs: int) -> dict[str, float
     with tempfile.TemporaryDirectory(prefix="cloudsim-bench-") as scratch:
         state = Path(scratch) / "state.json"
         state.write_text(json.dumps(tenant.world.to_json()), encoding="utf-8")
-        server, env = await _start_server(state, Path(scratch) / "sim.env")
+        server, env = await start_simulator_process(state)
         try:
             context = ssl.create_default_context(cafile=env["SSL_CERT_FILE"])
             connector = aiohttp.TCPConnector(ssl=context, limit=connections)  # keep-alive pool

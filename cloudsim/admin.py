@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
-from typing import Any
 
 import yaml
 
 from cloudsim.ado import WIF
-from cloudsim.api import Api, Call, Reply, RequestCounters
+from cloudsim.api import Api, ApiError, Call, Reply, RequestCounters
 from cloudsim.arm import normalise_scope
 from cloudsim.faults import Faults, FaultState
 from cloudsim.state import (
@@ -31,12 +29,6 @@ from cloudsim.state import (
 
 _APP_FIC = r"/_sim/applications/(?P<app>[^/]+)/federatedIdentityCredentials/(?P<name>[^/]+)"
 _ENDPOINT = r"/_sim/ado/(?P<org>[^/]+)/endpoints/(?P<id>[^/]+)"
-
-
-class AdminError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status, self.message = status, message
 
 
 def admin_error(status: int, code: str, message: str) -> Reply:
@@ -58,51 +50,37 @@ class Admin:
         # Admin calls are not counted with the Azure APIs.
         self.api = Api("admin", world, RequestCounters(), admin_error, audiences=None)
         add = self.api.routes.add
-        add("GET", r"/_sim/state", "state.dump", self._guard(self.dump))
-        add("PUT", r"/_sim/state", "state.load", self._guard(self.load))
-        add("POST", r"/_sim/reset", "reset", self._guard(self.reset))
-        add("GET", r"/_sim/faults", "faults.get", self._guard(self.get_faults))
-        add("PUT", r"/_sim/faults", "faults.set", self._guard(self.set_faults))
-        add("GET", r"/_sim/counters", "counters.get", self._guard(self.get_counters))
-        add("DELETE", r"/_sim/counters", "counters.reset", self._guard(self.reset_counters))
-        add("PATCH", r"/_sim/settings", "settings.update", self._guard(self.update_settings))
-        add("POST", r"/_sim/applications", "applications.seed", self._guard(self.seed_application))
-        add("DELETE", _APP_FIC, "fic.delete", self._guard(self.delete_fic))
-        add("PATCH", _APP_FIC, "fic.change", self._guard(self.change_fic))
+        add("GET", r"/_sim/state", "state.dump", self.dump)
+        add("PUT", r"/_sim/state", "state.load", self.load)
+        add("POST", r"/_sim/reset", "reset", self.reset)
+        add("GET", r"/_sim/faults", "faults.get", self.get_faults)
+        add("PUT", r"/_sim/faults", "faults.set", self.set_faults)
+        add("GET", r"/_sim/counters", "counters.get", self.get_counters)
+        add("DELETE", r"/_sim/counters", "counters.reset", self.reset_counters)
+        add("PATCH", r"/_sim/settings", "settings.update", self.update_settings)
+        add("POST", r"/_sim/applications", "applications.seed", self.seed_application)
+        add("DELETE", _APP_FIC, "fic.delete", self.delete_fic)
+        add("PATCH", _APP_FIC, "fic.change", self.change_fic)
         add(
             "DELETE",
             r"/_sim/roleAssignments",
             "roleAssignment.delete",
-            self._guard(self.delete_role_assignment),
+            self.delete_role_assignment,
         )
-        add("POST", _ENDPOINT + r"/recreate", "endpoint.recreate", self._guard(self.recreate_endpoint))
+        add("POST", _ENDPOINT + r"/recreate", "endpoint.recreate", self.recreate_endpoint)
         add(
             "POST",
             _ENDPOINT + r"/convert-to-secret",
             "endpoint.toSecret",
-            self._guard(self.convert_to_secret),
+            self.convert_to_secret,
         )
-        add("POST", _ENDPOINT + r"/mark-legacy", "endpoint.markLegacy", self._guard(self.mark_legacy))
-        add("PATCH", _ENDPOINT, "endpoint.change", self._guard(self.change_endpoint))
-
-    @staticmethod
-    def _guard(handler: Callable[[Call, re.Match[str]], Reply]) -> Callable[[Call, re.Match[str]], Any]:
-        async def run(call: Call, match: re.Match[str]) -> Reply:
-            try:
-                return handler(call, match)
-            except AdminError as error:
-                return admin_error(
-                    error.status, "BadRequest" if error.status == 400 else "NotFound", error.message
-                )
-            except (KeyError, TypeError, ValueError) as error:
-                return admin_error(400, "BadRequest", f"Invalid request: {error!r}")
-
-        return run
+        add("POST", _ENDPOINT + r"/mark-legacy", "endpoint.markLegacy", self.mark_legacy)
+        add("PATCH", _ENDPOINT, "endpoint.change", self.change_endpoint)
 
     @staticmethod
     def _body(call: Call) -> JsonObject:
         if not isinstance(call.body, dict):
-            raise AdminError(400, "The request body must be a JSON (or YAML) object.")
+            raise ApiError(400, "BadRequest", "The request body must be a JSON (or YAML) object.")
         return call.body
 
     # state
@@ -135,7 +113,9 @@ class Admin:
         body = self._body(call)
         unknown = set(body) - set(self.fault_states)
         if unknown:
-            raise AdminError(400, f"Unknown APIs {sorted(unknown)}; known: {sorted(self.fault_states)}.")
+            raise ApiError(
+                400, "BadRequest", f"Unknown APIs {sorted(unknown)}; known: {sorted(self.fault_states)}."
+            )
         for api, raw in body.items():
             self.fault_states[api].configure(Faults.from_json(raw))
         return self.get_faults(call, _match)
@@ -183,7 +163,7 @@ class Admin:
             else None
         )
         if app is None or fic is None:
-            raise AdminError(404, f"No federated credential {match['name']} on application {key}.")
+            raise ApiError(404, "NotFound", f"No federated credential {match['name']} on application {key}.")
         return app, fic
 
     def delete_fic(self, _call: Call, match: re.Match[str]) -> Reply:
@@ -215,7 +195,7 @@ class Admin:
             None,
         )
         if found is None:
-            raise AdminError(404, f"No role assignment {wanted}.")
+            raise ApiError(404, "NotFound", f"No role assignment {wanted}.")
         self.world.role_assignments.remove(found)
         return Reply(204)
 
@@ -225,7 +205,9 @@ class Admin:
         org = self.world.organization(match["org"])
         endpoint = org.endpoint(match["id"]) if org else None
         if org is None or endpoint is None:
-            raise AdminError(404, f"No service connection {match['id']} in organization {match['org']}.")
+            raise ApiError(
+                404, "NotFound", f"No service connection {match['id']} in organization {match['org']}."
+            )
         return org, endpoint
 
     def recreate_endpoint(self, _call: Call, match: re.Match[str]) -> Reply:
@@ -253,7 +235,7 @@ class Admin:
     def mark_legacy(self, _call: Call, match: re.Match[str]) -> Reply:
         _org, endpoint = self._endpoint(match)
         if endpoint.scheme != WIF:
-            raise AdminError(400, "Only workload identity federation connections have an issuer.")
+            raise ApiError(400, "BadRequest", "Only workload identity federation connections have an issuer.")
         endpoint.issuer_format = "vstoken"
         return Reply(204)
 

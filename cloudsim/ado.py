@@ -11,10 +11,8 @@ import base64
 import re
 import time
 import uuid
-from collections.abc import Callable
-from typing import Any
 
-from cloudsim.api import Api, Call, Reply, RequestCounters
+from cloudsim.api import Api, ApiError, Call, Reply, RequestCounters, Route
 from cloudsim.state import (
     ADO_RESOURCE_APP_ID,
     JsonObject,
@@ -34,15 +32,11 @@ REVERT_WINDOW_S = 7 * 24 * 3600  # ADO lets a converted connection be reverted f
 _ORG = r"/(?P<org>[^/_][^/]*)"
 _PROJECT = r"/(?P<project>[^/_][^/]*)"
 _ENDPOINTS = r"/_apis/serviceendpoint/endpoints"
+_ENDPOINT = _ENDPOINTS + r"/(?P<id>[^/]+)"
 _PERMISSIONS = r"/_apis/pipelines/pipelinePermissions"
+_PERMISSION = _PERMISSIONS + r"/endpoint/(?P<id>[^/]+)"
 _ASSEMBLY = "Microsoft.VisualStudio.Services.WebApi"
 _USER = {"displayName": "WIF Reconciler (simulated identity)", "id": "00000000-0000-0000-0000-00000000aaaa"}
-
-
-class AdoError(Exception):
-    def __init__(self, status: int, type_key: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.type_key, self.message = status, type_key, message
 
 
 def ado_error(status: int, type_key: str, message: str) -> Reply:
@@ -138,92 +132,49 @@ class Ado:
     def __init__(self, world: World, counters: RequestCounters) -> None:
         self.world = world
         self.api = Api("ado", world, counters, ado_error, ADO_AUDIENCES)
+        self.api.precondition = self._check_api_version
         add = self.api.routes.add
-        add("GET", _ORG + r"/_apis/connectionData", "connectionData", self._guard(self.connection_data))
-        add("GET", _ORG + r"/_apis/projects", "projects.list", self._guard(self.list_projects))
-        add(
-            "GET", _ORG + r"/_apis/projects/(?P<project>[^/]+)", "projects.get", self._guard(self.get_project)
-        )
-        add("GET", _ORG + _PROJECT + _ENDPOINTS, "endpoints.list", self._guard(self.list_endpoints))
-        add(
-            "GET",
-            _ORG + _PROJECT + _ENDPOINTS + r"/(?P<id>[^/]+)",
-            "endpoints.get",
-            self._guard(self.get_endpoint),
-        )
-        add("POST", _ORG + _ENDPOINTS, "endpoints.create", self._guard(self.create_endpoint))
-        add(
-            "PUT",
-            _ORG + _ENDPOINTS + r"/(?P<id>[^/]+)",
-            "endpoints.update",
-            self._guard(self.update_endpoint),
-        )
-        add(
-            "PUT",
-            _ORG + _PROJECT + _ENDPOINTS + r"/(?P<id>[^/]+)",
-            "endpoints.update",
-            self._guard(self.update_endpoint),
-        )
-        add(
-            "DELETE",
-            _ORG + _ENDPOINTS + r"/(?P<id>[^/]+)",
-            "endpoints.delete",
-            self._guard(self.delete_endpoint),
-        )
-        add(
-            "GET",
-            _ORG + _PROJECT + _PERMISSIONS + r"/endpoint/(?P<id>[^/]+)",
-            "pipelinePermissions.get",
-            self._guard(self.get_permissions, preview=True),
-        )
-        add(
-            "PATCH",
-            _ORG + _PROJECT + _PERMISSIONS + r"/endpoint/(?P<id>[^/]+)",
-            "pipelinePermissions.update",
-            self._guard(self.patch_permissions, preview=True),
-        )
-        add(
-            "PATCH",
-            _ORG + _PROJECT + _PERMISSIONS,
-            "pipelinePermissions.batchUpdate",
-            self._guard(self.patch_permissions_batch, preview=True),
-        )
+        org, project = _ORG, _ORG + _PROJECT
+        add("GET", org + "/_apis/connectionData", "connectionData", self.connection_data)
+        add("GET", org + "/_apis/projects", "projects.list", self.list_projects)
+        add("GET", org + "/_apis/projects/(?P<project>[^/]+)", "projects.get", self.get_project)
+        add("GET", project + _ENDPOINTS, "endpoints.list", self.list_endpoints)
+        add("GET", project + _ENDPOINT, "endpoints.get", self.get_endpoint)
+        add("POST", org + _ENDPOINTS, "endpoints.create", self.create_endpoint)
+        add("PUT", org + _ENDPOINT, "endpoints.update", self.update_endpoint)
+        add("PUT", project + _ENDPOINT, "endpoints.update", self.update_endpoint)
+        add("DELETE", org + _ENDPOINT, "endpoints.delete", self.delete_endpoint)
+        add("GET", project + _PERMISSION, "pipelinePermissions.get", self.get_permissions)
+        add("PATCH", project + _PERMISSION, "pipelinePermissions.update", self.patch_permissions)
+        add("PATCH", project + _PERMISSIONS, "pipelinePermissions.batchUpdate", self.patch_permissions_batch)
 
     @staticmethod
-    def _guard(
-        handler: Callable[[Call, re.Match[str]], Reply], preview: bool = False
-    ) -> Callable[[Call, re.Match[str]], Any]:
-        async def run(call: Call, match: re.Match[str]) -> Reply:
-            version = call.query.get("api-version")
-            if not version:
-                return ado_error(
-                    400,
-                    "VssVersionNotSpecifiedException",
-                    f'No api-version was supplied for the "{call.method}" request. The version must be '
-                    'supplied either as part of the Accept header (e.g. "application/json; api-version=1.0") '
-                    'or as a query parameter (e.g. "?api-version=1.0").',
-                )
-            if preview and "-preview" not in version:
-                return ado_error(
-                    400,
-                    "VssInvalidPreviewVersionException",
-                    f'The requested version "{version}" of the resource is under preview. The -preview '
-                    "flag must be supplied in the api-version for such requests. "
-                    f'For example: "{version}-preview"',
-                )
-            try:
-                return handler(call, match)
-            except AdoError as error:
-                return ado_error(error.status, error.type_key, error.message)
-
-        return run
+    def _check_api_version(call: Call, route: Route) -> None:
+        """ADO answers 400 without an api-version, and without -preview for preview-only resources."""
+        version = call.query.get("api-version")
+        if not version:
+            raise ApiError(
+                400,
+                "VssVersionNotSpecifiedException",
+                f'No api-version was supplied for the "{call.method}" request. The version must be '
+                'supplied either as part of the Accept header (e.g. "application/json; api-version=1.0") '
+                'or as a query parameter (e.g. "?api-version=1.0").',
+            )
+        if route.operation.startswith("pipelinePermissions") and "-preview" not in version:
+            raise ApiError(
+                400,
+                "VssInvalidPreviewVersionException",
+                f'The requested version "{version}" of the resource is under preview. The -preview '
+                "flag must be supplied in the api-version for such requests. "
+                f'For example: "{version}-preview"',
+            )
 
     # lookups
 
     def _org(self, match: re.Match[str]) -> Organization:
         org = self.world.organization(match["org"])
         if org is None:
-            raise AdoError(
+            raise ApiError(
                 404, "HostNotFoundException", f"The organization '{match['org']}' could not be found."
             )
         return org
@@ -231,7 +182,7 @@ class Ado:
     def _project(self, org: Organization, key: str) -> Project:
         project = org.project(key)
         if project is None:
-            raise AdoError(
+            raise ApiError(
                 404,
                 "ProjectDoesNotExistWithNameException",
                 f"TF200016: The following project does not exist: {key}. Verify that the name of the project "
@@ -242,7 +193,7 @@ class Ado:
     def _endpoint(self, org: Organization, endpoint_id: str) -> ServiceEndpoint:
         endpoint = org.endpoint(endpoint_id)
         if endpoint is None:
-            raise AdoError(
+            raise ApiError(
                 404,
                 "ServiceEndpointNotFoundException",
                 f"Service connection with id {endpoint_id} could not be found.",
@@ -313,10 +264,10 @@ class Ado:
         body = call.body if isinstance(call.body, dict) else {}
         name, kind = body.get("name"), body.get("type")
         if not isinstance(name, str) or not name or not isinstance(kind, str) or not kind:
-            raise AdoError(400, "ArgumentException", "The service connection needs a name and a type.")
+            raise ApiError(400, "ArgumentException", "The service connection needs a name and a type.")
         refs = self._project_refs(org, body, default_name=name)
         if not refs:
-            raise AdoError(
+            raise ApiError(
                 400,
                 "ArgumentException",
                 "Value cannot be null. Parameter name: serviceEndpointProjectReferences",
@@ -336,7 +287,7 @@ class Ado:
             description=str(body.get("description") or ""),
         )
         if endpoint.scheme == WIF and not endpoint.parameters.get("serviceprincipalid"):
-            raise AdoError(
+            raise ApiError(
                 400,
                 "ArgumentException",
                 "A manually created workload identity federation connection needs serviceprincipalid.",
@@ -355,9 +306,9 @@ class Ado:
             self._convert(org, endpoint, target_scheme, authorization)
             return Reply(200, render_endpoint(org, endpoint))
         if operation:
-            raise AdoError(400, "ArgumentException", f"The operation '{operation}' is not supported.")
+            raise ApiError(400, "ArgumentException", f"The operation '{operation}' is not supported.")
         if target_scheme != endpoint.scheme:
-            raise AdoError(
+            raise ApiError(
                 400,
                 "InvalidOperationException",
                 "The authentication scheme of a service connection can only be changed with "
@@ -410,7 +361,7 @@ class Ado:
             }
             endpoint.data.pop("revertSchemeDeadline", None)
             return
-        raise AdoError(
+        raise ApiError(
             400,
             "InvalidOperationException",
             f"Cannot convert a service connection from scheme {endpoint.scheme} to {target}.",
@@ -421,7 +372,7 @@ class Ado:
         endpoint = self._endpoint(org, match["id"])
         project_ids = _csv(call, "projectIds")
         if not project_ids:
-            raise AdoError(400, "ArgumentException", "Value cannot be null. Parameter name: projectIds")
+            raise ApiError(400, "ArgumentException", "Value cannot be null. Parameter name: projectIds")
         endpoint.project_refs = [
             ref for ref in endpoint.project_refs if ref.project_id.lower() not in project_ids
         ]
@@ -454,7 +405,7 @@ class Ado:
                 for r in other.project_refs
             ):
                 # Unconfirmed status code: ADO reports a duplicate name as a bad request.
-                raise AdoError(
+                raise ApiError(
                     400,
                     "DuplicateServiceConnectionException",
                     f"A service connection with name {ref.name} already exists in the project.",
@@ -502,7 +453,7 @@ class Ado:
         for item in items:
             resource = item.get("resource") or {}
             if str(resource.get("type", "")).lower() != "endpoint":
-                raise AdoError(400, "ArgumentException", f"Unsupported resource type {resource.get('type')}.")
+                raise ApiError(400, "ArgumentException", f"Unsupported resource type {resource.get('type')}.")
             endpoint = self._endpoint(org, str(resource.get("id", "")))
             self._merge_permissions(endpoint, item)
             results.append(self._permission_view(endpoint))

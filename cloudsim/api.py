@@ -8,6 +8,7 @@ counters and throttling as top-level requests.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import re
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
@@ -46,8 +47,17 @@ class Reply:
     raw: bytes | None = None  # a non-JSON body (Content-Type in headers)
 
 
-Handler = Callable[[Call, "re.Match[str]"], Awaitable[Reply]]
+class ApiError(Exception):
+    """A refusal with the API's own status and error code; `Api.serve` renders it in the API's error shape."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+Handler = Callable[[Call, "re.Match[str]"], Reply | Awaitable[Reply]]
 ErrorFactory = Callable[[int, str, str], Reply]
+Precondition = Callable[[Call, "Route"], None]  # raises ApiError to refuse a request
 
 
 @dataclass(frozen=True)
@@ -123,6 +133,7 @@ class Api:
         self.routes = RouteTable()
         self.faults = FaultState(Faults())
         self.reports_resource_units = False  # Graph's x-ms-resource-unit headers
+        self.precondition: Precondition | None = None  # e.g. ARM's and ADO's api-version checks
 
     def visible(self, created_at: float) -> bool:
         return self.faults.visible(created_at)
@@ -139,11 +150,20 @@ class Api:
             if refusal is not None:
                 return refusal
         units = self.cost(call, route)
-        reply = await self._inject_faults(call, units) or await route.handler(call, match)
+        reply = await self._inject_faults(call, units) or await self._handle(route, call, match)
         if self.reports_resource_units:
             reply.headers["x-ms-resource-unit"] = str(units)
             reply.headers["x-ms-throttle-limit-percentage"] = str(self.faults.usage_percent())
         return reply
+
+    async def _handle(self, route: Route, call: Call, match: re.Match[str]) -> Reply:
+        try:
+            if self.precondition is not None:
+                self.precondition(call, route)
+            reply = route.handler(call, match)
+            return await reply if inspect.isawaitable(reply) else reply
+        except ApiError as error:
+            return self.error(error.status, error.code, error.message)
 
     async def _inject_faults(self, call: Call, units: int) -> Reply | None:
         faults = self.faults

@@ -9,11 +9,9 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Callable
-from typing import Any
 from urllib.parse import urlencode
 
-from cloudsim.api import Api, Call, Reply, RequestCounters
+from cloudsim.api import Api, ApiError, Call, Reply, RequestCounters, Route
 from cloudsim.state import JsonObject, RoleAssignment, RoleDefinition, World, iso
 from cloudsim.tokens import ARM_AUDIENCES
 
@@ -28,12 +26,6 @@ _FILTER_CLAUSE = re.compile(
     r"|roleName\s+eq\s+'(?P<role_name>(?:[^']|'')+)'|type\s+eq\s+'(?P<role_type>[^']+)')\s*",
     re.IGNORECASE,
 )
-
-
-class ArmError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
 
 
 def arm_error(status: int, code: str, message: str) -> Reply:
@@ -114,36 +106,30 @@ class Arm:
     def __init__(self, world: World, counters: RequestCounters) -> None:
         self.world = world
         self.api = Api("arm", world, counters, arm_error, ARM_AUDIENCES)
+        self.api.precondition = self._require_api_version
         add = self.api.routes.add
-        add("GET", _DEFINITION, "roleDefinitions.get", self._guard(self.get_definition))
-        add("GET", _DEFINITIONS, "roleDefinitions.list", self._guard(self.list_definitions))
-        add("GET", _ASSIGNMENT, "roleAssignments.get", self._guard(self.get_assignment))
-        add("PUT", _ASSIGNMENT, "roleAssignments.create", self._guard(self.put_assignment))
-        add("DELETE", _ASSIGNMENT, "roleAssignments.delete", self._guard(self.delete_assignment))
-        add("GET", _ASSIGNMENTS, "roleAssignments.list", self._guard(self.list_assignments))
+        add("GET", _DEFINITION, "roleDefinitions.get", self.get_definition)
+        add("GET", _DEFINITIONS, "roleDefinitions.list", self.list_definitions)
+        add("GET", _ASSIGNMENT, "roleAssignments.get", self.get_assignment)
+        add("PUT", _ASSIGNMENT, "roleAssignments.create", self.put_assignment)
+        add("DELETE", _ASSIGNMENT, "roleAssignments.delete", self.delete_assignment)
+        add("GET", _ASSIGNMENTS, "roleAssignments.list", self.list_assignments)
 
     @staticmethod
-    def _guard(handler: Callable[[Call, re.Match[str]], Reply]) -> Callable[[Call, re.Match[str]], Any]:
-        async def run(call: Call, match: re.Match[str]) -> Reply:
-            if "api-version" not in call.query:
-                return arm_error(
-                    400,
-                    "MissingApiVersionParameter",
-                    "The api-version query parameter (?api-version=) is required for all requests.",
-                )
-            try:
-                return handler(call, match)
-            except ArmError as error:
-                return arm_error(error.status, error.code, error.message)
-
-        return run
+    def _require_api_version(call: Call, _route: Route) -> None:
+        if "api-version" not in call.query:
+            raise ApiError(
+                400,
+                "MissingApiVersionParameter",
+                "The api-version query parameter (?api-version=) is required for all requests.",
+            )
 
     # role definitions
 
     def get_definition(self, _call: Call, match: re.Match[str]) -> Reply:
         definition = self.world.role_definition(match["id"])
         if definition is None:
-            raise ArmError(
+            raise ApiError(
                 404,
                 "RoleDefinitionDoesNotExist",
                 f"The specified role definition with ID '{match['id']}' does not exist.",
@@ -178,7 +164,7 @@ class Arm:
     def get_assignment(self, _call: Call, match: re.Match[str]) -> Reply:
         assignment = self._find(match["scope"], match["name"])
         if assignment is None:
-            raise ArmError(
+            raise ApiError(
                 404, "RoleAssignmentNotFound", f"The role assignment '{match['name']}' is not found."
             )
         return Reply(200, render_assignment(assignment, self.world.caller_object_id))
@@ -187,14 +173,14 @@ class Arm:
         scope, name = match["scope"], match["name"]
         self._check_write_permission(scope, "write")
         if not _is_guid(name):
-            raise ArmError(
+            raise ApiError(
                 400,
                 "InvalidRoleAssignmentId",
                 f"The role assignment ID '{name}' is not valid. The role assignment ID must be a GUID.",
             )
         properties = call.body.get("properties") if isinstance(call.body, dict) else None
         if not isinstance(properties, dict):
-            raise ArmError(
+            raise ApiError(
                 400, "InvalidRequestContent", "The request content was invalid and could not be deserialized."
             )
         role_guid = self._role_guid(properties.get("roleDefinitionId"))
@@ -215,7 +201,7 @@ class Arm:
         )
         if duplicate is not None:
             # Azure names the existing assignment in the message, without hyphens.
-            raise ArmError(
+            raise ApiError(
                 409,
                 "RoleAssignmentExists",
                 f"The role assignment already exists. The ID of the existing role assignment is "
@@ -238,7 +224,7 @@ class Arm:
         self, existing: RoleAssignment, principal_id: str, role_guid: str, properties: JsonObject
     ) -> Reply:
         if existing.principal_id != principal_id or existing.role_definition_guid != role_guid:
-            raise ArmError(
+            raise ApiError(
                 400,
                 "RoleAssignmentUpdateNotPermitted",
                 "Tenant ID, application ID, principal ID, and scope are not allowed to be updated.",
@@ -289,14 +275,14 @@ class Arm:
         for clause in re.split(r"\s+and\s+", text, flags=re.IGNORECASE) if text else []:
             found = _FILTER_CLAUSE.fullmatch(clause)
             if not found:
-                raise ArmError(400, "UnsupportedQuery", f"The filter '{text}' is not supported.")
+                raise ApiError(400, "UnsupportedQuery", f"The filter '{text}' is not supported.")
             clauses.update({key: value for key, value in found.groupdict().items() if value is not None})
         return clauses
 
     def _role_guid(self, role_definition_id: object) -> str:
         guid = str(role_definition_id or "").rstrip("/").rsplit("/", 1)[-1].lower()
         if self.world.role_definition(guid) is None:
-            raise ArmError(
+            raise ApiError(
                 400,
                 "RoleDefinitionDoesNotExist",
                 f"The specified role definition with ID '{guid}' does not exist.",
@@ -308,7 +294,7 @@ class Arm:
         delay = self.world.settings.replication_delay_s
         replicating = principal is not None and time.time() - principal.created_at < delay
         if principal is None or (replicating and not principal_type):
-            raise ArmError(
+            raise ApiError(
                 400,
                 "PrincipalNotFound",
                 f"Principal {principal_id.replace('-', '')} does not exist in the directory "
@@ -322,7 +308,7 @@ class Arm:
         manageable = self.world.settings.manageable_scopes
         if manageable and not any(is_within(scope, allowed) for allowed in manageable):
             caller = self.world.caller_object_id
-            raise ArmError(
+            raise ApiError(
                 403,
                 "AuthorizationFailed",
                 f"The client '{caller}' with object id '{caller}' does not have authorization to perform "

@@ -11,10 +11,10 @@ import re
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from cloudsim.api import EMPTY, Api, Call, Reply, RequestCounters, Route
+from cloudsim.api import EMPTY, Api, ApiError, Call, Reply, RequestCounters, Route
 from cloudsim.state import Application, FederatedCredential, JsonObject, ServicePrincipal, World, iso, new_id
 from cloudsim.tokens import GRAPH_AUDIENCES
 
@@ -31,12 +31,6 @@ _FIC = _FICS + r"(?:/(?P<fic>[^/(]+)|\(name='(?P<fic_name>[^']+)'\))"
 _SP = r"/v1\.0/servicePrincipals(?:/(?P<id>[^/(]+)|\(appId='(?P<app_id>[^']+)'\))"
 
 
-class GraphError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
 def graph_error(status: int, code: str, message: str) -> Reply:
     inner = {
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
@@ -46,16 +40,16 @@ def graph_error(status: int, code: str, message: str) -> Reply:
     return Reply(status, {"error": {"code": code, "message": message, "innerError": inner}})
 
 
-def _not_found(key: str) -> GraphError:
-    return GraphError(
+def _not_found(key: str) -> ApiError:
+    return ApiError(
         404,
         "Request_ResourceNotFound",
         f"Resource '{key}' does not exist or one of its queried reference-property objects are not present.",
     )
 
 
-def _bad_value(prop: str, resource: str = "FederatedIdentityCredential") -> GraphError:
-    return GraphError(
+def _bad_value(prop: str, resource: str = "FederatedIdentityCredential") -> ApiError:
+    return ApiError(
         400, "Request_BadRequest", f"Invalid value specified for property '{prop}' of resource '{resource}'."
     )
 
@@ -134,7 +128,7 @@ def parse_filter(text: str, allowed: dict[str, str], resource: str) -> Callable[
         found = _CLAUSE.fullmatch(clause)
         prop = found and (found["prop"] or found["in_prop"] or found["sw_prop"])
         if not found or not prop or prop.lower() not in allowed:
-            raise GraphError(
+            raise ApiError(
                 400,
                 "Request_UnsupportedQuery",
                 f"Unsupported or invalid query filter clause specified for property '{prop or clause}' "
@@ -156,13 +150,25 @@ def _clause_test(found: re.Match[str], key: str) -> Callable[[JsonObject], bool]
     return lambda item: str(item.get(key, "")).lower().startswith(prefix)
 
 
+# Filterable properties: lower-cased name in $filter -> JSON property.
+_DIRECTORY_FILTERS = {"appid": "appId", "displayname": "displayName", "id": "id"}
+_FIC_FILTERS = {"name": "name", "subject": "subject", "issuer": "issuer"}
+
+
+def filtered(call: Call, items: list[JsonObject], allowed: dict[str, str], resource: str) -> list[JsonObject]:
+    if "$filter" not in call.query:
+        return items
+    test = parse_filter(call.query["$filter"], allowed, resource)
+    return [item for item in items if test(item)]
+
+
 # ---- paging -----------------------------------------------------------------------------------
 
 
 def page_of(call: Call, items: Sequence[T]) -> tuple[list[T], str | None]:
     top_text = call.query.get("$top", str(DEFAULT_PAGE))
     if not top_text.isdigit() or not 1 <= int(top_text) <= MAX_PAGE:
-        raise GraphError(
+        raise ApiError(
             400,
             "Request_BadRequest",
             f"Invalid page size specified: '{top_text}'. Must be between 1 and 999 inclusive.",
@@ -195,31 +201,19 @@ class Graph:
         self.api.reports_resource_units = True
         self._busy_apps: set[str] = set()
         add = self.api.routes.add
-        add("GET", r"/v1\.0/applications", "applications.list", self._guard(self.list_applications))
-        add("POST", r"/v1\.0/applications", "applications.create", self._guard(self.create_application))
-        add("GET", _FICS, "fics.list", self._guard(self.list_fics))
-        add("POST", _FICS, "fics.create", self._guard(self.create_fic))
-        add("GET", _FIC, "fics.get", self._guard(self.get_fic))
-        add("PATCH", _FIC, "fics.update", self._guard(self.update_fic))
-        add("DELETE", _FIC, "fics.delete", self._guard(self.delete_fic))
-        add("GET", _APP, "applications.get", self._guard(self.get_application))
-        add("DELETE", _APP, "applications.delete", self._guard(self.delete_application))
-        add("GET", r"/v1\.0/servicePrincipals", "servicePrincipals.list", self._guard(self.list_sps))
-        add("POST", r"/v1\.0/servicePrincipals", "servicePrincipals.create", self._guard(self.create_sp))
-        add("GET", _SP, "servicePrincipals.get", self._guard(self.get_sp))
+        add("GET", r"/v1\.0/applications", "applications.list", self.list_applications)
+        add("POST", r"/v1\.0/applications", "applications.create", self.create_application)
+        add("GET", _FICS, "fics.list", self.list_fics)
+        add("POST", _FICS, "fics.create", self.create_fic)
+        add("GET", _FIC, "fics.get", self.get_fic)
+        add("PATCH", _FIC, "fics.update", self.update_fic)
+        add("DELETE", _FIC, "fics.delete", self.delete_fic)
+        add("GET", _APP, "applications.get", self.get_application)
+        add("DELETE", _APP, "applications.delete", self.delete_application)
+        add("GET", r"/v1\.0/servicePrincipals", "servicePrincipals.list", self.list_sps)
+        add("POST", r"/v1\.0/servicePrincipals", "servicePrincipals.create", self.create_sp)
+        add("GET", _SP, "servicePrincipals.get", self.get_sp)
         add("POST", r"/v1\.0/\$batch", "batch", self.batch)
-
-    @staticmethod
-    def _guard(
-        handler: Callable[[Call, re.Match[str]], Reply],
-    ) -> Callable[[Call, re.Match[str]], Any]:
-        async def run(call: Call, match: re.Match[str]) -> Reply:
-            try:
-                return handler(call, match)
-            except GraphError as error:
-                return graph_error(error.status, error.code, error.message)
-
-        return run
 
     # applications
 
@@ -233,14 +227,7 @@ class Graph:
     def list_applications(self, call: Call, _match: re.Match[str]) -> Reply:
         expand = "federatedidentitycredentials" in call.query.get("$expand", "").lower()
         rendered = [render_app(a, expand) for a in self.world.applications if self.api.visible(a.created_at)]
-        if "$filter" in call.query:
-            test = parse_filter(
-                call.query["$filter"],
-                {"appid": "appId", "displayname": "displayName", "id": "id"},
-                "Application",
-            )
-            rendered = [item for item in rendered if test(item)]
-        return collection(call, rendered)
+        return collection(call, filtered(call, rendered, _DIRECTORY_FILTERS, "Application"))
 
     def get_application(self, call: Call, match: re.Match[str]) -> Reply:
         expand = "federatedidentitycredentials" in call.query.get("$expand", "").lower()
@@ -264,14 +251,7 @@ class Graph:
 
     def list_sps(self, call: Call, _match: re.Match[str]) -> Reply:
         rendered = [render_sp(s) for s in self.world.service_principals if self.api.visible(s.created_at)]
-        if "$filter" in call.query:
-            test = parse_filter(
-                call.query["$filter"],
-                {"appid": "appId", "displayname": "displayName", "id": "id"},
-                "ServicePrincipal",
-            )
-            rendered = [item for item in rendered if test(item)]
-        return collection(call, rendered)
+        return collection(call, filtered(call, rendered, _DIRECTORY_FILTERS, "ServicePrincipal"))
 
     def get_sp(self, call: Call, match: re.Match[str]) -> Reply:
         object_id, app_id = match["id"], match["app_id"]
@@ -291,14 +271,14 @@ class Graph:
         body = _call.body if isinstance(_call.body, dict) else {}
         app = self.world.application_by_app_id(str(body.get("appId", "")))
         if app is None:
-            raise GraphError(
+            raise ApiError(
                 400,
                 "Request_BadRequest",
                 f"The appId '{body.get('appId')}' of the service principal does not reference a valid "
                 "application object.",
             )
         if any(s.app_id == app.app_id for s in self.world.service_principals):
-            raise GraphError(
+            raise ApiError(
                 409,
                 "Request_MultipleObjectsWithSameKeyValue",
                 "The service principal for this appId already exists.",
@@ -312,14 +292,7 @@ class Graph:
     def list_fics(self, call: Call, match: re.Match[str]) -> Reply:
         app = self._app(match)
         rendered = [render_fic(f) for f in app.federated_credentials if self.api.visible(f.created_at)]
-        if "$filter" in call.query:
-            test = parse_filter(
-                call.query["$filter"],
-                {"name": "name", "subject": "subject", "issuer": "issuer"},
-                "FederatedIdentityCredential",
-            )
-            rendered = [item for item in rendered if test(item)]
-        return collection(call, rendered)
+        return collection(call, filtered(call, rendered, _FIC_FILTERS, "FederatedIdentityCredential"))
 
     def _fic(self, app: Application, match: re.Match[str]) -> FederatedCredential | None:
         if match["fic_name"] is not None:
@@ -356,7 +329,7 @@ class Graph:
         if fic is None:
             raise _not_found(match["fic"] or match["fic_name"])
         if "name" in body and body["name"] != fic.name:
-            raise GraphError(400, "Request_BadRequest", "Property 'name' is read-only and cannot be changed.")
+            raise ApiError(400, "Request_BadRequest", "Property 'name' is read-only and cannot be changed.")
         merged = {**render_fic(fic), **{k: v for k, v in body.items() if k != "id"}}
         self._validate_fic(merged, app, ignore=fic)
         self._claim_app(app)
@@ -378,7 +351,7 @@ class Graph:
         if len(app.federated_credentials) >= MAX_FICS_PER_APP:
             # Unconfirmed in the docs (one support guide reports this message); clients should
             # check capacity before writing instead of relying on it.
-            raise GraphError(
+            raise ApiError(
                 400,
                 "Request_BadRequest",
                 "Size of object exceeded limit. An application can have at most 20 federated identity "
@@ -411,13 +384,13 @@ class Graph:
             raise _bad_value("description")
         others = [f for f in app.federated_credentials if f is not ignore]
         if ignore is None and any(f.name == name for f in others):
-            raise GraphError(
+            raise ApiError(
                 409,
                 "Request_MultipleObjectsWithSameKeyValue",
                 f"FederatedIdentityCredential with name {name} already exists.",
             )
         if any(f.issuer == body["issuer"] and f.subject == body["subject"] for f in others):
-            raise GraphError(
+            raise ApiError(
                 400,
                 "InvalidFederatedIdentityCredentialValue",
                 f"FederatedIdentityCredential with issuer '{body['issuer']}' and subject '{body['subject']}' "
@@ -432,7 +405,7 @@ class Graph:
         if app.id in self._busy_apps:
             # Modelled on the 409 reported for concurrent FIC writes to one parent
             # (terraform-provider-azurerm #19968); the exact code Graph sends is unconfirmed.
-            raise GraphError(
+            raise ApiError(
                 409,
                 "ConcurrentFederatedIdentityCredentialsWrites",
                 "Another write to the federated identity credentials of this application is in progress.",

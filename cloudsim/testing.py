@@ -11,8 +11,12 @@ Other test packages get the fixtures by importing them into their conftest.py:
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import ssl
+import subprocess
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
@@ -28,6 +32,7 @@ from cloudsim.server import Simulator
 from cloudsim.state import JsonObject, Organization, Project, World, new_id
 
 SAMPLE_SUBSCRIPTION = "11111111-2222-3333-4444-555555555555"
+_SOURCE_ROOT = Path(__file__).resolve().parents[1]  # where `python -m cloudsim` can be found
 
 
 def sample_world() -> World:
@@ -185,6 +190,34 @@ async def running_simulator(
             )
         finally:
             await simulator.stop()
+
+
+async def start_simulator_process(
+    state: Path, env_file: Path | None = None, *extra_args: str
+) -> tuple[asyncio.subprocess.Process, dict[str, str]]:
+    """`python -m cloudsim serve` on free ports; returns the process and the environment it printed.
+
+    Stop it with `process.send_signal(signal.SIGTERM)` and `await process.wait()`.
+    """
+    arguments = ["-m", "cloudsim", "serve", "--port", "0", "--state", str(state), *extra_args]
+    if env_file is not None:
+        arguments += ["--env-file", str(env_file)]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *arguments,
+        cwd=_SOURCE_ROOT,
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(_SOURCE_ROOT)},
+    )
+    assert process.stdout is not None
+    printed: dict[str, str] = {}
+    while "AZURE_TENANT_ID" not in printed:
+        line = (await asyncio.wait_for(process.stdout.readline(), timeout=30)).decode().strip()
+        if not line:
+            raise RuntimeError("the simulator exited before printing its environment")
+        name, _, value = line.partition("=")
+        printed[name] = value
+    return process, printed
 
 
 @pytest.fixture

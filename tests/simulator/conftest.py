@@ -32,10 +32,12 @@ async def credential(cloud_env: RunningSimulator) -> AsyncIterator[ManagedIdenti
         yield credential
 
 
-def graph_client(sim: RunningSimulator, credential: ManagedIdentityCredential) -> GraphServiceClient:
-    auth = AzureIdentityAuthenticationProvider(
-        credential, scopes=["https://graph.microsoft.com/.default"], allowed_hosts=["127.0.0.1"]
-    )
+def graph_client(
+    sim: RunningSimulator,
+    credential: ManagedIdentityCredential,
+    scope: str = "https://graph.microsoft.com/.default",
+) -> GraphServiceClient:
+    auth = AzureIdentityAuthenticationProvider(credential, scopes=[scope], allowed_hosts=["127.0.0.1"])
     http = GraphClientFactory.create_with_default_middleware(
         client=httpx.AsyncClient(verify=str(sim.ca_path))
     )
@@ -49,19 +51,27 @@ def graph(cloud_env: RunningSimulator, credential: ManagedIdentityCredential) ->
     return graph_client(cloud_env, credential)
 
 
+def arm_client(
+    sim: RunningSimulator,
+    credential: ManagedIdentityCredential,
+    scope: str = "https://management.azure.com/.default",
+    retry_total: int = 0,
+) -> AuthorizationManagementClient:
+    return AuthorizationManagementClient(
+        credential,
+        SAMPLE_SUBSCRIPTION,
+        base_url=sim.arm_url,
+        connection_verify=str(sim.ca_path),
+        credential_scopes=[scope],
+        retry_total=retry_total,
+    )
+
+
 @pytest.fixture
 async def arm(
     cloud_env: RunningSimulator, credential: ManagedIdentityCredential
 ) -> AsyncIterator[AuthorizationManagementClient]:
-    client = AuthorizationManagementClient(
-        credential,
-        SAMPLE_SUBSCRIPTION,
-        base_url=cloud_env.arm_url,
-        connection_verify=str(cloud_env.ca_path),
-        credential_scopes=["https://management.azure.com/.default"],
-        retry_total=0,
-    )
-    async with client:
+    async with arm_client(cloud_env, credential) as client:
         yield client
 
 

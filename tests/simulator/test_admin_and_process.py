@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import ssl
-import subprocess
-import sys
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -23,7 +20,7 @@ from msgraph.graph_service_client import GraphServiceClient
 
 from cloudsim.generate import generate_tenant
 from cloudsim.state import World
-from cloudsim.testing import SAMPLE_SUBSCRIPTION, RunningSimulator, running_simulator
+from cloudsim.testing import SAMPLE_SUBSCRIPTION, RunningSimulator, running_simulator, start_simulator_process
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
@@ -144,29 +141,8 @@ async def test_process_serves_writes_env_file_and_stops_on_sigterm(tmp_path: Pat
         json.dumps(generate_tenant(configs=5, unmanaged_apps=1).world.to_json()), encoding="utf-8"
     )
     env_file = tmp_path / "sim.env"
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "cloudsim",
-        "serve",
-        "--port",
-        "0",
-        "--state",
-        str(state),
-        "--env-file",
-        str(env_file),
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-    )
+    process, printed = await start_simulator_process(state, env_file)
     try:
-        assert process.stdout is not None
-        printed: dict[str, str] = {}
-        while "AZURE_TENANT_ID" not in printed:
-            line = (await asyncio.wait_for(process.stdout.readline(), timeout=20)).decode().strip()
-            assert line, "the simulator exited before printing its environment"
-            name, _, value = line.partition("=")
-            printed[name] = value
         assert set(printed) == FIXED_ENV
         written = dict(line.split("=", 1) for line in env_file.read_text(encoding="utf-8").splitlines())
         assert written == printed

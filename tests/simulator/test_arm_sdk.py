@@ -6,10 +6,13 @@ import uuid
 
 import pytest
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.identity.aio import ManagedIdentityCredential
 from azure.mgmt.authorization.aio import AuthorizationManagementClient
 from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreateParameters
 
 from cloudsim.testing import SAMPLE_SUBSCRIPTION, RunningSimulator
+
+from .conftest import arm_client
 
 SUB = f"/subscriptions/{SAMPLE_SUBSCRIPTION}"
 RG = f"{SUB}/resourceGroups/rg-pay"
@@ -160,19 +163,10 @@ async def test_scope_outside_manageable_scopes_is_authorization_failed(
     assert refused.value.error is not None and refused.value.error.code == "AuthorizationFailed"
 
 
-async def test_token_for_another_audience_is_refused(cloud_env: RunningSimulator, credential: object) -> None:
-    from azure.identity.aio import ManagedIdentityCredential
-
-    assert isinstance(credential, ManagedIdentityCredential)
-    wrong = AuthorizationManagementClient(
-        credential,
-        SAMPLE_SUBSCRIPTION,
-        base_url=cloud_env.arm_url,
-        connection_verify=str(cloud_env.ca_path),
-        credential_scopes=["https://graph.microsoft.com/.default"],
-        retry_total=0,
-    )
-    async with wrong:
+async def test_token_for_another_audience_is_refused(
+    cloud_env: RunningSimulator, credential: ManagedIdentityCredential
+) -> None:
+    async with arm_client(cloud_env, credential, scope="https://graph.microsoft.com/.default") as wrong:
         with pytest.raises(HttpResponseError) as refused:
             await wrong.role_definitions.get(SUB, KV_READER)
     assert refused.value.status_code == 401

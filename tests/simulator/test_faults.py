@@ -21,7 +21,7 @@ from msgraph.graph_service_client import GraphServiceClient
 from cloudsim.faults import Faults
 from cloudsim.testing import SAMPLE_SUBSCRIPTION, RunningSimulator
 
-from .conftest import ado_pipeline
+from .conftest import ado_pipeline, arm_client
 from .test_ado_sdk import call
 
 SUB = f"/subscriptions/{SAMPLE_SUBSCRIPTION}"
@@ -45,14 +45,7 @@ async def test_arm_retry_policy_honours_retry_after(
     cloud_env: RunningSimulator, credential: ManagedIdentityCredential
 ) -> None:
     await cloud_env.admin.set_faults({"arm": Faults(throttle_budget=1, throttle_window_s=1.0)})
-    client = AuthorizationManagementClient(
-        credential,
-        SAMPLE_SUBSCRIPTION,
-        base_url=cloud_env.arm_url,
-        connection_verify=str(cloud_env.ca_path),
-        retry_total=2,
-    )
-    async with client:
+    async with arm_client(cloud_env, credential, retry_total=2) as client:
         await client.role_definitions.get(SUB, KV_READER)
         started = time.monotonic()
         reader = await client.role_definitions.get(SUB, KV_READER)

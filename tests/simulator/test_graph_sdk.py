@@ -5,24 +5,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable
 
-import httpx
 import pytest
 from azure.identity.aio import ManagedIdentityCredential
 from kiota_abstractions.base_request_configuration import RequestConfiguration
 from kiota_abstractions.default_query_parameters import QueryParameters
-from kiota_authentication_azure.azure_identity_authentication_provider import (
-    AzureIdentityAuthenticationProvider,
-)
 from msgraph.generated.applications.applications_request_builder import ApplicationsRequestBuilder
 from msgraph.generated.models.application import Application
 from msgraph.generated.models.federated_identity_credential import FederatedIdentityCredential
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.generated.models.service_principal import ServicePrincipal
-from msgraph.graph_request_adapter import GraphRequestAdapter
 from msgraph.graph_service_client import GraphServiceClient
-from msgraph_core import GraphClientFactory  # type: ignore[import-untyped]
 
 from cloudsim.testing import RunningSimulator
+
+from .conftest import graph_client
 
 ISSUER = "https://login.microsoftonline.com/t/v2.0"
 
@@ -204,13 +200,5 @@ async def test_overlapping_fic_writes_to_one_application_conflict(
 async def test_wrong_audience_token_is_refused_with_graph_error_shape(
     cloud_env: RunningSimulator, credential: ManagedIdentityCredential
 ) -> None:
-    auth = AzureIdentityAuthenticationProvider(
-        credential, scopes=["https://management.azure.com/.default"], allowed_hosts=["127.0.0.1"]
-    )
-    http = GraphClientFactory.create_with_default_middleware(
-        client=httpx.AsyncClient(verify=str(cloud_env.ca_path))
-    )
-    adapter = GraphRequestAdapter(auth, client=http)
-    adapter.base_url = cloud_env.graph_url + "/v1.0"
-    wrong = GraphServiceClient(request_adapter=adapter)
+    wrong = graph_client(cloud_env, credential, scope="https://management.azure.com/.default")
     assert await graph_error(wrong.applications.get()) == (401, "InvalidAuthenticationToken")
