@@ -49,6 +49,7 @@ class Admin:
         self.initial_state = initial_state
         # Admin calls are not counted with the Azure APIs.
         self.api = Api("admin", world, RequestCounters(), admin_error, audiences=None)
+        self.api.input_errors_are_bad_requests = True
         add = self.api.routes.add
         add("GET", r"/_sim/state", "state.dump", self.dump)
         add("PUT", r"/_sim/state", "state.load", self.load)

@@ -134,6 +134,8 @@ class Api:
         self.faults = FaultState(Faults())
         self.reports_resource_units = False  # Graph's x-ms-resource-unit headers
         self.precondition: Precondition | None = None  # e.g. ARM's and ADO's api-version checks
+        # The admin API answers malformed input with 400 instead of failing with 500.
+        self.input_errors_are_bad_requests = False
 
     def visible(self, created_at: float) -> bool:
         return self.faults.visible(created_at)
@@ -164,6 +166,10 @@ class Api:
             return await reply if inspect.isawaitable(reply) else reply
         except ApiError as error:
             return self.error(error.status, error.code, error.message)
+        except (KeyError, TypeError, ValueError) as error:
+            if not self.input_errors_are_bad_requests:
+                raise
+            return self.error(400, "BadRequest", f"Invalid request: {error!r}")
 
     async def _inject_faults(self, call: Call, units: int) -> Reply | None:
         faults = self.faults

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import signal
 import ssl
@@ -19,7 +20,7 @@ from msgraph.generated.models.federated_identity_credential import FederatedIden
 from msgraph.graph_service_client import GraphServiceClient
 
 from cloudsim.generate import generate_tenant
-from cloudsim.state import World
+from cloudsim.state import ADO_RESOURCE_APP_ID, World
 from cloudsim.testing import SAMPLE_SUBSCRIPTION, RunningSimulator, running_simulator, start_simulator_process
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -160,3 +161,32 @@ async def test_process_serves_writes_env_file_and_stops_on_sigterm(tmp_path: Pat
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_yaml_state_loads_and_bad_admin_input_is_a_400(cloud_env: RunningSimulator) -> None:
+    world = generate_tenant(configs=3, unmanaged_apps=1).world
+    context = ssl.create_default_context(cafile=str(cloud_env.ca_path))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as session:
+        async with session.put(
+            f"{cloud_env.admin_url}/_sim/state",
+            data=yaml.safe_dump(world.to_json()),
+            headers={"Content-Type": "application/yaml"},
+        ) as response:
+            assert response.status == 204
+        async with session.post(f"{cloud_env.admin_url}/_sim/applications", json={"no": "name"}) as response:
+            assert response.status == 400
+        async with session.put(f"{cloud_env.admin_url}/_sim/faults", json={"nope": {}}) as response:
+            assert response.status == 400
+    assert cloud_env.world.tenant_id == world.tenant_id
+    assert len(cloud_env.world.applications) == len(world.applications)
+
+
+async def test_default_azure_credential_uses_the_simulated_managed_identity(
+    cloud_env: RunningSimulator,
+) -> None:
+    from azure.identity.aio import DefaultAzureCredential
+
+    async with DefaultAzureCredential(connection_verify=str(cloud_env.ca_path)) as credential:
+        token = await credential.get_token(f"{ADO_RESOURCE_APP_ID}/.default")
+    claims = json.loads(base64.urlsafe_b64decode(token.token.split(".")[1] + "=="))
+    assert claims["aud"] == ADO_RESOURCE_APP_ID and claims["tid"] == cloud_env.tenant_id
