@@ -246,23 +246,24 @@ class Arm:
     def list_assignments(self, call: Call, match: re.Match[str]) -> Reply:
         scope = match["scope"]
         clauses = self._filter(call)
-        principal = clauses.get("principal") or clauses.get("assigned")
+        principal = (clauses.get("principal") or clauses.get("assigned") or "").lower()
         at_scope = "at" in clauses
         found = [
             a
             for a in self.world.role_assignments
-            if self.api.visible(a.created_at)
+            if (not principal or a.principal_id == principal)  # the cheap test first: lists can be long
+            and self.api.visible(a.created_at)
             and (is_within(scope, a.scope) or (not at_scope and is_within(a.scope, scope)))
-            and (principal is None or a.principal_id == principal.lower())
         ]
-        return self._page(call, [render_assignment(a, self.world.caller_object_id) for a in found])
+        return self._page(call, found)
 
-    def _page(self, call: Call, items: list[JsonObject]) -> Reply:
+    def _page(self, call: Call, assignments: list[RoleAssignment]) -> Reply:
         size = max(1, self.world.settings.arm_page_size)
         skip_text = call.query.get("$skipToken", "0")
         skip = int(skip_text) if skip_text.isdigit() else 0
-        body: JsonObject = {"value": items[skip : skip + size]}
-        if skip + size < len(items):
+        page = assignments[skip : skip + size]
+        body: JsonObject = {"value": [render_assignment(a, self.world.caller_object_id) for a in page]}
+        if skip + size < len(assignments):
             query = {**call.query, "$skipToken": str(skip + size)}
             body["nextLink"] = f"{call.base_url}{call.path}?{urlencode(query)}"
         return Reply(200, body)

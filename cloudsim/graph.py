@@ -121,9 +121,13 @@ _CLAUSE = re.compile(
 )
 
 
-def parse_filter(text: str, allowed: dict[str, str], resource: str) -> Callable[[JsonObject], bool]:
-    """A predicate for `prop eq 'v'`, `prop in ('a','b')`, `startswith(prop,'p')` joined by `and`."""
-    tests: list[Callable[[JsonObject], bool]] = []
+def parse_filter(text: str, allowed: dict[str, str], resource: str) -> Callable[[object], bool]:
+    """A predicate for `prop eq 'v'`, `prop in ('a','b')`, `startswith(prop,'p')` joined by `and`.
+
+    It reads the model objects' attributes (named in `allowed`), so a list filters before it
+    renders anything: large tenants stay fast.
+    """
+    tests: list[Callable[[object], bool]] = []
     for clause in re.split(r"\s+and\s+", text.strip(), flags=re.IGNORECASE):
         found = _CLAUSE.fullmatch(clause)
         prop = found and (found["prop"] or found["in_prop"] or found["sw_prop"])
@@ -139,23 +143,23 @@ def parse_filter(text: str, allowed: dict[str, str], resource: str) -> Callable[
     return lambda item: all(test(item) for test in tests)
 
 
-def _clause_test(found: re.Match[str], key: str) -> Callable[[JsonObject], bool]:
+def _clause_test(found: re.Match[str], attribute: str) -> Callable[[object], bool]:
     if found["value"] is not None:
         value = found["value"].replace("''", "'")
-        return lambda item: item.get(key) == value
+        return lambda item: getattr(item, attribute) == value
     if found["values"] is not None:
         values = {v.strip().strip("'").replace("''", "'") for v in found["values"].split(",")}
-        return lambda item: item.get(key) in values
+        return lambda item: getattr(item, attribute) in values
     prefix = found["prefix"].replace("''", "'").lower()
-    return lambda item: str(item.get(key, "")).lower().startswith(prefix)
+    return lambda item: str(getattr(item, attribute)).lower().startswith(prefix)
 
 
-# Filterable properties: lower-cased name in $filter -> JSON property.
-_DIRECTORY_FILTERS = {"appid": "appId", "displayname": "displayName", "id": "id"}
+# Filterable properties: lower-cased name in $filter -> model attribute.
+_DIRECTORY_FILTERS = {"appid": "app_id", "displayname": "display_name", "id": "id"}
 _FIC_FILTERS = {"name": "name", "subject": "subject", "issuer": "issuer"}
 
 
-def filtered(call: Call, items: list[JsonObject], allowed: dict[str, str], resource: str) -> list[JsonObject]:
+def filtered(call: Call, items: list[T], allowed: dict[str, str], resource: str) -> list[T]:
     if "$filter" not in call.query:
         return items
     test = parse_filter(call.query["$filter"], allowed, resource)
@@ -183,9 +187,10 @@ def page_of(call: Call, items: Sequence[T]) -> tuple[list[T], str | None]:
     return page, f"{call.base_url}{call.path}?{urlencode(query)}"
 
 
-def collection(call: Call, items: Sequence[JsonObject]) -> Reply:
+def collection(call: Call, items: Sequence[T], render: Callable[[T], JsonObject]) -> Reply:
+    """One page of `items`, rendered (only the page is rendered)."""
     page, next_link = page_of(call, items)
-    body: JsonObject = {"value": [_select(item, call) for item in page]}
+    body: JsonObject = {"value": [_select(render(item), call) for item in page]}
     if next_link:
         body["@odata.nextLink"] = next_link
     return Reply(200, body)
@@ -226,8 +231,9 @@ class Graph:
 
     def list_applications(self, call: Call, _match: re.Match[str]) -> Reply:
         expand = "federatedidentitycredentials" in call.query.get("$expand", "").lower()
-        rendered = [render_app(a, expand) for a in self.world.applications if self.api.visible(a.created_at)]
-        return collection(call, filtered(call, rendered, _DIRECTORY_FILTERS, "Application"))
+        visible = [a for a in self.world.applications if self.api.visible(a.created_at)]
+        found = filtered(call, visible, _DIRECTORY_FILTERS, "Application")
+        return collection(call, found, lambda app: render_app(app, expand))
 
     def get_application(self, call: Call, match: re.Match[str]) -> Reply:
         expand = "federatedidentitycredentials" in call.query.get("$expand", "").lower()
@@ -250,8 +256,8 @@ class Graph:
     # service principals
 
     def list_sps(self, call: Call, _match: re.Match[str]) -> Reply:
-        rendered = [render_sp(s) for s in self.world.service_principals if self.api.visible(s.created_at)]
-        return collection(call, filtered(call, rendered, _DIRECTORY_FILTERS, "ServicePrincipal"))
+        visible = [s for s in self.world.service_principals if self.api.visible(s.created_at)]
+        return collection(call, filtered(call, visible, _DIRECTORY_FILTERS, "ServicePrincipal"), render_sp)
 
     def get_sp(self, call: Call, match: re.Match[str]) -> Reply:
         object_id, app_id = match["id"], match["app_id"]
@@ -291,8 +297,10 @@ class Graph:
 
     def list_fics(self, call: Call, match: re.Match[str]) -> Reply:
         app = self._app(match)
-        rendered = [render_fic(f) for f in app.federated_credentials if self.api.visible(f.created_at)]
-        return collection(call, filtered(call, rendered, _FIC_FILTERS, "FederatedIdentityCredential"))
+        visible = [f for f in app.federated_credentials if self.api.visible(f.created_at)]
+        return collection(
+            call, filtered(call, visible, _FIC_FILTERS, "FederatedIdentityCredential"), render_fic
+        )
 
     def _fic(self, app: Application, match: re.Match[str]) -> FederatedCredential | None:
         if match["fic_name"] is not None:
