@@ -10,15 +10,20 @@ import sys
 import tempfile
 from pathlib import Path
 
+import yaml
+
 from cloudsim.faults import Faults
 from cloudsim.server import Simulator
 from cloudsim.state import World
 
 
 def _load_world(path: Path) -> World:
+    """The start state: JSON, or YAML for a .yaml/.yml file; a missing file is an empty tenant."""
     if not path.exists():
         return World.from_json({})
-    return World.from_json(json.loads(path.read_text(encoding="utf-8")))
+    text = path.read_text(encoding="utf-8")
+    raw = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+    return World.from_json(raw or {})
 
 
 def _load_faults(path: Path | None) -> dict[str, Faults]:
@@ -62,7 +67,9 @@ def parser() -> argparse.ArgumentParser:
     commands = top.add_subparsers(dest="command", required=True)
     run = commands.add_parser("serve", help="serve Graph, ARM, ADO, the MI endpoint and /_sim/ over HTTPS")
     run.add_argument("--port", type=int, default=0, help="first port (APIs take N..N+4); 0 = free ports")
-    run.add_argument("--state", type=Path, required=True, help="state JSON to start from (missing = empty)")
+    run.add_argument(
+        "--state", type=Path, required=True, help="state JSON or YAML to start from (missing = empty)"
+    )
     run.add_argument("--env-file", type=Path, help="also write the NAME=value lines here")
     run.add_argument("--ca-file", type=Path, help="where to write the CA PEM (default: a temp dir)")
     run.add_argument("--faults", type=Path, help='JSON {"graph": {...Faults}, "arm": {...}, ...}')
