@@ -138,7 +138,7 @@ async def test_latency_is_added(cloud_env: RunningSimulator, credential: Managed
 async def test_new_objects_stay_out_of_lists_for_the_lag(
     graph: GraphServiceClient, cloud_env: RunningSimulator, arm: AuthorizationManagementClient
 ) -> None:
-    await cloud_env.admin.set_faults({"graph": Faults(list_lag_s=0.4), "arm": Faults(list_lag_s=0.4)})
+    await cloud_env.admin.set_faults({"graph": Faults(list_lag_s=1.5), "arm": Faults(list_lag_s=1.5)})
     app = await graph.applications.post(Application(display_name="lagging"))
     assert app is not None and app.id
     listed = await graph.applications.get()
@@ -157,7 +157,7 @@ async def test_new_objects_stay_out_of_lists_for_the_lag(
         ),
     )
     assert [a async for a in arm.role_assignments.list_for_subscription()] == []
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(1.6)
     listed = await graph.applications.get()
     assert listed is not None and app.id in [a.id for a in listed.value or []]
     assert len([a async for a in arm.role_assignments.list_for_subscription()]) == 1
