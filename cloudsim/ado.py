@@ -255,7 +255,11 @@ class Ado:
         org = self._org(match)
         project = self._project(org, match["project"])
         endpoint = org.endpoint(match["id"])
-        if endpoint is None or not any(ref.project_id == project.id for ref in endpoint.project_refs):
+        if (
+            endpoint is None
+            or not self.api.readable(endpoint.created_at)
+            or not any(ref.project_id == project.id for ref in endpoint.project_refs)
+        ):
             return Reply(200, None)  # ADO answers an unknown id with 200 and a null body
         return Reply(200, render_endpoint(org, endpoint))
 

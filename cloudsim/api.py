@@ -140,6 +140,9 @@ class Api:
     def visible(self, created_at: float) -> bool:
         return self.faults.visible(created_at)
 
+    def readable(self, created_at: float) -> bool:
+        return self.faults.readable(created_at)
+
     async def serve(self, call: Call) -> Reply:
         found = self.routes.match(call.method, call.path)
         if found is None:

@@ -163,7 +163,7 @@ class Arm:
 
     def get_assignment(self, _call: Call, match: re.Match[str]) -> Reply:
         assignment = self._find(match["scope"], match["name"])
-        if assignment is None:
+        if assignment is None or not self.api.readable(assignment.created_at):
             raise ApiError(
                 404, "RoleAssignmentNotFound", f"The role assignment '{match['name']}' is not found."
             )

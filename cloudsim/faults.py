@@ -22,6 +22,7 @@ class Faults(_Record):
     error_statuses: list[int] = field(default_factory=lambda: [429, 500, 503])
     drop_rate: float = 0.0  # share of requests whose connection is closed without an answer
     list_lag_s: float = 0.0  # new objects stay out of LIST results for this long (read-after-write lag)
+    read_lag_s: float = 0.0  # new objects answer "not found" to reads by id for this long
     # Resource units allowed per window; 0 turns throttling off. Graph charges its documented
     # costs (see graph.request_cost), the other APIs one unit per request.
     throttle_budget: int = 0
@@ -81,5 +82,12 @@ class FaultState:
 
     def visible(self, created_at: float) -> bool:
         """Whether an object created at `created_at` shows up in lists yet."""
-        lag = self.faults.list_lag_s
-        return lag <= 0 or time.time() - created_at >= lag
+        return _older_than(created_at, self.faults.list_lag_s)
+
+    def readable(self, created_at: float) -> bool:
+        """Whether an object created at `created_at` can be read by id yet."""
+        return _older_than(created_at, self.faults.read_lag_s)
+
+
+def _older_than(created_at: float, lag: float) -> bool:
+    return lag <= 0 or time.time() - created_at >= lag

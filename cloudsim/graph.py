@@ -237,7 +237,10 @@ class Graph:
 
     def get_application(self, call: Call, match: re.Match[str]) -> Reply:
         expand = "federatedidentitycredentials" in call.query.get("$expand", "").lower()
-        return Reply(200, _select(render_app(self._app(match), expand), call))
+        app = self._app(match)
+        if not self.api.readable(app.created_at):
+            raise _not_found(match["id"] or match["app_id"])
+        return Reply(200, _select(render_app(app, expand), call))
 
     def create_application(self, call: Call, _match: re.Match[str]) -> Reply:
         body = call.body if isinstance(call.body, dict) else {}
@@ -269,7 +272,7 @@ class Graph:
             ),
             None,
         )
-        if found is None:
+        if found is None or not self.api.readable(found.created_at):
             raise _not_found(object_id or app_id)
         return Reply(200, _select(render_sp(found), call))
 
@@ -310,7 +313,7 @@ class Graph:
 
     def get_fic(self, call: Call, match: re.Match[str]) -> Reply:
         fic = self._fic(self._app(match), match)
-        if fic is None:
+        if fic is None or not self.api.readable(fic.created_at):
             raise _not_found(match["fic"] or match["fic_name"])
         return Reply(200, _select(render_fic(fic), call))
 

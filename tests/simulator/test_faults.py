@@ -16,6 +16,7 @@ from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError
 from azure.identity.aio import ManagedIdentityCredential
 from azure.mgmt.authorization.aio import AuthorizationManagementClient
 from msgraph.generated.models.application import Application
+from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.graph_service_client import GraphServiceClient
 from msgraph_core.requests.batch_request_builder import BatchRequestBuilder  # type: ignore[import-untyped]
 from msgraph_core.requests.batch_request_content import BatchRequestContent  # type: ignore[import-untyped]
@@ -192,3 +193,16 @@ async def test_msgraph_batch_client_reads_per_request_statuses(
     assert throttled is not None and int(throttled.headers["Retry-After"]) >= 1
     # msgraph-core 1.5.2 reads a sub-response `body` only as base64 bytes, while Graph (and the
     # simulator) send JSON objects: its bodies come back empty. Read bodies with a plain client.
+
+
+async def test_new_objects_read_as_missing_for_the_read_lag(
+    graph: GraphServiceClient, cloud_env: RunningSimulator
+) -> None:
+    await cloud_env.admin.set_faults({"graph": Faults(read_lag_s=1.5)})
+    app = await graph.applications.post(Application(display_name="not-yet"))
+    assert app is not None and app.id
+    with pytest.raises(ODataError) as missing:
+        await graph.applications.by_application_id(app.id).get()
+    assert missing.value.response_status_code == 404
+    await asyncio.sleep(1.6)
+    assert await graph.applications.by_application_id(app.id).get() is not None
