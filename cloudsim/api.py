@@ -150,12 +150,17 @@ class Api:
             return self.error(404, "NotFound", f"No {self.name} API matches {call.method} {call.path}.")
         route, match = found
         self.counters.count(self.name, route.operation, route.write)
-        if not call.in_batch and self.audiences is not None:
-            refusal = self._check_token(call)
-            if refusal is not None:
-                return refusal
+        # The network comes first (latency, dropped connections), then authentication, then
+        # the service's own failures and throttling.
+        if not call.in_batch:
+            if await self._network_faults():
+                return Reply(0, drop=True)
+            if self.audiences is not None:
+                refusal = self._check_token(call)
+                if refusal is not None:
+                    return refusal
         units = self.cost(call, route)
-        reply = await self._inject_faults(call, units) or await self._handle(route, call, match)
+        reply = self._service_faults(units) or await self._handle(route, call, match)
         if self.reports_resource_units:
             reply.headers["x-ms-resource-unit"] = str(units)
             reply.headers["x-ms-throttle-limit-percentage"] = str(self.faults.usage_percent())
@@ -174,13 +179,15 @@ class Api:
                 raise
             return self.error(400, "BadRequest", f"Invalid request: {error!r}")
 
-    async def _inject_faults(self, call: Call, units: int) -> Reply | None:
-        faults = self.faults
-        delay = 0.0 if call.in_batch else faults.delay_s()
+    async def _network_faults(self) -> bool:
+        """Wait the injected latency; True when this connection is to be dropped."""
+        delay = self.faults.delay_s()
         if delay:
             await asyncio.sleep(delay)
-        if not call.in_batch and faults.should_drop():
-            return Reply(0, drop=True)
+        return self.faults.should_drop()
+
+    def _service_faults(self, units: int) -> Reply | None:
+        faults = self.faults
         status = faults.random_error()
         if status is not None:
             return self._failure(status, faults.faults.retry_after_s)

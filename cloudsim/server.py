@@ -83,7 +83,7 @@ def _handler(api: Api) -> Callable[[web.Request], Awaitable[web.StreamResponse]]
             # A dropped connection: the client sees the socket close with no answer.
             if request.transport is not None:
                 request.transport.abort()
-            raise ConnectionResetError("simulated dropped connection")
+            return web.Response(status=500)  # never written: the connection is gone
         return _to_response(reply)
 
     return handle
