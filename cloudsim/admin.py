@@ -223,7 +223,8 @@ class Admin:
 
     def convert_to_secret(self, call: Call, match: re.Match[str]) -> Reply:
         _org, endpoint = self._endpoint(match)
-        secret = str(self._body(call).get("secret", "s1mulated-secret")) if call.body else "s1mulated-secret"
+        body = call.body if isinstance(call.body, dict) else {}
+        secret = str(body.get("secret", "s1mulated-secret"))  # a placeholder, never returned by ADO
         endpoint.scheme = "ServicePrincipal"
         endpoint.parameters = {
             **{k: v for k, v in endpoint.parameters.items() if k in ("tenantid", "serviceprincipalid")},

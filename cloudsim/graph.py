@@ -276,8 +276,8 @@ class Graph:
             raise _not_found(object_id or app_id)
         return Reply(200, _select(render_sp(found), call))
 
-    def create_sp(self, _call: Call, _match: re.Match[str]) -> Reply:
-        body = _call.body if isinstance(_call.body, dict) else {}
+    def create_sp(self, call: Call, _match: re.Match[str]) -> Reply:
+        body = call.body if isinstance(call.body, dict) else {}
         app = self.world.application_by_app_id(str(body.get("appId", "")))
         if app is None:
             raise ApiError(
