@@ -163,6 +163,14 @@ async def test_graph_federated_credentials_and_errors_match_the_spec(raw: Raw) -
         "GET", f"{base}/applications/{app['id']}/federatedIdentityCredentials(name='sc-one')", GRAPH
     )
     validate_graph(by_name, "get", status, body)
+    upsert_url = f"{base}/applications/{app['id']}/federatedIdentityCredentials(name='sc-new')"
+    async with raw.session.patch(
+        upsert_url,
+        json={**credential, "name": "sc-new", "subject": "s-new"},
+        headers={"Authorization": f"Bearer {await raw.token(GRAPH)}", "Prefer": "create-if-missing"},
+    ) as response:
+        assert response.status == 201
+        validate_graph(by_name, "patch", response.status, await response.json())
 
     for method, url, payload, expected in (
         ("POST", fics, credential, 409),
@@ -206,6 +214,25 @@ async def test_arm_role_assignments_match_the_spec(raw: Raw) -> None:
     )
     assert len(body["value"]) == 1
     validate_swagger(spec, listing, "get", status, body)
+    version = {"api-version": "2022-04-01"}
+    for template, path in (
+        (
+            "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Authorization/roleAssignments",
+            f"{SUB}/resourceGroups/rg-pay/providers/Microsoft.Authorization/roleAssignments",
+        ),
+        (
+            "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/{resourceProviderNamespace}/"
+            "{resourceType}/{resourceName}/providers/Microsoft.Authorization/roleAssignments",
+            f"{VAULT}/providers/Microsoft.Authorization/roleAssignments",
+        ),
+        (
+            "/{scope}/providers/Microsoft.Authorization/roleAssignments",
+            f"{SUB}/providers/Microsoft.Authorization/roleAssignments",
+        ),
+        ("/{roleAssignmentId}", f"{VAULT}/providers/Microsoft.Authorization/roleAssignments/{name}"),
+    ):
+        status, body = await raw.call("GET", raw.sim.arm_url + path, ARM, **version)
+        validate_swagger(spec, template, "get", status, body)
     status, body = await raw.call("DELETE", url, ARM, **{"api-version": "2022-04-01"})
     validate_swagger(spec, item, "delete", status, body)
 
