@@ -14,7 +14,6 @@ from pathlib import Path
 import aiohttp
 import yaml
 from azure.mgmt.authorization.aio import AuthorizationManagementClient
-from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreateParameters
 from msgraph.generated.models.application import Application
 from msgraph.generated.models.federated_identity_credential import FederatedIdentityCredential
 from msgraph.graph_service_client import GraphServiceClient
@@ -22,6 +21,8 @@ from msgraph.graph_service_client import GraphServiceClient
 from cloudsim.generate import generate_tenant
 from cloudsim.state import ADO_RESOURCE_APP_ID, World
 from cloudsim.testing import SAMPLE_SUBSCRIPTION, RunningSimulator, running_simulator, start_simulator_process
+
+from .test_arm_sdk import grant, principal
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
@@ -75,16 +76,9 @@ async def test_drift_on_graph_is_visible_through_the_sdk(
 async def test_drift_removes_a_role_assignment(
     arm: AuthorizationManagementClient, cloud_env: RunningSimulator
 ) -> None:
-    seeded = await cloud_env.admin.seed_application("assignee")
     scope = f"/subscriptions/{SAMPLE_SUBSCRIPTION}"
     created = await arm.role_assignments.create(
-        scope,
-        str(uuid.uuid4()),
-        RoleAssignmentCreateParameters(
-            role_definition_id=f"{scope}/providers/Microsoft.Authorization/roleDefinitions/{READER}",
-            principal_id=str(seeded["servicePrincipalId"]),
-            principal_type="ServicePrincipal",
-        ),
+        scope, str(uuid.uuid4()), grant(await principal(cloud_env), READER)
     )
     assert created.id
     await cloud_env.admin.delete_role_assignment(created.id)

@@ -28,6 +28,7 @@ from cloudsim.testing import SAMPLE_SUBSCRIPTION, RunningSimulator
 
 from .conftest import ado_pipeline, arm_client
 from .test_ado_sdk import call
+from .test_arm_sdk import grant, principal
 
 SUB = f"/subscriptions/{SAMPLE_SUBSCRIPTION}"
 KV_READER = "21090545-7ca7-4776-b22c-e363652d74d2"
@@ -145,18 +146,7 @@ async def test_new_objects_stay_out_of_lists_for_the_lag(
     listed = await graph.applications.get()
     assert listed is not None and listed.value == []
     assert await graph.applications.by_application_id(app.id).get() is not None  # reads by id are current
-    seeded = await cloud_env.admin.seed_application("assignee")
-    from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreateParameters
-
-    await arm.role_assignments.create(
-        SUB,
-        str(uuid.uuid4()),
-        RoleAssignmentCreateParameters(
-            role_definition_id=f"{SUB}/providers/Microsoft.Authorization/roleDefinitions/{KV_READER}",
-            principal_id=str(seeded["servicePrincipalId"]),
-            principal_type="ServicePrincipal",
-        ),
-    )
+    await arm.role_assignments.create(SUB, str(uuid.uuid4()), grant(await principal(cloud_env)))
     assert [a async for a in arm.role_assignments.list_for_subscription()] == []
     await asyncio.sleep(1.6)
     listed = await graph.applications.get()
