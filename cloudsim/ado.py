@@ -11,6 +11,7 @@ import base64
 import re
 import time
 import uuid
+from dataclasses import replace
 
 from cloudsim.api import Api, ApiError, Call, Reply, RequestCounters, Route
 from cloudsim.state import (
@@ -345,16 +346,19 @@ class Ado:
         if target == WIF and endpoint.scheme == WIF:
             # Moving a connection off the retiring ADO issuer keeps its id, name and
             # authorizations; only the issuer and subject change (to the Entra format).
+            self._require_trust(org, replace(endpoint, issuer_format="entra"))
             endpoint.issuer_format = "entra"
             return
         if target == WIF:
-            endpoint.scheme = WIF
-            endpoint.parameters = self._parameters(authorization) or {
+            parameters = self._parameters(authorization) or {
                 k: v for k, v in endpoint.parameters.items() if k in ("tenantid", "serviceprincipalid")
             }
-            endpoint.parameters = {k: v for k, v in endpoint.parameters.items() if k not in SECRET_PARAMETERS}
-            endpoint.parameters.pop("authenticationType", None)
-            endpoint.issuer_format = "entra"
+            parameters = {k: v for k, v in parameters.items() if k not in SECRET_PARAMETERS}
+            parameters.pop("authenticationType", None)
+            self._require_trust(
+                org, replace(endpoint, scheme=WIF, parameters=parameters, issuer_format="entra")
+            )
+            endpoint.scheme, endpoint.parameters, endpoint.issuer_format = WIF, parameters, "entra"
             endpoint.data["revertSchemeDeadline"] = iso(time.time() + REVERT_WINDOW_S)
             return
         if target == "ServicePrincipal" and endpoint.scheme == WIF:
@@ -370,6 +374,34 @@ class Ado:
             "InvalidOperationException",
             f"Cannot convert a service connection from scheme {endpoint.scheme} to {target}.",
         )
+
+    def _require_trust(self, org: Organization, converted: ServiceEndpoint) -> None:
+        """With `ado_conversion_requires_fic`, refuse a Manual conversion until the app has the FIC.
+
+        Modelled on the portal's "Automatic authentication conversion failed" flow; the exact
+        REST error is unconfirmed. The message carries the issuer and subject to create.
+        """
+        if not self.world.settings.ado_conversion_requires_fic:
+            return
+        if converted.data.get("creationMode", "Manual") != "Manual":
+            return
+        claims = federation_claims(org, converted)
+        issuer, subject = (
+            claims["workloadIdentityFederationIssuer"],
+            claims["workloadIdentityFederationSubject"],
+        )
+        app = self.world.application_by_app_id(converted.parameters.get("serviceprincipalid", ""))
+        if app is None or not any(
+            f.issuer == issuer and f.subject == subject for f in app.federated_credentials
+        ):
+            raise ApiError(
+                400,
+                "InvalidOperationException",
+                "Automatic authentication conversion failed. Your service connection was not modified. "
+                "To continue the conversion manually, create a federated credential for the underlying "
+                f"service principal with issuer '{issuer}' and subject identifier '{subject}', "
+                "then try again.",
+            )
 
     def delete_endpoint(self, call: Call, match: re.Match[str]) -> Reply:
         org = self._org(match)

@@ -9,6 +9,8 @@ from typing import Any
 
 from azure.core import AsyncPipelineClient
 from azure.core.rest import HttpRequest
+from msgraph.generated.models.federated_identity_credential import FederatedIdentityCredential
+from msgraph.graph_service_client import GraphServiceClient
 
 from cloudsim.testing import SAMPLE_SUBSCRIPTION, RunningSimulator
 
@@ -231,3 +233,35 @@ async def test_recreated_connection_has_new_id_and_no_permissions(
         ado, "GET", f"{org}/payments/_apis/pipelines/pipelinePermissions/endpoint/{new_id}", PREVIEW
     )
     assert permissions["allPipelines"] is None
+
+
+async def test_manual_conversion_waits_for_the_federated_credential_when_asked(
+    ado: AdoClient, graph: GraphServiceClient, cloud_env: RunningSimulator
+) -> None:
+    org, org_id, project_id = org_and_project(cloud_env)
+    app = await cloud_env.admin.seed_application("converted-app")
+    connection = wif_connection(project_id, "to-convert", str(app["appId"]), cloud_env.tenant_id)
+    _s, created = await call(ado, "POST", f"{org}/_apis/serviceendpoint/endpoints", body=connection)
+    await cloud_env.admin.convert_connection_to_secret(org, created["id"])
+    await cloud_env.admin.update_settings(ado_conversion_requires_fic=True)
+    _s, secret = await call(ado, "GET", f"{org}/payments/_apis/serviceendpoint/endpoints/{created['id']}")
+    secret["authorization"]["scheme"] = "WorkloadIdentityFederation"
+    convert = {**API, "operation": "ConvertAuthenticationScheme"}
+    url = f"{org}/_apis/serviceendpoint/endpoints/{created['id']}"
+
+    status, refused = await call(ado, "PUT", url, convert, secret)
+    issuer = f"https://login.microsoftonline.com/{cloud_env.tenant_id}/v2.0"
+    tenant_part = f"/eid1/c/pub/t/{b64url_guid(cloud_env.tenant_id)}"
+    subject = f"{tenant_part}/a/rISbSSETf0KqFyZ8ppdXmA/sc/{org_id}/{created['id']}"
+    assert status == 400 and issuer in refused["message"] and subject in refused["message"]
+
+    await graph.applications.by_application_id(str(app["id"])).federated_identity_credentials.post(
+        FederatedIdentityCredential(
+            name="sc-to-convert", issuer=issuer, subject=subject, audiences=["api://AzureADTokenExchange"]
+        )
+    )
+    status, converted = await call(ado, "PUT", url, convert, secret)
+    assert (
+        status == 200
+        and converted["authorization"]["parameters"]["workloadIdentityFederationSubject"] == subject
+    )
