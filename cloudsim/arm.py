@@ -304,6 +304,15 @@ class Arm:
                 "replication delay. In this case, set the role assignment principalType property to a value, "
                 "such as ServicePrincipal, User, or Group. See https://aka.ms/docs-principaltype",
             )
+        if principal_type and not replicating and principal_type != "ServicePrincipal":
+            # Every principal here is a service principal; the SDK model defaults principalType
+            # to "User", which Azure rejects once it can see the principal.
+            raise ApiError(
+                400,
+                "UnmatchedPrincipalType",
+                f"The PrincipalId '{principal_id.replace('-', '')}' has type 'ServicePrincipal', which is "
+                f"different from specified PrincipalType '{principal_type}'.",
+            )
 
     def _check_write_permission(self, scope: str, verb: str) -> None:
         manageable = self.world.settings.manageable_scopes

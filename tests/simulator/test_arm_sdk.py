@@ -171,3 +171,15 @@ async def test_token_for_another_audience_is_refused(
             await wrong.role_definitions.get(SUB, KV_READER)
     assert refused.value.status_code == 401
     assert refused.value.error is not None and refused.value.error.code == "InvalidAuthenticationToken"
+
+
+async def test_the_sdk_default_principal_type_user_is_refused_for_a_service_principal(
+    arm: AuthorizationManagementClient, cloud_env: RunningSimulator
+) -> None:
+    defaults = RoleAssignmentCreateParameters(
+        role_definition_id=role_id(KV_READER), principal_id=await principal(cloud_env)
+    )
+    assert defaults.principal_type == "User"  # what the SDK sends unless told otherwise
+    with pytest.raises(HttpResponseError) as refused:
+        await arm.role_assignments.create(VAULT, str(uuid.uuid4()), defaults)
+    assert refused.value.error is not None and refused.value.error.code == "UnmatchedPrincipalType"
