@@ -264,7 +264,11 @@ _CONTRIBUTOR_NOT_ACTIONS = [
 
 
 def builtin_role_definitions() -> list[RoleDefinition]:
-    """Azure's built-in roles with their fixed GUIDs (the same in every tenant)."""
+    """Azure's built-in roles with their fixed GUIDs (the same in every tenant).
+
+    reconciler/core/roles.py lists some of the same roles on purpose: the simulator models
+    Azure on its own and never imports the product.
+    """
     return [
         RoleDefinition("8e3af657-a8ff-443c-a75c-2fe8c4bcb635", "Owner", ["*"]),
         RoleDefinition(
