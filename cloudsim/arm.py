@@ -1,0 +1,328 @@
+"""Azure Resource Manager, Microsoft.Authorization 2022-04-01: role definitions and role assignments.
+
+Shapes follow authorization-RoleAssignmentsCalls.2022-04-01.json; failures follow
+the RBAC troubleshooting docs as summarised in shared/design/azure-contracts.md.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from urllib.parse import urlencode
+
+from cloudsim.api import Api, ApiError, Call, Reply, RequestCounters, Route
+from cloudsim.state import JsonObject, RoleAssignment, RoleDefinition, World, iso
+from cloudsim.tokens import ARM_AUDIENCES
+
+_PROVIDER = r"/providers/Microsoft\.Authorization"
+_ASSIGNMENT = rf"(?P<scope>.*){_PROVIDER}/roleAssignments/(?P<name>[^/]+)"
+_ASSIGNMENTS = rf"(?P<scope>.*){_PROVIDER}/roleAssignments"
+_DEFINITION = rf"(?P<scope>.*){_PROVIDER}/roleDefinitions/(?P<id>[^/]+)"
+_DEFINITIONS = rf"(?P<scope>.*){_PROVIDER}/roleDefinitions"
+_SUBSCRIPTION = re.compile(r"/subscriptions/([^/]+)", re.IGNORECASE)
+_FILTER_CLAUSE = re.compile(
+    r"\s*(?:(?P<at>atScope\(\))|principalId\s+eq\s+'(?P<principal>[^']+)'|assignedTo\('(?P<assigned>[^']+)'\)"
+    r"|roleName\s+eq\s+'(?P<role_name>(?:[^']|'')+)'|type\s+eq\s+'(?P<role_type>[^']+)')\s*",
+    re.IGNORECASE,
+)
+
+
+def arm_error(status: int, code: str, message: str) -> Reply:
+    return Reply(status, {"error": {"code": code, "message": message}})
+
+
+def normalise_scope(scope: str) -> str:
+    return "/" + scope.strip("/").lower() if scope.strip("/") else "/"
+
+
+def is_within(inner: str, outer: str) -> bool:
+    """Whether scope `inner` is `outer` or below it (ARM scopes compare case-insensitively)."""
+    inner, outer = normalise_scope(inner), normalise_scope(outer)
+    return outer in ("/", inner) or inner.startswith(outer + "/")
+
+
+def _is_guid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return len(text) == 36
+
+
+def definition_path(scope: str, guid: str) -> str:
+    subscription = _SUBSCRIPTION.match(scope)
+    prefix = f"/subscriptions/{subscription.group(1)}" if subscription else ""
+    return f"{prefix}/providers/Microsoft.Authorization/roleDefinitions/{guid}"
+
+
+def render_definition(definition: RoleDefinition, scope: str) -> JsonObject:
+    return {
+        "id": definition_path(scope, definition.id),
+        "name": definition.id,
+        "type": "Microsoft.Authorization/roleDefinitions",
+        "properties": {
+            "roleName": definition.role_name,
+            "type": definition.role_type,
+            "description": definition.description or f"Built-in role {definition.role_name}.",
+            "assignableScopes": ["/"],
+            "permissions": [
+                {
+                    "actions": list(definition.actions),
+                    "notActions": list(definition.not_actions),
+                    "dataActions": list(definition.data_actions),
+                    "notDataActions": [],
+                }
+            ],
+            "createdOn": "2015-02-02T21:55:09Z",
+            "updatedOn": "2024-01-01T00:00:00Z",
+        },
+    }
+
+
+def render_assignment(assignment: RoleAssignment, caller: str) -> JsonObject:
+    properties: JsonObject = {
+        "roleDefinitionId": definition_path(assignment.scope, assignment.role_definition_guid),
+        "principalId": assignment.principal_id,
+        "principalType": assignment.principal_type,
+        "scope": assignment.scope,
+        "description": assignment.description,
+        "condition": assignment.condition,
+        "conditionVersion": assignment.condition_version,
+        "createdOn": iso(assignment.created_at),
+        "updatedOn": iso(assignment.updated_at),
+        "createdBy": caller,
+        "updatedBy": caller,
+    }
+    return {
+        "properties": {key: value for key, value in properties.items() if value is not None},
+        "id": assignment.id,
+        "type": "Microsoft.Authorization/roleAssignments",
+        "name": assignment.name,
+    }
+
+
+class Arm:
+    def __init__(self, world: World, counters: RequestCounters) -> None:
+        self.world = world
+        self.api = Api("arm", world, counters, arm_error, ARM_AUDIENCES)
+        self.api.precondition = self._require_api_version
+        add = self.api.routes.add
+        add("GET", _DEFINITION, "roleDefinitions.get", self.get_definition)
+        add("GET", _DEFINITIONS, "roleDefinitions.list", self.list_definitions)
+        add("GET", _ASSIGNMENT, "roleAssignments.get", self.get_assignment)
+        add("PUT", _ASSIGNMENT, "roleAssignments.create", self.put_assignment)
+        add("DELETE", _ASSIGNMENT, "roleAssignments.delete", self.delete_assignment)
+        add("GET", _ASSIGNMENTS, "roleAssignments.list", self.list_assignments)
+
+    @staticmethod
+    def _require_api_version(call: Call, _route: Route) -> None:
+        if "api-version" not in call.query:
+            raise ApiError(
+                400,
+                "MissingApiVersionParameter",
+                "The api-version query parameter (?api-version=) is required for all requests.",
+            )
+
+    # role definitions
+
+    def get_definition(self, _call: Call, match: re.Match[str]) -> Reply:
+        definition = self.world.role_definition(match["id"])
+        if definition is None:
+            raise ApiError(
+                404,
+                "RoleDefinitionDoesNotExist",
+                f"The specified role definition with ID '{match['id']}' does not exist.",
+            )
+        return Reply(200, render_definition(definition, match["scope"]))
+
+    def list_definitions(self, call: Call, match: re.Match[str]) -> Reply:
+        clauses = self._filter(call)
+        role_name = clauses.get("role_name")
+        role_type = clauses.get("role_type")
+        found = [
+            render_definition(d, match["scope"])
+            for d in self.world.role_definitions
+            if (role_name is None or d.role_name.lower() == role_name.replace("''", "'").lower())
+            and (role_type is None or d.role_type.lower() == role_type.lower())
+        ]
+        return Reply(200, {"value": found})
+
+    # role assignments
+
+    def _find(self, scope: str, name: str) -> RoleAssignment | None:
+        key_scope, key_name = normalise_scope(scope), name.lower()
+        return next(
+            (
+                a
+                for a in self.world.role_assignments
+                if a.name.lower() == key_name and normalise_scope(a.scope) == key_scope
+            ),
+            None,
+        )
+
+    def get_assignment(self, _call: Call, match: re.Match[str]) -> Reply:
+        assignment = self._find(match["scope"], match["name"])
+        if assignment is None or not self.api.readable(assignment.created_at):
+            raise ApiError(
+                404, "RoleAssignmentNotFound", f"The role assignment '{match['name']}' is not found."
+            )
+        return Reply(200, render_assignment(assignment, self.world.caller_object_id))
+
+    def put_assignment(self, call: Call, match: re.Match[str]) -> Reply:
+        scope, name = match["scope"], match["name"]
+        self._check_write_permission(scope, "write")
+        if not _is_guid(name):
+            raise ApiError(
+                400,
+                "InvalidRoleAssignmentId",
+                f"The role assignment ID '{name}' is not valid. The role assignment ID must be a GUID.",
+            )
+        properties = call.body.get("properties") if isinstance(call.body, dict) else None
+        if not isinstance(properties, dict):
+            raise ApiError(
+                400, "InvalidRequestContent", "The request content was invalid and could not be deserialized."
+            )
+        role_guid = self._role_guid(properties.get("roleDefinitionId"))
+        principal_id = str(properties.get("principalId", "")).lower()
+        self._check_principal(principal_id, properties.get("principalType"))
+        existing = self._find(scope, name)
+        if existing is not None:
+            return self._update(existing, principal_id, role_guid, properties)
+        duplicate = next(
+            (
+                a
+                for a in self.world.role_assignments
+                if a.principal_id == principal_id
+                and a.role_definition_guid == role_guid
+                and normalise_scope(a.scope) == normalise_scope(scope)
+            ),
+            None,
+        )
+        if duplicate is not None:
+            # Azure names the existing assignment in the message, without hyphens.
+            raise ApiError(
+                409,
+                "RoleAssignmentExists",
+                f"The role assignment already exists. The ID of the existing role assignment is "
+                f"{duplicate.name.replace('-', '')}.",
+            )
+        assignment = RoleAssignment(
+            name=name.lower(),
+            scope=scope,
+            role_definition_guid=role_guid,
+            principal_id=principal_id,
+            principal_type=str(properties.get("principalType") or "User"),
+            description=properties.get("description"),
+            condition=properties.get("condition"),
+            condition_version=properties.get("conditionVersion"),
+        )
+        self.world.role_assignments.append(assignment)
+        return Reply(201, render_assignment(assignment, self.world.caller_object_id))
+
+    def _update(
+        self, existing: RoleAssignment, principal_id: str, role_guid: str, properties: JsonObject
+    ) -> Reply:
+        if existing.principal_id != principal_id or existing.role_definition_guid != role_guid:
+            raise ApiError(
+                400,
+                "RoleAssignmentUpdateNotPermitted",
+                "Tenant ID, application ID, principal ID, and scope are not allowed to be updated.",
+            )
+        existing.description = properties.get("description", existing.description)
+        existing.condition = properties.get("condition", existing.condition)
+        existing.condition_version = properties.get("conditionVersion", existing.condition_version)
+        existing.updated_at = time.time()
+        return Reply(200, render_assignment(existing, self.world.caller_object_id))
+
+    def delete_assignment(self, _call: Call, match: re.Match[str]) -> Reply:
+        self._check_write_permission(match["scope"], "delete")
+        assignment = self._find(match["scope"], match["name"])
+        if assignment is None:
+            return Reply(204)
+        self.world.role_assignments.remove(assignment)
+        return Reply(200, render_assignment(assignment, self.world.caller_object_id))
+
+    def list_assignments(self, call: Call, match: re.Match[str]) -> Reply:
+        scope = match["scope"]
+        clauses = self._filter(call)
+        principal = (clauses.get("principal") or clauses.get("assigned") or "").lower()
+        at_scope = "at" in clauses
+        found = [
+            a
+            for a in self.world.role_assignments
+            if (not principal or a.principal_id == principal)  # the cheap test first: lists can be long
+            and self.api.visible(a.created_at)
+            and (is_within(scope, a.scope) or (not at_scope and is_within(a.scope, scope)))
+        ]
+        return self._page(call, found)
+
+    def _page(self, call: Call, assignments: list[RoleAssignment]) -> Reply:
+        size = max(1, self.world.settings.arm_page_size)
+        skip_text = call.query.get("$skipToken", "0")
+        skip = int(skip_text) if skip_text.isdigit() else 0
+        page = assignments[skip : skip + size]
+        body: JsonObject = {"value": [render_assignment(a, self.world.caller_object_id) for a in page]}
+        if skip + size < len(assignments):
+            query = {**call.query, "$skipToken": str(skip + size)}
+            body["nextLink"] = f"{call.base_url}{call.path}?{urlencode(query)}"
+        return Reply(200, body)
+
+    # checks
+
+    def _filter(self, call: Call) -> dict[str, str]:
+        text = call.query.get("$filter", "").strip()
+        clauses: dict[str, str] = {}
+        for clause in re.split(r"\s+and\s+", text, flags=re.IGNORECASE) if text else []:
+            found = _FILTER_CLAUSE.fullmatch(clause)
+            if not found:
+                raise ApiError(400, "UnsupportedQuery", f"The filter '{text}' is not supported.")
+            clauses.update({key: value for key, value in found.groupdict().items() if value is not None})
+        return clauses
+
+    def _role_guid(self, role_definition_id: object) -> str:
+        guid = str(role_definition_id or "").rstrip("/").rsplit("/", 1)[-1].lower()
+        if self.world.role_definition(guid) is None:
+            raise ApiError(
+                400,
+                "RoleDefinitionDoesNotExist",
+                f"The specified role definition with ID '{guid}' does not exist.",
+            )
+        return guid
+
+    def _check_principal(self, principal_id: str, principal_type: object) -> None:
+        principal = self.world.service_principal(principal_id)
+        delay = self.world.settings.replication_delay_s
+        replicating = principal is not None and time.time() - principal.created_at < delay
+        if principal is None or (replicating and not principal_type):
+            raise ApiError(
+                400,
+                "PrincipalNotFound",
+                f"Principal {principal_id.replace('-', '')} does not exist in the directory "
+                f"{self.world.tenant_id}. Check that you have the correct principal ID. If you are creating "
+                "this principal and then immediately assigning a role, this error might be related to a "
+                "replication delay. In this case, set the role assignment principalType property to a value, "
+                "such as ServicePrincipal, User, or Group. See https://aka.ms/docs-principaltype",
+            )
+        if principal_type and not replicating and principal_type != "ServicePrincipal":
+            # Every principal here is a service principal; the SDK model defaults principalType
+            # to "User", which Azure rejects once it can see the principal.
+            raise ApiError(
+                400,
+                "UnmatchedPrincipalType",
+                f"The PrincipalId '{principal_id.replace('-', '')}' has type 'ServicePrincipal', which is "
+                f"different from specified PrincipalType '{principal_type}'.",
+            )
+
+    def _check_write_permission(self, scope: str, verb: str) -> None:
+        manageable = self.world.settings.manageable_scopes
+        if manageable and not any(is_within(scope, allowed) for allowed in manageable):
+            caller = self.world.caller_object_id
+            raise ApiError(
+                403,
+                "AuthorizationFailed",
+                f"The client '{caller}' with object id '{caller}' does not have authorization to perform "
+                f"action 'Microsoft.Authorization/roleAssignments/{verb}' over scope '{scope}' or the scope "
+                "is invalid. "
+                "If access was recently granted, please refresh your credentials.",
+            )

@@ -1,0 +1,464 @@
+"""Microsoft Graph v1.0: applications, service principals, federated identity credentials, $batch.
+
+Shapes follow the Applications OpenAPI slice of msgraph-sdk-powershell; rules and
+error codes follow shared/design/azure-contracts.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from cloudsim.api import EMPTY, Api, ApiError, Call, Reply, RequestCounters, Route
+from cloudsim.state import Application, FederatedCredential, JsonObject, ServicePrincipal, World, iso, new_id
+from cloudsim.tokens import GRAPH_AUDIENCES
+
+T = TypeVar("T")
+
+MAX_FICS_PER_APP = 20
+MAX_BATCH = 20
+DEFAULT_PAGE = 100
+MAX_PAGE = 999
+_FIC_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{2,119}")
+_APP = r"/v1\.0/applications(?:/(?P<id>[^/(]+)|\(appId='(?P<app_id>[^']+)'\))"
+_FICS = _APP + r"/federatedIdentityCredentials"
+_FIC = _FICS + r"(?:/(?P<fic>[^/(]+)|\(name='(?P<fic_name>[^']+)'\))"
+_SP = r"/v1\.0/servicePrincipals(?:/(?P<id>[^/(]+)|\(appId='(?P<app_id>[^']+)'\))"
+
+
+def graph_error(status: int, code: str, message: str) -> Reply:
+    inner = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
+        "request-id": str(uuid.uuid4()),
+        "client-request-id": str(uuid.uuid4()),
+    }
+    return Reply(status, {"error": {"code": code, "message": message, "innerError": inner}})
+
+
+def _not_found(key: str) -> ApiError:
+    return ApiError(
+        404,
+        "Request_ResourceNotFound",
+        f"Resource '{key}' does not exist or one of its queried reference-property objects are not present.",
+    )
+
+
+def _bad_value(prop: str, resource: str = "FederatedIdentityCredential") -> ApiError:
+    return ApiError(
+        400, "Request_BadRequest", f"Invalid value specified for property '{prop}' of resource '{resource}'."
+    )
+
+
+def request_cost(call: Call, route: Route) -> int:
+    """Resource units per the identity throttling rules: listing applications 2, else 1; $select -1."""
+    if route.operation == "batch":
+        return 0  # a batch is charged through its sub-requests
+    cost = 2 if route.operation == "applications.list" else 1
+    if "$select" in call.query:
+        cost -= 1
+    return max(1, cost)  # the docs never make a request free
+
+
+# ---- rendering -------------------------------------------------------------------------------
+
+
+def render_fic(fic: FederatedCredential) -> JsonObject:
+    return {
+        "id": fic.id,
+        "name": fic.name,
+        "issuer": fic.issuer,
+        "subject": fic.subject,
+        "audiences": list(fic.audiences),
+        "description": fic.description,
+    }
+
+
+def render_app(app: Application, expand_fics: bool = False) -> JsonObject:
+    body: JsonObject = {
+        "id": app.id,
+        "deletedDateTime": None,
+        "appId": app.app_id,
+        "displayName": app.display_name,
+        "createdDateTime": iso(app.created_at),
+        "signInAudience": "AzureADMyOrg",
+    }
+    if expand_fics:
+        body["federatedIdentityCredentials"] = [render_fic(f) for f in app.federated_credentials]
+    return body
+
+
+def render_sp(sp: ServicePrincipal) -> JsonObject:
+    return {
+        "id": sp.id,
+        "deletedDateTime": None,
+        "accountEnabled": True,
+        "appId": sp.app_id,
+        "displayName": sp.display_name,
+        "servicePrincipalType": "Application",
+    }
+
+
+def _select(body: JsonObject, call: Call) -> JsonObject:
+    wanted = call.query.get("$select")
+    if not wanted:
+        return body
+    keep = {name.strip() for name in wanted.split(",")} | {"federatedIdentityCredentials"}
+    return {key: value for key, value in body.items() if key in keep}
+
+
+# ---- $filter ----------------------------------------------------------------------------------
+
+_CLAUSE = re.compile(
+    r"\s*(?:(?P<prop>\w+)\s+eq\s+'(?P<value>(?:[^']|'')*)'"
+    r"|(?P<in_prop>\w+)\s+in\s+\((?P<values>[^)]*)\)"
+    r"|startswith\(\s*(?P<sw_prop>\w+)\s*,\s*'(?P<prefix>(?:[^']|'')*)'\s*\))\s*",
+    re.IGNORECASE,
+)
+
+
+def parse_filter(text: str, allowed: dict[str, str], resource: str) -> Callable[[object], bool]:
+    """A predicate for `prop eq 'v'`, `prop in ('a','b')`, `startswith(prop,'p')` joined by `and`.
+
+    It reads the model objects' attributes (named in `allowed`), so a list filters before it
+    renders anything: large tenants stay fast.
+    """
+    tests: list[Callable[[object], bool]] = []
+    for clause in re.split(r"\s+and\s+", text.strip(), flags=re.IGNORECASE):
+        found = _CLAUSE.fullmatch(clause)
+        prop = found and (found["prop"] or found["in_prop"] or found["sw_prop"])
+        if not found or not prop or prop.lower() not in allowed:
+            raise ApiError(
+                400,
+                "Request_UnsupportedQuery",
+                f"Unsupported or invalid query filter clause specified for property '{prop or clause}' "
+                f"of resource '{resource}'.",
+            )
+        key = allowed[prop.lower()]
+        tests.append(_clause_test(found, key))
+    return lambda item: all(test(item) for test in tests)
+
+
+def _clause_test(found: re.Match[str], attribute: str) -> Callable[[object], bool]:
+    if found["value"] is not None:
+        value = found["value"].replace("''", "'")
+        return lambda item: getattr(item, attribute) == value
+    if found["values"] is not None:
+        values = {v.strip().strip("'").replace("''", "'") for v in found["values"].split(",")}
+        return lambda item: getattr(item, attribute) in values
+    prefix = found["prefix"].replace("''", "'").lower()
+    return lambda item: str(getattr(item, attribute)).lower().startswith(prefix)
+
+
+# Filterable properties: lower-cased name in $filter -> model attribute.
+_DIRECTORY_FILTERS = {"appid": "app_id", "displayname": "display_name", "id": "id"}
+_FIC_FILTERS = {"name": "name", "subject": "subject", "issuer": "issuer"}
+
+
+def filtered(call: Call, items: list[T], allowed: dict[str, str], resource: str) -> list[T]:
+    if "$filter" not in call.query:
+        return items
+    test = parse_filter(call.query["$filter"], allowed, resource)
+    return [item for item in items if test(item)]
+
+
+# ---- paging -----------------------------------------------------------------------------------
+
+
+def page_of(call: Call, items: Sequence[T]) -> tuple[list[T], str | None]:
+    top_text = call.query.get("$top", str(DEFAULT_PAGE))
+    if not top_text.isdigit() or not 1 <= int(top_text) <= MAX_PAGE:
+        raise ApiError(
+            400,
+            "Request_BadRequest",
+            f"Invalid page size specified: '{top_text}'. Must be between 1 and 999 inclusive.",
+        )
+    top = int(top_text)
+    skip_text = call.query.get("$skiptoken", "0")
+    skip = int(skip_text) if skip_text.isdigit() else 0
+    page = list(items[skip : skip + top])
+    if skip + top >= len(items):
+        return page, None
+    query = {**call.query, "$skiptoken": str(skip + top)}
+    return page, f"{call.base_url}{call.path}?{urlencode(query)}"
+
+
+def collection(call: Call, items: Sequence[T], render: Callable[[T], JsonObject]) -> Reply:
+    """One page of `items`, rendered (only the page is rendered)."""
+    page, next_link = page_of(call, items)
+    body: JsonObject = {"value": [_select(render(item), call) for item in page]}
+    if next_link:
+        body["@odata.nextLink"] = next_link
+    return Reply(200, body)
+
+
+# ---- the API ----------------------------------------------------------------------------------
+
+
+class Graph:
+    def __init__(self, world: World, counters: RequestCounters) -> None:
+        self.world = world
+        self.api = Api("graph", world, counters, graph_error, GRAPH_AUDIENCES, cost=request_cost)
+        self.api.reports_resource_units = True
+        self._busy_apps: set[str] = set()
+        add = self.api.routes.add
+        add("GET", r"/v1\.0/applications", "applications.list", self.list_applications)
+        add("POST", r"/v1\.0/applications", "applications.create", self.create_application)
+        add("GET", _FICS, "fics.list", self.list_fics)
+        add("POST", _FICS, "fics.create", self.create_fic)
+        add("GET", _FIC, "fics.get", self.get_fic)
+        add("PATCH", _FIC, "fics.update", self.update_fic)
+        add("DELETE", _FIC, "fics.delete", self.delete_fic)
+        add("GET", _APP, "applications.get", self.get_application)
+        add("DELETE", _APP, "applications.delete", self.delete_application)
+        add("GET", r"/v1\.0/servicePrincipals", "servicePrincipals.list", self.list_sps)
+        add("POST", r"/v1\.0/servicePrincipals", "servicePrincipals.create", self.create_sp)
+        add("GET", _SP, "servicePrincipals.get", self.get_sp)
+        add("POST", r"/v1\.0/\$batch", "batch", self.batch)
+
+    # applications
+
+    def _app(self, match: re.Match[str]) -> Application:
+        object_id, app_id = match["id"], match["app_id"]
+        app = self.world.application(object_id) if object_id else self.world.application_by_app_id(app_id)
+        if app is None:
+            raise _not_found(object_id or app_id)
+        return app
+
+    def list_applications(self, call: Call, _match: re.Match[str]) -> Reply:
+        expand = "federatedidentitycredentials" in call.query.get("$expand", "").lower()
+        visible = [a for a in self.world.applications if self.api.visible(a.created_at)]
+        found = filtered(call, visible, _DIRECTORY_FILTERS, "Application")
+        return collection(call, found, lambda app: render_app(app, expand))
+
+    def get_application(self, call: Call, match: re.Match[str]) -> Reply:
+        expand = "federatedidentitycredentials" in call.query.get("$expand", "").lower()
+        app = self._app(match)
+        if not self.api.readable(app.created_at):
+            raise _not_found(match["id"] or match["app_id"])
+        return Reply(200, _select(render_app(app, expand), call))
+
+    def create_application(self, call: Call, _match: re.Match[str]) -> Reply:
+        body = call.body if isinstance(call.body, dict) else {}
+        name = body.get("displayName")
+        if not isinstance(name, str) or not name:
+            raise _bad_value("displayName", "Application")
+        app = Application(id=new_id(), app_id=new_id(), display_name=name)
+        self.world.applications.append(app)
+        return Reply(201, render_app(app))
+
+    def delete_application(self, _call: Call, match: re.Match[str]) -> Reply:
+        app = self._app(match)
+        self.world.applications.remove(app)
+        return Reply(204)
+
+    # service principals
+
+    def list_sps(self, call: Call, _match: re.Match[str]) -> Reply:
+        visible = [s for s in self.world.service_principals if self.api.visible(s.created_at)]
+        return collection(call, filtered(call, visible, _DIRECTORY_FILTERS, "ServicePrincipal"), render_sp)
+
+    def get_sp(self, call: Call, match: re.Match[str]) -> Reply:
+        object_id, app_id = match["id"], match["app_id"]
+        found = next(
+            (
+                s
+                for s in self.world.service_principals
+                if (s.id == object_id if object_id else s.app_id == app_id)
+            ),
+            None,
+        )
+        if found is None or not self.api.readable(found.created_at):
+            raise _not_found(object_id or app_id)
+        return Reply(200, _select(render_sp(found), call))
+
+    def create_sp(self, call: Call, _match: re.Match[str]) -> Reply:
+        body = call.body if isinstance(call.body, dict) else {}
+        app = self.world.application_by_app_id(str(body.get("appId", "")))
+        if app is None:
+            raise ApiError(
+                400,
+                "Request_BadRequest",
+                f"The appId '{body.get('appId')}' of the service principal does not reference a valid "
+                "application object.",
+            )
+        if any(s.app_id == app.app_id for s in self.world.service_principals):
+            raise ApiError(
+                409,
+                "Request_MultipleObjectsWithSameKeyValue",
+                "The service principal for this appId already exists.",
+            )
+        sp = ServicePrincipal(id=new_id(), app_id=app.app_id, display_name=app.display_name)
+        self.world.service_principals.append(sp)
+        return Reply(201, render_sp(sp))
+
+    # federated identity credentials
+
+    def list_fics(self, call: Call, match: re.Match[str]) -> Reply:
+        app = self._app(match)
+        visible = [f for f in app.federated_credentials if self.api.visible(f.created_at)]
+        return collection(
+            call, filtered(call, visible, _FIC_FILTERS, "FederatedIdentityCredential"), render_fic
+        )
+
+    def _fic(self, app: Application, match: re.Match[str]) -> FederatedCredential | None:
+        if match["fic_name"] is not None:
+            return next((f for f in app.federated_credentials if f.name == match["fic_name"]), None)
+        key = match["fic"]
+        return next((f for f in app.federated_credentials if key in (f.id, f.name)), None)
+
+    def get_fic(self, call: Call, match: re.Match[str]) -> Reply:
+        fic = self._fic(self._app(match), match)
+        if fic is None or not self.api.readable(fic.created_at):
+            raise _not_found(match["fic"] or match["fic_name"])
+        return Reply(200, _select(render_fic(fic), call))
+
+    def create_fic(self, call: Call, match: re.Match[str]) -> Reply:
+        app = self._app(match)
+        body = call.body if isinstance(call.body, dict) else {}
+        self._claim_app(app)
+        fic = self._new_fic(app, body)
+        app.federated_credentials.append(fic)
+        return Reply(201, render_fic(fic))
+
+    def update_fic(self, call: Call, match: re.Match[str]) -> Reply:
+        app = self._app(match)
+        body = call.body if isinstance(call.body, dict) else {}
+        fic = self._fic(app, match)
+        upsert = (
+            match["fic_name"] is not None and "create-if-missing" in call.headers.get("Prefer", "").lower()
+        )
+        if fic is None and upsert:
+            self._claim_app(app)
+            created = self._new_fic(app, {"name": match["fic_name"], **body})
+            app.federated_credentials.append(created)
+            return Reply(201, render_fic(created))
+        if fic is None:
+            raise _not_found(match["fic"] or match["fic_name"])
+        if "name" in body and body["name"] != fic.name:
+            raise ApiError(400, "Request_BadRequest", "Property 'name' is read-only and cannot be changed.")
+        merged = {**render_fic(fic), **{k: v for k, v in body.items() if k != "id"}}
+        self._validate_fic(merged, app, ignore=fic)
+        self._claim_app(app)
+        fic.issuer, fic.subject = merged["issuer"], merged["subject"]
+        fic.audiences, fic.description = list(merged["audiences"]), merged.get("description")
+        return Reply(204)
+
+    def delete_fic(self, _call: Call, match: re.Match[str]) -> Reply:
+        app = self._app(match)
+        fic = self._fic(app, match)
+        if fic is None:
+            raise _not_found(match["fic"] or match["fic_name"])
+        self._claim_app(app)
+        app.federated_credentials.remove(fic)
+        return Reply(204)
+
+    def _new_fic(self, app: Application, body: JsonObject) -> FederatedCredential:
+        self._validate_fic(body, app, ignore=None)
+        if len(app.federated_credentials) >= MAX_FICS_PER_APP:
+            # Unconfirmed in the docs (one support guide reports this message); clients should
+            # check capacity before writing instead of relying on it.
+            raise ApiError(
+                400,
+                "Request_BadRequest",
+                "Size of object exceeded limit. An application can have at most 20 federated identity "
+                "credentials.",
+            )
+        return FederatedCredential(
+            id=new_id(),
+            name=body["name"],
+            issuer=body["issuer"],
+            subject=body["subject"],
+            audiences=list(body["audiences"]),
+            description=body.get("description"),
+        )
+
+    def _validate_fic(self, body: JsonObject, app: Application, ignore: FederatedCredential | None) -> None:
+        name = body.get("name")
+        if not isinstance(name, str) or not _FIC_NAME.fullmatch(name):
+            raise _bad_value("name")
+        for prop in ("issuer", "subject"):
+            value = body.get(prop)
+            if not isinstance(value, str) or not value or len(value) > 600:
+                raise _bad_value(prop)
+        audiences = body.get("audiences")
+        if not isinstance(audiences, list) or len(audiences) != 1 or not isinstance(audiences[0], str):
+            raise _bad_value("audiences")
+        if not 0 < len(audiences[0]) <= 600:
+            raise _bad_value("audiences")
+        description = body.get("description")
+        if description is not None and (not isinstance(description, str) or len(description) > 600):
+            raise _bad_value("description")
+        others = [f for f in app.federated_credentials if f is not ignore]
+        if ignore is None and any(f.name == name for f in others):
+            raise ApiError(
+                409,
+                "Request_MultipleObjectsWithSameKeyValue",
+                f"FederatedIdentityCredential with name {name} already exists.",
+            )
+        if any(f.issuer == body["issuer"] and f.subject == body["subject"] for f in others):
+            raise ApiError(
+                400,
+                "InvalidFederatedIdentityCredentialValue",
+                f"FederatedIdentityCredential with issuer '{body['issuer']}' and subject '{body['subject']}' "
+                "already exists on this application.",
+            )
+
+    def _claim_app(self, app: Application) -> None:
+        """Entra rejects a FIC write while another write to the same application is in flight."""
+        hold = self.world.settings.fic_write_hold_s
+        if hold <= 0:
+            return
+        if app.id in self._busy_apps:
+            # Modelled on the 409 reported for concurrent FIC writes to one parent
+            # (terraform-provider-azurerm #19968); the exact code Graph sends is unconfirmed.
+            raise ApiError(
+                409,
+                "ConcurrentFederatedIdentityCredentialsWrites",
+                "Another write to the federated identity credentials of this application is in progress.",
+            )
+        self._busy_apps.add(app.id)
+        asyncio.get_running_loop().call_later(hold, self._busy_apps.discard, app.id)
+
+    # $batch
+
+    async def batch(self, call: Call, _match: re.Match[str]) -> Reply:
+        requests = call.body.get("requests") if isinstance(call.body, dict) else None
+        if not isinstance(requests, list) or not requests:
+            return graph_error(400, "BadRequest", "Invalid batch payload format.")
+        if len(requests) > MAX_BATCH:
+            return graph_error(400, "BadRequest", f"Limit of {MAX_BATCH} requests exceeded.")
+        ids = [str(r.get("id")) for r in requests if isinstance(r, dict)]
+        if len(set(ids)) != len(requests):
+            return graph_error(400, "BadRequest", "Batch request contains duplicate or missing ids.")
+        responses = [await self._batch_step(call, step) for step in requests]
+        # Graph may answer in any order; answering in reverse keeps clients honest about matching by id.
+        return Reply(200, {"responses": list(reversed(responses))})
+
+    async def _batch_step(self, outer: Call, step: JsonObject) -> JsonObject:
+        url = urlsplit(str(step.get("url", "")))
+        path = (
+            url.path
+            if url.path.startswith("/v1.0")
+            else "/v1.0" + ("" if url.path.startswith("/") else "/") + url.path
+        )
+        headers = {str(k): str(v) for k, v in (step.get("headers") or {}).items()}
+        inner = Call(
+            method=str(step.get("method", "GET")).upper(),
+            path=path,
+            query=dict(parse_qsl(url.query)),
+            headers=headers,
+            body=step.get("body"),
+            base_url=outer.base_url,
+            in_batch=True,
+        )
+        reply = await self.api.serve(inner)
+        answer: JsonObject = {"id": str(step["id"]), "status": reply.status, "headers": reply.headers}
+        answer["headers"].setdefault("Content-Type", "application/json")
+        if reply.body is not EMPTY:
+            answer["body"] = reply.body
+        return answer

@@ -1,0 +1,81 @@
+"""Access tokens: minted by the managed-identity endpoint, checked by every API.
+
+Tokens are unsigned JWTs (`alg: none`): opaque to the SDKs, as real tokens are,
+but the simulator can read the audience back. They prove nothing and must never
+be accepted by anything but this simulator.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from dataclasses import dataclass
+
+from cloudsim.state import ADO_RESOURCE_APP_ID
+
+GRAPH_AUDIENCES = frozenset({"https://graph.microsoft.com", "00000003-0000-0000-c000-000000000000"})
+ARM_AUDIENCES = frozenset({"https://management.azure.com", "https://management.core.windows.net"})
+ADO_AUDIENCES = frozenset({ADO_RESOURCE_APP_ID})
+TOKEN_LIFETIME_S = 3600
+
+
+def normalise_resource(resource: str) -> str:
+    """The audience azure-identity means, whether it sent a scope (`.../.default`) or a resource."""
+    value = resource.strip()
+    if value.endswith("/.default"):
+        value = value[: -len("/.default")]
+    return value.rstrip("/").lower()
+
+
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _b64url_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def mint(resource: str, tenant_id: str, object_id: str, now: float | None = None) -> tuple[str, int]:
+    """A token for `resource` and its expiry (epoch seconds)."""
+    issued = int(now if now is not None else time.time())
+    expires = issued + TOKEN_LIFETIME_S
+    claims = {
+        "aud": normalise_resource(resource),
+        "iss": f"https://sts.windows.net/{tenant_id}/",
+        "tid": tenant_id,
+        "oid": object_id,
+        "sub": object_id,
+        "iat": issued,
+        "nbf": issued,
+        "exp": expires,
+    }
+    header = _b64url(json.dumps({"alg": "none", "typ": "JWT"}).encode())
+    payload = _b64url(json.dumps(claims).encode())
+    return f"{header}.{payload}.", expires
+
+
+@dataclass(frozen=True)
+class TokenProblem:
+    code: str
+    message: str
+
+
+def check_bearer(authorization: str | None, audiences: frozenset[str]) -> TokenProblem | None:
+    """None when the header carries an unexpired simulator token for one of `audiences`."""
+    if not authorization or not authorization.lower().startswith("bearer "):
+        return TokenProblem(
+            "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing."
+        )
+    token = authorization[len("bearer ") :].strip()
+    try:
+        claims = json.loads(_b64url_decode(token.split(".")[1]))
+    except (IndexError, ValueError):
+        return TokenProblem("InvalidAuthenticationToken", "The access token is invalid.")
+    if normalise_resource(str(claims.get("aud", ""))) not in audiences:
+        return TokenProblem(
+            "InvalidAuthenticationToken", "Access token validation failure. Invalid audience."
+        )
+    if float(claims.get("exp", 0)) < time.time():
+        return TokenProblem("InvalidAuthenticationToken", "Lifetime validation failed, the token is expired.")
+    return None
