@@ -149,7 +149,7 @@ class Api:
             self.counters.count(self.name, "unknown", call.method not in ("GET", "HEAD"))
             return self.error(404, "NotFound", f"No {self.name} API matches {call.method} {call.path}.")
         route, match = found
-        self.counters.count(self.name, route.operation, route.write)
+        self.counters.count(self.name, route.operation, route.write and not _reads_only(call))
         # The network comes first (latency, dropped connections), then authentication, then
         # the service's own failures and throttling.
         if not call.in_batch:
@@ -219,3 +219,11 @@ class Api:
             f'error="invalid_token", error_description="{problem.message}"'
         )
         return reply
+
+
+def _reads_only(call: Call) -> bool:
+    """A Graph $batch whose requests are all GETs is a read, as the clients count it."""
+    steps = call.body.get("requests") if isinstance(call.body, dict) else None
+    if not call.path.endswith("/$batch") or not isinstance(steps, list):
+        return False
+    return all(isinstance(s, dict) and str(s.get("method", "GET")).upper() == "GET" for s in steps)

@@ -1,20 +1,24 @@
-"""`python -m reconciler`: validate configs and plan against an observed state.
+"""`python -m reconciler`: validate configs, plan, and apply.
 
-Exit codes: 0 nothing to do (or valid), 1 drift or planning errors remain, 2 bad input.
+Exit codes: 0 valid / converged, 1 drift or failures remain, 2 bad input.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from reconciler.cloud import Cloud, CloudError, cloud_from_settings
+from reconciler.core.model import FederationConfig
 from reconciler.core.plan import plan
 from reconciler.core.policy import GrantPolicy
 from reconciler.documents import InputError, load_configs, load_policy
-from reconciler.render import plan_to_json, plan_to_table
+from reconciler.engine.run import RunReport, connect
+from reconciler.render import plan_to_json, plan_to_table, report_to_json, report_to_table
 from reconciler.snapshot import load_snapshot
 
 EXIT_OK = 0
@@ -36,6 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in error.problems:
             print(f"  - {problem}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except CloudError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     return code
 
 
@@ -54,11 +61,24 @@ def _parser() -> argparse.ArgumentParser:
     validate.set_defaults(run=_validate)
 
     plan_cmd = commands.add_parser(
-        "plan", help="show what would change to make the observed state match the configs"
+        "plan", help="show what would change: against the live clouds, or a snapshot with --observed"
     )
-    plan_cmd.add_argument("--configs", type=Path, action="append", required=True, metavar="FILE")
-    plan_cmd.add_argument("--observed", type=Path, required=True, metavar="SNAPSHOT.json")
+    _add_desired_state_arguments(plan_cmd)
     plan_cmd.add_argument(
+        "--observed", type=Path, metavar="SNAPSHOT.json", help="plan against this snapshot, offline"
+    )
+    plan_cmd.set_defaults(run=_plan, dry_run=True)
+
+    apply_cmd = commands.add_parser("apply", help="make the live clouds match the configs")
+    _add_desired_state_arguments(apply_cmd)
+    apply_cmd.add_argument("--dry-run", action="store_true", help="observe and plan, write nothing")
+    apply_cmd.set_defaults(run=_apply, observed=None)
+    return parser
+
+
+def _add_desired_state_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--configs", type=Path, action="append", required=True, metavar="FILE")
+    command.add_argument(
         "--retired",
         type=Path,
         action="append",
@@ -66,12 +86,20 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="configs that were deleted: what they own is pruned (as their prune mode says)",
     )
-    plan_cmd.add_argument(
+    command.add_argument(
         "--policy", type=Path, help=f"grant policy (default: $WIF_POLICY_FILE or {DEFAULT_POLICY})"
     )
-    plan_cmd.add_argument("--output", choices=["table", "json"], default="table")
-    plan_cmd.set_defaults(run=_plan)
-    return parser
+    command.add_argument(
+        "--cloud",
+        help="AzureCloud, AzureUSGovernment, AzureChinaCloud, or simulator/custom (endpoints from "
+        "WIF_GRAPH_URL, WIF_ARM_URL, WIF_ADO_URL); default $WIF_CLOUD or AzureCloud",
+    )
+    command.add_argument(
+        "--pipelines",
+        action="store_true",
+        help="also read every connection's pipeline permissions (one request each; no bulk read exists)",
+    )
+    command.add_argument("--output", choices=["table", "json"], default="table")
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -86,13 +114,41 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    configs = load_configs(args.configs)
-    retired = load_configs(args.retired) if args.retired else []
-    observed = load_snapshot(args.observed)
-    result = plan(configs, observed, _policy(args.policy), retired)
+    if args.observed is None:
+        return _apply(args)
+    configs, retired, policy = _desired_state(args)
+    result = plan(configs, load_snapshot(args.observed), policy, retired)
     print(plan_to_json(result) if args.output == "json" else plan_to_table(result))
     return EXIT_OK if result.is_empty and not result.errors and not result.violations else EXIT_DRIFT
 
 
-def _policy(path: Path | None) -> GrantPolicy:
-    return load_policy(path or Path(os.environ.get("WIF_POLICY_FILE", DEFAULT_POLICY)))
+def _apply(args: argparse.Namespace) -> int:
+    configs, retired, policy = _desired_state(args)
+    cloud = cloud_from_settings(os.environ, args.cloud)
+    report = asyncio.run(
+        _run(cloud, policy, configs, retired, dry_run=args.dry_run, pipelines=args.pipelines)
+    )
+    print(report_to_json(report) if args.output == "json" else report_to_table(report))
+    return EXIT_OK if report.all_converged else EXIT_DRIFT
+
+
+async def _run(
+    cloud: Cloud,
+    policy: GrantPolicy,
+    configs: Sequence[FederationConfig],
+    retired: Sequence[FederationConfig],
+    *,
+    dry_run: bool,
+    pipelines: bool,
+) -> RunReport:
+    async with connect(cloud, policy) as reconciler:
+        return await reconciler.run(configs, retired, dry_run=dry_run, pipelines=pipelines)
+
+
+def _desired_state(
+    args: argparse.Namespace,
+) -> tuple[list[FederationConfig], list[FederationConfig], GrantPolicy]:
+    configs = load_configs(args.configs)
+    retired = load_configs(args.retired) if args.retired else []
+    path = args.policy or Path(os.environ.get("WIF_POLICY_FILE", DEFAULT_POLICY))
+    return configs, retired, load_policy(path)

@@ -7,6 +7,7 @@ from typing import Any
 
 from reconciler.core.actions import Action
 from reconciler.core.plan import Plan
+from reconciler.engine.run import RunReport, Status
 
 
 def plan_to_dict(plan: Plan) -> dict[str, Any]:
@@ -69,5 +70,65 @@ def plan_to_table(plan: Plan) -> str:
     lines.append(
         f"Plan: {len(plan.actions)} action(s), {len(plan.violations)} violation(s), "
         f"{len(plan.errors)} error(s), {len(plan.findings)} finding(s)."
+    )
+    return "\n".join(lines)
+
+
+def report_to_dict(report: RunReport) -> dict[str, Any]:
+    return {
+        "dryRun": report.dry_run,
+        "plan": plan_to_dict(report.plan),
+        "outcomes": [
+            {
+                "configId": o.config_id,
+                "status": str(o.status),
+                "drift": o.drift,
+                "actions": [
+                    {
+                        "kind": str(r.action.kind),
+                        "target": r.action.target,
+                        "outcome": r.outcome,
+                        "detail": r.detail,
+                    }
+                    for r in o.actions
+                ],
+                "reason": o.reason,
+                "retryAfter": o.retry_after,
+            }
+            for o in report.outcomes
+        ],
+        "requests": report.requests,
+        "pipelinePermissionReads": report.pipeline_reads,
+        "seconds": {"observe": round(report.observe_seconds, 3), "apply": round(report.apply_seconds, 3)},
+    }
+
+
+def report_to_json(report: RunReport) -> str:
+    return json.dumps(report_to_dict(report), indent=2)
+
+
+def report_to_table(report: RunReport) -> str:
+    """The plan, then what happened to each config that is not simply converged, then the figures."""
+    lines = [plan_to_table(report.plan), ""]
+    noteworthy = [o for o in report.outcomes if o.status is not Status.CONVERGED or o.actions]
+    for outcome in noteworthy:
+        done = ", ".join(f"{r.action.kind}: {r.outcome}" for r in outcome.actions)
+        lines.append(f"{outcome.status:<17} {outcome.config_id}" + (f"  ({done})" if done else ""))
+        if outcome.reason:
+            retry = f" (retry after {outcome.retry_after:.0f}s)" if outcome.retry_after is not None else ""
+            lines.append(f"{'':<17} {outcome.reason}{retry}")
+    counts: dict[str, int] = {}
+    for outcome in report.outcomes:
+        counts[str(outcome.status)] = counts.get(str(outcome.status), 0) + 1
+    summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    requests = "; ".join(
+        f"{api} {c['reads']} reads, {c['writes']} writes" for api, c in report.requests.items()
+    )
+    lines.append(
+        f"{'Dry run' if report.dry_run else 'Applied'}: {len(report.outcomes)} config(s): {summary}."
+    )
+    lines.append(
+        f"Requests: {requests or 'none'}; pipeline-permission reads: {report.pipeline_reads}. "
+        f"Observe {report.observe_seconds:.2f}s, apply {report.apply_seconds:.2f}s."
     )
     return "\n".join(lines)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator
 
 import httpx
@@ -16,7 +17,7 @@ from kiota_authentication_azure.azure_identity_authentication_provider import (
 )
 from msgraph.graph_request_adapter import GraphRequestAdapter
 from msgraph.graph_service_client import GraphServiceClient
-from msgraph_core import GraphClientFactory  # type: ignore[import-untyped]
+from msgraph_core import GraphClientFactory
 
 from cloudsim.state import ADO_RESOURCE_APP_ID
 from cloudsim.testing import SAMPLE_SUBSCRIPTION, RunningSimulator, cloud_env, cloud_simulator
@@ -39,7 +40,7 @@ def graph_client(
 ) -> GraphServiceClient:
     auth = AzureIdentityAuthenticationProvider(credential, scopes=[scope], allowed_hosts=["127.0.0.1"])
     http = GraphClientFactory.create_with_default_middleware(
-        client=httpx.AsyncClient(verify=str(sim.ca_path))
+        client=httpx.AsyncClient(verify=ssl.create_default_context(cafile=str(sim.ca_path)))
     )
     adapter = GraphRequestAdapter(auth, client=http)
     adapter.base_url = sim.graph_url + "/v1.0"

@@ -18,10 +18,10 @@ from azure.mgmt.authorization.aio import AuthorizationManagementClient
 from msgraph.generated.models.application import Application
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.graph_service_client import GraphServiceClient
-from msgraph_core.requests.batch_request_builder import BatchRequestBuilder  # type: ignore[import-untyped]
-from msgraph_core.requests.batch_request_content import BatchRequestContent  # type: ignore[import-untyped]
-from msgraph_core.requests.batch_request_item import BatchRequestItem  # type: ignore[import-untyped]
-from msgraph_core.requests.batch_response_content import BatchResponseContent  # type: ignore[import-untyped]
+from msgraph_core.requests.batch_request_builder import BatchRequestBuilder
+from msgraph_core.requests.batch_request_content import BatchRequestContent
+from msgraph_core.requests.batch_request_item import BatchRequestItem
+from msgraph_core.requests.batch_response_content import BatchResponseContent
 
 from cloudsim.faults import Faults
 from cloudsim.testing import SAMPLE_SUBSCRIPTION, RunningSimulator

@@ -1,0 +1,263 @@
+"""Azure DevOps REST 7.1: service connections (service endpoints) and their pipeline permissions.
+
+An azure-core async pipeline with a bearer-token policy for Azure DevOps' scope and
+azure-core's retry policy (which honours Retry-After). One listing per project reads
+every AzureRM connection of that project, failed and not-ready ones included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from azure.core import AsyncPipelineClient
+from azure.core.credentials_async import AsyncTokenCredential
+from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+from azure.core.pipeline.policies import (
+    AsyncBearerTokenCredentialPolicy,
+    AsyncRetryPolicy,
+    ContentDecodePolicy,
+    HeadersPolicy,
+    UserAgentPolicy,
+)
+from azure.core.rest import AsyncHttpResponse, HttpRequest
+
+from reconciler.adapters.metering import MeteringPolicy, RequestMeter
+from reconciler.cloud import Cloud
+from reconciler.core.model import WORKLOAD_IDENTITY_SCHEME, PipelineAccess, ServiceConnection
+from reconciler.failures import Failure, NotFound, PermanentFailure, TemporaryFailure
+
+API_VERSION = "7.1"
+PIPELINE_PERMISSIONS_API_VERSION = "7.1-preview.1"  # the pipeline-permissions API exists only as a preview
+ENTRA_ISSUER_TYPE = "EntraID"
+
+
+class AdoAdapter:
+    def __init__(
+        self, credential: AsyncTokenCredential, cloud: Cloud, meter: RequestMeter, *, retry_total: int = 5
+    ) -> None:
+        policies = [
+            HeadersPolicy({"Accept": "application/json"}),
+            UserAgentPolicy("wif-reconciler"),
+            AsyncRetryPolicy(retry_total=retry_total),
+            AsyncBearerTokenCredentialPolicy(credential, cloud.ado_scope),
+            MeteringPolicy(meter, "ado"),
+            ContentDecodePolicy(),
+        ]
+        self._client: AsyncPipelineClient[HttpRequest, AsyncHttpResponse] = AsyncPipelineClient(
+            base_url=cloud.ado_url, policies=policies, connection_verify=cloud.ca_bundle or True
+        )
+        self._project_ids: dict[tuple[str, str], str] = {}
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    # ------------------------------------------------------------------ reads
+
+    async def list_connections(self, organization: str, project: str) -> list[ServiceConnection]:
+        body = await self._send(
+            "GET",
+            f"/{organization}/{project}/_apis/serviceendpoint/endpoints",
+            params={"type": "azurerm", "includeFailed": "true", "api-version": API_VERSION},
+        )
+        return [_connection(organization, project, item) for item in (body or {}).get("value", [])]
+
+    async def project_id(self, organization: str, project: str) -> str:
+        key = (organization.lower(), project.lower())
+        if key not in self._project_ids:
+            body = await self._send(
+                "GET", f"/{organization}/_apis/projects/{project}", {"api-version": API_VERSION}
+            )
+            if not body or "id" not in body:
+                raise NotFound(f"Azure DevOps project {organization}/{project} does not exist", status=404)
+            self._project_ids[key] = str(body["id"])
+        return self._project_ids[key]
+
+    async def read_pipeline_access(
+        self, organization: str, project: str, connection_id: str
+    ) -> PipelineAccess:
+        body = await self._send(
+            "GET",
+            f"/{organization}/{project}/_apis/pipelines/pipelinePermissions/endpoint/{connection_id}",
+            {"api-version": PIPELINE_PERMISSIONS_API_VERSION},
+        )
+        return _pipeline_access(body or {})
+
+    # ------------------------------------------------------------------ writes
+
+    async def create_connection(
+        self, organization: str, project: str, name: str, settings: ConnectionSettings
+    ) -> ServiceConnection:
+        project_id = await self.project_id(organization, project)
+        body = settings.endpoint(name, project_id, project)
+        created = await self._send(
+            "POST", f"/{organization}/_apis/serviceendpoint/endpoints", {"api-version": API_VERSION}, body
+        )
+        return _connection(organization, project, created or {})
+
+    async def update_connection(
+        self, current: ServiceConnection, settings: ConnectionSettings, *, operation: str | None = None
+    ) -> ServiceConnection:
+        """Write the whole endpoint back with the settings applied (ADO's update replaces it)."""
+        existing = await self._endpoint(current)
+        project_id = await self.project_id(current.organization, current.project)
+        body = settings.apply_to(existing, current.name, project_id, current.project)
+        params = {"api-version": API_VERSION}
+        path = f"/{current.organization}/_apis/serviceendpoint/endpoints/{current.id}"
+        if operation:
+            params["operation"] = operation
+            path = f"/{current.organization}/{project_id}/_apis/serviceendpoint/endpoints/{current.id}"
+        updated = await self._send("PUT", path, params, body)
+        return _connection(current.organization, current.project, updated or {})
+
+    async def delete_connection(self, current: ServiceConnection) -> None:
+        project_id = await self.project_id(current.organization, current.project)
+        try:
+            await self._send(
+                "DELETE",
+                f"/{current.organization}/_apis/serviceendpoint/endpoints/{current.id}",
+                {"projectIds": project_id, "api-version": API_VERSION},
+            )
+        except NotFound:
+            return
+
+    async def authorize_pipelines(
+        self, organization: str, project: str, connection_id: str, access: PipelineAccess
+    ) -> None:
+        body: dict[str, Any] = {"resource": {"type": "endpoint", "id": connection_id}}
+        if access.all_pipelines:
+            body["allPipelines"] = {"authorized": True}
+        else:
+            body["pipelines"] = [
+                {"id": pipeline, "authorized": True} for pipeline in sorted(access.pipeline_ids)
+            ]
+        await self._send(
+            "PATCH",
+            f"/{organization}/{project}/_apis/pipelines/pipelinePermissions/endpoint/{connection_id}",
+            {"api-version": PIPELINE_PERMISSIONS_API_VERSION},
+            body,
+        )
+
+    async def _endpoint(self, current: ServiceConnection) -> dict[str, Any]:
+        body = await self._send(
+            "GET",
+            f"/{current.organization}/{current.project}/_apis/serviceendpoint/endpoints/{current.id}",
+            {"api-version": API_VERSION},
+        )
+        if not body:  # ADO answers 200 with a null body for an unknown id
+            raise NotFound(f"service connection {current.key} ({current.id}) no longer exists", status=404)
+        return dict(body)
+
+    async def _send(
+        self, method: str, path: str, params: Mapping[str, str], body: Mapping[str, Any] | None = None
+    ) -> Any:
+        request = HttpRequest(method, self._client.format_url(path), params=dict(params), json=body)
+        try:
+            response = await self._client.send_request(request)
+            await response.read()
+        except (ServiceRequestError, ServiceResponseError) as error:
+            raise TemporaryFailure(
+                f"Azure DevOps connection failed: {error.message}", code="ConnectionError"
+            ) from error
+        if response.status_code >= 400:
+            raise _ado_failure(response)
+        return response.json() if response.content else None
+
+
+class ConnectionSettings:
+    """What the reconciler sets on an AzureRM workload-identity connection; the rest is kept."""
+
+    def __init__(
+        self, app_id: str, tenant_id: str, subscription_id: str, subscription_name: str, description: str
+    ) -> None:
+        self.app_id = app_id
+        self.tenant_id = tenant_id
+        self.subscription_id = subscription_id
+        self.subscription_name = subscription_name
+        self.description = description
+
+    def endpoint(self, name: str, project_id: str, project: str) -> dict[str, Any]:
+        """A new connection in Manual creation mode (automation must not use Automatic)."""
+        return self.apply_to(
+            {"type": "AzureRM", "url": "https://management.azure.com/", "owner": "library"},
+            name,
+            project_id,
+            project,
+        )
+
+    def apply_to(self, endpoint: dict[str, Any], name: str, project_id: str, project: str) -> dict[str, Any]:
+        updated = dict(endpoint)
+        data = {k: v for k, v in dict(updated.get("data") or {}).items() if k != "revertSchemeDeadline"}
+        data.update(
+            subscriptionId=self.subscription_id,
+            subscriptionName=self.subscription_name,
+            environment="AzureCloud",
+            scopeLevel="Subscription",
+            creationMode="Manual",
+        )
+        authorization = dict(updated.get("authorization") or {})
+        parameters = {
+            k: v
+            for k, v in dict(authorization.get("parameters") or {}).items()
+            if k in {"workloadIdentityFederationIssuer", "workloadIdentityFederationSubject"}
+        }
+        parameters.update(tenantid=self.tenant_id, serviceprincipalid=self.app_id)
+        references = updated.get("serviceEndpointProjectReferences") or [
+            {"projectReference": {"id": project_id, "name": project}, "name": name}
+        ]
+        updated.update(
+            name=name,
+            description=updated.get("description") or self.description,
+            data=data,
+            authorization={"scheme": WORKLOAD_IDENTITY_SCHEME, "parameters": parameters},
+            serviceEndpointProjectReferences=references,
+        )
+        return updated
+
+
+def _connection(organization: str, project: str, item: Mapping[str, Any]) -> ServiceConnection:
+    authorization = item.get("authorization") or {}
+    parameters = authorization.get("parameters") or {}
+    data = item.get("data") or {}
+    return ServiceConnection(
+        id=str(item.get("id", "")),
+        organization=organization,
+        project=project,
+        name=str(item.get("name", "")),
+        scheme=str(authorization.get("scheme", "")),
+        app_id=_lower(parameters.get("serviceprincipalid")),
+        tenant_id=_lower(parameters.get("tenantid")),
+        subscription_id=_lower(data.get("subscriptionId")),
+        subscription_name=data.get("subscriptionName"),
+        issuer=parameters.get("workloadIdentityFederationIssuer"),
+        subject=parameters.get("workloadIdentityFederationSubject"),
+        is_ready=bool(item.get("isReady", True)),
+        description=str(item.get("description") or ""),
+    )
+
+
+def _pipeline_access(body: Mapping[str, Any]) -> PipelineAccess:
+    everyone = bool((body.get("allPipelines") or {}).get("authorized", False))
+    listed = frozenset(int(p["id"]) for p in body.get("pipelines") or [] if p.get("authorized"))
+    return PipelineAccess(all_pipelines=everyone, pipeline_ids=listed)
+
+
+def _lower(value: object) -> str | None:
+    return str(value).lower() if value else None
+
+
+def _ado_failure(response: AsyncHttpResponse) -> Failure:
+    status = response.status_code
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    message = str(body.get("message") or response.text()[:300]) if isinstance(body, dict) else ""
+    code = str(body.get("typeKey", "")) if isinstance(body, dict) else ""
+    text = f"Azure DevOps answered {status} {code}: {message}"
+    if status == 404:
+        return NotFound(text, code=code, status=status)
+    if status == 429 or status >= 500:
+        retry_after = float(response.headers.get("Retry-After", "10"))
+        return TemporaryFailure(text, retry_after=retry_after, code=code, status=status)
+    return PermanentFailure(text, code=code, status=status)

@@ -1,0 +1,150 @@
+"""Azure RBAC role assignments (Microsoft.Authorization 2022-04-01), via azure-mgmt-authorization (aio).
+
+Reads list one scope at a time (a subscription: everything at, above and below it),
+paged by the SDK. Writes always send `principalType: ServicePrincipal` (the default is
+User, and naming the type also avoids the replication-delay failure for new principals).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+from azure.core.credentials_async import AsyncTokenCredential
+from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
+from azure.mgmt.authorization.aio import AuthorizationManagementClient
+from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreateParameters
+
+from reconciler.adapters.metering import MeteringPolicy, RequestMeter
+from reconciler.cloud import Cloud
+from reconciler.core.model import CustomRole, RoleAssignment, normalise_scope
+from reconciler.failures import Conflict, Failure, NotFound, PermanentFailure, TemporaryFailure
+
+API_VERSION = "2022-04-01"
+_EXISTING_ID = re.compile(
+    r"(/[^\s'\"]*/providers/Microsoft\.Authorization/roleAssignments/[0-9a-fA-F-]{36})", re.I
+)
+_ASSIGNMENT_NAME = re.compile(
+    r"existing role assignment is '?([0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12})",
+    re.I,
+)
+_T = TypeVar("_T")
+
+
+class ArmAdapter:
+    def __init__(
+        self, credential: AsyncTokenCredential, cloud: Cloud, meter: RequestMeter, *, retry_total: int = 5
+    ) -> None:
+        # Role-assignment operations take the scope in the path; the client's subscription is unused.
+        self._client = AuthorizationManagementClient(
+            credential,
+            "00000000-0000-0000-0000-000000000000",
+            base_url=cloud.arm_url,
+            credential_scopes=[cloud.arm_scope],
+            api_version=API_VERSION,
+            per_retry_policies=[MeteringPolicy(meter, "arm")],
+            retry_total=retry_total,
+            connection_verify=cloud.ca_bundle or True,
+        )
+
+    async def close(self) -> None:
+        await self._client.close()  # type: ignore[no-untyped-call]
+
+    async def list_assignments(self, scope: str, principal_id: str | None = None) -> list[RoleAssignment]:
+        """Assignments at, above and below `scope`; only one principal's when given (filtered by ARM)."""
+        query = f"principalId eq '{principal_id}'" if principal_id else None
+
+        async def collect() -> list[RoleAssignment]:
+            pages = self._client.role_assignments.list_for_scope(scope, filter=query)
+            return [_assignment(item) async for item in pages]
+
+        result: list[RoleAssignment] = await self._call(collect())
+        return result
+
+    async def create_assignment(
+        self, scope: str, name: str, role_id: str, principal_id: str, description: str
+    ) -> RoleAssignment:
+        """Create the assignment. Raises Conflict with the existing id on RoleAssignmentExists."""
+        subscription = scope.split("/")[2] if scope.startswith("/subscriptions/") else ""
+        parameters = RoleAssignmentCreateParameters(
+            role_definition_id=f"/subscriptions/{subscription}/providers/Microsoft.Authorization/roleDefinitions/{role_id}"
+            if subscription
+            else f"/providers/Microsoft.Authorization/roleDefinitions/{role_id}",
+            principal_id=principal_id,
+            principal_type="ServicePrincipal",
+            description=description,
+        )
+        created = await self._call(self._client.role_assignments.create(scope, name, parameters))
+        return _assignment(created)
+
+    async def delete_assignment(self, assignment_id: str) -> None:
+        try:
+            await self._call(self._client.role_assignments.delete_by_id(assignment_id))
+        except NotFound:
+            return  # already gone
+
+    async def get_role_definition(self, role_definition_id: str) -> CustomRole | None:
+        try:
+            found = await self._call(self._client.role_definitions.get_by_id(role_definition_id))
+        except NotFound:
+            return None
+        permissions = found.permissions or []
+        return CustomRole(
+            id=str(found.name).lower(),
+            name=found.role_name or "",
+            actions=tuple(a for p in permissions for a in p.actions or []),
+            not_actions=tuple(a for p in permissions for a in p.not_actions or []),
+        )
+
+    async def _call(self, request: Awaitable[_T]) -> _T:
+        try:
+            return await request
+        except HttpResponseError as error:
+            raise _arm_failure(error) from error
+        except (ServiceRequestError, ServiceResponseError) as error:
+            raise TemporaryFailure(
+                f"ARM connection failed: {error.message}", code="ConnectionError"
+            ) from error
+
+
+def _assignment(item: Any) -> RoleAssignment:
+    return RoleAssignment(
+        id=str(item.id),
+        name=str(item.name),
+        scope=normalise_scope(str(item.scope)),
+        role_id=str(item.role_definition_id).rsplit("/", 1)[-1].lower(),
+        principal_id=str(item.principal_id).lower(),
+        description=item.description or "",
+    )
+
+
+def _arm_failure(error: HttpResponseError) -> Failure:
+    status = error.status_code or 0
+    code = error.error.code if error.error and error.error.code else ""
+    message = error.error.message if error.error and error.error.message else str(error.message)
+    text = f"ARM answered {status} {code}: {message}"
+    if status == 404 or code in {"RoleAssignmentNotFound", "RoleDefinitionDoesNotExist"}:
+        return NotFound(text, code=code, status=status)
+    if code == "RoleAssignmentExists":
+        return Conflict(text, code=code, status=status, existing_id=_existing_id(message))
+    if status == 429 or status >= 500:
+        response: Any = error.response
+        retry_after = float(response.headers.get("Retry-After", "10")) if response is not None else 10.0
+        return TemporaryFailure(text, retry_after=retry_after, code=code, status=status)
+    if code == "PrincipalNotFound":
+        # Replication delay or a wrong principal: the engine decides, by how new the principal is.
+        return TemporaryFailure(text, retry_after=10.0, code=code, status=status)
+    return PermanentFailure(text, code=code, status=status)
+
+
+def _existing_id(message: str) -> str:
+    """The assignment RoleAssignmentExists names: a full id, or its name (ARM may drop the dashes)."""
+    full = _EXISTING_ID.search(message)
+    if full:
+        return full.group(1)
+    name = _ASSIGNMENT_NAME.search(message)
+    if not name:
+        return ""
+    digits = name.group(1).replace("-", "").lower()
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"

@@ -1,0 +1,353 @@
+"""Microsoft Graph (Entra): applications, service principals and federated credentials, via msgraph-sdk.
+
+Reads are bulk: `$filter=appId in (...)` (Graph allows 15 values per `in`) with
+`$expand=federatedIdentityCredentials`, 20 such requests per `$batch`. The SDK's
+middleware retries throttled top-level requests (honouring Retry-After) but not the
+sub-requests of a batch, so those are retried here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import ssl
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import httpx
+from azure.core.credentials_async import AsyncTokenCredential
+from kiota_abstractions.api_error import APIError
+from kiota_abstractions.base_request_configuration import RequestConfiguration
+from kiota_abstractions.default_query_parameters import QueryParameters
+from kiota_abstractions.method import Method
+from kiota_abstractions.request_information import RequestInformation
+from kiota_authentication_azure.azure_identity_authentication_provider import (
+    AzureIdentityAuthenticationProvider,
+)
+from msgraph.generated.applications.applications_request_builder import ApplicationsRequestBuilder
+from msgraph.generated.models.application import Application as GraphApplication
+from msgraph.generated.models.federated_identity_credential import FederatedIdentityCredential
+from msgraph.generated.models.o_data_errors.o_data_error import ODataError
+from msgraph.generated.models.service_principal import ServicePrincipal
+from msgraph.generated.service_principals.service_principals_request_builder import (
+    ServicePrincipalsRequestBuilder,
+)
+from msgraph.graph_request_adapter import GraphRequestAdapter
+from msgraph.graph_service_client import GraphServiceClient
+from msgraph_core import GraphClientFactory
+
+from reconciler.adapters.metering import RequestMeter, httpx_meter_hook
+from reconciler.cloud import Cloud
+from reconciler.core.model import APPLICATION_TAG, TOKEN_EXCHANGE_AUDIENCE, Application, FederatedCredential
+from reconciler.failures import Conflict, Failure, NotFound, PermanentFailure, TemporaryFailure
+
+MAX_IN_VALUES = 15  # Graph's limit on values in one `in` filter
+MAX_BATCH = 20  # Graph's limit on requests in one $batch
+BATCH_ATTEMPTS = 4  # first try plus retries of throttled sub-requests
+_APP_FIELDS = ["id", "appId", "displayName", "tags"]
+_T = TypeVar("_T")
+
+
+class GraphAdapter:
+    def __init__(
+        self,
+        credential: AsyncTokenCredential,
+        cloud: Cloud,
+        meter: RequestMeter,
+        *,
+        concurrency: int = 8,
+        timeout: float = 30.0,
+    ) -> None:
+        http = httpx.AsyncClient(
+            verify=ssl.create_default_context(cafile=cloud.ca_bundle) if cloud.ca_bundle else True,
+            timeout=timeout,
+            event_hooks={"request": [httpx_meter_hook(meter, "graph")]},  # type: ignore[list-item]
+            limits=httpx.Limits(max_connections=concurrency * 2),
+        )
+        self._http = GraphClientFactory.create_with_default_middleware(client=http)
+        auth = AzureIdentityAuthenticationProvider(
+            credential, scopes=[cloud.graph_scope], allowed_hosts=[str(urlsplit(cloud.graph_url).hostname)]
+        )
+        adapter = GraphRequestAdapter(auth, client=self._http)
+        adapter.base_url = f"{cloud.graph_url}/v1.0"
+        self._adapter = adapter
+        self._client = GraphServiceClient(request_adapter=adapter)
+        self._base_url = adapter.base_url
+        self._limit = asyncio.Semaphore(concurrency)
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    # ------------------------------------------------------------------ reads
+
+    async def read_applications(
+        self, app_ids: Iterable[str], display_names: Iterable[str] = ()
+    ) -> list[Application]:
+        """The applications with these client ids or display names, with credentials and principal ids."""
+        ids, names = sorted(set(app_ids)), sorted(set(display_names))
+        app_requests = [self._apps_request("appId", chunk) for chunk in _chunks(ids, MAX_IN_VALUES)]
+        app_requests += [self._apps_request("displayName", chunk) for chunk in _chunks(names, MAX_IN_VALUES)]
+        apps = await self._batched(app_requests)
+        principals = await self._principal_ids([str(app["appId"]) for app in apps])
+        return [_application(app, principals.get(str(app["appId"]).lower())) for app in apps]
+
+    async def read_application(self, app_id: str) -> Application | None:
+        found = await self.read_applications([app_id])
+        return found[0] if found else None
+
+    async def _principal_ids(self, app_ids: Sequence[str]) -> dict[str, str]:
+        requests = [self._principals_request(chunk) for chunk in _chunks(sorted(set(app_ids)), MAX_IN_VALUES)]
+        return {str(sp["appId"]).lower(): str(sp["id"]) for sp in await self._batched(requests)}
+
+    def _apps_request(self, field: str, values: Sequence[str]) -> str:
+        query = ApplicationsRequestBuilder.ApplicationsRequestBuilderGetQueryParameters(
+            filter=_in_filter(field, values),
+            select=_APP_FIELDS,
+            expand=["federatedIdentityCredentials"],
+            top=999,
+        )
+        info = self._client.applications.to_get_request_information(
+            RequestConfiguration(query_parameters=query)
+        )
+        return self._relative(info.url)
+
+    def _principals_request(self, app_ids: Sequence[str]) -> str:
+        query = ServicePrincipalsRequestBuilder.ServicePrincipalsRequestBuilderGetQueryParameters(
+            filter=_in_filter("appId", app_ids), select=["id", "appId"], top=999
+        )
+        info = self._client.service_principals.to_get_request_information(
+            RequestConfiguration(query_parameters=query)
+        )
+        return self._relative(info.url)
+
+    def _relative(self, url: str) -> str:
+        # Graph wants URLs relative to the version root inside a batch; the SDK makes them absolute.
+        return url.removeprefix(self._base_url)
+
+    async def _batched(self, urls: Sequence[str]) -> list[dict[str, Any]]:
+        """GET these URLs in $batch requests of 20, concurrently, following each listing's next pages.
+
+        Bodies are read as plain JSON: a bulk read holds thousands of objects, and the
+        reconciler needs only a few fields of each.
+        """
+        items: list[dict[str, Any]] = []
+        pending = list(urls)
+        while pending:
+            chunks = list(_chunks(pending, MAX_BATCH))
+            pages = [page for chunk in await asyncio.gather(*map(self._send_batch, chunks)) for page in chunk]
+            items.extend(item for page in pages for item in page.get("value", []))
+            pending = [
+                self._relative(page["@odata.nextLink"]) for page in pages if page.get("@odata.nextLink")
+            ]
+        return items
+
+    async def _send_batch(self, urls: Sequence[str]) -> list[dict[str, Any]]:
+        pending = {str(index): url for index, url in enumerate(urls)}
+        done: list[dict[str, Any]] = []
+        for attempt in range(BATCH_ATTEMPTS):
+            responses = await self._post_batch(pending)
+            throttled: dict[str, str] = {}
+            wait = 0.0
+            for response in responses:
+                request_id, status = str(response.get("id")), int(response.get("status", 0))
+                if status == 200:
+                    done.append(response.get("body") or {})
+                elif status in {429, 503, 504} and attempt + 1 < BATCH_ATTEMPTS:
+                    throttled[request_id] = pending[request_id]
+                    wait = max(wait, _retry_after(response.get("headers")))
+                else:
+                    raise _sub_request_failure(response)
+            if not throttled:
+                return done
+            pending = throttled
+            await asyncio.sleep(wait)
+        raise TemporaryFailure("Graph kept throttling batch sub-requests", code="TooManyRequests", status=429)
+
+    async def _post_batch(self, requests: Mapping[str, str]) -> list[dict[str, Any]]:
+        """POST one JSON batch of GETs through the SDK's adapter (auth, retry, redirects) and parse it.
+
+        msgraph-core's batch classes keep absolute URLs and cannot read JSON sub-response
+        bodies (its response item reads bodies as base64), so the body is built and read here.
+        """
+        info = RequestInformation(method=Method.POST)
+        info.url = f"{self._base_url}/$batch"
+        info.headers.try_add("Content-Type", "application/json")
+        info.content = json.dumps(
+            {
+                "requests": [
+                    {"id": request_id, "method": "GET", "url": url} for request_id, url in requests.items()
+                ]
+            }
+        ).encode()
+        raw = await self._call(self._adapter.send_primitive_async(info, "bytes", None))
+        responses: list[dict[str, Any]] = json.loads(raw or b"{}").get("responses", [])
+        missing = set(requests) - {str(r.get("id")) for r in responses}
+        if missing:
+            raise TemporaryFailure(
+                f"Graph's batch answer lacks requests {sorted(missing)}", code="IncompleteBatch"
+            )
+        return responses
+
+    # ------------------------------------------------------------------ writes
+
+    async def upsert_application(self, display_name: str) -> tuple[str, str, bool]:
+        """Create the app registration the reconciler owns for this display name, or find it.
+
+        An upsert by a unique name derived from the display name: a retried or concurrent
+        create never makes a second app. Returns (object id, client id, created).
+        """
+        unique_name = application_unique_name(display_name)
+        body = GraphApplication(
+            display_name=display_name, sign_in_audience="AzureADMyOrg", tags=[APPLICATION_TAG]
+        )
+        builder = self._client.applications_with_unique_name(unique_name)
+        config: RequestConfiguration[QueryParameters] = RequestConfiguration()
+        config.headers.add("Prefer", "create-if-missing")
+        upserted = await self._call(builder.patch(body, config))
+        if upserted is not None and upserted.id:  # 201: created now
+            return str(upserted.id), str(upserted.app_id).lower(), True
+        existing = await self._call(builder.get())  # 204: it existed
+        return str(existing.id), str(existing.app_id).lower(), False
+
+    async def create_service_principal(self, app_id: str) -> str:
+        created = await self._call(self._client.service_principals.post(ServicePrincipal(app_id=app_id)))
+        return str(created.id)
+
+    async def create_credential(
+        self, object_id: str, name: str, issuer: str, subject: str, description: str
+    ) -> FederatedCredential:
+        body = FederatedIdentityCredential(
+            name=name,
+            issuer=issuer,
+            subject=subject,
+            audiences=[TOKEN_EXCHANGE_AUDIENCE],
+            description=description,
+        )
+        credentials = self._client.applications.by_application_id(object_id).federated_identity_credentials
+        created = await self._call(credentials.post(body))
+        return _credential(created)
+
+    async def update_credential(
+        self, object_id: str, credential_id: str, issuer: str, subject: str, description: str
+    ) -> None:
+        body = FederatedIdentityCredential(
+            issuer=issuer, subject=subject, audiences=[TOKEN_EXCHANGE_AUDIENCE], description=description
+        )
+        credentials = self._client.applications.by_application_id(object_id).federated_identity_credentials
+        await self._call(credentials.by_federated_identity_credential_id(credential_id).patch(body))
+
+    async def delete_credential(self, object_id: str, credential_id: str) -> None:
+        credentials = self._client.applications.by_application_id(object_id).federated_identity_credentials
+        try:
+            await self._call(credentials.by_federated_identity_credential_id(credential_id).delete())
+        except NotFound:
+            return  # already gone: the goal is reached
+
+    async def read_credentials(self, object_id: str) -> list[FederatedCredential]:
+        credentials = self._client.applications.by_application_id(object_id).federated_identity_credentials
+        page = await self._call(credentials.get())
+        return [_credential(c) for c in (page.value if page else None) or []]
+
+    # ------------------------------------------------------------------ errors
+
+    async def _call(self, request: Awaitable[Any]) -> Any:
+        async with self._limit:
+            try:
+                return await request
+            except ODataError as error:
+                raise _odata_failure(error) from error
+            except APIError as error:  # an error without a Graph error body (the SDK maps none for $batch)
+                status = error.response_status_code or 0
+                raise _failure(status, "", f"Graph answered {status}: {error.message}", 5.0) from error
+            except httpx.TransportError as error:
+                raise TemporaryFailure(
+                    f"Graph connection failed: {error!r}", code="ConnectionError"
+                ) from error
+
+
+def application_unique_name(display_name: str) -> str:
+    """Entra's alternate key for the app the reconciler creates under this display name."""
+    return "wif-reconciler-" + hashlib.sha256(display_name.encode()).hexdigest()[:32]
+
+
+def _in_filter(field: str, values: Sequence[str]) -> str:
+    quoted = ", ".join("'" + value.replace("'", "''") + "'" for value in values)
+    return f"{field} in ({quoted})"
+
+
+def _chunks(items: Sequence[_T], size: int) -> Iterable[Sequence[_T]]:
+    return (items[start : start + size] for start in range(0, len(items), size))
+
+
+def _application(app: dict[str, Any], principal_id: str | None) -> Application:
+    return Application(
+        object_id=str(app["id"]),
+        app_id=str(app["appId"]).lower(),
+        display_name=app.get("displayName") or "",
+        credentials=tuple(_credential_from_json(c) for c in app.get("federatedIdentityCredentials") or []),
+        service_principal_id=principal_id,
+        tags=frozenset(app.get("tags") or []),
+    )
+
+
+def _credential_from_json(credential: dict[str, Any]) -> FederatedCredential:
+    return FederatedCredential(
+        id=str(credential["id"]),
+        name=credential.get("name") or "",
+        issuer=credential.get("issuer") or "",
+        subject=credential.get("subject") or "",
+        audiences=tuple(credential.get("audiences") or ()),
+        description=credential.get("description") or "",
+    )
+
+
+def _credential(credential: FederatedIdentityCredential) -> FederatedCredential:
+    return FederatedCredential(
+        id=str(credential.id),
+        name=credential.name or "",
+        issuer=credential.issuer or "",
+        subject=credential.subject or "",
+        audiences=tuple(credential.audiences or ()),
+        description=credential.description or "",
+    )
+
+
+def _retry_after(headers: dict[str, str] | None) -> float:
+    for key, value in (headers or {}).items():
+        if key.lower() == "retry-after":
+            try:
+                return min(float(value), 120.0)
+            except ValueError:
+                break
+    return 1.0
+
+
+def _odata_failure(error: ODataError) -> Failure:
+    status = error.response_status_code or 0
+    code = error.error.code if error.error and error.error.code else ""
+    message = error.error.message if error.error and error.error.message else str(error)
+    text = f"Graph answered {status} {code}: {message}"
+    return _failure(status, code, text, _retry_after(error.response_headers))
+
+
+def _sub_request_failure(response: Mapping[str, Any]) -> Failure:
+    status = int(response.get("status", 0))
+    body = response.get("body")
+    error = body.get("error", {}) if isinstance(body, dict) else {}
+    code, message = str(error.get("code", "")), str(error.get("message", str(body)[:300]))
+    return _failure(status, code, f"Graph answered {status} {code}: {message}", 1.0)
+
+
+def _failure(status: int, code: str, text: str, retry_after: float) -> Failure:
+    if status == 404:
+        return NotFound(text, code=code, status=status)
+    if status in {409} or code in {
+        "Request_MultipleObjectsWithSameKeyValue",
+        "InvalidFederatedIdentityCredentialValue",
+    }:
+        return Conflict(text, code=code, status=status)
+    if status == 429 or status >= 500:
+        return TemporaryFailure(text, retry_after=retry_after, code=code, status=status)
+    return PermanentFailure(text, code=code, status=status)

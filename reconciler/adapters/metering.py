@@ -1,0 +1,73 @@
+"""Counts every HTTP request the adapters send, per API, reads and writes apart.
+
+Counting happens at the transport, so retries count too: the figure is what the
+clouds see. A Graph `$batch` is one request; it counts as a read when every request
+inside it is a GET.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+
+import httpx
+from azure.core.pipeline import PipelineRequest
+from azure.core.pipeline.policies import SansIOHTTPPolicy
+
+READ_METHODS = frozenset({"GET", "HEAD"})
+
+
+@dataclass
+class RequestMeter:
+    counts: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    def record(self, api: str, *, write: bool) -> None:
+        self.counts[(api, "write" if write else "read")] += 1
+
+    def reads(self, api: str | None = None) -> int:
+        return sum(n for (name, kind), n in self.counts.items() if kind == "read" and api in {None, name})
+
+    def writes(self, api: str | None = None) -> int:
+        return sum(n for (name, kind), n in self.counts.items() if kind == "write" and api in {None, name})
+
+    def as_dict(self) -> dict[str, dict[str, int]]:
+        apis = sorted({api for api, _ in self.counts})
+        return {api: {"reads": self.reads(api), "writes": self.writes(api)} for api in apis}
+
+    def since(self, before: Counter[tuple[str, str]]) -> dict[str, dict[str, int]]:
+        """The requests counted after `before` (a copy of `counts` taken earlier)."""
+        return RequestMeter(self.counts - before).as_dict()
+
+
+class MeteringPolicy(SansIOHTTPPolicy):  # type: ignore[type-arg]
+    """An azure-core pipeline policy that records each request on a meter."""
+
+    def __init__(self, meter: RequestMeter, api: str) -> None:
+        super().__init__()
+        self._meter = meter
+        self._api = api
+
+    def on_request(self, request: PipelineRequest) -> None:  # type: ignore[type-arg]
+        self._meter.record(self._api, write=request.http_request.method.upper() not in READ_METHODS)
+
+
+def httpx_meter_hook(meter: RequestMeter, api: str) -> object:
+    """An httpx request event hook (async) that records each request on a meter."""
+
+    async def hook(request: httpx.Request) -> None:
+        meter.record(api, write=_is_write(request))
+
+    return hook
+
+
+def _is_write(request: httpx.Request) -> bool:
+    if request.method.upper() in READ_METHODS:
+        return False
+    if request.method.upper() == "POST" and request.url.path.endswith("/$batch"):
+        try:
+            inner = json.loads(request.content or b"{}").get("requests", [])
+        except ValueError:
+            return True
+        return any(str(item.get("method", "")).upper() not in READ_METHODS for item in inner)
+    return True

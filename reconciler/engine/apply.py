@@ -1,0 +1,325 @@
+"""Apply: run a plan's actions in dependency order, in parallel across applications and
+one at a time within an application (Entra rejects concurrent credential writes to one
+parent).
+
+Every write is idempotent: a credential whose issuer and subject already exist is
+adopted, RoleAssignmentExists is adopted by the id ARM names, a connection that exists by
+name is adopted, and a new application is upserted by a unique name derived from its
+display name, so a lost response or a second reconciler never makes a duplicate.
+One config's failure never stops the others: its remaining actions are skipped and the
+failure is recorded with its retry decision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from reconciler.adapters.ado import AdoAdapter, ConnectionSettings
+from reconciler.adapters.arm import ArmAdapter
+from reconciler.adapters.graph import GraphAdapter
+from reconciler.core.actions import (
+    Action,
+    ActionKind,
+    ApplicationAction,
+    ConnectionAction,
+    CredentialAction,
+    PipelineAction,
+    RoleAssignmentAction,
+)
+from reconciler.core.model import (
+    ConnectionKey,
+    FederationConfig,
+    ObservedState,
+    ServiceConnection,
+    role_assignment_name,
+)
+from reconciler.core.plan import Plan
+from reconciler.failures import Conflict, Failure, PermanentFailure, TemporaryFailure
+
+MIGRATE_ISSUER_OPERATION = "ConvertAuthenticationScheme"
+
+
+@dataclass
+class ActionResult:
+    action: Action
+    outcome: str  # "applied", "adopted", "skipped", "failed"
+    detail: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class ApplyResult:
+    results: list[ActionResult] = field(default_factory=list)
+    failures: dict[str, Failure] = field(default_factory=dict)  # config id -> first failure
+
+
+@dataclass
+class _Group:
+    """What one application's actions learn as they run: ids the plan could not know."""
+
+    object_id: str | None = None
+    app_id: str | None = None
+    principal_id: str | None = None
+    principal_created_at: float | None = None
+    # Shared by all groups of one apply: a connection belongs to one config, so to one group.
+    connections: dict[tuple[str, str, str], ServiceConnection] = field(default_factory=dict)
+
+
+class Applier:
+    def __init__(
+        self,
+        graph: GraphAdapter,
+        arm: ArmAdapter,
+        ado: AdoAdapter,
+        *,
+        concurrency: int = 16,
+        principal_replication_window: float = 60.0,
+    ) -> None:
+        self._graph = graph
+        self._arm = arm
+        self._ado = ado
+        self._limit = asyncio.Semaphore(concurrency)
+        self._replication_window = principal_replication_window
+
+    async def apply(
+        self, plan: Plan, observed: ObservedState, configs: Sequence[FederationConfig]
+    ) -> ApplyResult:
+        app_key = {c.id: c.application.key for c in configs}
+        groups: dict[str, list[Action]] = defaultdict(list)
+        for action in plan.actions:
+            groups[app_key.get(action.config_ids[0], action.config_ids[0])].append(action)
+        result = ApplyResult()
+        connections = {_folded(c.key): c for c in observed.connections}
+        await asyncio.gather(
+            *(
+                self._apply_group(actions, _Group(connections=connections), observed, result)
+                for actions in groups.values()
+            )
+        )
+        return result
+
+    async def _apply_group(
+        self, actions: list[Action], group: _Group, observed: ObservedState, result: ApplyResult
+    ) -> None:
+        async with self._limit:
+            for action in actions:
+                if any(config_id in result.failures for config_id in action.config_ids):
+                    result.results.append(
+                        ActionResult(action, "skipped", "an earlier action of its config failed")
+                    )
+                    continue
+                started = time.monotonic()
+                try:
+                    outcome = await self._run(action, group, observed)
+                except Failure as failure:
+                    for config_id in action.config_ids:
+                        result.failures.setdefault(config_id, failure)
+                    result.results.append(
+                        ActionResult(action, "failed", failure.message, time.monotonic() - started)
+                    )
+                    continue
+                result.results.append(
+                    ActionResult(action, outcome[0], outcome[1], time.monotonic() - started)
+                )
+
+    async def _run(self, action: Action, group: _Group, observed: ObservedState) -> tuple[str, str]:
+        if isinstance(action, ApplicationAction):
+            return await self._application(action, group, observed)
+        if isinstance(action, ConnectionAction):
+            return await self._connection(action, group)
+        if isinstance(action, CredentialAction):
+            return await self._credential(action, group, observed)
+        if isinstance(action, RoleAssignmentAction):
+            return await self._role_assignment(action, group, observed)
+        if isinstance(action, PipelineAction):
+            return await self._pipelines(action, group)
+        raise PermanentFailure(f"no handler for {action.kind}")
+
+    # ------------------------------------------------------------------ applications
+
+    async def _application(
+        self, action: ApplicationAction, group: _Group, observed: ObservedState
+    ) -> tuple[str, str]:
+        if action.kind is ActionKind.CREATE_APPLICATION:
+            group.object_id, group.app_id, created = await self._graph.upsert_application(
+                action.app.display_name
+            )
+            return ("applied" if created else "adopted"), f"app {group.app_id}"
+        app_id = self._app_id(action.app.app_id, group)
+        try:
+            group.principal_id = await self._graph.create_service_principal(app_id)
+        except Conflict:
+            app = await self._graph.read_application(app_id)
+            if app is None or app.service_principal_id is None:
+                raise
+            group.principal_id = app.service_principal_id
+            return "adopted", f"principal {group.principal_id}"
+        group.principal_created_at = time.monotonic()
+        return "applied", f"principal {group.principal_id}"
+
+    def _app_id(self, planned: str | None, group: _Group) -> str:
+        app_id = planned or group.app_id
+        if app_id is None:
+            raise PermanentFailure("the application this action needs was not created")
+        return app_id
+
+    async def _object_id(self, planned_app_id: str | None, group: _Group, observed: ObservedState) -> str:
+        if group.object_id is None:
+            app = observed.application_by_app_id(planned_app_id or "")
+            if app is None:
+                app = await self._graph.read_application(self._app_id(planned_app_id, group))
+            if app is None:
+                raise TemporaryFailure(f"application {planned_app_id} is not visible yet", retry_after=10)
+            group.object_id = app.object_id
+        return group.object_id
+
+    # ------------------------------------------------------------------ connections
+
+    async def _connection(self, action: ConnectionAction, group: _Group) -> tuple[str, str]:
+        key = _folded(action.connection)
+        current = group.connections.get(key)
+        settings = ConnectionSettings(
+            app_id=self._app_id(action.app.app_id, group)
+            if action.kind is not ActionKind.DELETE_CONNECTION
+            else "",
+            tenant_id=action.tenant_id,
+            subscription_id=action.subscription_id,
+            subscription_name=action.subscription_name,
+            description=action.description,
+        )
+        if action.kind is ActionKind.CREATE_CONNECTION:
+            return await self._create_connection(action.connection, settings, group)
+        if current is None:
+            raise TemporaryFailure(
+                f"service connection {action.connection} is not visible yet", retry_after=10
+            )
+        if action.kind is ActionKind.DELETE_CONNECTION:
+            await self._ado.delete_connection(current)
+            group.connections.pop(key, None)
+            return "applied", f"deleted {current.id}"
+        operation = {
+            ActionKind.CONVERT_CONNECTION: MIGRATE_ISSUER_OPERATION,
+            ActionKind.MIGRATE_CONNECTION_ISSUER: MIGRATE_ISSUER_OPERATION,
+        }.get(action.kind)
+        updated = await self._ado.update_connection(current, settings, operation=operation)
+        group.connections[key] = updated
+        return "applied", f"connection {updated.id}"
+
+    async def _create_connection(
+        self, key: ConnectionKey, settings: ConnectionSettings, group: _Group
+    ) -> tuple[str, str]:
+        try:
+            created = await self._ado.create_connection(key.organization, key.project, key.name, settings)
+        except PermanentFailure as failure:
+            # A connection of that name may exist already (another reconciler, a lost response).
+            existing = await self._find_connection(key)
+            if existing is None:
+                raise failure from None
+            group.connections[_folded(key)] = existing
+            return "adopted", f"connection {existing.id} already existed"
+        group.connections[_folded(key)] = created
+        return "applied", f"connection {created.id}"
+
+    async def _find_connection(self, key: ConnectionKey) -> ServiceConnection | None:
+        listing = await self._ado.list_connections(key.organization, key.project)
+        return next((c for c in listing if _folded(c.key) == _folded(key)), None)
+
+    # ------------------------------------------------------------------ credentials
+
+    async def _credential(
+        self, action: CredentialAction, group: _Group, observed: ObservedState
+    ) -> tuple[str, str]:
+        object_id = await self._object_id(action.app.app_id, group, observed)
+        if action.kind is ActionKind.DELETE_CREDENTIAL:
+            await self._graph.delete_credential(object_id, str(action.credential_id))
+            return "applied", f"deleted {action.name}"
+        issuer, subject = await self._issuer_and_subject(action, group)
+        if action.kind is ActionKind.UPDATE_CREDENTIAL:
+            await self._graph.update_credential(
+                object_id, str(action.credential_id), issuer, subject, action.description
+            )
+            return "applied", f"updated {action.name}"
+        try:
+            await self._graph.create_credential(object_id, action.name, issuer, subject, action.description)
+        except Conflict:
+            # Re-read before deciding: the same trust may exist already (adopt it), or our own
+            # credential of that name may need its values (a lost response, a concurrent run).
+            for existing in await self._graph.read_credentials(object_id):
+                if (existing.issuer, existing.subject) == (issuer, subject):
+                    return "adopted", f"credential {existing.name!r} already trusts {subject}"
+            raise
+        return "applied", f"created {action.name}"
+
+    async def _issuer_and_subject(self, action: CredentialAction, group: _Group) -> tuple[str, str]:
+        if action.from_connection is None:
+            return str(action.issuer), str(action.subject)
+        connection = group.connections.get(_folded(action.from_connection))
+        if connection is None or not connection.issuer or not connection.subject:
+            connection = await self._find_connection(action.from_connection)
+        if connection is None or not connection.issuer or not connection.subject:
+            raise TemporaryFailure(
+                f"service connection {action.from_connection} reports no issuer and subject yet",
+                retry_after=10,
+            )
+        return connection.issuer, connection.subject
+
+    # ------------------------------------------------------------------ role assignments
+
+    async def _role_assignment(
+        self, action: RoleAssignmentAction, group: _Group, observed: ObservedState
+    ) -> tuple[str, str]:
+        if action.kind is ActionKind.DELETE_ROLE_ASSIGNMENT:
+            await self._arm.delete_assignment(str(action.assignment_id))
+            return "applied", f"deleted {action.name}"
+        principal = action.principal_id or group.principal_id or self._principal_of(action, observed)
+        name = action.name or role_assignment_name(action.scope, action.role_id, principal)
+        deadline = (group.principal_created_at or 0.0) + self._replication_window
+        while True:
+            try:
+                await self._arm.create_assignment(
+                    action.scope, name, action.role_id, principal, action.description
+                )
+                return "applied", f"assignment {name}"
+            except Conflict as conflict:
+                if conflict.code == "RoleAssignmentExists":
+                    return "adopted", f"assignment {conflict.existing_id or 'already present'}"
+                raise
+            except TemporaryFailure as failure:
+                if failure.code != "PrincipalNotFound":
+                    raise
+                if time.monotonic() >= deadline:
+                    raise PermanentFailure(
+                        f"principal {principal} does not exist (ARM: PrincipalNotFound); "
+                        "check the application's service principal",
+                        code="PrincipalNotFound",
+                    ) from failure
+                await asyncio.sleep(min(failure.retry_after, 2.0))
+
+    def _principal_of(self, action: RoleAssignmentAction, observed: ObservedState) -> str:
+        app = observed.application_by_app_id(action.app.app_id or "")
+        if app is None or app.service_principal_id is None:
+            raise PermanentFailure(f"{action.app} has no service principal to assign roles to")
+        return app.service_principal_id
+
+    # ------------------------------------------------------------------ pipelines
+
+    async def _pipelines(self, action: PipelineAction, group: _Group) -> tuple[str, str]:
+        connection_id = action.connection_id
+        if connection_id is None:
+            connection = group.connections.get(_folded(action.connection))
+            if connection is None:
+                raise TemporaryFailure(
+                    f"service connection {action.connection} is not visible yet", retry_after=10
+                )
+            connection_id = connection.id
+        key = action.connection
+        await self._ado.authorize_pipelines(key.organization, key.project, connection_id, action.access)
+        return "applied", "authorized"
+
+
+def _folded(key: ConnectionKey) -> tuple[str, str, str]:
+    return (key.organization.lower(), key.project.lower(), key.name.lower())

@@ -1,0 +1,163 @@
+"""Observe: read the live state of a batch of configs with as few requests as the APIs allow.
+
+- Graph: the batch's applications by client id (and display name, for apps to create),
+  15 per `in` filter, 20 filters per `$batch`, credentials expanded; their principals
+  the same way.
+- ARM: per subscription, either one listing of every assignment (then filtered to the
+  batch's principals) or one filtered listing per principal, whichever costs fewer requests.
+- ADO: one endpoint listing per project.
+- Pipeline permissions have no bulk read: one GET per connection, only when asked
+  (their own, slower cadence), counted apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Awaitable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import TypeVar
+
+from reconciler.adapters.ado import AdoAdapter
+from reconciler.adapters.arm import ArmAdapter
+from reconciler.adapters.graph import GraphAdapter
+from reconciler.core.model import (
+    Application,
+    ConnectionKey,
+    CustomRole,
+    FederationConfig,
+    ObservedState,
+    RoleAssignment,
+    ServiceConnection,
+)
+from reconciler.core.roles import builtin_role
+
+# Listing a whole subscription costs about one request per page of assignments; listing
+# by principal costs one request per principal. Below this many principals in a
+# subscription the filtered listings are cheaper whatever the subscription holds.
+PRINCIPALS_PER_SUBSCRIPTION_LISTING = 4
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class Observation:
+    state: ObservedState
+    pipeline_reads: int  # pipeline-permission GETs, reported on their own line
+
+
+class Observer:
+    def __init__(
+        self, graph: GraphAdapter, arm: ArmAdapter, ado: AdoAdapter, *, concurrency: int = 16
+    ) -> None:
+        self._graph = graph
+        self._arm = arm
+        self._ado = ado
+        self._limit = asyncio.Semaphore(concurrency)
+
+    async def observe(self, configs: Sequence[FederationConfig], *, pipelines: bool = False) -> Observation:
+        apps_task = self._graph.read_applications(
+            [c.application.app_id for c in configs if c.application.app_id],
+            [str(c.application.display_name) for c in configs if c.application.create],
+        )
+        apps, connections, custom_roles = await asyncio.gather(
+            apps_task, self._connections(configs), self._custom_roles(configs)
+        )
+        assignments = await self._assignments(configs, apps)
+        pipeline_reads = 0
+        if pipelines:
+            connections, pipeline_reads = await self._with_pipeline_access(configs, connections)
+        state = ObservedState(tuple(apps), tuple(assignments), tuple(connections), tuple(custom_roles))
+        return Observation(state, pipeline_reads)
+
+    async def _bounded(self, work: Awaitable[_T]) -> _T:
+        async with self._limit:
+            return await work
+
+    async def _connections(self, configs: Sequence[FederationConfig]) -> list[ServiceConnection]:
+        projects = sorted({(c.organization, c.project) for c in configs})
+        listings = await asyncio.gather(
+            *(self._bounded(self._ado.list_connections(o, p)) for o, p in projects)
+        )
+        return [connection for listing in listings for connection in listing]
+
+    async def _assignments(
+        self, configs: Sequence[FederationConfig], apps: Sequence[Application]
+    ) -> list[RoleAssignment]:
+        principal_of = {app.app_id: app.service_principal_id for app in apps if app.service_principal_id}
+        by_name = {app.display_name: app.service_principal_id for app in apps if app.created_by_reconciler}
+        principals_by_root: dict[str, set[str]] = defaultdict(set)
+        for config in configs:
+            ref = config.application
+            principal = (
+                principal_of.get(ref.app_id or "") if ref.app_id else by_name.get(str(ref.display_name))
+            )
+            if principal:
+                for root in _listing_roots(config):
+                    principals_by_root[root].add(principal)
+        listings = await asyncio.gather(
+            *(
+                self._assignments_under(root, principals)
+                for root, principals in sorted(principals_by_root.items())
+            )
+        )
+        unique = {ra.id.lower(): ra for listing in listings for ra in listing}
+        return list(unique.values())
+
+    async def _assignments_under(self, root: str, principals: set[str]) -> list[RoleAssignment]:
+        if len(principals) < PRINCIPALS_PER_SUBSCRIPTION_LISTING and root.startswith("/subscriptions/"):
+            per_principal = await asyncio.gather(
+                *(self._bounded(self._arm.list_assignments(root, p)) for p in sorted(principals))
+            )
+            return [ra for listing in per_principal for ra in listing]
+        everything = await self._bounded(self._arm.list_assignments(root))
+        return [ra for ra in everything if ra.principal_id in principals]
+
+    async def _custom_roles(self, configs: Sequence[FederationConfig]) -> list[CustomRole]:
+        """Definitions of roles the built-in catalogue does not know, so the policy can classify them."""
+        unknown = sorted(
+            {g.role_id for c in configs for g in c.role_grants if builtin_role(g.role_id) is None}
+        )
+        subscription = configs[0].subscription_id if configs else ""
+        found = await asyncio.gather(
+            *(
+                self._bounded(
+                    self._arm.get_role_definition(
+                        f"/subscriptions/{subscription}/providers/Microsoft.Authorization/roleDefinitions/{role}"
+                    )
+                )
+                for role in unknown
+            )
+        )
+        return [role for role in found if role is not None]
+
+    async def _with_pipeline_access(
+        self, configs: Sequence[FederationConfig], connections: Iterable[ServiceConnection]
+    ) -> tuple[list[ServiceConnection], int]:
+        wanted = {_folded(c.connection) for c in configs}
+        current = list(connections)
+        targets = [i for i, c in enumerate(current) if _folded(c.key) in wanted]
+        accesses = await asyncio.gather(
+            *(
+                self._bounded(
+                    self._ado.read_pipeline_access(current[i].organization, current[i].project, current[i].id)
+                )
+                for i in targets
+            )
+        )
+        for index, access in zip(targets, accesses, strict=True):
+            current[index] = replace(current[index], pipelines=access)
+        return current, len(targets)
+
+
+def _listing_roots(config: FederationConfig) -> set[str]:
+    """Where the config's principal may hold assignments worth seeing: each granted subscription
+    (or management group), and the connection's own subscription."""
+    roots = {f"/subscriptions/{config.subscription_id}"}
+    for grant in config.role_grants:
+        parts = grant.scope.split("/")
+        roots.add("/".join(parts[:3]) if grant.scope.startswith("/subscriptions/") else grant.scope)
+    return roots
+
+
+def _folded(key: ConnectionKey) -> tuple[str, str, str]:
+    return (key.organization.lower(), key.project.lower(), key.name.lower())

@@ -1,0 +1,187 @@
+"""One reconcile pass: observe -> plan -> apply, and a report per config and per run."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from azure.core.credentials_async import AsyncTokenCredential
+from azure.identity.aio import DefaultAzureCredential
+
+from reconciler.adapters.ado import AdoAdapter
+from reconciler.adapters.arm import ArmAdapter
+from reconciler.adapters.graph import GraphAdapter
+from reconciler.adapters.metering import RequestMeter
+from reconciler.cloud import Cloud
+from reconciler.core.model import FederationConfig
+from reconciler.core.plan import Plan, plan
+from reconciler.core.policy import GrantPolicy
+from reconciler.engine.apply import ActionResult, Applier
+from reconciler.engine.observe import Observer
+from reconciler.failures import Failure, TemporaryFailure
+
+
+class Status(StrEnum):
+    CONVERGED = "converged"  # nothing to do, or everything planned was applied
+    DRIFTED = "drifted"  # dry run: changes are needed
+    FAILED_TEMPORARY = "failed-temporary"  # retry after retry_after seconds
+    FAILED_PERMANENT = "failed-permanent"  # a person must act on the reason
+    BLOCKED = "blocked"  # the grant policy forbids what the config asks for
+
+
+@dataclass
+class ConfigOutcome:
+    config_id: str
+    status: Status
+    drift: list[str] = field(default_factory=list)
+    actions: list[ActionResult] = field(default_factory=list)
+    reason: str = ""
+    retry_after: float | None = None
+
+
+@dataclass
+class RunReport:
+    plan: Plan
+    outcomes: list[ConfigOutcome]
+    requests: dict[str, dict[str, int]]
+    pipeline_reads: int
+    observe_seconds: float
+    apply_seconds: float
+    dry_run: bool
+
+    @property
+    def all_converged(self) -> bool:
+        return all(outcome.status is Status.CONVERGED for outcome in self.outcomes)
+
+    @property
+    def retry_after(self) -> float | None:
+        """When to look again: the soonest temporary failure's delay, if any."""
+        delays = [o.retry_after for o in self.outcomes if o.retry_after is not None]
+        return min(delays) if delays else None
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    concurrency: int = 16
+    principal_replication_window: float = 60.0  # how long PrincipalNotFound counts as replication delay
+    retry_total: int = 5  # azure-core retries per ARM and ADO request
+
+
+class Reconciler:
+    def __init__(
+        self,
+        graph: GraphAdapter,
+        arm: ArmAdapter,
+        ado: AdoAdapter,
+        policy: GrantPolicy,
+        meter: RequestMeter,
+        options: EngineOptions = EngineOptions(),
+    ) -> None:
+        self._observer = Observer(graph, arm, ado, concurrency=options.concurrency)
+        self._applier = Applier(
+            graph,
+            arm,
+            ado,
+            concurrency=options.concurrency,
+            principal_replication_window=options.principal_replication_window,
+        )
+        self._policy = policy
+        self.meter = meter
+
+    async def run(
+        self,
+        configs: Sequence[FederationConfig],
+        retired: Sequence[FederationConfig] = (),
+        *,
+        dry_run: bool = False,
+        pipelines: bool = False,
+    ) -> RunReport:
+        started = time.monotonic()
+        counted_before = self.meter.counts.copy()
+        observation = await self._observer.observe([*configs, *retired], pipelines=pipelines)
+        result = plan(configs, observation.state, self._policy, retired)
+        observed_at = time.monotonic()
+        failures: Mapping[str, Failure] = {}
+        results: list[ActionResult] = []
+        if not dry_run and result.actions:
+            applied = await self._applier.apply(result, observation.state, [*configs, *retired])
+            failures, results = applied.failures, applied.results
+        outcomes = _outcomes([*configs, *retired], result, results, failures, dry_run=dry_run)
+        return RunReport(
+            plan=result,
+            outcomes=outcomes,
+            requests=self.meter.since(counted_before),
+            pipeline_reads=observation.pipeline_reads,
+            observe_seconds=observed_at - started,
+            apply_seconds=time.monotonic() - observed_at,
+            dry_run=dry_run,
+        )
+
+
+def _outcomes(
+    configs: Sequence[FederationConfig],
+    result: Plan,
+    results: Sequence[ActionResult],
+    failures: Mapping[str, Failure],
+    *,
+    dry_run: bool,
+) -> list[ConfigOutcome]:
+    outcomes = {c.id: ConfigOutcome(c.id, Status.CONVERGED) for c in configs}
+    for action in result.actions:
+        for config_id in action.config_ids:
+            outcome = outcomes.setdefault(config_id, ConfigOutcome(config_id, Status.CONVERGED))
+            outcome.drift.append(f"{action.kind} {action.target}: {action.drift}")
+            if dry_run:
+                outcome.status = Status.DRIFTED
+    for action_result in results:
+        for config_id in action_result.action.config_ids:
+            outcomes[config_id].actions.append(action_result)
+    for config_id, failure in failures.items():
+        outcome = outcomes[config_id]
+        outcome.reason = failure.message
+        if isinstance(failure, TemporaryFailure):
+            outcome.status, outcome.retry_after = Status.FAILED_TEMPORARY, failure.retry_after
+        else:
+            outcome.status = Status.FAILED_PERMANENT
+    for error in result.errors:
+        outcomes[error.config_id].status = Status.FAILED_PERMANENT
+        outcomes[error.config_id].reason = error.message
+    for violation in result.violations:
+        outcome = outcomes[violation.config_id]
+        outcome.status = Status.BLOCKED
+        outcome.reason = "; ".join(filter(None, [outcome.reason, violation.message]))
+    return sorted(outcomes.values(), key=lambda o: o.config_id)
+
+
+@asynccontextmanager
+async def connect(
+    cloud: Cloud,
+    policy: GrantPolicy,
+    *,
+    credential: AsyncTokenCredential | None = None,
+    options: EngineOptions = EngineOptions(),
+) -> AsyncIterator[Reconciler]:
+    """A Reconciler with one adapter per API, closed on exit.
+
+    The credential defaults to DefaultAzureCredential: the managed identity in Functions
+    (and against the simulator's token endpoint), a developer's sign-in elsewhere.
+    """
+    own_credential = credential is None
+    token_source: AsyncTokenCredential = credential or DefaultAzureCredential(
+        exclude_interactive_browser_credential=True, connection_verify=cloud.ca_bundle or True
+    )
+    meter = RequestMeter()
+    graph = GraphAdapter(token_source, cloud, meter, concurrency=options.concurrency)
+    arm = ArmAdapter(token_source, cloud, meter, retry_total=options.retry_total)
+    ado = AdoAdapter(token_source, cloud, meter, retry_total=options.retry_total)
+    try:
+        yield Reconciler(graph, arm, ado, policy, meter, options)
+    finally:
+        await graph.close()
+        await arm.close()
+        await ado.close()
+        if own_credential:
+            await token_source.close()

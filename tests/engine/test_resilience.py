@@ -1,0 +1,173 @@
+"""Foreign objects, concurrent reconcilers, and faults: the engine converges without duplicates and
+never touches what it does not own."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from typing import Any
+
+from azure.identity.aio import ManagedIdentityCredential
+
+from cloudsim.faults import Faults
+from cloudsim.state import FederatedCredential, RoleAssignment, new_id
+from reconciler.adapters.ado import AdoAdapter
+from reconciler.adapters.arm import ArmAdapter
+from reconciler.adapters.graph import GraphAdapter
+from reconciler.adapters.metering import RequestMeter
+from reconciler.core.actions import ActionKind, AppTarget, Drift, DriftKind, RoleAssignmentAction
+from reconciler.core.model import TOKEN_EXCHANGE_AUDIENCE, FederationConfig, ObservedState
+from reconciler.core.plan import Plan
+from reconciler.engine.apply import Applier
+from reconciler.engine.run import EngineOptions, Status
+from tests.engine.conftest import FAST, KEY_VAULT_READER, VAULT, Tenant
+
+READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
+
+
+async def seed_configs(tenant: Tenant, count: int, *, shared_every: int = 3) -> list[FederationConfig]:
+    """`count` configs; every `shared_every`-th one shares the previous config's application."""
+    configs: list[FederationConfig] = []
+    app: dict[str, Any] = {}
+    for index in range(count):
+        if index % shared_every == 0:
+            app = await tenant.app(f"sc-app-{index}")
+        configs.append(tenant.config(f"conn-{index}", app["appId"]))
+    return configs
+
+
+def add_foreign_objects(tenant: Tenant, app_id: str) -> tuple[FederatedCredential, RoleAssignment]:
+    world = tenant.sim.world
+    app = world.application_by_app_id(app_id)
+    principal = next(sp for sp in world.service_principals if sp.app_id == app_id)
+    assert app is not None
+    credential = FederatedCredential(
+        id=new_id(),
+        name="github-main",
+        issuer="https://token.actions.githubusercontent.com",
+        subject="repo:contoso/payments:ref:refs/heads/main",
+        audiences=[TOKEN_EXCHANGE_AUDIENCE],
+    )
+    app.federated_credentials.append(credential)
+    assignment = RoleAssignment(
+        name=new_id(),
+        scope=VAULT.rsplit("/providers/", 1)[0],
+        role_definition_guid=READER,
+        principal_id=principal.id,
+        principal_type="ServicePrincipal",
+    )
+    world.role_assignments.append(assignment)
+    return credential, assignment
+
+
+def duplicates(tenant: Tenant) -> list[str]:
+    """Objects that exist twice where once is right: credential pairs per app, grants, connection names."""
+    world = tenant.sim.world
+    found: list[str] = []
+    for app in world.applications:
+        pairs = Counter((c.issuer, c.subject) for c in app.federated_credentials)
+        found += [f"credential {pair} on {app.app_id}" for pair, n in pairs.items() if n > 1]
+    grants = Counter(
+        (ra.scope.lower(), ra.role_definition_guid, ra.principal_id) for ra in world.role_assignments
+    )
+    found += [f"assignment {grant}" for grant, n in grants.items() if n > 1]
+    for org in world.organizations:
+        names = Counter((tuple(r.project_id for r in e.project_refs), e.name.lower()) for e in org.endpoints)
+        found += [f"connection {name}" for name, n in names.items() if n > 1]
+    return found
+
+
+async def test_foreign_objects_are_untouched_and_reported(tenant: Tenant) -> None:
+    app = await tenant.app("sc-payments")
+    config = tenant.config("kv-reader", app["appId"])
+    credential, assignment = add_foreign_objects(tenant, app["appId"])
+    report = await tenant.run([config])
+    assert report.all_converged
+    reported = {f.target.split(" ")[0] + ":" + str(f.kind) for f in report.plan.findings}
+    assert reported == {"credential:foreign", "role:foreign"}
+    world = tenant.sim.world
+    live_app = world.application_by_app_id(app["appId"])
+    assert live_app is not None and credential in live_app.federated_credentials
+    assert assignment in world.role_assignments
+
+
+async def test_two_reconcilers_at_once_converge_without_duplicates(tenant: Tenant) -> None:
+    configs = await seed_configs(tenant, 12)
+    first, second = await asyncio.gather(tenant.run(configs), tenant.run(configs))
+    assert duplicates(tenant) == []
+    failed = [o for r in (first, second) for o in r.outcomes if o.status is not Status.CONVERGED]
+    # The loser of a race may fail temporarily (Entra rejects concurrent credential writes
+    # to one app); the next pass settles it.
+    assert all(o.status is Status.FAILED_TEMPORARY for o in failed), [(o.status, o.reason) for o in failed]
+    third = await tenant.run(configs)
+    assert third.all_converged, [
+        (o.status, o.reason) for o in third.outcomes if o.status is not Status.CONVERGED
+    ]
+    assert (await tenant.run(configs, dry_run=True)).plan.is_empty
+    assert duplicates(tenant) == []
+
+
+async def test_three_passes_converge_through_ten_percent_faults_and_lag(tenant: Tenant) -> None:
+    configs = await seed_configs(tenant, 15)
+    foreign = add_foreign_objects(tenant, configs[0].application.app_id or "")
+    flaky = Faults(
+        error_rate=0.05,
+        error_statuses=[429, 500, 503],
+        drop_rate=0.05,
+        list_lag_s=0.5,
+        retry_after_s=0,
+        seed=7,
+    )
+    await tenant.sim.admin.set_faults({"graph": flaky, "arm": flaky, "ado": flaky})
+    options = EngineOptions(concurrency=8, principal_replication_window=5.0, retry_total=3)
+    for _ in range(3):
+        await tenant.run(configs, options=options)
+        await asyncio.sleep(0.6)  # let read-after-write lag pass, as a scheduled follow-up would
+    await tenant.sim.admin.set_faults({"graph": Faults(), "arm": Faults(), "ado": Faults()})
+    final = await tenant.run(configs, dry_run=True, options=FAST)
+    assert final.plan.is_empty, [f"{a.kind} {a.target}: {a.drift}" for a in final.plan.actions]
+    assert duplicates(tenant) == []
+    app = tenant.sim.world.application_by_app_id(configs[0].application.app_id or "")
+    assert app is not None and foreign[0] in app.federated_credentials
+    assert foreign[1] in tenant.sim.world.role_assignments
+
+
+async def test_a_wrong_principal_fails_permanently_fast_with_a_clear_message(tenant: Tenant) -> None:
+    app = await tenant.app("sc-payments")
+    config = tenant.config("kv-reader", app["appId"])
+    wrong = new_id()  # a principal that exists nowhere, as a stale or mistyped id would
+    action = RoleAssignmentAction(
+        kind=ActionKind.CREATE_ROLE_ASSIGNMENT,
+        config_ids=(config.id,),
+        drift=Drift(DriftKind.MISSING, "test"),
+        scope=VAULT,
+        role_id=KEY_VAULT_READER,
+        role_name="Key Vault Reader",
+        principal_id=wrong,
+        app=AppTarget(app["appId"], "sc-payments"),
+        assignment_id=None,
+        name=None,
+        description=config.marker,
+    )
+    meter = RequestMeter()
+    credential = ManagedIdentityCredential(connection_verify=tenant.cloud.ca_bundle)
+    graph, arm, ado = (
+        GraphAdapter(credential, tenant.cloud, meter),
+        ArmAdapter(credential, tenant.cloud, meter, retry_total=0),
+        AdoAdapter(credential, tenant.cloud, meter, retry_total=0),
+    )
+    started = time.monotonic()
+    try:
+        applier = Applier(graph, arm, ado, principal_replication_window=30.0)
+        result = await applier.apply(Plan(actions=(action,)), ObservedState(), [config])
+    finally:
+        await graph.close()
+        await arm.close()
+        await ado.close()
+        await credential.close()
+    failure = result.failures[config.id]
+    assert time.monotonic() - started < 5  # not created by this run: no replication wait
+    assert not failure.temporary
+    assert failure.code == "PrincipalNotFound"
+    assert f"principal {wrong} does not exist" in failure.message
