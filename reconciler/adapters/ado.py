@@ -23,6 +23,7 @@ from azure.core.pipeline.policies import (
 from azure.core.rest import AsyncHttpResponse, HttpRequest
 
 from reconciler.adapters.metering import MeteringPolicy, RequestMeter
+from reconciler.adapters.transport import aiohttp_transport
 from reconciler.cloud import Cloud
 from reconciler.core.model import WORKLOAD_IDENTITY_SCHEME, PipelineAccess, ServiceConnection
 from reconciler.failures import Failure, NotFound, PermanentFailure, TemporaryFailure
@@ -45,7 +46,7 @@ class AdoAdapter:
             ContentDecodePolicy(),
         ]
         self._client: AsyncPipelineClient[HttpRequest, AsyncHttpResponse] = AsyncPipelineClient(
-            base_url=cloud.ado_url, policies=policies, connection_verify=cloud.ca_bundle or True
+            base_url=cloud.ado_url, policies=policies, transport=aiohttp_transport(cloud)
         )
         self._project_ids: dict[tuple[str, str], str] = {}
 

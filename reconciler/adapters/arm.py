@@ -17,6 +17,7 @@ from azure.mgmt.authorization.aio import AuthorizationManagementClient
 from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreateParameters
 
 from reconciler.adapters.metering import MeteringPolicy, RequestMeter
+from reconciler.adapters.transport import aiohttp_transport
 from reconciler.cloud import Cloud
 from reconciler.core.model import CustomRole, RoleAssignment, normalise_scope
 from reconciler.failures import Conflict, Failure, NotFound, PermanentFailure, TemporaryFailure
@@ -45,7 +46,7 @@ class ArmAdapter:
             api_version=API_VERSION,
             per_retry_policies=[MeteringPolicy(meter, "arm")],
             retry_total=retry_total,
-            connection_verify=cloud.ca_bundle or True,
+            transport=aiohttp_transport(cloud),
         )
 
     async def close(self) -> None:
