@@ -1,0 +1,144 @@
+"""Run the peer on loopback in a background thread, and look inside it from tests."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from proton import Message
+from proton.reactor import Container
+
+from servicebus_peer.adapter import PeerHandler
+from servicebus_peer.management import message_properties
+from servicebus_peer.model import DEAD_LETTER_SUFFIX, Broker, QueueSpec, StoredMessage
+
+LOOPBACK = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class PeerMessage:
+    """A stored message, decoded for assertions in tests."""
+
+    sequence_number: int
+    body: Any
+    application_properties: dict[str, Any]
+    message_id: str | None
+    correlation_id: str | None
+    subject: str | None
+    content_type: str | None
+    session_id: str | None
+    delivery_count: int
+    enqueued_time: float
+    locked: bool
+    scheduled: bool
+    dead_letter_reason: str | None
+    dead_letter_description: str | None
+
+    @classmethod
+    def from_stored(cls, stored: StoredMessage) -> PeerMessage:
+        decoded = Message()
+        decoded.decode(stored.payload)
+        body = decoded.body
+        return cls(
+            sequence_number=stored.sequence_number,
+            body=bytes(body) if isinstance(body, memoryview) else body,
+            application_properties=message_properties(decoded),
+            message_id=None if decoded.id is None else str(decoded.id),
+            correlation_id=None if decoded.correlation_id is None else str(decoded.correlation_id),
+            subject=decoded.subject,
+            content_type=None if decoded.content_type is None else str(decoded.content_type),
+            session_id=stored.session_id,
+            delivery_count=stored.delivery_count,
+            enqueued_time=stored.enqueued_time,
+            locked=stored.lock_token is not None,
+            scheduled=stored.scheduled,
+            dead_letter_reason=stored.dead_letter_reason,
+            dead_letter_description=stored.dead_letter_description,
+        )
+
+
+class ServiceBusPeer:
+    """An AMQP 1.0 peer that the azure-servicebus SDK accepts as a Service Bus namespace."""
+
+    def __init__(
+        self,
+        queues: Iterable[QueueSpec],
+        *,
+        port: int = 0,
+        tick_interval: float = 0.05,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.broker = Broker(queues, clock=clock)
+        self._requested_port = port
+        self._tick_interval = tick_interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.port = 0
+
+    @property
+    def connection_string(self) -> str:
+        # UseDevelopmentEmulator makes the SDK speak plain AMQP (no TLS) and keep the port.
+        return (
+            f"Endpoint=sb://{LOOPBACK}:{self.port};SharedAccessKeyName=local;"
+            "SharedAccessKey=local;UseDevelopmentEmulator=true"
+        )
+
+    def start(self) -> ServiceBusPeer:
+        container = Container(PeerHandler(self.broker, self._stop, self._tick_interval))
+        acceptor = container.listen(f"{LOOPBACK}:{self._requested_port}")
+        # proton has no public accessor for the bound port; its listening socket is the delegate.
+        listening: Any = acceptor._selectable._delegate
+        self.port = int(listening.getsockname()[1])
+        self._thread = threading.Thread(
+            target=container.run, name=f"servicebus-peer-{self.port}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        # The reactor is not thread-safe: the timer task sees the flag and stops the container itself.
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def __enter__(self) -> ServiceBusPeer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ inspection
+    def messages(self, queue: str) -> list[PeerMessage]:
+        """Everything on the queue (available, locked and scheduled), in sequence order."""
+        return [PeerMessage.from_stored(m) for m in self.broker.messages(queue)]
+
+    def dead_letters(self, queue: str) -> list[PeerMessage]:
+        return self.messages(queue + DEAD_LETTER_SUFFIX)
+
+    def session_state(self, queue: str, session_id: str) -> bytes | None:
+        state = self.broker.session_states(queue).get(session_id)
+        return None if state is None else state.state
+
+    def wait_until(self, condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+        """Poll `condition` (e.g. `lambda: len(peer.messages("requests")) == 3`) until true or timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return True
+            time.sleep(0.02)
+        return condition()
+
+
+@contextmanager
+def running_peer(
+    queues: Iterable[QueueSpec], *, port: int = 0, tick_interval: float = 0.05
+) -> Iterator[ServiceBusPeer]:
+    """`with running_peer(queues=[QueueSpec("requests")]) as peer:` -> use `peer.connection_string`."""
+    peer = ServiceBusPeer(queues, port=port, tick_interval=tick_interval)
+    with peer:
+        yield peer
