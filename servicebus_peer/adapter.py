@@ -27,6 +27,7 @@ from proton import (
     Message,
     Receiver,
     Sender,
+    Terminus,
     symbol,
 )
 from proton.handlers import Handshaker
@@ -178,9 +179,12 @@ class PeerHandler(Handler):
 
     @staticmethod
     def _refuse(link: Link, exc: PeerError) -> None:
-        # Like Service Bus: answer the attach without a terminus, then detach with the error.
+        # Like Service Bus: answer the attach without a terminus (null source and target),
+        # then detach with the error; the SDK turns the detach error into its exception.
+        link.source.type = Terminus.UNSPECIFIED
+        link.target.type = Terminus.UNSPECIFIED
         link.open()
-        link.condition = Condition(exc.condition, str(exc))
+        link.condition = _condition(exc)
         link.close()
 
     # ------------------------------------------------------------------ detach
@@ -224,7 +228,7 @@ class PeerHandler(Handler):
                 )
             except SessionLockLostError as exc:
                 self._consumers.remove(consumer)
-                link.condition = Condition(exc.condition, str(exc))
+                link.condition = _condition(exc)
                 link.close()
                 return
             if msg is None:
@@ -268,7 +272,7 @@ class PeerHandler(Handler):
                 self._enqueue(address, raw)
             delivery.update(Delivery.ACCEPTED)
         except PeerError as exc:
-            delivery.local.condition = Condition(exc.condition, str(exc))
+            delivery.local.condition = _condition(exc)
             delivery.update(Delivery.REJECTED)
         delivery.settle()
         if link.credit < INCOMING_CREDIT // 2:
@@ -332,10 +336,16 @@ class PeerHandler(Handler):
             # Echo the outcome: the SDK waits for the peer's disposition to confirm the settlement.
             delivery.update(state)
         except PeerError as exc:
-            delivery.local.condition = Condition(exc.condition, str(exc))
+            delivery.local.condition = _condition(exc)
             delivery.update(Delivery.REJECTED)
         delivery.settle()
         self._pump_all()
+
+
+def _condition(exc: PeerError) -> Condition:
+    # pyamqp reads all three error fields (condition, description, info); a missing info
+    # breaks its error handling, so always send one, as Service Bus does (tracking id).
+    return Condition(exc.condition, str(exc), {symbol("com.microsoft:tracking-id"): "servicebus-peer"})
 
 
 def _tag(raw: bytes) -> Any:
