@@ -25,7 +25,7 @@ AMQP_SEQUENCE = 0x76
 AMQP_VALUE = 0x77
 BODY_SECTIONS = (DATA, AMQP_SEQUENCE, AMQP_VALUE)
 
-SCHEDULED_ENQUEUE_TIME = symbol("x-opt-scheduled-enqueue-time-utc")
+SCHEDULED_ENQUEUE_TIME = symbol("x-opt-scheduled-enqueue-time")
 
 
 class CodecError(ValueError):

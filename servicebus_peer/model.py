@@ -140,6 +140,16 @@ class Broker:
             self._entities[dlq] = _Entity(dlq, spec, is_dead_letter=True)
             self._sessions[name] = {}
 
+    def reset(self) -> None:
+        """Forget every message, lock and session (between tests that share one peer)."""
+        with self.lock:
+            for entity in self._entities.values():
+                entity.messages.clear()
+                entity.next_sequence = 1
+            for sessions in self._sessions.values():
+                sessions.clear()
+            self._locks.clear()
+
     # ------------------------------------------------------------------ lookup
     def entity(self, path: str) -> _Entity:
         found = self._entities.get(normalize_path(path))

@@ -113,6 +113,10 @@ class ServiceBusPeer:
         self.stop()
 
     # ------------------------------------------------------------------ inspection
+    def reset(self) -> None:
+        """Empty every queue and forget sessions; open connections stay usable."""
+        self.broker.reset()
+
     def messages(self, queue: str) -> list[PeerMessage]:
         """Everything on the queue (available, locked and scheduled), in sequence order."""
         return [PeerMessage.from_stored(m) for m in self.broker.messages(queue)]
