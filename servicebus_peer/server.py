@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -135,6 +136,15 @@ class ServiceBusPeer:
             if condition():
                 return True
             time.sleep(0.02)
+        return condition()
+
+    async def wait_until_async(self, condition: Callable[[], bool], within: float = 5.0) -> bool:
+        """`wait_until` for async tests: yields to the event loop while polling (`within` seconds)."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if condition():
+                return True
+            await asyncio.sleep(0.02)
         return condition()
 
 

@@ -1,8 +1,9 @@
 """pytest fixtures for tests that talk to Service Bus through the real SDK.
 
-Use them with `pytest_plugins = ["servicebus_peer.testing"]` in a conftest, or
-import the fixtures. The peer runs in its own thread, so the same fixtures
-serve sync tests and `async def` tests (`azure.servicebus.aio`) alike.
+Import them into a conftest (`from servicebus_peer.testing import servicebus_peer`),
+or list `"servicebus_peer.testing"` in `pytest_plugins` of the root conftest.
+The peer runs in its own thread, so the same fixtures serve sync tests and
+`async def` tests (`azure.servicebus.aio`) alike.
 """
 
 from __future__ import annotations

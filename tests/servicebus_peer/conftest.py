@@ -15,7 +15,10 @@ from azure.servicebus import ServiceBusClient, ServiceBusSender
 
 from servicebus_peer import QueueSpec, ServiceBusPeer, running_peer
 
-pytest_plugins = ["servicebus_peer.testing"]
+# The fixtures other test packages use (`pytest_plugins` is only allowed in the root conftest).
+from servicebus_peer.testing import servicebus_connection_string, servicebus_peer, servicebus_peer_factory
+
+__all__ = ["servicebus_connection_string", "servicebus_peer", "servicebus_peer_factory"]
 
 TEST_QUEUES = (
     QueueSpec("requests", max_delivery_count=3, lock_duration=5.0),
