@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -18,6 +20,7 @@ from servicebus_peer.management import message_properties
 from servicebus_peer.model import DEAD_LETTER_SUFFIX, Broker, QueueSpec, StoredMessage
 
 LOOPBACK = "127.0.0.1"
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ class ServiceBusPeer:
         self._tick_interval = tick_interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._crash: BaseException | None = None
         self.port = 0
 
     @property
@@ -95,17 +99,31 @@ class ServiceBusPeer:
         listening: Any = acceptor._selectable._delegate
         self.port = int(listening.getsockname()[1])
         self._thread = threading.Thread(
-            target=container.run, name=f"servicebus-peer-{self.port}", daemon=True
+            target=self._run, args=(container, listening), name=f"servicebus-peer-{self.port}", daemon=True
         )
         self._thread.start()
         return self
 
+    def _run(self, container: Container, listening: socket.socket) -> None:
+        try:
+            container.run()
+        except BaseException as exc:
+            # A bug in the peer must fail the test that met it, not hang it silently.
+            _log.exception("servicebus peer on port %s crashed", self.port)
+            self._crash = exc
+        finally:
+            # Stopping the container leaves the listening socket open; the reactor is done with it now.
+            listening.close()
+
     def stop(self, timeout: float = 5.0) -> None:
+        """Stop serving; raises if the peer crashed while it ran."""
         # The reactor is not thread-safe: the timer task sees the flag and stops the container itself.
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        if self._crash is not None:
+            raise RuntimeError(f"the servicebus peer crashed: {self._crash!r}") from self._crash
 
     def __enter__(self) -> ServiceBusPeer:
         return self.start()
