@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from azure.servicebus import NEXT_AVAILABLE_SESSION, ServiceBusClient, ServiceBusMessage, ServiceBusSender
@@ -46,9 +47,13 @@ def test_next_available_skips_locked_sessions_and_keeps_fifo_within_a_session(
         pass  # no session has messages
 
 
-def test_session_state_and_lock_renewal(clean_peer: ServiceBusPeer, sb: ServiceBusClient) -> None:
+def test_session_state_lock_renewal_and_a_scheduled_follow_up(
+    clean_peer: ServiceBusPeer, sb: ServiceBusClient
+) -> None:
     with open_sender(sb, "shortsession") as sender:
         send(sender, ("s", "step-1"))
+        follow_up_at = datetime.now(UTC) + timedelta(seconds=0.5)
+        sender.schedule_messages(ServiceBusMessage("retry-after", session_id="s"), follow_up_at)
     with sb.get_queue_receiver("shortsession", session_id="s") as receiver:
         session = receiver.session
         assert session.get_state() is None
@@ -62,6 +67,10 @@ def test_session_state_and_lock_renewal(clean_peer: ServiceBusPeer, sb: ServiceB
             time.sleep(0.3)
             assert session.renew_lock() > first_expiry
         receiver.complete_message(msg)
+        # The scheduled follow-up arrives in the session that is still held.
+        [follow_up] = receiver.receive_messages(max_message_count=1, max_wait_time=1)
+        assert (str(follow_up), follow_up.session_id) == ("retry-after", "s")
+        receiver.complete_message(follow_up)
     assert clean_peer.messages("shortsession") == []
 
 
