@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +35,15 @@ from proton.handlers import Handshaker
 
 from servicebus_peer import codec
 from servicebus_peer.management import CBS_NODE, MANAGEMENT_SUFFIX, handle_cbs, handle_management
-from servicebus_peer.model import Broker, NotAllowedError, PeerError, SessionLockLostError, StoredMessage
+from servicebus_peer.model import (
+    Broker,
+    NoSessionAvailableError,
+    NotAllowedError,
+    PeerError,
+    SessionLockLostError,
+    SessionState,
+    StoredMessage,
+)
 
 SESSION_FILTER = symbol("com.microsoft:session-filter")
 LOCKED_UNTIL_UTC = symbol("com.microsoft:locked-until-utc")
@@ -42,6 +51,10 @@ DEAD_LETTER_CONDITION = "com.microsoft:dead-letter"
 # .NET ticks (100 ns) at the Unix epoch: the SDK reads the session lock expiry in ticks.
 DOTNET_TICKS_AT_EPOCH = 621355968000000000
 INCOMING_CREDIT = 100
+# The SDK sends its NEXT_AVAILABLE wait (ms) as this attach property; without it Service Bus
+# waits its default operation timeout for a session to get messages.
+OPERATION_TIMEOUT = symbol("com.microsoft:timeout")
+DEFAULT_SESSION_WAIT = 60.0
 
 
 def entity_path(address: str | None) -> str:
@@ -64,16 +77,36 @@ class _Consumer:
     peek_lock: bool
 
 
+@dataclass
+class _WaitingReceiver:
+    """A NEXT_AVAILABLE session receiver whose attach is held until a session has messages."""
+
+    link: Sender
+    path: str
+    owner: str
+    peek_lock: bool
+    deadline: float
+
+
+class _Handshaker(Handshaker):
+    """Opens connections and sessions; links are opened (or held, or refused) by PeerHandler."""
+
+    @staticmethod
+    def on_link_remote_open(event: Event) -> None:
+        pass
+
+
 class PeerHandler(Handler):
     """Dispatches proton events; all queue semantics live in the broker."""
 
     def __init__(self, broker: Broker, stop: threading.Event, tick_interval: float = 0.05) -> None:
         super().__init__()
-        self.handlers = [Handshaker()]
+        self.handlers = [_Handshaker()]
         self.broker = broker
         self._stop = stop
         self._tick_interval = tick_interval
         self._consumers: list[_Consumer] = []
+        self._waiting: list[_WaitingReceiver] = []
         self._reply_links: dict[tuple[str, str], Sender] = {}
         self._lock_tokens: dict[Delivery, uuid.UUID] = {}
         self._owners: dict[Connection, str] = {}
@@ -114,6 +147,7 @@ class PeerHandler(Handler):
     def _forget_connection(self, connection: Connection) -> None:
         for consumer in [c for c in self._consumers if c.link.connection == connection]:
             self._drop_consumer(consumer)
+        self._waiting = [w for w in self._waiting if w.link.connection != connection]
         for key in [k for k, link in self._reply_links.items() if link.connection == connection]:
             del self._reply_links[key]
         self._owners.pop(connection, None)
@@ -150,24 +184,49 @@ class PeerHandler(Handler):
             self._open_echo(link)
             return
         peek_lock = link.remote_snd_settle_mode != Link.SND_SETTLED
-        session_id: str | None = None
-        if self.broker.requires_session(address):
-            filters = _filters(link)
-            if SESSION_FILTER not in filters:
-                raise NotAllowedError(
-                    "It is not possible for an entity that requires sessions to create a non-sessionful "
-                    "message receiver."
-                )
-            requested = filters[SESSION_FILTER]
-            state = self.broker.accept_session(address, None if requested is None else str(requested), owner)
-            session_id = state.session_id
-            link.properties = {LOCKED_UNTIL_UTC: _ticks(state.locked_until)}
-        else:
+        if not self.broker.requires_session(address):
             self.broker.entity(address)
+            self._open_consumer(link, address, owner, peek_lock, None)
+            return
+        filters = _filters(link)
+        if SESSION_FILTER not in filters:
+            raise NotAllowedError(
+                "It is not possible for an entity that requires sessions to create a non-sessionful "
+                "message receiver."
+            )
+        requested = filters[SESSION_FILTER]
+        if requested is None:  # NEXT_AVAILABLE_SESSION
+            deadline = time.monotonic() + _session_wait(link)
+            self._waiting.append(_WaitingReceiver(link, address, owner, peek_lock, deadline))
+            self._accept_waiting()
+            return
+        state = self.broker.accept_session(address, str(requested), owner)
+        self._open_consumer(link, address, owner, peek_lock, state)
+
+    def _accept_waiting(self) -> None:
+        """Give held NEXT_AVAILABLE receivers a session, or their timeout once it has passed."""
+        for waiting in list(self._waiting):
+            try:
+                state = self.broker.accept_session(waiting.path, None, waiting.owner)
+            except NoSessionAvailableError as exc:
+                if time.monotonic() >= waiting.deadline:
+                    self._waiting.remove(waiting)
+                    self._refuse(waiting.link, exc)
+                continue
+            self._waiting.remove(waiting)
+            self._open_consumer(waiting.link, waiting.path, waiting.owner, waiting.peek_lock, state)
+
+    def _open_consumer(
+        self, link: Sender, path: str, owner: str, peek_lock: bool, session: SessionState | None
+    ) -> None:
+        if session is not None:
+            link.properties = {LOCKED_UNTIL_UTC: _ticks(session.locked_until)}
         self._open_echo(link)
-        if session_id is not None:
-            link.source.filter.put_dict({SESSION_FILTER: session_id})
-        self._consumers.append(_Consumer(link, address, owner, session_id, peek_lock))
+        if session is not None:
+            # The SDK learns which session it got from the source filter of our attach.
+            link.source.filter.put_dict({SESSION_FILTER: session.session_id})
+        consumer = _Consumer(link, path, owner, None if session is None else session.session_id, peek_lock)
+        self._consumers.append(consumer)
 
     @staticmethod
     def _open_echo(link: Link) -> None:
@@ -194,6 +253,7 @@ class PeerHandler(Handler):
             return
         for consumer in [c for c in self._consumers if c.link == link]:
             self._drop_consumer(consumer)
+        self._waiting = [w for w in self._waiting if w.link != link]
         for key in [k for k, reply in self._reply_links.items() if reply == link]:
             del self._reply_links[key]
         if not link.state & Link.LOCAL_CLOSED:
@@ -213,6 +273,7 @@ class PeerHandler(Handler):
                 self._pump(consumer)
 
     def _pump_all(self) -> None:
+        self._accept_waiting()
         for consumer in list(self._consumers):
             self._pump(consumer)
 
@@ -361,6 +422,12 @@ def _filters(link: Link) -> dict[Any, Any]:
         return {}
     found = data.get_object()
     return dict(found) if isinstance(found, dict) else {}
+
+
+def _session_wait(link: Link) -> float:
+    properties = link.remote_properties or {}
+    timeout_ms = properties.get(OPERATION_TIMEOUT)
+    return DEFAULT_SESSION_WAIT if timeout_ms is None else int(timeout_ms) / 1000.0
 
 
 def _ticks(seconds: float) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -42,9 +43,24 @@ def test_next_available_skips_locked_sessions_and_keeps_fifo_within_a_session(
     assert clean_peer.messages("reconcile") == []
     with (
         pytest.raises(OperationTimeoutError),
-        sb.get_queue_receiver("reconcile", session_id=NEXT_AVAILABLE_SESSION, max_wait_time=1),
+        sb.get_queue_receiver("reconcile", session_id=NEXT_AVAILABLE_SESSION, max_wait_time=0.5),
     ):
-        pass  # no session has messages
+        pass  # no session gets messages within max_wait_time
+
+
+def test_next_available_waits_for_a_session_to_get_messages(
+    clean_peer: ServiceBusPeer, sb: ServiceBusClient, reconcile_sender: ServiceBusSender
+) -> None:
+    late = threading.Timer(0.5, lambda: send(reconcile_sender, ("late", "l1")))
+    late.start()
+    started = time.monotonic()
+    waiting = sb.get_queue_receiver("reconcile", session_id=NEXT_AVAILABLE_SESSION, max_wait_time=3)
+    try:
+        with waiting as receiver:
+            assert receiver.session.session_id == "late"
+            assert time.monotonic() - started >= 0.5
+    finally:
+        late.join()
 
 
 def test_session_state_lock_renewal_and_a_scheduled_follow_up(
