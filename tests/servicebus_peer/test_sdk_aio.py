@@ -92,18 +92,19 @@ async def test_lock_expiry_and_renewal(peer: ServiceBusPeer, sb: ServiceBusClien
 async def test_schedule_cancel_peek_and_receive_and_delete(
     peer: ServiceBusPeer, sb: ServiceBusClient
 ) -> None:
-    at = datetime.now(UTC) + timedelta(seconds=2)
-    async with open_sender(sb, "requests") as sender:
-        await sender.send_messages(ServiceBusMessage("now"))
-        [later] = await sender.schedule_messages(ServiceBusMessage("later"), at)
-        [dropped] = await sender.schedule_messages(ServiceBusMessage("dropped"), at)
-        await sender.cancel_scheduled_messages(dropped)
-    assert [(m.body, m.scheduled) for m in peer.messages("requests")] == [(b"now", False), (b"later", True)]
     mode = ServiceBusReceiveMode.RECEIVE_AND_DELETE
     async with sb.get_queue_receiver("requests", receive_mode=mode) as receiver:
+        async with open_sender(sb, "requests") as sender:
+            at = datetime.now(UTC) + timedelta(seconds=0.7)
+            await sender.send_messages(ServiceBusMessage("now"))
+            [later] = await sender.schedule_messages(ServiceBusMessage("later"), at)
+            [dropped] = await sender.schedule_messages(ServiceBusMessage("dropped"), at)
+            await sender.cancel_scheduled_messages(dropped)
+        stored = [(m.body, m.scheduled) for m in peer.messages("requests")]
+        assert stored == [(b"now", False), (b"later", True)]
         peeked = await receiver.peek_messages(max_message_count=5, sequence_number=1)
         assert [(str(m), m.sequence_number) for m in peeked] == [("now", 1), ("later", later)]
-        before_schedule = await receiver.receive_messages(max_message_count=2, max_wait_time=0.3)
+        before_schedule = await receiver.receive_messages(max_message_count=2, max_wait_time=0.2)
         assert [str(m) for m in before_schedule] == ["now"]
         [msg] = await receiver.receive_messages(max_message_count=1, max_wait_time=3)
         assert str(msg) == "later"

@@ -83,7 +83,7 @@ def test_abandon_redelivers_until_max_delivery_count_then_dead_letters(
             tokens.add(msg.lock_token)
             receiver.abandon_message(msg)
         assert len(tokens) == 3  # a new lock each delivery
-        assert receiver.receive_messages(max_message_count=1, max_wait_time=0.3) == []
+    assert clean_peer.messages("requests") == []
     [stored] = clean_peer.dead_letters("requests")
     assert (stored.dead_letter_reason, stored.delivery_count) == ("MaxDeliveryCountExceeded", 3)
     with sb.get_queue_receiver("requests", sub_queue=DLQ) as dlq:
@@ -164,17 +164,17 @@ def test_an_expired_lock_redelivers_and_the_old_lock_is_lost(
 def test_scheduled_messages_wait_for_their_time_and_can_be_cancelled(
     clean_peer: ServiceBusPeer, sb: ServiceBusClient, requests_sender: ServiceBusSender
 ) -> None:
-    at = datetime.now(UTC) + timedelta(seconds=1.5)
-    [kept] = requests_sender.schedule_messages(ServiceBusMessage("follow-up"), at)
-    [cancelled] = requests_sender.schedule_messages(ServiceBusMessage("never"), at)
-    direct = ServiceBusMessage("sent with a time")
-    direct.scheduled_enqueue_time_utc = at
-    requests_sender.send_messages(direct)
-    assert cancelled == kept + 1
-    assert [m.scheduled for m in clean_peer.messages("requests")] == [True, True, True]
-    requests_sender.cancel_scheduled_messages(cancelled)
-    assert [m.body for m in clean_peer.messages("requests")] == [b"follow-up", b"sent with a time"]
-    with sb.get_queue_receiver("requests") as receiver:
+    with sb.get_queue_receiver("requests") as receiver:  # opened first: opening takes ~0.5 s
+        at = datetime.now(UTC) + timedelta(seconds=0.7)
+        [kept] = requests_sender.schedule_messages(ServiceBusMessage("follow-up"), at)
+        [cancelled] = requests_sender.schedule_messages(ServiceBusMessage("never"), at)
+        direct = ServiceBusMessage("sent with a time")
+        direct.scheduled_enqueue_time_utc = at
+        requests_sender.send_messages(direct)
+        assert cancelled == kept + 1
+        assert [m.scheduled for m in clean_peer.messages("requests")] == [True, True, True]
+        requests_sender.cancel_scheduled_messages(cancelled)
+        assert [m.body for m in clean_peer.messages("requests")] == [b"follow-up", b"sent with a time"]
         assert receiver.receive_messages(max_message_count=1, max_wait_time=0.2) == []
         received = receiver.receive_messages(max_message_count=2, max_wait_time=3)
         assert datetime.now(UTC) >= at - timedelta(milliseconds=50)
