@@ -25,7 +25,6 @@ from proton import (
     Event,
     Handler,
     Link,
-    Message,
     Receiver,
     Sender,
     Terminus,
@@ -42,7 +41,6 @@ from servicebus_peer.model import (
     PeerError,
     SessionLockLostError,
     SessionState,
-    StoredMessage,
 )
 
 SESSION_FILTER = symbol("com.microsoft:session-filter")
@@ -303,14 +301,6 @@ class PeerHandler(Handler):
             else:
                 delivery.settle()
 
-    def _next_message(self, consumer: _Consumer) -> StoredMessage | None:
-        return self.broker.receive(
-            consumer.path,
-            owner=consumer.owner,
-            session_id=consumer.session_id,
-            peek_lock=consumer.peek_lock,
-        )
-
     # ------------------------------------------------------------------ deliveries
     def on_delivery(self, event: Event) -> None:
         delivery = event.delivery
@@ -321,6 +311,9 @@ class PeerHandler(Handler):
                 self._incoming(delivery.link, delivery)
         elif delivery.updated and delivery in self._lock_tokens:
             self._outcome(delivery)
+        elif delivery.settled and delivery not in self._lock_tokens:
+            # A management answer (or a stale delivery) the client has settled: forget it.
+            delivery.settle()
 
     def _incoming(self, link: Receiver, delivery: Delivery) -> None:
         raw = link.recv(delivery.pending) or b""
@@ -357,8 +350,7 @@ class PeerHandler(Handler):
             )
 
     def _request(self, link: Receiver, address: str, raw: bytes) -> None:
-        request = Message()
-        request.decode(raw)
+        request = codec.decode_message(raw)
 
         owner = self._owner(link.connection)
         if address == CBS_NODE:

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from proton import Data, DataException, Described, symbol, timestamp, ulong
+from proton import Data, DataException, Described, Message, MessageException, symbol, timestamp, ulong
 
-from servicebus_peer.model import StoredMessage
+from servicebus_peer.model import PeerError, StoredMessage
 
 HEADER = 0x70
 DELIVERY_ANNOTATIONS = 0x71
@@ -28,8 +28,10 @@ BODY_SECTIONS = (DATA, AMQP_SEQUENCE, AMQP_VALUE)
 SCHEDULED_ENQUEUE_TIME = symbol("x-opt-scheduled-enqueue-time")
 
 
-class CodecError(ValueError):
+class CodecError(PeerError):
     """The bytes are not an AMQP message."""
+
+    condition = "amqp:decode-error"
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,18 @@ def split_sections(raw: bytes) -> list[Section]:
         sections.append(Section(int(value.descriptor), rest[:used], content))
         rest = rest[used:]
     return sections
+
+
+def decode_message(raw: bytes) -> Message:
+    # proton's Message.decode accepts garbage silently; check the sections first.
+    if not split_sections(raw):
+        raise CodecError("an empty transfer is not an AMQP message")
+    message = Message()
+    try:
+        message.decode(raw)
+    except (DataException, MessageException) as exc:
+        raise CodecError(f"not an AMQP message: {exc}") from exc
+    return message
 
 
 def _looks_like_message(raw: bytes) -> bool:

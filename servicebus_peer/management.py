@@ -30,7 +30,14 @@ CBS_NODE = "$cbs"
 Body = dict[str, Any]
 Operation = Callable[[Broker, str, Body, str], Body]
 
+
+class ArgumentError(PeerError):
+    condition = "com.microsoft:argument-error"
+
+
 _STATUS_BY_ERROR: dict[type[PeerError], int] = {
+    ArgumentError: 400,
+    codec.CodecError: 400,
     EntityNotFoundError: 404,
     MessageNotFoundError: 404,
     MessageLockLostError: 410,
@@ -160,7 +167,11 @@ def handle_management(broker: Broker, path: str, request: Message, owner: str) -
         if operation is None:
             raise NotAllowedError(f"Operation '{props.get('operation')}' is not supported by the local peer.")
         body = request.body if isinstance(request.body, dict) else {}
-        result = operation(broker, path, body, owner)
+        try:
+            result = operation(broker, path, body, owner)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            # A malformed request body: answer it, do not let it take the peer down.
+            raise ArgumentError(f"Malformed '{props.get('operation')}' request: {exc!r}") from exc
     except PeerError as exc:
         status = _STATUS_BY_ERROR.get(type(exc), 500)
         error = {"statusCode": status, "statusDescription": str(exc), "errorCondition": symbol(exc.condition)}

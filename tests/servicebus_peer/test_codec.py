@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from proton import Message, symbol
 
 from servicebus_peer import codec
@@ -56,3 +57,10 @@ def test_delivery_encoding_writes_the_full_header_and_broker_annotations() -> No
     peeked.decode(codec.encode_for_delivery(stored, with_lock=False))
     assert peeked.annotations is not None
     assert symbol("x-opt-locked-until") not in peeked.annotations
+
+
+def test_bytes_that_are_not_a_message_raise_a_codec_error() -> None:
+    with pytest.raises(codec.CodecError):
+        codec.split_sections(b"not amqp")
+    with pytest.raises(codec.CodecError):
+        codec.decode_message(b"\x00\x53")

@@ -69,3 +69,13 @@ def test_peek_on_an_empty_queue_answers_no_content(broker: Broker) -> None:
     reply = handle_management(broker, "requests", request("com.microsoft:peek-message", body), "c")
     assert message_properties(reply)["statusCode"] == 204
     assert reply.correlation_id == "req-1"
+
+
+def test_a_malformed_request_is_answered_not_fatal(broker: Broker) -> None:
+    no_session = handle_management(broker, "requests", request("com.microsoft:get-session-state", {}), "c")
+    assert message_properties(no_session)["statusCode"] == 400
+    assert message_properties(no_session)["errorCondition"] == symbol("com.microsoft:argument-error")
+    garbage = request("com.microsoft:schedule-message", {"messages": [{"message": b"not amqp"}]})
+    bad_schedule = handle_management(broker, "requests", garbage, "c")
+    assert message_properties(bad_schedule)["statusCode"] == 400
+    assert broker.messages("requests") == []
