@@ -5,8 +5,13 @@ Link roles, seen from the peer:
 - the client's receiver from `<queue>` (or its `$DeadLetterQueue`) is our
   sender: we push messages while it has credit (`_pump`), and its outcomes
   (accepted/modified/rejected) complete, abandon or dead-letter the lock;
+- a NEXT_AVAILABLE session receiver's attach is held until a session has
+  messages or its wait runs out (`_accept_waiting`);
 - `$cbs` and `<queue>/$management` come as a pair of links; requests arrive on
   one and answers go back on the other (matched by address).
+
+A timer (`tick_interval`) applies lock expiry and schedules and pushes newly
+available messages; all state lives in the broker, this class only routes.
 """
 
 from __future__ import annotations
@@ -45,7 +50,6 @@ from servicebus_peer.model import (
 
 SESSION_FILTER = symbol("com.microsoft:session-filter")
 LOCKED_UNTIL_UTC = symbol("com.microsoft:locked-until-utc")
-DEAD_LETTER_CONDITION = "com.microsoft:dead-letter"
 # .NET ticks (100 ns) at the Unix epoch: the SDK reads the session lock expiry in ticks.
 DOTNET_TICKS_AT_EPOCH = 621355968000000000
 INCOMING_CREDIT = 100
