@@ -21,11 +21,16 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--session-queue", action="append", default=[], help="a queue that requires sessions")
     serve.add_argument("--max-delivery-count", type=int, default=10)
     serve.add_argument("--lock-duration", type=float, default=30.0, help="seconds")
+    serve.add_argument("--max-message-size", type=int, default=256 * 1024, help="bytes (Standard: 256 KiB)")
     return parser
 
 
 def serve(args: argparse.Namespace) -> int:
-    common = {"max_delivery_count": args.max_delivery_count, "lock_duration": args.lock_duration}
+    common = {
+        "max_delivery_count": args.max_delivery_count,
+        "lock_duration": args.lock_duration,
+        "max_message_size": args.max_message_size,
+    }
     queues = [QueueSpec(name, **common) for name in args.queue]
     queues += [QueueSpec(name, requires_session=True, **common) for name in args.session_queue]
     if not queues:

@@ -170,7 +170,9 @@ class PeerHandler(Handler):
     def _attach_incoming(self, link: Receiver) -> None:
         address = entity_path(link.remote_target.address)
         if address != CBS_NODE:
-            self.broker.entity(address.removesuffix(MANAGEMENT_SUFFIX))
+            entity = self.broker.entity(address.removesuffix(MANAGEMENT_SUFFIX))
+            if not address.endswith(MANAGEMENT_SUFFIX):
+                link.max_message_size = entity.spec.max_message_size
         link.source.copy(link.remote_source)
         link.target.copy(link.remote_target)
         link.open()
@@ -338,6 +340,7 @@ class PeerHandler(Handler):
         self._pump_all()
 
     def _enqueue(self, path: str, raw: bytes) -> None:
+        self.broker.check_size(path, len(raw))
         messages = codec.unbatch(raw)
         infos = [codec.read_info(m) for m in messages]
         for info in infos:

@@ -81,6 +81,7 @@ def _schedule(broker: Broker, path: str, body: Body, owner: str) -> Body:
     sequence_numbers = []
     for entry in _elements(body.get("messages")):
         raw = bytes(entry["message"])
+        broker.check_size(path, len(raw))
         info = codec.read_info(raw)
         seq = broker.enqueue(
             path,

@@ -54,6 +54,10 @@ class SessionLockLostError(PeerError):
     condition = "com.microsoft:session-lock-lost"
 
 
+class MessageSizeExceededError(PeerError):
+    condition = "amqp:link:message-size-exceeded"
+
+
 class NoSessionAvailableError(PeerError):
     # Service Bus answers a NEXT_AVAILABLE accept with a timeout when no session has messages.
     condition = "com.microsoft:timeout"
@@ -67,6 +71,8 @@ class QueueSpec:
     requires_session: bool = False
     max_delivery_count: int = 10
     lock_duration: float = 30.0
+    # Standard tier's limit; advertised on the sender's attach, so the SDK sizes batches by it.
+    max_message_size: int = 256 * 1024
 
 
 @dataclass
@@ -193,6 +199,11 @@ class Broker:
                 scheduled=scheduled_at is not None and scheduled_at > now,
             )
             return seq
+
+    def check_size(self, path: str, size: int) -> None:
+        limit = self.entity(path).spec.max_message_size
+        if size > limit:
+            raise MessageSizeExceededError(f"The message ({size} bytes) exceeds the limit of {limit} bytes.")
 
     def check_send(self, path: str, session_id: str | None) -> None:
         """Raise what Service Bus answers to a send it refuses."""

@@ -12,6 +12,7 @@ from servicebus_peer.model import (
     Broker,
     MessageLockLostError,
     MessageNotFoundError,
+    MessageSizeExceededError,
     NoSessionAvailableError,
     NotAllowedError,
     QueueSpec,
@@ -204,3 +205,10 @@ def test_reset_forgets_everything(broker: Broker) -> None:
     broker.reset()
     assert broker.messages("requests") == [] and broker.session_states("reconcile") == {}
     assert broker.enqueue("requests", b"z") == 1
+
+
+def test_messages_over_the_size_limit_are_refused(clock: FakeClock) -> None:
+    broker = Broker([QueueSpec("small", max_message_size=10)], clock=clock)
+    broker.check_size("small", 10)
+    with pytest.raises(MessageSizeExceededError):
+        broker.check_size("small", 11)

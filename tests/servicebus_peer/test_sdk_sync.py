@@ -13,7 +13,11 @@ from azure.servicebus import (
     ServiceBusSender,
     ServiceBusSubQueue,
 )
-from azure.servicebus.exceptions import MessageLockLostError, MessagingEntityNotFoundError
+from azure.servicebus.exceptions import (
+    MessageLockLostError,
+    MessageSizeExceededError,
+    MessagingEntityNotFoundError,
+)
 
 from servicebus_peer import ServiceBusPeer
 from tests.servicebus_peer.conftest import open_sender
@@ -198,6 +202,16 @@ def test_peek_browses_without_locking(
         assert not any(m.locked for m in clean_peer.messages("requests"))
         received = receiver.receive_messages(max_message_count=3, max_wait_time=2)
         assert [m.delivery_count for m in received] == [0, 0, 0]
+
+
+def test_batches_are_sized_by_the_queue_s_max_message_size(
+    clean_peer: ServiceBusPeer, requests_sender: ServiceBusSender
+) -> None:
+    batch = requests_sender.create_message_batch()
+    assert batch.max_size_in_bytes == 256 * 1024  # QueueSpec.max_message_size, as Standard tier
+    with pytest.raises(MessageSizeExceededError):
+        requests_sender.send_messages(ServiceBusMessage("x" * 300_000))
+    assert clean_peer.messages("requests") == []
 
 
 def test_an_unknown_queue_is_not_found(sb: ServiceBusClient) -> None:
