@@ -70,3 +70,9 @@ def requests_sender(sb: ServiceBusClient) -> Iterator[ServiceBusSender]:
 def reconcile_sender(sb: ServiceBusClient) -> Iterator[ServiceBusSender]:
     with open_sender(sb, "reconcile") as sender:
         yield sender
+
+
+@pytest.fixture(scope="module")
+def shortsession_sender(sb: ServiceBusClient) -> Iterator[ServiceBusSender]:
+    with open_sender(sb, "shortsession") as sender:
+        yield sender

@@ -29,47 +29,35 @@ def open_sender(client: ServiceBusClient, queue: str) -> ServiceBusSender:
     return client.get_queue_sender(queue, keep_alive=0)
 
 
-async def test_send_batch_receive_and_complete(peer: ServiceBusPeer, sb: ServiceBusClient) -> None:
+async def test_send_receive_settle_and_dead_letter(peer: ServiceBusPeer, sb: ServiceBusClient) -> None:
     async with open_sender(sb, "requests") as sender:
         await sender.send_messages(
             ServiceBusMessage("single", application_properties={"k": "v"}, message_id="m-1", subject="s")
         )
         batch = await sender.create_message_batch()
-        for i in range(2):
-            batch.add_message(ServiceBusMessage(f"shard-{i}", correlation_id=f"c-{i}"))
+        for body in ("poison", "invalid"):
+            batch.add_message(ServiceBusMessage(body, correlation_id=f"c-{body}"))
         await sender.send_messages(batch)
-    assert [m.body for m in peer.messages("requests")] == [b"single", b"shard-0", b"shard-1"]
+    assert [m.body for m in peer.messages("requests")] == [b"single", b"poison", b"invalid"]
     async with sb.get_queue_receiver("requests") as receiver:
-        received = await receiver.receive_messages(max_message_count=3, max_wait_time=2)
-        assert [str(m) for m in received] == ["single", "shard-0", "shard-1"]
-        assert received[0].application_properties == {b"k": b"v"}
-        assert (received[0].message_id, received[0].subject) == ("m-1", "s")
-        assert [m.correlation_id for m in received[1:]] == ["c-0", "c-1"]
-        assert [m.sequence_number for m in received] == [1, 2, 3]
-        for msg in received:
-            await receiver.complete_message(msg)
-    assert peer.messages("requests") == []
-
-
-async def test_abandon_until_dead_lettered_and_explicit_dead_letter(
-    peer: ServiceBusPeer, sb: ServiceBusClient
-) -> None:
-    async with open_sender(sb, "requests") as sender:
-        await sender.send_messages([ServiceBusMessage("poison"), ServiceBusMessage("invalid")])
-    async with sb.get_queue_receiver("requests") as receiver:
-        poison, invalid = await receiver.receive_messages(max_message_count=2, max_wait_time=2)
+        single, poison, invalid = await receiver.receive_messages(max_message_count=3, max_wait_time=2)
+        assert single.application_properties == {b"k": b"v"}
+        assert (str(single), single.message_id, single.subject) == ("single", "m-1", "s")
+        assert (poison.correlation_id, invalid.correlation_id) == ("c-poison", "c-invalid")
+        assert [m.sequence_number for m in (single, poison, invalid)] == [1, 2, 3]
+        await receiver.complete_message(single)
         await receiver.dead_letter_message(invalid, reason="SchemaInvalid", error_description="no requestId")
         await receiver.abandon_message(poison)
         for attempt in (1, 2):  # max_delivery_count=3
             [again] = await receiver.receive_messages(max_message_count=1, max_wait_time=2)
             assert (str(again), again.delivery_count) == ("poison", attempt)
             await receiver.abandon_message(again)
+    assert peer.messages("requests") == []
     async with sb.get_queue_receiver("requests", sub_queue=ServiceBusSubQueue.DEAD_LETTER) as dlq:
         dead = await dlq.receive_messages(max_message_count=2, max_wait_time=2)
         found = {str(m): (m.dead_letter_reason, m.dead_letter_error_description) for m in dead}
         assert found["invalid"] == ("SchemaInvalid", "no requestId")
         assert found["poison"][0] == "MaxDeliveryCountExceeded"
-    assert peer.messages("requests") == []
 
 
 async def test_lock_expiry_and_renewal(peer: ServiceBusPeer, sb: ServiceBusClient) -> None:

@@ -16,7 +16,6 @@ from azure.servicebus.exceptions import (
 )
 
 from servicebus_peer import ServiceBusPeer
-from tests.servicebus_peer.conftest import open_sender
 
 
 def send(sender: ServiceBusSender, *pairs: tuple[str, str]) -> None:
@@ -64,12 +63,11 @@ def test_next_available_waits_for_a_session_to_get_messages(
 
 
 def test_session_state_lock_renewal_and_a_scheduled_follow_up(
-    clean_peer: ServiceBusPeer, sb: ServiceBusClient
+    clean_peer: ServiceBusPeer, sb: ServiceBusClient, shortsession_sender: ServiceBusSender
 ) -> None:
-    with open_sender(sb, "shortsession") as sender:
-        send(sender, ("s", "step-1"))
-        follow_up_at = datetime.now(UTC) + timedelta(seconds=0.5)
-        sender.schedule_messages(ServiceBusMessage("retry-after", session_id="s"), follow_up_at)
+    send(shortsession_sender, ("s", "step-1"))
+    follow_up_at = datetime.now(UTC) + timedelta(seconds=0.5)
+    shortsession_sender.schedule_messages(ServiceBusMessage("retry-after", session_id="s"), follow_up_at)
     with sb.get_queue_receiver("shortsession", session_id="s") as receiver:
         session = receiver.session
         assert session.get_state() is None
@@ -91,10 +89,9 @@ def test_session_state_lock_renewal_and_a_scheduled_follow_up(
 
 
 def test_a_session_lock_that_expires_frees_the_session_and_its_messages(
-    clean_peer: ServiceBusPeer, sb: ServiceBusClient
+    clean_peer: ServiceBusPeer, sb: ServiceBusClient, shortsession_sender: ServiceBusSender
 ) -> None:
-    with open_sender(sb, "shortsession") as sender:
-        send(sender, ("s", "job"))
+    send(shortsession_sender, ("s", "job"))
     with sb.get_queue_receiver("shortsession", session_id="s") as stale:
         [msg] = stale.receive_messages(max_message_count=1, max_wait_time=1)
         time.sleep(0.8)  # session lock_duration=0.6, not renewed
