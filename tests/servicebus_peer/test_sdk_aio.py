@@ -92,6 +92,10 @@ async def test_schedule_cancel_peek_and_receive_and_delete(
         assert stored == [(b"now", False), (b"later", True)]
         peeked = await receiver.peek_messages(max_message_count=5, sequence_number=1)
         assert [(str(m), m.sequence_number) for m in peeked] == [("now", 1), ("later", later)]
+        assert [str(m) for m in await receiver.peek_messages(max_message_count=5, sequence_number=later)] == [
+            "later"
+        ]
+        assert not any(m.locked for m in peer.messages("requests"))  # peeking takes no lock
         before_schedule = await receiver.receive_messages(max_message_count=2, max_wait_time=0.2)
         assert [str(m) for m in before_schedule] == ["now"]
         [msg] = await receiver.receive_messages(max_message_count=1, max_wait_time=3)
@@ -123,3 +127,26 @@ async def test_sessions(peer: ServiceBusPeer, sb: ServiceBusClient) -> None:
             await receiver.complete_message(msg)
     assert [m.body for m in peer.messages("reconcile")] == [b"a1"]
     assert peer.session_state("reconcile", "b") == b"done"
+
+
+async def test_competing_receivers_never_get_the_same_message(
+    peer: ServiceBusPeer, sb: ServiceBusClient
+) -> None:
+    async with open_sender(sb, "requests") as sender:
+        await sender.send_messages([ServiceBusMessage(f"shard-{i}") for i in range(20)])
+
+    async def drain(count: int) -> list[str]:
+        taken: list[str] = []
+        async with sb.get_queue_receiver("requests") as receiver:
+            while len(taken) < count:
+                batch = await receiver.receive_messages(max_message_count=3, max_wait_time=0.5)
+                if not batch:
+                    break
+                for msg in batch:
+                    taken.append(str(msg))
+                    await receiver.complete_message(msg)
+        return taken
+
+    first, second = await asyncio.gather(drain(20), drain(20))
+    assert sorted(first + second) == sorted(f"shard-{i}" for i in range(20))
+    assert peer.messages("requests") == []

@@ -191,19 +191,6 @@ def test_scheduled_messages_wait_for_their_time_and_can_be_cancelled(
         assert received[0].enqueued_time_utc >= at - timedelta(milliseconds=5)
 
 
-def test_peek_browses_without_locking(
-    clean_peer: ServiceBusPeer, sb: ServiceBusClient, requests_sender: ServiceBusSender
-) -> None:
-    requests_sender.send_messages([ServiceBusMessage(f"m{i}") for i in range(3)])
-    with sb.get_queue_receiver("requests") as receiver:
-        peeked = receiver.peek_messages(max_message_count=5, sequence_number=1)
-        assert [(str(m), m.sequence_number) for m in peeked] == [("m0", 1), ("m1", 2), ("m2", 3)]
-        assert [str(m) for m in receiver.peek_messages(max_message_count=5, sequence_number=3)] == ["m2"]
-        assert not any(m.locked for m in clean_peer.messages("requests"))
-        received = receiver.receive_messages(max_message_count=3, max_wait_time=2)
-        assert [m.delivery_count for m in received] == [0, 0, 0]
-
-
 def test_batches_are_sized_by_the_queue_s_max_message_size(
     clean_peer: ServiceBusPeer, requests_sender: ServiceBusSender
 ) -> None:
