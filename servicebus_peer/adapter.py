@@ -385,7 +385,7 @@ class PeerHandler(Handler):
                     _str_or_none(info.get("DeadLetterErrorDescription")),
                 )
             elif state == Delivery.MODIFIED and delivery.remote.undeliverable:
-                raise NotAllowedError("Deferral is not supported by the local peer.")
+                self.broker.defer(token)  # what the SDK's defer_message sends
             elif state in (Delivery.MODIFIED, Delivery.RELEASED):
                 properties: dict[str, object] = {
                     str(k): v for k, v in (delivery.remote.annotations or {}).items()

@@ -119,6 +119,8 @@ def _update_disposition(broker: Broker, path: str, body: Body, owner: str) -> Bo
             broker.complete(token)
         elif status == "abandoned":
             broker.abandon(token, props)
+        elif status == "defered":  # sic: the SDK's spelling
+            broker.defer(token)
         elif status == "suspended":
             broker.dead_letter(
                 token, body.get("deadletter-reason"), body.get("deadletter-description"), props
@@ -126,6 +128,22 @@ def _update_disposition(broker: Broker, path: str, body: Body, owner: str) -> Bo
         else:
             raise NotAllowedError(f"Disposition '{status}' is not supported by the local peer.")
     return {}
+
+
+def _receive_by_sequence_number(broker: Broker, path: str, body: Body, owner: str) -> Body:
+    # receiver-settle-mode 0 ("first") is RECEIVE_AND_DELETE, 1 ("second") is PEEK_LOCK.
+    peek_lock = int(body.get("receiver-settle-mode", 1)) == 1
+    sequence_numbers = [int(n) for n in _elements(body.get("sequence-numbers"))]
+    found = broker.receive_deferred(
+        path, sequence_numbers, owner=owner, session_id=body.get("session-id"), peek_lock=peek_lock
+    )
+    entries = []
+    for msg in found:
+        entry: dict[str, Any] = {"message": codec.encode_for_delivery(msg, with_lock=peek_lock)}
+        if msg.lock_token is not None:
+            entry["lock-token"] = msg.lock_token
+        entries.append(entry)
+    return {"messages": entries}
 
 
 def _renew_session_lock(broker: Broker, path: str, body: Body, owner: str) -> Body:
@@ -149,6 +167,7 @@ OPERATIONS: dict[str, Operation] = {
     "com.microsoft:cancel-scheduled-message": _cancel,
     "com.microsoft:peek-message": _peek,
     "com.microsoft:update-disposition": _update_disposition,
+    "com.microsoft:receive-by-sequence-number": _receive_by_sequence_number,
     "com.microsoft:renew-session-lock": _renew_session_lock,
     "com.microsoft:get-session-state": _get_session_state,
     "com.microsoft:set-session-state": _set_session_state,

@@ -87,6 +87,8 @@ class StoredMessage:
     ttl: float | None = None
     visible_at: float = 0.0
     scheduled: bool = False
+    # Deferred messages are only handed out by sequence number (receive_deferred).
+    deferred: bool = False
     delivery_count: int = 0
     lock_token: uuid.UUID | None = None
     locked_until: float | None = None
@@ -244,18 +246,49 @@ class Broker:
                 if not peek_lock:
                     del entity.messages[msg.sequence_number]
                     return msg
-                msg.lock_token = uuid.uuid4()
-                msg.locked_by = owner
-                msg.locked_until = now + entity.spec.lock_duration
-                if session_id is not None:
-                    msg.locked_until = self._sessions[entity.path][session_id].locked_until
-                self._locks[msg.lock_token] = (entity, msg.sequence_number)
-                return msg.snapshot()
+                return self._lock(entity, msg, owner, session_id)
             return None
 
     @staticmethod
     def _available(msg: StoredMessage, now: float) -> bool:
-        return msg.lock_token is None and msg.visible_at <= now
+        return msg.lock_token is None and msg.visible_at <= now and not msg.deferred
+
+    def _lock(self, entity: _Entity, msg: StoredMessage, owner: str, session_id: str | None) -> StoredMessage:
+        msg.lock_token = uuid.uuid4()
+        msg.locked_by = owner
+        msg.locked_until = self.clock() + entity.spec.lock_duration
+        if session_id is not None:
+            msg.locked_until = self._sessions[entity.path][session_id].locked_until
+        self._locks[msg.lock_token] = (entity, msg.sequence_number)
+        return msg.snapshot()
+
+    def receive_deferred(
+        self,
+        path: str,
+        sequence_numbers: Iterable[int],
+        *,
+        owner: str,
+        session_id: str | None = None,
+        peek_lock: bool = True,
+    ) -> list[StoredMessage]:
+        """Hand out deferred messages by sequence number, as `receive_deferred_messages` asks."""
+        with self.lock:
+            entity = self.entity(path)
+            if session_id is not None:
+                self._check_session_owner(entity.path, session_id, owner)
+            found = []
+            for seq in sequence_numbers:
+                msg = entity.messages.get(seq)
+                if msg is None or not msg.deferred or msg.lock_token is not None:
+                    raise MessageNotFoundError(f"No deferred message with sequence number {seq}.")
+                if session_id is not None and msg.session_id != session_id:
+                    raise MessageNotFoundError(f"Message {seq} does not belong to session '{session_id}'.")
+                found.append(msg)
+            if not peek_lock:
+                for msg in found:
+                    del entity.messages[msg.sequence_number]
+                return found
+            return [self._lock(entity, msg, owner, session_id) for msg in found]
 
     def _locked(self, token: uuid.UUID) -> tuple[_Entity, StoredMessage]:
         found = self._locks.get(token)
@@ -300,6 +333,13 @@ class Broker:
                 MAX_DELIVERY_COUNT_EXCEEDED,
                 f"Message could not be consumed after {limit} delivery attempts.",
             )
+
+    def defer(self, token: uuid.UUID) -> None:
+        """Set the message aside: no longer delivered in order, only by its sequence number."""
+        with self.lock:
+            _, msg = self._locked(token)
+            self._unlock(msg)
+            msg.deferred = True
 
     def dead_letter(
         self,

@@ -39,6 +39,7 @@ class PeerMessage:
     enqueued_time: float
     locked: bool
     scheduled: bool
+    deferred: bool
     dead_letter_reason: str | None
     dead_letter_description: str | None
 
@@ -60,6 +61,7 @@ class PeerMessage:
             enqueued_time=stored.enqueued_time,
             locked=stored.lock_token is not None,
             scheduled=stored.scheduled,
+            deferred=stored.deferred,
             dead_letter_reason=stored.dead_letter_reason,
             dead_letter_description=stored.dead_letter_description,
         )

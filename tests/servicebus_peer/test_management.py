@@ -79,3 +79,20 @@ def test_a_malformed_request_is_answered_not_fatal(broker: Broker) -> None:
     bad_schedule = handle_management(broker, "requests", garbage, "c")
     assert message_properties(bad_schedule)["statusCode"] == 400
     assert broker.messages("requests") == []
+
+
+def test_receive_by_sequence_number_returns_the_deferred_message_with_its_lock(broker: Broker) -> None:
+    seq = broker.enqueue("requests", bytes(Message(body=b"aside").encode()))
+    msg = broker.receive("requests", owner="c")
+    assert msg is not None and msg.lock_token is not None
+    broker.defer(msg.lock_token)
+    descriptor: Any = UNDESCRIBED
+    body = {"sequence-numbers": Array(descriptor, Data.LONG, seq), "receiver-settle-mode": 1}
+    by_number = request("com.microsoft:receive-by-sequence-number", body)
+    reply = handle_management(broker, "requests", by_number, "c")
+    assert message_properties(reply)["statusCode"] == 200
+    answer: Any = reply.body
+    [entry] = answer["messages"]
+    assert entry["lock-token"] == broker.messages("requests")[0].lock_token
+    again = handle_management(broker, "requests", by_number, "c")
+    assert message_properties(again)["statusCode"] == 404  # locked now, not available by number

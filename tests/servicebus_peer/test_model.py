@@ -212,3 +212,21 @@ def test_messages_over_the_size_limit_are_refused(clock: FakeClock) -> None:
     broker.check_size("small", 10)
     with pytest.raises(MessageSizeExceededError):
         broker.check_size("small", 11)
+
+
+def test_deferred_messages_come_back_only_by_sequence_number(broker: Broker) -> None:
+    first = broker.enqueue("requests", b"later")
+    broker.enqueue("requests", b"next")
+    msg = broker.receive("requests", owner="c")
+    assert msg is not None and msg.lock_token is not None
+    broker.defer(msg.lock_token)
+    taken = broker.receive("requests", owner="c")
+    assert taken is not None and taken.payload == b"next"
+    assert broker.receive("requests", owner="c") is None
+    [again] = broker.receive_deferred("requests", [first], owner="c")
+    assert again.lock_token is not None and again.payload == b"later"
+    with pytest.raises(MessageNotFoundError):  # already locked
+        broker.receive_deferred("requests", [first], owner="c")
+    broker.complete(again.lock_token)
+    with pytest.raises(MessageNotFoundError):
+        broker.receive_deferred("requests", [first], owner="c")

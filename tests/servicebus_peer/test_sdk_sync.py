@@ -97,13 +97,24 @@ def test_abandon_redelivers_until_max_delivery_count_then_dead_letters(
     assert clean_peer.dead_letters("requests") == []
 
 
-def test_explicit_dead_letter_keeps_reason_and_description(
+def test_explicit_dead_letter_keeps_reason_and_description_and_deferral_works(
     clean_peer: ServiceBusPeer, sb: ServiceBusClient, requests_sender: ServiceBusSender
 ) -> None:
-    requests_sender.send_messages(ServiceBusMessage("bad", application_properties={"requestId": "CHG9"}))
+    bad_request = ServiceBusMessage("bad", application_properties={"requestId": "CHG9"})
+    requests_sender.send_messages([bad_request, ServiceBusMessage("set aside")])
     with sb.get_queue_receiver("requests") as receiver:
-        [msg] = receiver.receive_messages(max_message_count=1, max_wait_time=2)
-        receiver.dead_letter_message(msg, reason="PolicyViolation", error_description="Owner role")
+        bad, aside = receiver.receive_messages(max_message_count=2, max_wait_time=2)
+        receiver.dead_letter_message(bad, reason="PolicyViolation", error_description="Owner role")
+        receiver.defer_message(aside)
+        assert [(m.body, m.deferred, m.locked) for m in clean_peer.messages("requests")] == [
+            (b"set aside", True, False)
+        ]
+        # A deferred message is no longer handed out in order.
+        assert receiver.receive_messages(max_message_count=1, max_wait_time=0.2) == []
+        assert aside.sequence_number is not None
+        [deferred] = receiver.receive_deferred_messages([aside.sequence_number])
+        assert (str(deferred), deferred.sequence_number) == ("set aside", aside.sequence_number)
+        receiver.complete_message(deferred)  # settled through the management link
     assert clean_peer.messages("requests") == []
     [stored] = clean_peer.dead_letters("requests")
     assert (stored.dead_letter_reason, stored.dead_letter_description) == ("PolicyViolation", "Owner role")
