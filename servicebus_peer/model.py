@@ -368,6 +368,17 @@ class Broker:
         dlq.messages[msg.sequence_number] = msg
         dlq.messages = dict(sorted(dlq.messages.items()))
 
+    def dead_letter_by_sequence(
+        self, path: str, sequence_number: int, reason: str | None, description: str | None
+    ) -> None:
+        """Move an unlocked message to the dead-letter sub-queue (for seeding test data)."""
+        with self.lock:
+            entity = self.entity(path)
+            msg = entity.messages.get(sequence_number)
+            if msg is None or msg.lock_token is not None:
+                raise MessageNotFoundError(f"No unlocked message with sequence number {sequence_number}.")
+            self._move_to_dead_letter(entity, msg, reason, description)
+
     def renew_lock(self, token: uuid.UUID) -> float:
         with self.lock:
             entity, msg = self._locked(token)

@@ -133,10 +133,16 @@ def test_explicit_dead_letter_keeps_reason_and_description_and_deferral_works(
 def test_dead_letters_can_be_listed_with_peek_and_replayed(
     clean_peer: ServiceBusPeer, sb: ServiceBusClient, requests_sender: ServiceBusSender
 ) -> None:
-    requests_sender.send_messages([ServiceBusMessage("r1", message_id="CHG1"), ServiceBusMessage("r2")])
-    with sb.get_queue_receiver("requests") as receiver:
-        for msg in receiver.receive_messages(max_message_count=2, max_wait_time=2):
-            receiver.dead_letter_message(msg, reason="TemporaryFailure")
+    # Seeded straight into the sub-queue: explicit dead-lettering is tested above.
+    for body, message_id in (("r1", "CHG1"), ("r2", None)):
+        clean_peer.inject(
+            "requests",
+            body,
+            message_id=message_id,
+            application_properties={"requestId": body},
+            dead_letter_reason="TemporaryFailure",
+        )
+    assert clean_peer.messages("requests") == []
     with sb.get_queue_receiver("requests", sub_queue=DLQ) as dlq:
         # `dlq list`: browse without taking locks.
         listed = dlq.peek_messages(max_message_count=10, sequence_number=1)
@@ -146,6 +152,8 @@ def test_dead_letters_can_be_listed_with_peek_and_replayed(
         ]
         # `dlq replay`: send a copy back to the queue, then complete the dead letter.
         [first] = dlq.receive_messages(max_message_count=1, max_wait_time=2)
+        assert first.application_properties is not None
+        assert first.application_properties[b"requestId"] == b"r1"
         requests_sender.send_messages(ServiceBusMessage(b"".join(first.body), message_id=first.message_id))
         dlq.complete_message(first)
     assert [m.body for m in clean_peer.dead_letters("requests")] == [b"r2"]
