@@ -294,7 +294,8 @@ class Arm:
         principal = self.world.service_principal(principal_id)
         delay = self.world.settings.replication_delay_s
         replicating = principal is not None and time.time() - principal.created_at < delay
-        if principal is None or (replicating and not principal_type):
+        lagging = principal is not None and not self.api.faults.principal_replicated(principal.created_at)
+        if principal is None or lagging or (replicating and not principal_type):
             raise ApiError(
                 400,
                 "PrincipalNotFound",

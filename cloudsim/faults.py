@@ -28,6 +28,10 @@ class Faults(_Record):
     throttle_budget: int = 0
     throttle_window_s: float = 10.0
     retry_after_s: int = 1  # Retry-After sent with random 429/503 answers
+    # ARM answers PrincipalNotFound for service principals younger than this even when
+    # principalType is sent: beyond the documented behaviour, for testing clients' bounded
+    # retries of replication delay (terraform-provider-azurerm #11417).
+    principal_lag_s: float = 0.0
     seed: int | None = None
 
 
@@ -83,6 +87,10 @@ class FaultState:
     def visible(self, created_at: float) -> bool:
         """Whether an object created at `created_at` shows up in lists yet."""
         return _older_than(created_at, self.faults.list_lag_s)
+
+    def principal_replicated(self, created_at: float) -> bool:
+        """Whether ARM sees a service principal created at `created_at`, as a fault says."""
+        return _older_than(created_at, self.faults.principal_lag_s)
 
     def readable(self, created_at: float) -> bool:
         """Whether an object created at `created_at` can be read by id yet."""

@@ -26,6 +26,8 @@ DEFAULT_PAGE = 100
 MAX_PAGE = 999
 _FIC_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{2,119}")
 _APP = r"/v1\.0/applications(?:/(?P<id>[^/(]+)|\(appId='(?P<app_id>[^']+)'\))"
+_APP_BY_UNIQUE_NAME = r"/v1\.0/applications\(uniqueName='(?P<unique_name>[^']+)'\)"
+MAX_IN_VALUES = 15  # Graph limits an `in` clause to 15 values
 _FICS = _APP + r"/federatedIdentityCredentials"
 _FIC = _FICS + r"(?:/(?P<fic>[^/(]+)|\(name='(?P<fic_name>[^']+)'\))"
 _SP = r"/v1\.0/servicePrincipals(?:/(?P<id>[^/(]+)|\(appId='(?P<app_id>[^']+)'\))"
@@ -86,10 +88,19 @@ def render_app(app: Application, expand_fics: bool = False) -> JsonObject:
         "displayName": app.display_name,
         "createdDateTime": iso(app.created_at),
         "signInAudience": "AzureADMyOrg",
+        "tags": list(app.tags),
+        "uniqueName": app.unique_name,
     }
     if expand_fics:
         body["federatedIdentityCredentials"] = [render_fic(f) for f in app.federated_credentials]
     return body
+
+
+def _tags(body: JsonObject) -> list[str]:
+    tags = body.get("tags") or []
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise _bad_value("tags", "Application")
+    return list(tags)
 
 
 def render_sp(sp: ServicePrincipal) -> JsonObject:
@@ -149,6 +160,13 @@ def _clause_test(found: re.Match[str], attribute: str) -> Callable[[object], boo
         return lambda item: getattr(item, attribute) == value
     if found["values"] is not None:
         values = {v.strip().strip("'").replace("''", "'") for v in found["values"].split(",")}
+        if len(values) > MAX_IN_VALUES:
+            raise ApiError(
+                400,
+                "Request_UnsupportedQuery",
+                f"Too many child clauses specified in search filter expression containing 'OR' operators: "
+                f"{len(values)}. Max allowed: {MAX_IN_VALUES}.",
+            )
         return lambda item: getattr(item, attribute) in values
     prefix = found["prefix"].replace("''", "'").lower()
     return lambda item: str(getattr(item, attribute)).lower().startswith(prefix)
@@ -213,6 +231,8 @@ class Graph:
         add("GET", _FIC, "fics.get", self.get_fic)
         add("PATCH", _FIC, "fics.update", self.update_fic)
         add("DELETE", _FIC, "fics.delete", self.delete_fic)
+        add("GET", _APP_BY_UNIQUE_NAME, "applications.getByUniqueName", self.get_by_unique_name)
+        add("PATCH", _APP_BY_UNIQUE_NAME, "applications.upsert", self.upsert_application)
         add("GET", _APP, "applications.get", self.get_application)
         add("DELETE", _APP, "applications.delete", self.delete_application)
         add("GET", r"/v1\.0/servicePrincipals", "servicePrincipals.list", self.list_sps)
@@ -247,7 +267,34 @@ class Graph:
         name = body.get("displayName")
         if not isinstance(name, str) or not name:
             raise _bad_value("displayName", "Application")
-        app = Application(id=new_id(), app_id=new_id(), display_name=name)
+        app = Application(id=new_id(), app_id=new_id(), display_name=name, tags=_tags(body))
+        self.world.applications.append(app)
+        return Reply(201, render_app(app))
+
+    def get_by_unique_name(self, call: Call, match: re.Match[str]) -> Reply:
+        app = self.world.application_by_unique_name(match["unique_name"])
+        if app is None or not self.api.readable(app.created_at):
+            raise _not_found(match["unique_name"])
+        return Reply(200, _select(render_app(app), call))
+
+    def upsert_application(self, call: Call, match: re.Match[str]) -> Reply:
+        """PATCH /applications(uniqueName='x'): with `Prefer: create-if-missing`, 201 and the new app
+        when none has that unique name, else 204 after updating it; without it, 404 when missing."""
+        body = call.body if isinstance(call.body, dict) else {}
+        unique_name = match["unique_name"]
+        app = self.world.application_by_unique_name(unique_name)
+        if app is not None:
+            app.display_name = str(body.get("displayName") or app.display_name)
+            app.tags = _tags(body) if "tags" in body else app.tags
+            return Reply(204)
+        if "create-if-missing" not in call.headers.get("Prefer", "").lower():
+            raise _not_found(unique_name)
+        name = body.get("displayName")
+        if not isinstance(name, str) or not name:
+            raise _bad_value("displayName", "Application")
+        app = Application(
+            id=new_id(), app_id=new_id(), display_name=name, tags=_tags(body), unique_name=unique_name
+        )
         self.world.applications.append(app)
         return Reply(201, render_app(app))
 
@@ -440,6 +487,11 @@ class Graph:
         return Reply(200, {"responses": list(reversed(responses))})
 
     async def _batch_step(self, outer: Call, step: JsonObject) -> JsonObject:
+        if str(step.get("url", "")).lower().startswith(("http://", "https://")):
+            # Graph takes URLs relative to the version root inside a batch and rejects absolute
+            # ones (msgraph-sdk-python #1015, msgraph-sdk-python-core #1116).
+            error = graph_error(400, "BadRequest", "Invalid request URL: use a URL relative to /v1.0.")
+            return {"id": str(step.get("id")), "status": 400, "headers": error.headers, "body": error.body}
         url = urlsplit(str(step.get("url", "")))
         path = (
             url.path

@@ -60,6 +60,8 @@ class Application(_Record):
     display_name: str
     created_at: float = field(default_factory=time.time)
     federated_credentials: list[FederatedCredential] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    unique_name: str | None = None  # Entra's optional alternate key, for idempotent upserts
 
     @classmethod
     def from_json(cls, raw: JsonObject) -> Self:
@@ -236,6 +238,9 @@ class World(_Record):
     # Lookups used by several APIs.
     def application(self, object_id: str) -> Application | None:
         return next((a for a in self.applications if a.id == object_id), None)
+
+    def application_by_unique_name(self, unique_name: str) -> Application | None:
+        return next((a for a in self.applications if a.unique_name == unique_name), None)
 
     def application_by_app_id(self, app_id: str) -> Application | None:
         return next((a for a in self.applications if a.app_id == app_id), None)

@@ -277,7 +277,7 @@ class Applier:
             return "applied", f"deleted {action.name}"
         principal = action.principal_id or group.principal_id or self._principal_of(action, observed)
         name = action.name or role_assignment_name(action.scope, action.role_id, principal)
-        deadline = (group.principal_created_at or 0.0) + self._replication_window
+        created = group.principal_created_at
         while True:
             try:
                 await self._arm.create_assignment(
@@ -291,10 +291,18 @@ class Applier:
             except TemporaryFailure as failure:
                 if failure.code != "PrincipalNotFound":
                     raise
-                if time.monotonic() >= deadline:
+                if created is None:
+                    # Not created by this run, so not replication delay: retrying for half an
+                    # hour would only hide a wrong principal (terraform-provider-azurerm #11417).
                     raise PermanentFailure(
                         f"principal {principal} does not exist (ARM: PrincipalNotFound); "
                         "check the application's service principal",
+                        code="PrincipalNotFound",
+                    ) from failure
+                if time.monotonic() >= created + self._replication_window:
+                    raise TemporaryFailure(
+                        f"ARM does not see the new principal {principal} yet (replication delay)",
+                        retry_after=self._replication_window,
                         code="PrincipalNotFound",
                     ) from failure
                 await asyncio.sleep(min(failure.retry_after, 2.0))

@@ -1,0 +1,78 @@
+"""Configs that ask the reconciler to create their application: app, principal, and role assignments
+for a principal ARM may not see yet."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from cloudsim.faults import Faults
+from reconciler.adapters.graph import application_unique_name
+from reconciler.core.model import APPLICATION_TAG
+from reconciler.engine.run import EngineOptions, Status
+from tests.engine.conftest import Tenant
+
+
+def kinds(actions: object) -> list[str]:
+    return [str(a.kind) for a in actions]  # type: ignore[attr-defined]
+
+
+async def test_a_created_app_gets_its_principal_connection_credential_and_roles(tenant: Tenant) -> None:
+    config = tenant.config("kv-new", None, create_as="sc-payments-new")
+    report = await tenant.run([config])
+    assert report.all_converged, [(o.status, o.reason) for o in report.outcomes]
+    assert kinds(report.plan.actions) == [
+        "create-application",
+        "create-service-principal",
+        "create-connection",
+        "create-credential",
+        "create-role-assignment",
+        "authorize-pipelines",
+    ]
+    app = tenant.sim.world.application_by_unique_name(application_unique_name("sc-payments-new"))
+    assert app is not None and APPLICATION_TAG in app.tags and app.display_name == "sc-payments-new"
+    assert len(app.federated_credentials) == 1
+    again = await tenant.run([config], dry_run=True)
+    assert again.plan.is_empty, kinds(again.plan.actions)
+
+
+async def test_two_reconcilers_creating_the_same_app_make_one(tenant: Tenant) -> None:
+    config = tenant.config("kv-new", None, create_as="sc-payments-new")
+    await asyncio.gather(tenant.run([config]), tenant.run([config]))
+    named = [a for a in tenant.sim.world.applications if a.display_name == "sc-payments-new"]
+    assert len(named) == 1
+    principals = [sp for sp in tenant.sim.world.service_principals if sp.app_id == named[0].app_id]
+    assert len(principals) == 1
+    settle = await tenant.run([config])
+    assert settle.all_converged, [(o.status, o.reason) for o in settle.outcomes]
+
+
+async def test_principal_not_found_for_a_just_created_principal_is_retried_and_succeeds(
+    tenant: Tenant,
+) -> None:
+    await tenant.sim.admin.set_faults({"arm": Faults(principal_lag_s=1.5)})
+    config = tenant.config("kv-new", None, create_as="sc-payments-new")
+    started = time.monotonic()
+    report = await tenant.run(
+        [config], options=EngineOptions(principal_replication_window=20.0, retry_total=0)
+    )
+    assert report.all_converged, [(o.status, o.reason) for o in report.outcomes]
+    assert time.monotonic() - started >= 1.0  # it waited for ARM to see the new principal
+    (assignment_result,) = [
+        r for r in report.outcomes[0].actions if str(r.action.kind) == "create-role-assignment"
+    ]
+    assert assignment_result.outcome == "applied"
+
+
+async def test_replication_wait_is_bounded_then_left_to_a_later_pass(tenant: Tenant) -> None:
+    await tenant.sim.admin.set_faults({"arm": Faults(principal_lag_s=30.0)})
+    config = tenant.config("kv-new", None, create_as="sc-payments-new")
+    started = time.monotonic()
+    report = await tenant.run(
+        [config], options=EngineOptions(principal_replication_window=2.0, retry_total=0)
+    )
+    assert time.monotonic() - started < 10
+    (outcome,) = report.outcomes
+    assert outcome.status is Status.FAILED_TEMPORARY
+    assert outcome.retry_after == 2.0
+    assert "does not see the new principal" in outcome.reason
