@@ -9,7 +9,7 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from reconciler.cloud import Cloud, CloudError, cloud_from_settings
@@ -142,7 +142,27 @@ async def _run(
     pipelines: bool,
 ) -> RunReport:
     async with connect(cloud, policy) as reconciler:
-        return await reconciler.run(configs, retired, dry_run=dry_run, pipelines=pipelines)
+        return await reconciler.run(
+            configs, retired, dry_run=dry_run, pipelines=pipelines, progress=_progress_bar()
+        )
+
+
+def _progress_bar() -> Callable[[int, int], None] | None:
+    """A one-line progress bar on stderr, for people at a terminal; nothing for pipes and logs."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        width = 30
+        filled = width * done // max(total, 1)
+        end = "\n" if done == total else ""
+        print(
+            f"\rapplying [{'#' * filled}{'.' * (width - filled)}] {done}/{total} applications",
+            end=end,
+            file=sys.stderr,
+        )
+
+    return show
 
 
 def _desired_state(

@@ -128,7 +128,8 @@ def report_to_table(report: RunReport) -> str:
         f"{'Dry run' if report.dry_run else 'Applied'}: {len(report.outcomes)} config(s): {summary}."
     )
     lines.append(
-        f"Requests: {requests or 'none'}; pipeline-permission reads: {report.pipeline_reads}. "
+        f"Requests: {requests or 'none'} "
+        f"(of the ado reads, {report.pipeline_reads} read pipeline permissions). "
         f"Observe {report.observe_seconds:.2f}s, apply {report.apply_seconds:.2f}s."
     )
     return "\n".join(lines)

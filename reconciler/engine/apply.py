@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from reconciler.adapters.ado import AdoAdapter, ConnectionSettings
@@ -86,20 +86,29 @@ class Applier:
         self._replication_window = principal_replication_window
 
     async def apply(
-        self, plan: Plan, observed: ObservedState, configs: Sequence[FederationConfig]
+        self,
+        plan: Plan,
+        observed: ObservedState,
+        configs: Sequence[FederationConfig],
+        progress: Callable[[int, int], None] | None = None,
     ) -> ApplyResult:
+        """Apply the plan; `progress(done, total)` hears of each application finished."""
         app_key = {c.id: c.application.key for c in configs}
         groups: dict[str, list[Action]] = defaultdict(list)
         for action in plan.actions:
             groups[app_key.get(action.config_ids[0], action.config_ids[0])].append(action)
         result = ApplyResult()
         connections = {_folded(c.key): c for c in observed.connections}
-        await asyncio.gather(
-            *(
-                self._apply_group(actions, _Group(connections=connections), observed, result)
-                for actions in groups.values()
-            )
-        )
+        finished = 0
+
+        async def apply_group(actions: list[Action]) -> None:
+            nonlocal finished
+            await self._apply_group(actions, _Group(connections=connections), observed, result)
+            finished += 1
+            if progress is not None:
+                progress(finished, len(groups))
+
+        await asyncio.gather(*(apply_group(actions) for actions in groups.values()))
         return result
 
     async def _apply_group(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -98,6 +98,7 @@ class Reconciler:
         *,
         dry_run: bool = False,
         pipelines: bool = False,
+        progress: Callable[[int, int], None] | None = None,
     ) -> RunReport:
         started = time.monotonic()
         counted_before = self.meter.counts.copy()
@@ -107,7 +108,7 @@ class Reconciler:
         failures: Mapping[str, Failure] = {}
         results: list[ActionResult] = []
         if not dry_run and result.actions:
-            applied = await self._applier.apply(result, observation.state, [*configs, *retired])
+            applied = await self._applier.apply(result, observation.state, [*configs, *retired], progress)
             failures, results = applied.failures, applied.results
         outcomes = _outcomes([*configs, *retired], result, results, failures, dry_run=dry_run)
         return RunReport(
