@@ -30,7 +30,6 @@ from reconciler.failures import Failure, NotFound, PermanentFailure, TemporaryFa
 
 API_VERSION = "7.1"
 PIPELINE_PERMISSIONS_API_VERSION = "7.1-preview.1"  # the pipeline-permissions API exists only as a preview
-ENTRA_ISSUER_TYPE = "EntraID"
 
 
 class AdoAdapter:

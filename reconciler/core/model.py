@@ -92,6 +92,11 @@ class ConnectionKey:
     def __str__(self) -> str:
         return f"{self.organization}/{self.project}/{self.name}"
 
+    @property
+    def folded(self) -> tuple[str, str, str]:
+        """For comparisons: ADO organization, project and connection names are case-insensitive."""
+        return (self.organization.lower(), self.project.lower(), self.name.lower())
+
 
 @dataclass(frozen=True)
 class FederationConfig:
@@ -213,7 +218,7 @@ class ObservedState:
         return self._apps_by_name.get(display_name, ())
 
     def connection(self, key: ConnectionKey) -> ServiceConnection | None:
-        return self._connections_by_key.get(_connection_match_key(key))
+        return self._connections_by_key.get(key.folded)
 
     def assignments_of(self, principal_id: str) -> tuple[RoleAssignment, ...]:
         return self._assignments_by_principal.get(principal_id, ())
@@ -230,7 +235,7 @@ class ObservedState:
 
     @cached_property
     def _connections_by_key(self) -> dict[tuple[str, str, str], ServiceConnection]:
-        return {_connection_match_key(c.key): c for c in self.connections}
+        return {c.key.folded: c for c in self.connections}
 
     @cached_property
     def _assignments_by_principal(self) -> dict[str, tuple[RoleAssignment, ...]]:
@@ -242,11 +247,6 @@ def _group(items: Iterable[_T], key: Callable[[_T], str]) -> dict[str, tuple[_T,
     for item in items:
         groups[key(item)].append(item)
     return {k: tuple(v) for k, v in groups.items()}
-
-
-def _connection_match_key(key: ConnectionKey) -> tuple[str, str, str]:
-    # ADO organization, project and connection names are case-insensitive.
-    return (key.organization.lower(), key.project.lower(), key.name.lower())
 
 
 # ---------------------------------------------------------------------------- derivations

@@ -313,9 +313,7 @@ def _cross_document_problems(configs: Sequence[tuple[Document, FederationConfig]
             message = f"duplicate config id {config.id!r} ({_where(earlier)})"
             problems.append(_problem(document, "id", message))
         key = config.connection
-        # ADO names are case-insensitive: two configs must not fight over one connection.
-        folded = (key.organization.lower(), key.project.lower(), key.name.lower())
-        earlier = first_by_connection.setdefault(folded, document)
+        earlier = first_by_connection.setdefault(key.folded, document)
         if earlier is not document:
             message = f"service connection {key} is already managed by another config ({_where(earlier)})"
             problems.append(_problem(document, "serviceConnection.name", message))

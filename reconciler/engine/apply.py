@@ -40,7 +40,9 @@ from reconciler.core.model import (
 from reconciler.core.plan import Plan
 from reconciler.failures import Conflict, Failure, PermanentFailure, TemporaryFailure
 
-MIGRATE_ISSUER_OPERATION = "ConvertAuthenticationScheme"
+# ADO converts a connection in place with this operation: from a secret to workload identity,
+# and (unconfirmed, see docs/simulator.md) from its own issuer to Entra's.
+CONVERT_OPERATION = "ConvertAuthenticationScheme"
 
 
 @dataclass
@@ -98,7 +100,7 @@ class Applier:
         for action in plan.actions:
             groups[app_key.get(action.config_ids[0], action.config_ids[0])].append(action)
         result = ApplyResult()
-        connections = {_folded(c.key): c for c in observed.connections}
+        connections = {c.key.folded: c for c in observed.connections}
         finished = 0
 
         async def apply_group(actions: list[Action]) -> None:
@@ -189,7 +191,7 @@ class Applier:
     # ------------------------------------------------------------------ connections
 
     async def _connection(self, action: ConnectionAction, group: _Group) -> tuple[str, str]:
-        key = _folded(action.connection)
+        key = action.connection.folded
         current = group.connections.get(key)
         settings = ConnectionSettings(
             app_id=self._app_id(action.app.app_id, group)
@@ -211,8 +213,8 @@ class Applier:
             group.connections.pop(key, None)
             return "applied", f"deleted {current.id}"
         operation = {
-            ActionKind.CONVERT_CONNECTION: MIGRATE_ISSUER_OPERATION,
-            ActionKind.MIGRATE_CONNECTION_ISSUER: MIGRATE_ISSUER_OPERATION,
+            ActionKind.CONVERT_CONNECTION: CONVERT_OPERATION,
+            ActionKind.MIGRATE_CONNECTION_ISSUER: CONVERT_OPERATION,
         }.get(action.kind)
         updated = await self._ado.update_connection(current, settings, operation=operation)
         group.connections[key] = updated
@@ -228,14 +230,14 @@ class Applier:
             existing = await self._find_connection(key)
             if existing is None:
                 raise failure from None
-            group.connections[_folded(key)] = existing
+            group.connections[key.folded] = existing
             return "adopted", f"connection {existing.id} already existed"
-        group.connections[_folded(key)] = created
+        group.connections[key.folded] = created
         return "applied", f"connection {created.id}"
 
     async def _find_connection(self, key: ConnectionKey) -> ServiceConnection | None:
         listing = await self._ado.list_connections(key.organization, key.project)
-        return next((c for c in listing if _folded(c.key) == _folded(key)), None)
+        return next((c for c in listing if c.key.folded == key.folded), None)
 
     # ------------------------------------------------------------------ credentials
 
@@ -266,7 +268,7 @@ class Applier:
     async def _issuer_and_subject(self, action: CredentialAction, group: _Group) -> tuple[str, str]:
         if action.from_connection is None:
             return str(action.issuer), str(action.subject)
-        connection = group.connections.get(_folded(action.from_connection))
+        connection = group.connections.get(action.from_connection.folded)
         if connection is None or not connection.issuer or not connection.subject:
             connection = await self._find_connection(action.from_connection)
         if connection is None or not connection.issuer or not connection.subject:
@@ -327,7 +329,7 @@ class Applier:
     async def _pipelines(self, action: PipelineAction, group: _Group) -> tuple[str, str]:
         connection_id = action.connection_id
         if connection_id is None:
-            connection = group.connections.get(_folded(action.connection))
+            connection = group.connections.get(action.connection.folded)
             if connection is None:
                 raise TemporaryFailure(
                     f"service connection {action.connection} is not visible yet", retry_after=10
@@ -336,7 +338,3 @@ class Applier:
         key = action.connection
         await self._ado.authorize_pipelines(key.organization, key.project, connection_id, action.access)
         return "applied", "authorized"
-
-
-def _folded(key: ConnectionKey) -> tuple[str, str, str]:
-    return (key.organization.lower(), key.project.lower(), key.name.lower())

@@ -23,7 +23,6 @@ from reconciler.adapters.arm import ArmAdapter
 from reconciler.adapters.graph import GraphAdapter
 from reconciler.core.model import (
     Application,
-    ConnectionKey,
     CustomRole,
     FederationConfig,
     ObservedState,
@@ -133,9 +132,9 @@ class Observer:
     async def _with_pipeline_access(
         self, configs: Sequence[FederationConfig], connections: Iterable[ServiceConnection]
     ) -> tuple[list[ServiceConnection], int]:
-        wanted = {_folded(c.connection) for c in configs}
+        wanted = {c.connection.folded for c in configs}
         current = list(connections)
-        targets = [i for i, c in enumerate(current) if _folded(c.key) in wanted]
+        targets = [i for i, c in enumerate(current) if c.key.folded in wanted]
         accesses = await asyncio.gather(
             *(
                 self._bounded(
@@ -157,7 +156,3 @@ def _listing_roots(config: FederationConfig) -> set[str]:
         parts = grant.scope.split("/")
         roots.add("/".join(parts[:3]) if grant.scope.startswith("/subscriptions/") else grant.scope)
     return roots
-
-
-def _folded(key: ConnectionKey) -> tuple[str, str, str]:
-    return (key.organization.lower(), key.project.lower(), key.name.lower())
