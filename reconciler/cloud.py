@@ -27,6 +27,8 @@ class Cloud:
     graph_scope: str
     arm_scope: str
     ado_scope: str = f"{ADO_RESOURCE}/.default"
+    # Where azure-identity signs in; None leaves it to azure-identity (AZURE_AUTHORITY_HOST, else public).
+    authority_host: str | None = None
     # A private CA to trust (the simulator's); None trusts the system's store, as in Azure.
     ca_bundle: str | None = None
 
@@ -48,6 +50,7 @@ CLOUDS: dict[str, Cloud] = {
         "https://dev.azure.com",
         "https://graph.microsoft.us/.default",
         "https://management.usgovcloudapi.net/.default",
+        authority_host="login.microsoftonline.us",
     ),
     "AzureChinaCloud": Cloud(
         "AzureChinaCloud",
@@ -56,6 +59,7 @@ CLOUDS: dict[str, Cloud] = {
         "https://dev.azure.com",
         "https://microsoftgraph.chinacloudapi.cn/.default",
         "https://management.chinacloudapi.cn/.default",
+        authority_host="login.chinacloudapi.cn",
     ),
 }
 CUSTOM_SETTINGS = ("WIF_GRAPH_URL", "WIF_ARM_URL", "WIF_ADO_URL")

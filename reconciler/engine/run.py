@@ -157,6 +157,16 @@ def _outcomes(
     return sorted(outcomes.values(), key=lambda o: o.config_id)
 
 
+def default_credential(cloud: Cloud) -> DefaultAzureCredential:
+    """azure-identity's default chain, signing in at the cloud's authority and trusting its CA."""
+    options: dict[str, object] = {"exclude_interactive_browser_credential": True}
+    if cloud.authority_host:
+        options["authority"] = cloud.authority_host
+    if cloud.ca_bundle:
+        options["connection_verify"] = cloud.ca_bundle
+    return DefaultAzureCredential(**options)
+
+
 @asynccontextmanager
 async def connect(
     cloud: Cloud,
@@ -171,9 +181,7 @@ async def connect(
     (and against the simulator's token endpoint), a developer's sign-in elsewhere.
     """
     own_credential = credential is None
-    token_source: AsyncTokenCredential = credential or DefaultAzureCredential(
-        exclude_interactive_browser_credential=True, connection_verify=cloud.ca_bundle or True
-    )
+    token_source: AsyncTokenCredential = credential or default_credential(cloud)
     meter = RequestMeter()
     graph = GraphAdapter(token_source, cloud, meter, concurrency=options.concurrency)
     arm = ArmAdapter(token_source, cloud, meter, retry_total=options.retry_total)
