@@ -11,15 +11,14 @@ reconciler's tables afterwards, so every test starts from empty tables.
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from azure.data.tables.aio import TableServiceClient
+from azure.data.tables import TableServiceClient
 
 from reconciler.stores import CONFIGS_TABLE, REQUESTS_TABLE, STATUS_TABLE
 
@@ -109,10 +108,12 @@ def azurite_tables(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-async def table_settings(azurite_tables: str) -> AsyncIterator[dict[str, str]]:
-    """App settings for Azurite; the reconciler's tables are deleted after the test."""
+def table_settings(azurite_tables: str) -> Iterator[dict[str, str]]:
+    """App settings for Azurite; the reconciler's tables are deleted after the test.
+
+    A plain (sync) fixture, so that sync tests (the CLI's) can use it as well as async ones.
+    """
     yield {"WIF_TABLE_CONNECTION_STRING": azurite_tables}
-    async with TableServiceClient.from_connection_string(azurite_tables) as service:
-        await asyncio.gather(
-            *(service.delete_table(t) for t in (CONFIGS_TABLE, STATUS_TABLE, REQUESTS_TABLE))
-        )
+    with TableServiceClient.from_connection_string(azurite_tables) as service:
+        for table in (CONFIGS_TABLE, STATUS_TABLE, REQUESTS_TABLE):
+            service.delete_table(table)
