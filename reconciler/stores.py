@@ -203,12 +203,16 @@ class DesiredConfigStore:
         text = _document_text(canonical, config.id)
         current = await self._find(config.id, config.organization)
         if current is None:
+            # Ids are unique across organizations: the same id in another partition would be a
+            # second config with the same owner marker.
             elsewhere = await self._find(config.id, None)
+            if elsewhere is not None and elsewhere["PartitionKey"] == config.organization.lower():
+                raise ConcurrencyConflict(f"config {config.id!r} was created meanwhile; read it again")
             if elsewhere is not None:
                 raise InputError(
                     [
-                        f"id: config {config.id!r} already belongs to organization "
-                        f"{elsewhere['PartitionKey']!r}; retire it there first"
+                        f"id: config {config.id!r} is stored under organization "
+                        f"{elsewhere['PartitionKey']!r}; retire it there and let its prune finish first"
                     ]
                 )
         _check_etag(current, expected_etag, config.id)

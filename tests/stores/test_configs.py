@@ -173,7 +173,7 @@ async def test_invalid_documents_are_rejected_naming_the_field_and_nothing_is_wr
 async def test_an_id_cannot_move_to_another_organization_without_being_retired(stores: Stores) -> None:
     await stores.configs.put(document(id="shared/kv"), request_id="CHG1")
 
-    with pytest.raises(InputError, match="already belongs to organization 'contoso'"):
+    with pytest.raises(InputError, match="is stored under organization 'contoso'"):
         await stores.configs.put(document(id="shared/kv", organization="fabrikam"), request_id="CHG2")
 
 
