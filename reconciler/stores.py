@@ -198,6 +198,7 @@ class DesiredConfigStore:
         gets ConcurrencyConflict and must read again. Storing the same config again changes nothing
         (same generation and ETag): that is how a caller tells an unchanged config.
         """
+        validate_request_id(request_id)
         config = _parse(document, "the config")
         canonical = config_to_document(config)
         text = _document_text(canonical, config.id)
@@ -244,6 +245,7 @@ class DesiredConfigStore:
 
         None when there is no such config. Retiring a tombstone again changes nothing.
         """
+        validate_request_id(request_id)
         current = await self._find(config_id, organization)
         if current is None:
             return None
@@ -549,6 +551,14 @@ class StatusStore:
             last_reconcile=str(entity.get("LastReconcile", "")),
             conditions=tuple(_json_list(entity.get("Conditions"))),
         )
+
+    async def delete(self, config_id: str, organization: str) -> None:
+        """Forgets the status of a purged config (nothing happens when there is none)."""
+        with contextlib.suppress(ResourceNotFoundError):
+            await _translated(
+                self._table.delete_entity(organization.lower(), encode_row_key(config_id)),
+                f"delete status {config_id!r}",
+            )
 
 
 def _fit_conditions(conditions: Sequence[Mapping[str, Any]]) -> tuple[Mapping[str, Any], ...]:

@@ -170,6 +170,14 @@ async def test_invalid_documents_are_rejected_naming_the_field_and_nothing_is_wr
     assert [r async for r in stores.configs.list_all()] == []
 
 
+async def test_the_request_id_of_a_change_is_checked(stores: Stores) -> None:
+    with pytest.raises(InputError, match="requestId"):
+        await stores.configs.put(document(), request_id="CHG 1")
+    stored = await stores.configs.put(document(), request_id="CHG1")
+    with pytest.raises(InputError, match="requestId"):
+        await stores.configs.retire(stored.config_id, request_id="")
+
+
 async def test_an_id_cannot_move_to_another_organization_without_being_retired(stores: Stores) -> None:
     await stores.configs.put(document(id="shared/kv"), request_id="CHG1")
 

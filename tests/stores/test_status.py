@@ -97,3 +97,12 @@ async def test_an_unknown_phase_is_refused(stores: Stores) -> None:
 def test_the_plan_summary_counts_and_names_the_actions() -> None:
     assert summarise_plan([]) == "no changes"
     assert summarise_plan(["create-credential"]) == "1 action: create-credential"
+
+
+async def test_the_status_of_a_purged_config_can_be_forgotten(stores: Stores) -> None:
+    await stores.status.put(status())
+
+    await stores.status.delete(CONFIG_ID, "Contoso")
+    await stores.status.delete(CONFIG_ID, "contoso")  # again: nothing to do
+
+    assert await stores.status.get(CONFIG_ID) is None
