@@ -1,0 +1,144 @@
+"""`python -m reconciler import` and `export`: move configs between YAML files and the table.
+
+The table is chosen by the environment, as in the Function App: WIF_TABLE_CONNECTION_STRING
+(Azurite) or WIF_TABLE_ENDPOINT (an https account URL, signed in with DefaultAzureCredential).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+from azure.identity.aio import DefaultAzureCredential
+
+from reconciler.core.model import FederationConfig
+from reconciler.core.serialise import config_to_document
+from reconciler.documents import InputError, load_configs, load_policy
+from reconciler.failures import TemporaryFailure
+from reconciler.stores import ConcurrencyConflict, ConfigRecord, InvalidRow, Stores, open_stores
+
+# As reconciler.cli (not imported from there: cli imports this module).
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+CONFLICT_RETRIES = 5
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Adds the `import` and `export` commands to the CLI's subcommands."""
+    import_cmd = commands.add_parser(
+        "import", help="validate config files and store every config in the desired-state table"
+    )
+    import_cmd.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    import_cmd.add_argument(
+        "--request-id",
+        help="recorded on every changed config as the request that changed it (default: cli-import-<time>)",
+    )
+    import_cmd.add_argument("--policy", type=Path, help="also check every config against this grant policy")
+    import_cmd.set_defaults(run=run_import)
+
+    export_cmd = commands.add_parser(
+        "export", help="write the active configs of the desired-state table as multi-document YAML"
+    )
+    export_cmd.add_argument("--output", type=Path, metavar="FILE", help="write here instead of stdout")
+    export_cmd.set_defaults(run=run_export)
+
+
+def run_import(args: argparse.Namespace) -> int:
+    configs = load_configs(args.files)  # every file together: ids and shared apps span files
+    if args.policy:
+        policy = load_policy(args.policy)
+        violations = [str(v) for config in configs for v in policy.check(config)]
+        if violations:
+            raise InputError(violations)
+    request_id = args.request_id or f"cli-import-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+    return asyncio.run(import_configs(os.environ, configs, request_id=request_id, out=sys.stdout))
+
+
+async def import_configs(
+    settings: Mapping[str, str], configs: list[FederationConfig], *, request_id: str, out: TextIO
+) -> int:
+    counts = {"created": 0, "updated": 0, "restored": 0, "unchanged": 0}
+    try:
+        async with _stores(settings) as stores:
+            for config in configs:
+                change = await _upsert(stores, config, request_id)
+                counts[change] += 1
+                if change != "unchanged":
+                    print(f"{change:>9}  {config.id}", file=out)
+    except (TemporaryFailure, ConcurrencyConflict) as error:
+        print(f"error: {error} (nothing after this config was imported; run the import again)", file=out)
+        return EXIT_FAILED
+    print(", ".join(f"{n} {what}" for what, n in counts.items()) + f" ({len(configs)} config(s)).", file=out)
+    return EXIT_OK
+
+
+async def _upsert(stores: Stores, config: FederationConfig, request_id: str) -> str:
+    """One config into the table; which change that was. Retries when a concurrent writer won."""
+    document = config_to_document(config)
+    for attempt in range(CONFLICT_RETRIES):
+        before = await stores.configs.get(config.id, config.organization)
+        try:
+            after = await stores.configs.put(
+                document, request_id=request_id, expected_etag=before.etag if before else None
+            )
+        except ConcurrencyConflict:
+            if attempt == CONFLICT_RETRIES - 1:
+                raise
+            continue
+        if before is None:
+            return "created"
+        if after.etag == before.etag:
+            return "unchanged"
+        return "restored" if before.deleted else "updated"
+    raise AssertionError("unreachable")
+
+
+def run_export(args: argparse.Namespace) -> int:
+    text, invalid = asyncio.run(export_configs(os.environ))
+    for row in invalid:
+        print(f"warning: skipped {row}", file=sys.stderr)
+    if args.output:
+        args.output.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return EXIT_FAILED if invalid else EXIT_OK
+
+
+async def export_configs(settings: Mapping[str, str]) -> tuple[str, list[InvalidRow]]:
+    """The active configs as multi-document YAML, ordered by id; and the rows that are not valid."""
+    invalid: list[InvalidRow] = []
+    records: list[ConfigRecord] = []
+    async with _stores(settings) as stores:
+        async for record in stores.configs.list_all(on_invalid=invalid.append):
+            if not record.deleted:
+                records.append(record)
+    records.sort(key=lambda record: record.config_id)
+    return render_yaml([record.document for record in records]), invalid
+
+
+def render_yaml(documents: list[dict[str, Any]]) -> str:
+    if not documents:
+        return ""
+    return yaml.safe_dump_all(
+        documents, sort_keys=False, explicit_start=True, allow_unicode=True, default_flow_style=False
+    )
+
+
+@asynccontextmanager
+async def _stores(settings: Mapping[str, str]) -> AsyncIterator[Stores]:
+    # A credential only for the account URL: the connection string carries its own key.
+    if (settings.get("WIF_TABLE_CONNECTION_STRING") or "").strip():
+        async with await open_stores(settings, None) as stores:
+            yield stores
+        return
+    async with DefaultAzureCredential() as credential, await open_stores(settings, credential) as stores:
+        yield stores

@@ -1,0 +1,108 @@
+"""The status table, against Azurite: round trip, replace semantics, and texts cut to fit."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from reconciler.stores import (
+    MAX_PLAN_SUMMARY,
+    MAX_TEXT_UNITS,
+    TRUNCATED_MARKER,
+    ConfigStatus,
+    Stores,
+    summarise_plan,
+)
+
+CONFIG_ID = "contoso/payments/kv-reader"
+
+
+BASE = ConfigStatus(
+    config_id=CONFIG_ID,
+    organization="Contoso",
+    phase="failed-temporary",
+    observed_generation=3,
+    last_plan=summarise_plan(["create-credential", "assign-role"]),
+    last_error="ARM answered 429",
+    retry_after=30.0,
+    last_reconcile="2026-11-26T14:00:00+00:00",
+    conditions=({"type": "Throttled", "status": "True", "message": "ARM"},),
+)
+
+
+def status(**changes: Any) -> ConfigStatus:
+    return replace(BASE, **changes)
+
+
+async def test_a_status_round_trips(stores: Stores) -> None:
+    stored = await stores.status.put(status())
+
+    assert stored == status(organization="contoso")
+    assert stored.last_plan == "2 actions: create-credential, assign-role"
+    assert await stores.status.get(CONFIG_ID, "contoso") == stored
+    assert await stores.status.get(CONFIG_ID) == stored
+    assert await stores.status.get("contoso/payments/other") is None
+    assert await stores.status.get("contoso/payments/other", "contoso") is None
+
+
+async def test_a_new_status_replaces_the_old_one_whole(stores: Stores) -> None:
+    await stores.status.put(status())
+
+    converged = status(
+        phase="converged", observed_generation=4, last_error="", retry_after=None, conditions=()
+    )
+    await stores.status.put(converged)
+
+    found = await stores.status.get(CONFIG_ID)
+    assert found is not None
+    assert (
+        found.phase,
+        found.observed_generation,
+        found.last_error,
+        found.retry_after,
+        found.conditions,
+    ) == (
+        "converged",
+        4,
+        "",
+        None,
+        (),
+    )
+
+
+async def test_long_texts_are_cut_to_fit_a_table_property_with_a_marker(stores: Stores) -> None:
+    error = "\U0001f4a5" * 40_000  # characters outside the BMP count twice in a table property
+    plan = summarise_plan([f"assign-role-{n}" for n in range(500)])
+    conditions = tuple({"type": f"C{n}", "message": "m" * 500} for n in range(200))
+
+    stored = await stores.status.put(status(last_error=error, last_plan=plan, conditions=conditions))
+    found = await stores.status.get(CONFIG_ID)
+
+    assert found == stored
+    assert found.last_error.endswith(TRUNCATED_MARKER)
+    assert len(found.last_error.encode("utf-16-le")) // 2 <= MAX_TEXT_UNITS
+    assert found.last_error.startswith("\U0001f4a5" * 100)
+    assert len(found.last_plan) <= MAX_PLAN_SUMMARY and found.last_plan.startswith("500 actions: ")
+    assert found.conditions[-1]["type"] == "Truncated"
+    assert 1 < len(found.conditions) < 200
+
+
+async def test_an_unknown_phase_is_refused(stores: Stores) -> None:
+    with pytest.raises(ValueError, match="unknown phase"):
+        await stores.status.put(status(phase="happy"))
+
+
+def test_the_plan_summary_counts_and_names_the_actions() -> None:
+    assert summarise_plan([]) == "no changes"
+    assert summarise_plan(["create-credential"]) == "1 action: create-credential"
+
+
+async def test_the_status_of_a_purged_config_can_be_forgotten(stores: Stores) -> None:
+    await stores.status.put(status())
+
+    await stores.status.delete(CONFIG_ID, "Contoso")
+    await stores.status.delete(CONFIG_ID, "contoso")  # again: nothing to do
+
+    assert await stores.status.get(CONFIG_ID) is None
