@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
 
+from reconciler.queues import parse_reconcile_message
 from reconciler.tickets import MAX_TICKET_BYTES, SCHEMA_PATH, TicketRejected, parse_ticket
 from tests.tickets.tickets_data import APP_ID, CONFIG, POLICY, SUBSCRIPTION, by_id, encode, upsert
 
@@ -174,3 +176,12 @@ def test_the_published_schema_is_draft_2020_12_and_matches_the_docs_examples() -
     schema = json.loads(SCHEMA_PATH.read_text())
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     Draft202012Validator.check_schema(schema)
+
+
+def test_the_examples_in_the_docs_are_valid() -> None:
+    docs = (SCHEMA_PATH.parents[1] / "docs" / "tickets.md").read_text()
+    examples = [json.loads(block) for block in re.findall(r"```json\n(.*?)```", docs, re.DOTALL)]
+    tickets = [e for e in examples if "action" in e]
+    assert [parse_ticket(json.dumps(e), POLICY).action for e in tickets] == ["upsert", "delete", "reconcile"]
+    [reconcile] = [e for e in examples if "apps" in e]
+    assert parse_reconcile_message(json.dumps(reconcile)).reason == "sweep"
