@@ -1,0 +1,233 @@
+"""Ticket requests from the `requests` queue: parse, validate and check them against the policy.
+
+A ticket comes from outside (ServiceNow, Jira, scripts), so every byte of it is hostile until
+proven otherwise. The checks run cheapest first and each one protects the next: the size
+before decoding, the nesting depth before `json.loads` (whose C parser recurses), the JSON
+Schema before the core reads fields, and the grant policy last. Nothing here writes
+anywhere: the caller records the outcome.
+
+The schema is published in `schemas/ticket-request.v1.schema.json` and documented in
+`docs/tickets.md`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+from jsonschema import Draft202012Validator, ValidationError
+
+from reconciler.core.model import FederationConfig
+from reconciler.core.policy import GrantPolicy
+from reconciler.core.validation import API_VERSION, CONFIG_KIND, Document, parse_config
+
+SCHEMA_VERSION = 1
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "ticket-request.v1.schema.json"
+MAX_TICKET_BYTES = 64 * 1024  # a config is about 1 KB; anything near this is not a ticket
+MAX_DEPTH = 8  # the deepest a valid ticket goes is 5 (ticket > config > roleAssignments > [] > {})
+MAX_PROBLEMS = 20  # enough to fix a ticket; a hostile one must not make the record huge
+
+Action = Literal["upsert", "delete", "reconcile"]
+
+# JSON Schema patterns are searched with `re.search`, where `$` also matches before a trailing
+# newline, so the identifiers that travel further (keys, markers, logs) are checked again here.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_CONFIG_ID = re.compile(r"[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)*")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Strings in JSON text, so that brackets inside them do not count towards the depth.
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+
+
+class TicketRejected(ValueError):
+    """The ticket can never be applied as sent: retrying cannot help, so it is recorded and completed."""
+
+    def __init__(self, reason: str, problems: list[str] | None = None) -> None:
+        self.reason = reason
+        self.problems = list(problems or [])[:MAX_PROBLEMS]
+        super().__init__("; ".join([reason, *self.problems]))
+
+
+@dataclass(frozen=True)
+class Ticket:
+    request_id: str
+    action: Action
+    requested_by: str
+    config: FederationConfig | None = None  # upsert only
+    config_document: dict[str, Any] | None = None  # upsert only: the config as sent, to store
+    config_id: str | None = None  # delete and reconcile: as sent; upsert: the validated config's id
+
+
+def parse_ticket(body: bytes | str, policy: GrantPolicy) -> Ticket:
+    """The valid, allowed ticket in `body`, or TicketRejected saying why not."""
+    message = _decode_json(body)
+    version = message.get("schemaVersion")
+    # `True == 1` in Python, hence the type check.
+    if type(version) is not int or version != SCHEMA_VERSION:
+        raise TicketRejected(
+            "unsupported schema version", [f"schemaVersion: expected {SCHEMA_VERSION}, got {version!r}"]
+        )
+    schema_problems = [
+        _describe(error) for error in sorted(_validator().iter_errors(message), key=lambda e: list(e.path))
+    ]
+    request_id = message.get("requestId")
+    if isinstance(request_id, str) and not _REQUEST_ID.fullmatch(request_id):
+        schema_problems.append(
+            "$.requestId: expected 1-128 characters of letters, digits, '.', '_', ':', '-'"
+        )
+    config_id = message.get("configId")
+    if isinstance(config_id, str) and not _CONFIG_ID.fullmatch(config_id):
+        schema_problems.append("$.configId: expected lower-case '/'-separated segments")
+    requested_by = message.get("requestedBy")
+    if isinstance(requested_by, str) and _CONTROL.search(requested_by):
+        schema_problems.append("$.requestedBy: expected no control characters")
+    if schema_problems:
+        raise TicketRejected("the message does not match the ticket schema", schema_problems)
+    ticket = Ticket(
+        request_id=message["requestId"],
+        action=message["action"],
+        requested_by=message["requestedBy"],
+        config_id=config_id,
+    )
+    if ticket.action != "upsert":
+        return ticket
+    return _with_config(ticket, message["config"], policy)
+
+
+def _with_config(ticket: Ticket, document: dict[str, Any], policy: GrantPolicy) -> Ticket:
+    # The ticket's config may leave out apiVersion and kind: the schema version says what it is.
+    body = {"apiVersion": API_VERSION, "kind": CONFIG_KIND, **document}
+    config, problems = parse_config(Document(f"ticket {ticket.request_id}", 1, body))
+    if config is None:
+        raise TicketRejected("the config is not valid", [str(p) for p in problems])
+    if not _CONFIG_ID.fullmatch(config.id):
+        # derive_config_id folds a name of only symbols to '-', which no configId can name: a
+        # later delete or reconcile ticket could not reach this config.
+        raise TicketRejected(
+            "the config is not valid",
+            [
+                f"id {config.id!r} (derived from organization/project/name) cannot be named by a configId; "
+                "give the config an explicit id"
+            ],
+        )
+    violations = policy.check(config)
+    if violations:
+        raise TicketRejected("the config violates the grant policy", [str(v) for v in violations])
+    return Ticket(
+        request_id=ticket.request_id,
+        action=ticket.action,
+        requested_by=ticket.requested_by,
+        config=config,
+        config_document=body,
+        config_id=config.id,
+    )
+
+
+def _decode_json(body: bytes | str) -> dict[str, Any]:
+    # Measure before decoding: a str is checked by its encoded size, as it travelled.
+    if isinstance(body, str):
+        if len(body) > MAX_TICKET_BYTES:
+            raise TicketRejected(f"the message is larger than {MAX_TICKET_BYTES} bytes")
+        try:
+            data = body.encode("utf-8")
+        except UnicodeEncodeError as error:  # lone surrogates
+            raise TicketRejected("the message is not UTF-8 text", [str(error.reason)]) from error
+    else:
+        data = bytes(body)
+    if len(data) > MAX_TICKET_BYTES:
+        raise TicketRejected(f"the message is larger than {MAX_TICKET_BYTES} bytes")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise TicketRejected(
+            "the message is not UTF-8 text", [f"{error.reason} at byte {error.start}"]
+        ) from error
+    depth = _nesting_depth(data)
+    if depth > MAX_DEPTH:
+        raise TicketRejected(
+            "the message is nested too deeply", [f"nesting depth {depth}, at most {MAX_DEPTH} allowed"]
+        )
+    try:
+        message = json.loads(
+            text, object_pairs_hook=_unique_keys, parse_constant=_no_constants, parse_float=_finite_float
+        )
+    except _DuplicateKey as error:
+        raise TicketRejected(
+            "the message has a duplicate key", [f"key {error.key!r} appears twice"]
+        ) from error
+    except _NotJson as error:
+        raise TicketRejected("the message is not valid JSON", [str(error)]) from error
+    except (ValueError, RecursionError) as error:  # JSONDecodeError is a ValueError
+        raise TicketRejected("the message is not valid JSON", [_short(str(error))]) from error
+    if not isinstance(message, dict):
+        raise TicketRejected("the message is not a JSON object", [f"got {type(message).__name__}"])
+    try:
+        # `"\ud800"` is valid JSON but no text: it would fail later, when the config is stored.
+        json.dumps(message, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise TicketRejected("the message is not UTF-8 text", ["a string holds a lone surrogate"]) from error
+    return message
+
+
+def _nesting_depth(data: bytes) -> int:
+    """The deepest bracket nesting of JSON text, without parsing it (so without recursion)."""
+    depth = deepest = 0
+    for byte in _JSON_STRING.sub(b"", data):
+        if byte in b"[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in b"]}":
+            depth -= 1
+    return deepest
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(key)
+
+
+class _NotJson(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Two values for one key are ambiguous: parsers disagree on which one wins.
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateKey(key)
+        result[key] = value
+    return result
+
+
+def _no_constants(name: str) -> Any:
+    raise _NotJson(f"{name} is not a JSON number")
+
+
+def _describe(error: ValidationError) -> str:
+    if error.validator == "not":  # the if/then/else on the action: which of config/configId goes
+        return "$: upsert takes `config`, delete and reconcile take `configId` (not both)"
+    return f"{error.json_path}: {_short(error.message)}"
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):  # 1e400 parses as infinity
+        raise _NotJson(f"{_short(text, 40)} is out of range")
+    return value
+
+
+def _short(text: str, limit: int = 300) -> str:
+    # Schema messages quote the offending value, which may be 60 KB of attacker's text.
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@cache
+def _validator() -> Draft202012Validator:
+    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)

@@ -1,0 +1,103 @@
+"""`submit` and `dlq list|replay` as a user runs them, against the peer (settings from the environment)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reconciler.queue_commands import register
+from servicebus_peer import QueueSpec, ServiceBusPeer, running_peer
+from tests.tickets.tickets_data import ROOT, encode, upsert
+
+QUEUES = (QueueSpec("requests"), QueueSpec("reconcile", requires_session=True))
+
+
+@pytest.fixture(scope="module")
+def module_peer() -> Iterator[ServiceBusPeer]:
+    with running_peer(QUEUES, tick_interval=0.02) as running:
+        yield running
+
+
+@pytest.fixture
+def peer(module_peer: ServiceBusPeer, monkeypatch: pytest.MonkeyPatch) -> ServiceBusPeer:
+    module_peer.reset()
+    monkeypatch.setenv("ServiceBusConnection", module_peer.connection_string)
+    monkeypatch.setenv("WIF_POLICY_FILE", str(ROOT / "policy.yaml"))
+    return module_peer
+
+
+def run(*argv: str) -> int:
+    parser = argparse.ArgumentParser(prog="python -m reconciler")
+    register(parser.add_subparsers(required=True))
+    args = parser.parse_args(argv)
+    code: int = args.run(args)
+    return code
+
+
+def test_submit_wraps_a_yaml_config_into_an_upsert_ticket(
+    peer: ServiceBusPeer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = str(ROOT / "examples" / "configs.yaml")
+    first_document = Path(config).read_text().split("\n---\n")[0]
+    path = tmp_path / "config.yaml"
+    path.write_text(first_document)
+    assert run("submit", str(path), "--request-id", "CHG42", "--requested-by", "ops@contoso.com") == 0
+    assert "submitted request CHG42" in capsys.readouterr().out
+    [message] = peer.messages("requests")
+    ticket = json.loads(message.body)
+    assert (ticket["requestId"], ticket["action"], ticket["requestedBy"]) == (
+        "CHG42",
+        "upsert",
+        "ops@contoso.com",
+    )
+    assert ticket["config"]["serviceConnection"]["name"] == "kv-reader"
+    assert message.message_id == "CHG42"
+
+
+def test_submit_refuses_an_invalid_ticket_without_sending(
+    peer: ServiceBusPeer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    owner = upsert()
+    owner["config"]["roleAssignments"][0]["role"] = "Owner"
+    path = tmp_path / "ticket.json"
+    path.write_bytes(encode(owner))
+    assert run("submit", str(path)) == 2
+    err = capsys.readouterr().err
+    assert "the ticket was not sent: the config violates the grant policy" in err
+    assert "[privileged-role]" in err
+    path.write_bytes(encode(upsert()))
+    assert run("submit", str(path)) == 0
+    assert [m.body for m in peer.messages("requests")] == [encode(upsert())]
+
+
+def test_dlq_list_and_replay(peer: ServiceBusPeer, capsys: pytest.CaptureFixture[str]) -> None:
+    first = peer.inject(
+        "requests",
+        b'{"x": 1}',
+        message_id="m-1",
+        dead_letter_reason="TicketInvalid",
+        dead_letter_description="no requestId",
+    )
+    second = peer.inject("requests", b"{}", message_id="m-2", dead_letter_reason="MaxDeliveryCountExceeded")
+    assert run("dlq", "list") == 0
+    out = capsys.readouterr().out
+    assert "2 dead-lettered message(s) in requests" in out
+    assert f"#{first}  id=m-1" in out and "reason: TicketInvalid: no requestId" in out
+    assert run("dlq", "replay", str(second)) == 0
+    assert "replayed 1 message(s) to requests" in capsys.readouterr().out
+    assert [m.message_id for m in peer.messages("requests")] == ["m-2"]
+    assert run("dlq", "replay", "--all", "--queue", "requests") == 0
+    assert peer.dead_letters("requests") == []
+
+
+def test_missing_settings_are_bad_input(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("ServiceBusConnection", raising=False)
+    monkeypatch.delenv("ServiceBusConnection__fullyQualifiedNamespace", raising=False)
+    assert run("dlq", "list", "--queue", "reconcile") == 2
+    assert "Service Bus is not configured" in capsys.readouterr().err
