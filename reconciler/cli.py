@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from reconciler import queue_commands, table_commands
 from reconciler.cloud import Cloud, CloudError, cloud_from_settings
 from reconciler.core.model import FederationConfig
 from reconciler.core.plan import plan
@@ -73,6 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     _add_desired_state_arguments(apply_cmd)
     apply_cmd.add_argument("--dry-run", action="store_true", help="observe and plan, write nothing")
     apply_cmd.set_defaults(run=_apply, observed=None)
+    table_commands.register(commands)
+    queue_commands.register(commands)
     return parser
 
 

@@ -15,11 +15,14 @@ A reconcile message is versioned JSON (`parse_reconcile_message` is its validato
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections import defaultdict
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
@@ -221,6 +224,9 @@ class Queues:
         self._client = client
         self._credential = credential  # closed with us when we created it
         self._senders: dict[str, ServiceBusSender] = {}
+        # The SDK's sender is not safe for concurrent use (two first sends race to open its
+        # link), and the Functions worker runs invocations concurrently: one send at a time per queue.
+        self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, str], *, retry_total: int = 3) -> Queues:
@@ -260,11 +266,14 @@ class Queues:
         if self._credential is not None:
             await self._credential.close()
 
-    async def _sender(self, queue: str) -> ServiceBusSender:
-        if queue not in self._senders:
-            # keep_alive=0: our senders send in bursts; an idle link is re-opened by the SDK on use.
-            self._senders[queue] = self._client.get_queue_sender(queue, keep_alive=0)
-        return self._senders[queue]
+    @asynccontextmanager
+    async def _sender(self, queue: str) -> AsyncIterator[ServiceBusSender]:
+        """The queue's sender, held alone for the duration of the block."""
+        async with self._locks[queue]:
+            if queue not in self._senders:
+                # keep_alive=0: our senders send in bursts; an idle link is re-opened by the SDK on use.
+                self._senders[queue] = self._client.get_queue_sender(queue, keep_alive=0)
+            yield self._senders[queue]
 
     # ------------------------------------------------------------------ reconcile
 
@@ -297,8 +306,8 @@ class Queues:
             request_id=request_id,
             discriminator=when.isoformat(),  # two follow-ups at two times are two messages
         )
-        sender = await self._sender(RECONCILE_QUEUE)
-        [sequence_number] = await sender.schedule_messages(message, when)
+        async with self._sender(RECONCILE_QUEUE) as sender:
+            [sequence_number] = await sender.schedule_messages(message, when)
         return sequence_number
 
     # ------------------------------------------------------------------ tickets
@@ -312,8 +321,8 @@ class Queues:
             message_id=ticket.request_id,  # the ticket's own idempotency key
             application_properties={"requestId": ticket.request_id, "action": ticket.action},
         )
-        sender = await self._sender(REQUESTS_QUEUE)
-        await sender.send_messages(message)
+        async with self._sender(REQUESTS_QUEUE) as sender:
+            await sender.send_messages(message)
         return ticket
 
     # ------------------------------------------------------------------ dead letters
@@ -334,8 +343,7 @@ class Queues:
         messages there when the replay starts: a message that fails again during the replay
         is not replayed in a loop.
         """
-        sender = await self._sender(queue)
-        async with self._dead_letter_receiver(queue) as receiver:
+        async with self._sender(queue) as sender, self._dead_letter_receiver(queue) as receiver:
             if sequence_numbers is None:
                 wanted = {m.sequence_number for m in await _peek_all(receiver, None)}
             else:
@@ -380,22 +388,22 @@ class Queues:
         return self._client.get_queue_receiver(queue, sub_queue=ServiceBusSubQueue.DEAD_LETTER)
 
     async def _send_batched(self, queue: str, messages: Sequence[ServiceBusMessage]) -> Sent:
-        sender = await self._sender(queue)
-        batches = 0
-        batch = await sender.create_message_batch()
-        for message in messages:
-            try:
-                batch.add_message(message)
-            except MessageSizeExceededError:
-                if len(batch) == 0:
-                    raise  # one message larger than the queue allows: a bug in the sharding
+        async with self._sender(queue) as sender:
+            batches = 0
+            batch = await sender.create_message_batch()
+            for message in messages:
+                try:
+                    batch.add_message(message)
+                except MessageSizeExceededError:
+                    if len(batch) == 0:
+                        raise  # one message larger than the queue allows: a bug in the sharding
+                    await sender.send_messages(batch)
+                    batches += 1
+                    batch = await sender.create_message_batch()
+                    batch.add_message(message)
+            if len(batch):
                 await sender.send_messages(batch)
                 batches += 1
-                batch = await sender.create_message_batch()
-                batch.add_message(message)
-        if len(batch):
-            await sender.send_messages(batch)
-            batches += 1
         return Sent(len(messages), batches)
 
 

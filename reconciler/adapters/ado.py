@@ -153,8 +153,7 @@ class AdoAdapter:
     ) -> Any:
         request = HttpRequest(method, self._client.format_url(path), params=dict(params), json=body)
         try:
-            response = await self._client.send_request(request)
-            await response.read()
+            response = await self._client.send_request(request)  # not streamed: the body is read
         except (ServiceRequestError, ServiceResponseError) as error:
             raise TemporaryFailure(
                 f"Azure DevOps connection failed: {error.message}", code="ConnectionError"

@@ -1,0 +1,79 @@
+"""The Azure Functions app (Python v2 programming model): thin triggers over the reconciler service.
+
+| function | trigger | does |
+|---|---|---|
+| ticket_requests | Service Bus queue `requests` | validate and record a ticket, queue its reconcile |
+| drift_sweep | timer `%DRIFT_SCHEDULE%` | send one reconcile message per application group |
+| reconcile_apps | Service Bus queue `reconcile` (sessions) | reconcile the configs of one application group |
+| http_* | HTTP | `POST /api/reconcile`, `GET /api/configs/{id}/plan` and `/status`, |
+| | | `GET /api/requests/{id}`, `GET /api/health` (anonymous) |
+"""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from reconciler import http_api
+from reconciler.app_context import service
+from reconciler.queues import ReconcileMessageInvalid, parse_reconcile_message
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+log = logging.getLogger("reconciler")
+
+
+@app.service_bus_queue_trigger(arg_name="message", queue_name="requests", connection="ServiceBusConnection")
+async def ticket_requests(message: func.ServiceBusMessage) -> None:
+    outcome = await (await service()).handle_ticket(message.get_body())
+    log.info("ticket %s: %s", outcome.request_id, outcome.outcome, extra={"request_id": outcome.request_id})
+
+
+@app.timer_trigger(arg_name="timer", schedule="%DRIFT_SCHEDULE%", run_on_startup=False, use_monitor=True)
+async def drift_sweep(timer: func.TimerRequest) -> None:
+    if timer.past_due:
+        log.warning("drift sweep is past due: running it now")
+    covered = await (await service()).sweep()
+    log.info("drift sweep queued %d configs", covered)
+
+
+@app.service_bus_queue_trigger(
+    arg_name="message", queue_name="reconcile", connection="ServiceBusConnection", is_sessions_enabled=True
+)
+async def reconcile_apps(message: func.ServiceBusMessage) -> None:
+    try:
+        request = parse_reconcile_message(message.get_body())
+    except ReconcileMessageInvalid as rejected:
+        # Retrying cannot fix a malformed message: log it and let it complete.
+        log.error("reconcile message %s rejected: %s", message.message_id, rejected)
+        return
+    await (await service()).reconcile(request)
+
+
+@app.route(route="reconcile", methods=["POST"])
+async def http_reconcile(req: func.HttpRequest) -> func.HttpResponse:
+    return _http(await http_api.guarded(http_api.reconcile, await service(), req.get_body()))
+
+
+@app.route(route="configs/{config_id}/plan", methods=["GET"])
+async def http_plan(req: func.HttpRequest) -> func.HttpResponse:
+    return _http(await http_api.guarded(http_api.plan, await service(), req.route_params["config_id"]))
+
+
+@app.route(route="configs/{config_id}/status", methods=["GET"])
+async def http_status(req: func.HttpRequest) -> func.HttpResponse:
+    return _http(await http_api.guarded(http_api.status, await service(), req.route_params["config_id"]))
+
+
+@app.route(route="requests/{request_id}", methods=["GET"])
+async def http_request(req: func.HttpRequest) -> func.HttpResponse:
+    return _http(await http_api.guarded(http_api.request, await service(), req.route_params["request_id"]))
+
+
+@app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+async def http_health(req: func.HttpRequest) -> func.HttpResponse:
+    return func.HttpResponse('{"status": "ok"}', status_code=200, mimetype="application/json")
+
+
+def _http(response: http_api.Response) -> func.HttpResponse:
+    return func.HttpResponse(response.text(), status_code=response.status, headers=dict(response.headers))

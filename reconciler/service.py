@@ -1,0 +1,264 @@
+"""The reconciler service: what the Functions triggers and the HTTP API do, without the Functions host.
+
+- a ticket request (Service Bus `requests`): validate, check policy, record the desired state
+  under the request id (ETag-guarded), hand the reconcile to the `reconcile` queue;
+- a sweep (timer): enumerate the desired state and send one reconcile message per
+  application group, batched, to the `reconcile` queue;
+- a reconcile message (Service Bus `reconcile`, one session per application): load every
+  config of those applications, run one engine pass, record status and the requests'
+  outcomes, schedule a follow-up for temporary failures, purge tombstones that converged;
+- the HTTP API's plans, statuses and request records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from reconciler.core.policy import GrantPolicy
+from reconciler.core.sharding import shard
+from reconciler.documents import InputError
+from reconciler.engine.run import ConfigOutcome, Reconciler, RunReport, Status
+from reconciler.queues import Queues, ReconcileRequest
+from reconciler.stores import ConcurrencyConflict, ConfigRecord, ConfigStatus, Stores
+from reconciler.tickets import Ticket, TicketRejected, parse_ticket
+
+log = logging.getLogger("reconciler.service")
+
+PUT_ATTEMPTS = 5  # optimistic-concurrency retries for one ticket's write
+EngineFactory = Callable[[], AbstractAsyncContextManager[Reconciler]]
+
+
+@dataclass(frozen=True)
+class TicketOutcome:
+    request_id: str
+    outcome: str  # accepted | rejected | duplicate
+    reason: str
+    config_id: str | None = None
+
+
+class ReconcilerService:
+    def __init__(
+        self,
+        stores: Stores,
+        queues: Queues,
+        policy: GrantPolicy,
+        engine: EngineFactory,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._stores = stores
+        self._queues = queues
+        self._policy = policy
+        self._engine = engine
+        self._clock = clock
+
+    # ------------------------------------------------------------------ tickets
+
+    async def handle_ticket(self, body: bytes) -> TicketOutcome:
+        """Record one ticket request. Invalid or forbidden requests are recorded as rejected and
+        not retried; a temporary failure raises, so Service Bus delivers the message again."""
+        try:
+            ticket = parse_ticket(body, self._policy)
+        except TicketRejected as rejected:
+            request_id = _request_id_of(body)
+            reason = "; ".join([rejected.reason, *rejected.problems])
+            await self._record_rejection(request_id, body, reason)
+            log.warning("ticket rejected", extra={"request_id": request_id, "reason": reason})
+            return TicketOutcome(request_id, "rejected", reason)
+        record, created = await self._stores.requests.begin(
+            ticket.request_id,
+            body.decode("utf-8", "replace"),
+            requested_by=ticket.requested_by,
+            action=ticket.action,
+            received_at=self._now(),
+        )
+        if not created and record.finished_at:
+            # The same request delivered again: it was applied once; answer with the first outcome.
+            return TicketOutcome(ticket.request_id, "duplicate", f"already {record.outcome}: {record.reason}")
+        config_record = await self._write_desired_state(ticket)
+        if config_record is None:
+            reason = f"no config {ticket.config_id} to {ticket.action}"
+            await self._stores.requests.finish(ticket.request_id, "rejected", reason, [], self._now())
+            return TicketOutcome(ticket.request_id, "rejected", reason, ticket.config_id)
+        await self._queues.send_reconcile(
+            shard([config_record.config]), reason="ticket", request_id=ticket.request_id
+        )
+        changes = [f"{ticket.action} {config_record.config.id} (generation {config_record.generation})"]
+        await self._stores.requests.finish(
+            ticket.request_id, "accepted", "reconcile queued", changes, self._now()
+        )
+        return TicketOutcome(ticket.request_id, "accepted", "reconcile queued", config_record.config.id)
+
+    async def _write_desired_state(self, ticket: Ticket) -> ConfigRecord | None:
+        """The ETag-guarded write the ticket asks for; a concurrent change is re-read and retried."""
+        config_id = ticket.config.id if ticket.config else str(ticket.config_id)
+        for _ in range(PUT_ATTEMPTS):
+            current = await self._stores.configs.get(config_id)
+            etag = current.etag if current else None
+            try:
+                if ticket.action == "upsert":
+                    assert ticket.config_document is not None
+                    return await self._stores.configs.put(
+                        ticket.config_document, request_id=ticket.request_id, expected_etag=etag
+                    )
+                if current is None or (current.deleted and ticket.action == "reconcile"):
+                    return None
+                if ticket.action == "delete":
+                    return await self._stores.configs.retire(
+                        config_id, request_id=ticket.request_id, expected_etag=etag
+                    )
+                return current
+            except ConcurrencyConflict:
+                continue
+        raise ConcurrencyConflict(f"config {config_id} kept changing under request {ticket.request_id}")
+
+    async def _record_rejection(self, request_id: str, body: bytes, reason: str) -> None:
+        text = body[:65536].decode("utf-8", "replace")
+        record, created = await self._stores.requests.begin(
+            request_id, text, requested_by="", action="invalid", received_at=self._now()
+        )
+        if created or not record.finished_at:
+            await self._stores.requests.finish(request_id, "rejected", reason, [], self._now())
+
+    # ------------------------------------------------------------------ sweeps
+
+    async def sweep(self) -> int:
+        """Send one reconcile message per application group; returns how many configs it covers."""
+        invalid: list[str] = []
+        records = [
+            r async for r in self._stores.configs.list_all(on_invalid=lambda row: invalid.append(str(row)))
+        ]
+        for problem in invalid:
+            log.error("desired-state row skipped: %s", problem)
+        configs = [r.config for r in records]
+        sweep_id = self._clock().strftime("sweep-%Y%m%dT%H%M%SZ")
+        sent = await self._queues.send_reconcile(shard(configs), reason="sweep", sweep_id=sweep_id)
+        log.info("sweep %s: %d configs in %d messages", sweep_id, len(configs), sent.messages)
+        return len(configs)
+
+    # ------------------------------------------------------------------ reconcile
+
+    async def reconcile(self, request: ReconcileRequest) -> RunReport:
+        records = await self._stores.configs.list_for_apps(list(request.apps))
+        active = [r.config for r in records if not r.deleted]
+        retired = [r.config for r in records if r.deleted]
+        async with self._engine() as engine:
+            report = await engine.run(active, retired, pipelines=request.reason == "sweep")
+        await self._record(report, records)
+        await self._follow_up(report, request)
+        if request.request_id:
+            outcome = "applied" if report.all_converged else "failed"
+            reasons = [f"{o.config_id}: {o.reason}" for o in report.outcomes if o.reason]
+            changes = [
+                f"{r.action.kind} {r.action.target}: {r.outcome}" for o in report.outcomes for r in o.actions
+            ]
+            await self._stores.requests.finish(
+                request.request_id, outcome, "; ".join(reasons), changes, self._now()
+            )
+        return report
+
+    async def _record(self, report: RunReport, records: Sequence[ConfigRecord]) -> None:
+        by_id = {r.config.id: r for r in records}
+        for outcome in report.outcomes:
+            record = by_id.get(outcome.config_id)
+            if record is None:
+                continue
+            if record.deleted and outcome.status is Status.CONVERGED:
+                # What the retired config owned is gone: the tombstone and its status can go too.
+                await self._stores.configs.purge(record.config.id, record.etag, record.config.organization)
+                await self._stores.status.delete(record.config.id, record.config.organization)
+                continue
+            await self._stores.status.put(self._status(record, outcome))
+
+    def _status(self, record: ConfigRecord, outcome: ConfigOutcome) -> ConfigStatus:
+        return ConfigStatus(
+            config_id=record.config.id,
+            organization=record.config.organization,
+            phase=str(outcome.status),
+            observed_generation=record.generation,
+            last_plan=_summary(outcome),
+            last_error=outcome.reason,
+            retry_after=outcome.retry_after,
+            last_reconcile=self._now(),
+        )
+
+    async def _follow_up(self, report: RunReport, request: ReconcileRequest) -> None:
+        delay = report.retry_after
+        if delay is None:
+            return
+        at = self._clock() + timedelta(seconds=max(delay, 5.0))
+        for app_key in request.apps:
+            await self._queues.schedule_follow_up(app_key, at, request_id=request.request_id or "follow-up")
+
+    # ------------------------------------------------------------------ HTTP API
+
+    async def plan_config(self, config_id: str) -> RunReport | None:
+        record = await self._stores.configs.get(config_id)
+        if record is None:
+            return None
+        records = await self._stores.configs.list_for_apps([record.config.application.key])
+        async with self._engine() as engine:
+            return await engine.run(
+                [r.config for r in records if not r.deleted],
+                [r.config for r in records if r.deleted],
+                dry_run=True,
+            )
+
+    async def reconcile_now(self, config_ids: Sequence[str] | None, *, dry_run: bool) -> RunReport:
+        """Reconcile these configs (and every config sharing their applications), or all."""
+        if config_ids is None:
+            records = [r async for r in self._stores.configs.list_all()]
+        else:
+            found = [await self._stores.configs.get(config_id) for config_id in config_ids]
+            missing = [cid for cid, record in zip(config_ids, found, strict=True) if record is None]
+            if missing:
+                raise InputError([f"no config {cid}" for cid in missing])
+            app_keys = sorted({r.config.application.key for r in found if r is not None})
+            records = await self._stores.configs.list_for_apps(app_keys)
+        async with self._engine() as engine:
+            report = await engine.run(
+                [r.config for r in records if not r.deleted],
+                [r.config for r in records if r.deleted],
+                dry_run=dry_run,
+            )
+        if not dry_run:
+            await self._record(report, records)
+        return report
+
+    async def status(self, config_id: str) -> ConfigStatus | None:
+        return await self._stores.status.get(config_id)
+
+    async def request(self, request_id: str) -> Any:
+        return await self._stores.requests.get(request_id)
+
+    def _now(self) -> str:
+        return self._clock().isoformat()
+
+
+def _summary(outcome: ConfigOutcome) -> str:
+    if not outcome.drift:
+        return "no changes"
+    kinds = ", ".join(item.split(" ", 1)[0] for item in outcome.drift)
+    return f"{len(outcome.drift)} action(s): {kinds}"[:1000]
+
+
+def _request_id_of(body: bytes) -> str:
+    """The id to record a rejected request under: its own when readable, else one derived from the body."""
+    try:
+        parsed = json.loads(body[:65536])
+        candidate = parsed.get("requestId") if isinstance(parsed, dict) else None
+    except (ValueError, UnicodeDecodeError):
+        candidate = None
+    if (
+        isinstance(candidate, str)
+        and 0 < len(candidate) <= 128
+        and all(c.isalnum() or c in "._:-" for c in candidate)
+    ):
+        return candidate
+    return "invalid-" + hashlib.sha256(body).hexdigest()[:32]
