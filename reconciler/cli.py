@@ -18,9 +18,10 @@ from reconciler.core.model import FederationConfig
 from reconciler.core.plan import plan
 from reconciler.core.policy import GrantPolicy
 from reconciler.documents import InputError, load_configs, load_policy
-from reconciler.engine.run import RunReport, connect
+from reconciler.engine.run import RunReport, connect, default_credential
 from reconciler.render import plan_to_json, plan_to_table, report_to_json, report_to_table
 from reconciler.snapshot import load_snapshot
+from reconciler.stores import open_stores
 
 EXIT_OK = 0
 EXIT_DRIFT = 1
@@ -80,7 +81,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_desired_state_arguments(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--configs", type=Path, action="append", required=True, metavar="FILE")
+    command.add_argument("--configs", type=Path, action="append", default=[], metavar="FILE")
+    command.add_argument(
+        "--from-table",
+        action="store_true",
+        help="read the desired configs from the desired-state table instead ($WIF_TABLE_CONNECTION_STRING, "
+        "or $WIF_TABLE_ENDPOINT with the default credential); deleted ones are pruned as retired",
+    )
     command.add_argument(
         "--retired",
         type=Path,
@@ -171,7 +178,34 @@ def _progress_bar() -> Callable[[int, int], None] | None:
 def _desired_state(
     args: argparse.Namespace,
 ) -> tuple[list[FederationConfig], list[FederationConfig], GrantPolicy]:
-    configs = load_configs(args.configs)
-    retired = load_configs(args.retired) if args.retired else []
+    if bool(args.configs) == args.from_table:
+        raise InputError(
+            ["give the desired state as --configs FILE... or as --from-table, not both or neither"]
+        )
+    if args.from_table:
+        configs, retired = asyncio.run(_table_state())
+    else:
+        configs = load_configs(args.configs)
+        retired = []
+    if args.retired:
+        retired += load_configs(args.retired)
     path = args.policy or Path(os.environ.get("WIF_POLICY_FILE", DEFAULT_POLICY))
     return configs, retired, load_policy(path)
+
+
+async def _table_state() -> tuple[list[FederationConfig], list[FederationConfig]]:
+    """Active configs and tombstones from the table; invalid rows are listed and left out."""
+    cloud = cloud_from_settings(os.environ)
+    credential = None if os.environ.get("WIF_TABLE_CONNECTION_STRING") else default_credential(cloud)
+    invalid: list[str] = []
+    try:
+        async with await open_stores(os.environ, credential) as stores:
+            records = [
+                r async for r in stores.configs.list_all(on_invalid=lambda row: invalid.append(str(row)))
+            ]
+    finally:
+        if credential is not None:
+            await credential.close()
+    for problem in invalid:
+        print(f"warning: skipped an invalid row: {problem}", file=sys.stderr)
+    return [r.config for r in records if not r.deleted], [r.config for r in records if r.deleted]

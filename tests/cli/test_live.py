@@ -27,20 +27,15 @@ async def simulator_env() -> AsyncIterator[dict[str, str]]:
         await process.wait()
 
 
-def reconciler(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    command = [
-        sys.executable,
-        "-m",
-        "reconciler",
-        *args,
-        "--configs",
-        "examples/configs.yaml",
-        "--cloud",
-        "simulator",
-    ]
+def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "reconciler", *args]
     return subprocess.run(
         command, cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=120, check=False
     )
+
+
+def reconciler(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return run_cli(env, *args, "--configs", "examples/configs.yaml", "--cloud", "simulator")
 
 
 async def writes(admin: AdminClient) -> int:
@@ -95,3 +90,14 @@ def test_simulator_cloud_without_its_settings_is_a_clear_input_error() -> None:
     )
     assert result.returncode == 2
     assert "needs WIF_GRAPH_URL, WIF_ARM_URL, WIF_ADO_URL" in result.stderr
+
+
+async def test_apply_from_the_table(simulator_env: dict[str, str], table_settings: dict[str, str]) -> None:
+    env = {**simulator_env, **table_settings}
+    imported = run_cli(env, "import", "examples/configs.yaml", "--request-id", "seed-1")
+    assert imported.returncode == 0, imported.stderr
+    applied = run_cli(env, "apply", "--from-table", "--cloud", "simulator")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert "4 config(s): 4 converged" in applied.stdout
+    both = run_cli(env, "apply", "--from-table", "--configs", "examples/configs.yaml", "--cloud", "simulator")
+    assert both.returncode == 2 and "not both or neither" in both.stderr
