@@ -59,6 +59,9 @@ def test_submit_refuses_an_invalid_ticket_without_sending(
     assert "the ticket was not sent: the config violates the grant policy" in err
     assert "[privileged-role]" in err
     path.write_bytes(encode(upsert()))
+    assert run("submit", str(path), "--request-id", "other") == 2
+    assert "a ticket names its own requestId" in capsys.readouterr().err
+    assert peer.messages("requests") == []
     assert run("submit", str(path)) == 0
     assert [m.body for m in peer.messages("requests")] == [encode(upsert())]
 
