@@ -61,8 +61,8 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 
 
 def _submit(args: argparse.Namespace) -> int:
-    policy = load_policy(args.policy or Path(os.environ.get("WIF_POLICY_FILE", DEFAULT_POLICY)))
     try:
+        policy = load_policy(args.policy or Path(os.environ.get("WIF_POLICY_FILE", DEFAULT_POLICY)))
         body = _ticket_body(args)
     except InputError as error:
         return _bad_input(error.problems)
@@ -89,8 +89,12 @@ def _ticket_body(args: argparse.Namespace) -> bytes:
         raise InputError([f"{args.file}: expected one ticket or config, found {len(documents)} documents"])
     body = documents[0].body
     if isinstance(body, dict) and "schemaVersion" in body:
-        # A ticket already: sent byte for byte, so what is validated is what is sent.
-        return args.file.read_bytes()  # type: ignore[no-any-return]
+        if args.request_id or args.requested_by:
+            raise InputError([f"{args.file}: a ticket names its own requestId and requestedBy"])
+        if args.file.suffix == ".json":
+            # Sent byte for byte, so what is validated is what is sent.
+            return args.file.read_bytes()  # type: ignore[no-any-return]
+        return json.dumps(body, default=str).encode()  # a ticket written in YAML
     ticket: dict[str, Any] = {
         "schemaVersion": SCHEMA_VERSION,
         "requestId": args.request_id or f"cli-{uuid.uuid4().hex}",

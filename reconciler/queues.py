@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
 from azure.core.credentials_async import AsyncTokenCredential
+from azure.identity.aio import DefaultAzureCredential
 from azure.servicebus import (
     ServiceBusMessage,
     ServiceBusReceivedMessage,
@@ -242,9 +243,6 @@ class Queues:
                 f"the peer's ...;UseDevelopmentEmulator=true) or {NAMESPACE_SETTING} "
                 "(e.g. mynamespace.servicebus.windows.net, reached with the managed identity)"
             )
-        # Imported here: only identity-based deployments need azure-identity's credential chain.
-        from azure.identity.aio import DefaultAzureCredential  # noqa: PLC0415
-
         client_id = settings.get(CLIENT_ID_SETTING) or settings.get("AZURE_CLIENT_ID") or None
         credential = DefaultAzureCredential(
             managed_identity_client_id=client_id, exclude_interactive_browser_credential=True

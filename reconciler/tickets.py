@@ -47,7 +47,7 @@ class TicketRejected(ValueError):
 
     def __init__(self, reason: str, problems: list[str] | None = None) -> None:
         self.reason = reason
-        self.problems = list(problems or [])[:MAX_PROBLEMS]
+        self.problems = [_short(p) for p in (problems or [])[:MAX_PROBLEMS]]
         super().__init__("; ".join([reason, *self.problems]))
 
 
@@ -71,7 +71,8 @@ def parse_ticket(body: bytes | str, policy: GrantPolicy) -> Ticket:
             "unsupported schema version", [f"schemaVersion: expected {SCHEMA_VERSION}, got {version!r}"]
         )
     schema_problems = [
-        _describe(error) for error in sorted(_validator().iter_errors(message), key=lambda e: list(e.path))
+        _describe(error)
+        for error in sorted(_validator().iter_errors(message), key=lambda e: [str(p) for p in e.path])
     ]
     request_id = message.get("requestId")
     if isinstance(request_id, str) and not _REQUEST_ID.fullmatch(request_id):

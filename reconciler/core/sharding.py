@@ -35,9 +35,9 @@ MAX_CONFIGS_PER_SHARD = 300
 class Shard:
     """One reconcile message: whole applications of one session, at most max_configs configs."""
 
-    session_id: str
     app_keys: tuple[str, ...]
     config_ids: tuple[str, ...]
+    session_id: str
 
 
 def session_for(app_key: str) -> str:
@@ -69,9 +69,9 @@ def shard(configs: Sequence[FederationConfig], max_configs: int = MAX_CONFIGS_PE
             # An application never spans shards; validation caps it at 20 configs, so it always
             # fits, and one larger than max_configs still gets a shard of its own.
             if apps and len(ids) + len(app_ids) > max_configs:
-                shards.append(Shard(session_id, tuple(apps), tuple(ids)))
+                shards.append(Shard(tuple(apps), tuple(ids), session_id))
                 apps, ids = [], []
             apps.append(app_key)
             ids.extend(app_ids)
-        shards.append(Shard(session_id, tuple(apps), tuple(ids)))
+        shards.append(Shard(tuple(apps), tuple(ids), session_id))
     return shards

@@ -62,9 +62,9 @@ def test_a_shard_is_split_by_size_but_never_splits_an_application() -> None:
 def test_an_application_larger_than_max_configs_gets_a_shard_of_its_own() -> None:
     assert shard(fleet(apps=1, per_app=5), max_configs=2) == [
         Shard(
-            session_for("app:aaaaaaaa-0000-0000-0000-000000000000"),
-            ("app:aaaaaaaa-0000-0000-0000-000000000000",),
-            tuple(sorted(c.id for c in fleet(1, 5))),
+            app_keys=("app:aaaaaaaa-0000-0000-0000-000000000000",),
+            config_ids=tuple(sorted(c.id for c in fleet(1, 5))),
+            session_id=session_for("app:aaaaaaaa-0000-0000-0000-000000000000"),
         )
     ]
 

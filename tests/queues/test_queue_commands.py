@@ -4,30 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from reconciler.queue_commands import register
-from servicebus_peer import QueueSpec, ServiceBusPeer, running_peer
+from servicebus_peer import ServiceBusPeer
 from tests.tickets.tickets_data import ROOT, encode, upsert
 
-QUEUES = (QueueSpec("requests"), QueueSpec("reconcile", requires_session=True))
 
-
-@pytest.fixture(scope="module")
-def module_peer() -> Iterator[ServiceBusPeer]:
-    with running_peer(QUEUES, tick_interval=0.02) as running:
-        yield running
-
-
-@pytest.fixture
-def peer(module_peer: ServiceBusPeer, monkeypatch: pytest.MonkeyPatch) -> ServiceBusPeer:
-    module_peer.reset()
+@pytest.fixture(autouse=True)
+def settings(module_peer: ServiceBusPeer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The commands read Service Bus and the policy from the environment, as in production."""
     monkeypatch.setenv("ServiceBusConnection", module_peer.connection_string)
     monkeypatch.setenv("WIF_POLICY_FILE", str(ROOT / "policy.yaml"))
-    return module_peer
 
 
 def run(*argv: str) -> int:
@@ -41,8 +31,7 @@ def run(*argv: str) -> int:
 def test_submit_wraps_a_yaml_config_into_an_upsert_ticket(
     peer: ServiceBusPeer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = str(ROOT / "examples" / "configs.yaml")
-    first_document = Path(config).read_text().split("\n---\n")[0]
+    first_document = (ROOT / "examples" / "configs.yaml").read_text().split("\n---\n")[0]
     path = tmp_path / "config.yaml"
     path.write_text(first_document)
     assert run("submit", str(path), "--request-id", "CHG42", "--requested-by", "ops@contoso.com") == 0
@@ -70,6 +59,9 @@ def test_submit_refuses_an_invalid_ticket_without_sending(
     assert "the ticket was not sent: the config violates the grant policy" in err
     assert "[privileged-role]" in err
     path.write_bytes(encode(upsert()))
+    assert run("submit", str(path), "--request-id", "other") == 2
+    assert "a ticket names its own requestId" in capsys.readouterr().err
+    assert peer.messages("requests") == []
     assert run("submit", str(path)) == 0
     assert [m.body for m in peer.messages("requests")] == [encode(upsert())]
 

@@ -7,7 +7,7 @@ SDK sender or receiver costs about 0.5 s against the peer.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -29,23 +29,6 @@ from tests.core.builders import config
 from tests.tickets.tickets_data import POLICY, encode, upsert
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-QUEUES = (
-    QueueSpec("requests", max_delivery_count=3, lock_duration=5.0),
-    QueueSpec("reconcile", requires_session=True, max_delivery_count=3, lock_duration=5.0),
-)
-
-
-@pytest.fixture(scope="module")
-def module_peer() -> Iterator[ServiceBusPeer]:
-    with running_peer(QUEUES, tick_interval=0.02) as running:
-        yield running
-
-
-@pytest.fixture
-def peer(module_peer: ServiceBusPeer) -> ServiceBusPeer:
-    module_peer.reset()
-    return module_peer
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
