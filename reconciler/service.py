@@ -152,16 +152,21 @@ class ReconcilerService:
             report = await engine.run(active, retired, pipelines=request.reason == "sweep")
         await self._record(report, records)
         await self._follow_up(report, request)
-        if request.request_id:
-            outcome = "applied" if report.all_converged else "failed"
-            reasons = [f"{o.config_id}: {o.reason}" for o in report.outcomes if o.reason]
-            changes = [
-                f"{r.action.kind} {r.action.target}: {r.outcome}" for o in report.outcomes for r in o.actions
-            ]
-            await self._stores.requests.finish(
-                request.request_id, outcome, "; ".join(reasons), changes, self._now()
-            )
+        if request.request_id and request.reason in {"ticket", "follow-up"}:
+            await self._finish_request(request.request_id, report)
         return report
+
+    async def _finish_request(self, request_id: str, report: RunReport) -> None:
+        """The ticket's outcome, once its reconcile ran (a follow-up may turn `failed` into `applied`)."""
+        outcome = "applied" if report.all_converged else "failed"
+        reasons = [f"{o.config_id}: {o.reason}" for o in report.outcomes if o.reason]
+        changes = [
+            f"{r.action.kind} {r.action.target}: {r.outcome}" for o in report.outcomes for r in o.actions
+        ]
+        try:
+            await self._stores.requests.finish(request_id, outcome, "; ".join(reasons), changes, self._now())
+        except KeyError:
+            log.warning("reconciled for request %s, which was never recorded", request_id)
 
     async def _record(self, report: RunReport, records: Sequence[ConfigRecord]) -> None:
         by_id = {r.config.id: r for r in records}
@@ -193,8 +198,10 @@ class ReconcilerService:
         if delay is None:
             return
         at = self._clock() + timedelta(seconds=max(delay, 5.0))
+        # A sweep's follow-up carries the sweep's id, so its log lines tie back to the sweep.
+        origin = request.request_id or request.sweep_id or "follow-up"
         for app_key in request.apps:
-            await self._queues.schedule_follow_up(app_key, at, request_id=request.request_id or "follow-up")
+            await self._queues.schedule_follow_up(app_key, at, request_id=origin)
 
     # ------------------------------------------------------------------ HTTP API
 
