@@ -78,9 +78,7 @@ async def reconcile(service: ReconcilerService, body: bytes) -> Response:
 async def plan(service: ReconcilerService, raw_id: str) -> Response:
     config_id = config_id_from_route(raw_id)
     if config_id is None:
-        return problem(
-            400, "Invalid config id", "use the id with '~' in place of '/', e.g. contoso~payments~kv-reader"
-        )
+        return _bad_config_id()
     report = await service.plan_config(config_id)
     if report is None:
         return problem(404, "Unknown config", f"no config {config_id}")
@@ -90,13 +88,17 @@ async def plan(service: ReconcilerService, raw_id: str) -> Response:
 async def status(service: ReconcilerService, raw_id: str) -> Response:
     config_id = config_id_from_route(raw_id)
     if config_id is None:
-        return problem(
-            400, "Invalid config id", "use the id with '~' in place of '/', e.g. contoso~payments~kv-reader"
-        )
+        return _bad_config_id()
     found = await service.status(config_id)
     if found is None:
         return problem(404, "No status", f"config {config_id} has not been reconciled yet, or does not exist")
     return Response(200, _plain(found))
+
+
+def _bad_config_id() -> Response:
+    return problem(
+        400, "Invalid config id", "use the id with '~' in place of '/', e.g. contoso~payments~kv-reader"
+    )
 
 
 async def request(service: ReconcilerService, request_id: str) -> Response:
