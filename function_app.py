@@ -15,18 +15,19 @@ import logging
 
 import azure.functions as func
 
-from reconciler import http_api
+from reconciler import http_api, logs
 from reconciler.app_context import service
 from reconciler.queues import ReconcileMessageInvalid, parse_reconcile_message
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 log = logging.getLogger("reconciler")
+logs.install()
 
 
 @app.service_bus_queue_trigger(arg_name="message", queue_name="requests", connection="ServiceBusConnection")
 async def ticket_requests(message: func.ServiceBusMessage) -> None:
     outcome = await (await service()).handle_ticket(message.get_body())
-    log.info("ticket %s: %s", outcome.request_id, outcome.outcome, extra={"request_id": outcome.request_id})
+    log.info("ticket %s: %s (%s)", outcome.request_id, outcome.outcome, outcome.reason)
 
 
 @app.timer_trigger(arg_name="timer", schedule="%DRIFT_SCHEDULE%", run_on_startup=False, use_monitor=True)

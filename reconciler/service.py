@@ -25,6 +25,7 @@ from reconciler.core.policy import GrantPolicy
 from reconciler.core.sharding import shard
 from reconciler.documents import InputError
 from reconciler.engine.run import ConfigOutcome, Reconciler, RunReport, Status
+from reconciler.logs import log_context
 from reconciler.queues import Queues, ReconcileRequest
 from reconciler.stores import ConcurrencyConflict, ConfigRecord, ConfigStatus, Stores
 from reconciler.tickets import Ticket, TicketRejected, parse_ticket
@@ -63,13 +64,17 @@ class ReconcilerService:
     async def handle_ticket(self, body: bytes) -> TicketOutcome:
         """Record one ticket request. Invalid or forbidden requests are recorded as rejected and
         not retried; a temporary failure raises, so Service Bus delivers the message again."""
+        with log_context(request_id=_request_id_of(body)):
+            return await self._handle_ticket(body)
+
+    async def _handle_ticket(self, body: bytes) -> TicketOutcome:
         try:
             ticket = parse_ticket(body, self._policy)
         except TicketRejected as rejected:
             request_id = _request_id_of(body)
             reason = "; ".join([rejected.reason, *rejected.problems])
             await self._record_rejection(request_id, body, reason)
-            log.warning("ticket rejected", extra={"request_id": request_id, "reason": reason})
+            log.warning("ticket rejected: %s", reason)
             return TicketOutcome(request_id, "rejected", reason)
         record, created = await self._stores.requests.begin(
             ticket.request_id,
@@ -145,7 +150,12 @@ class ReconcilerService:
     # ------------------------------------------------------------------ reconcile
 
     async def reconcile(self, request: ReconcileRequest) -> RunReport:
-        records = await self._stores.configs.list_for_apps(list(request.apps))
+        with log_context(request_id=request.request_id or request.sweep_id or ""):
+            records = await self._stores.configs.list_for_apps(list(request.apps))
+            with log_context(config_ids=[r.config.id for r in records]):
+                return await self._reconcile(request, records)
+
+    async def _reconcile(self, request: ReconcileRequest, records: Sequence[ConfigRecord]) -> RunReport:
         active = [r.config for r in records if not r.deleted]
         retired = [r.config for r in records if r.deleted]
         async with self._engine() as engine:
