@@ -225,6 +225,7 @@ class Graph:
         self._busy_apps: set[str] = set()
         add = self.api.routes.add
         add("GET", r"/v1\.0/applications", "applications.list", self.list_applications)
+        add("GET", r"/v1\.0/applications/\$count", "applications.count", self.count_applications)
         add("POST", r"/v1\.0/applications", "applications.create", self.create_application)
         add("GET", _FICS, "fics.list", self.list_fics)
         add("POST", _FICS, "fics.create", self.create_fic)
@@ -254,6 +255,18 @@ class Graph:
         visible = [a for a in self.world.applications if self.api.visible(a.created_at)]
         found = filtered(call, visible, _DIRECTORY_FILTERS, "Application")
         return collection(call, found, lambda app: render_app(app, expand))
+
+    def count_applications(self, call: Call, _match: re.Match[str]) -> Reply:
+        """`GET /applications/$count`: an advanced query, so Graph wants `ConsistencyLevel: eventual`."""
+        if call.headers.get("ConsistencyLevel", "").lower() != "eventual":
+            raise ApiError(
+                400,
+                "Request_BadRequest",
+                "Count is not currently supported without the ConsistencyLevel: eventual header.",
+            )
+        visible = [a for a in self.world.applications if self.api.visible(a.created_at)]
+        count = len(filtered(call, visible, _DIRECTORY_FILTERS, "Application"))
+        return Reply(200, raw=str(count).encode(), headers={"Content-Type": "text/plain"})
 
     def get_application(self, call: Call, match: re.Match[str]) -> Reply:
         expand = "federatedidentitycredentials" in call.query.get("$expand", "").lower()

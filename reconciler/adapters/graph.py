@@ -45,6 +45,7 @@ from reconciler.failures import Conflict, Failure, NotFound, PermanentFailure, T
 
 MAX_IN_VALUES = 15  # Graph's limit on values in one `in` filter
 MAX_BATCH = 20  # Graph's limit on requests in one $batch
+PAGE_SIZE = 999  # $top for listings; Graph may answer with smaller pages (nextLink is followed either way)
 BATCH_ATTEMPTS = 4  # first try plus retries of throttled sub-requests
 _APP_FIELDS = ["id", "appId", "displayName", "tags"]
 _T = TypeVar("_T")
@@ -83,13 +84,28 @@ class GraphAdapter:
     # ------------------------------------------------------------------ reads
 
     async def read_applications(
-        self, app_ids: Iterable[str], display_names: Iterable[str] = ()
+        self, app_ids: Iterable[str], display_names: Iterable[str] = (), *, list_all: bool = False
     ) -> list[Application]:
-        """The applications with these client ids or display names, with credentials and principal ids."""
+        """The applications with these client ids or display names, with credentials and principal ids.
+
+        By default with filtered reads; with `list_all`, by paging through every application of
+        the tenant and keeping the wanted ones (cheaper when they are most of the tenant).
+        """
         ids, names = sorted(set(app_ids)), sorted(set(display_names))
-        app_requests = [self._apps_request("appId", chunk) for chunk in _chunks(ids, MAX_IN_VALUES)]
-        app_requests += [self._apps_request("displayName", chunk) for chunk in _chunks(names, MAX_IN_VALUES)]
-        apps = await self._batched(app_requests)
+        if list_all:
+            wanted_ids, wanted_names = set(ids), set(names)
+            every = await self._batched([self._apps_request(None, ())])
+            apps = [
+                a
+                for a in every
+                if str(a["appId"]).lower() in wanted_ids or a.get("displayName") in wanted_names
+            ]
+        else:
+            app_requests = [self._apps_request("appId", chunk) for chunk in _chunks(ids, MAX_IN_VALUES)]
+            app_requests += [
+                self._apps_request("displayName", chunk) for chunk in _chunks(names, MAX_IN_VALUES)
+            ]
+            apps = await self._batched(app_requests)
         principals = await self._principal_ids([str(app["appId"]) for app in apps])
         return [_application(app, principals.get(str(app["appId"]).lower())) for app in apps]
 
@@ -101,12 +117,20 @@ class GraphAdapter:
         requests = [self._principals_request(chunk) for chunk in _chunks(sorted(set(app_ids)), MAX_IN_VALUES)]
         return {str(sp["appId"]).lower(): str(sp["id"]) for sp in await self._batched(requests)}
 
-    def _apps_request(self, field: str, values: Sequence[str]) -> str:
+    async def count_applications(self) -> int:
+        """How many applications the tenant holds (one request; an advanced query)."""
+        info = RequestInformation(method=Method.GET)
+        info.url = f"{self._base_url}/applications/$count"
+        info.headers.try_add("ConsistencyLevel", "eventual")
+        raw = await self._call(self._adapter.send_primitive_async(info, "bytes", None))
+        return int(bytes(raw or b"0").decode().strip() or 0)
+
+    def _apps_request(self, field: str | None, values: Sequence[str]) -> str:
         query = ApplicationsRequestBuilder.ApplicationsRequestBuilderGetQueryParameters(
-            filter=_in_filter(field, values),
+            filter=_in_filter(field, values) if field else None,
             select=_APP_FIELDS,
             expand=["federatedIdentityCredentials"],
-            top=999,
+            top=PAGE_SIZE,
         )
         info = self._client.applications.to_get_request_information(
             RequestConfiguration(query_parameters=query)

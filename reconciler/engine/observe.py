@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import defaultdict
 from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -20,7 +21,7 @@ from typing import TypeVar
 
 from reconciler.adapters.ado import AdoAdapter
 from reconciler.adapters.arm import ArmAdapter
-from reconciler.adapters.graph import GraphAdapter
+from reconciler.adapters.graph import MAX_BATCH, MAX_IN_VALUES, PAGE_SIZE, GraphAdapter
 from reconciler.core.model import (
     Application,
     CustomRole,
@@ -46,18 +47,22 @@ class Observation:
 
 class Observer:
     def __init__(
-        self, graph: GraphAdapter, arm: ArmAdapter, ado: AdoAdapter, *, concurrency: int = 16
+        self,
+        graph: GraphAdapter,
+        arm: ArmAdapter,
+        ado: AdoAdapter,
+        *,
+        concurrency: int = 16,
+        listing_threshold: int = 1000,
     ) -> None:
         self._graph = graph
         self._arm = arm
         self._ado = ado
         self._limit = asyncio.Semaphore(concurrency)
+        self._listing_threshold = listing_threshold
 
     async def observe(self, configs: Sequence[FederationConfig], *, pipelines: bool = False) -> Observation:
-        apps_task = self._graph.read_applications(
-            [c.application.app_id for c in configs if c.application.app_id],
-            [str(c.application.display_name) for c in configs if c.application.create],
-        )
+        apps_task = self._applications(configs)
         apps, connections, custom_roles = await asyncio.gather(
             apps_task, self._connections(configs), self._custom_roles(configs)
         )
@@ -67,6 +72,25 @@ class Observer:
             connections, pipeline_reads = await self._with_pipeline_access(configs, connections)
         state = ObservedState(tuple(apps), tuple(assignments), tuple(connections), tuple(custom_roles))
         return Observation(state, pipeline_reads)
+
+    async def _applications(self, configs: Sequence[FederationConfig]) -> list[Application]:
+        """The batch's applications, by filtered reads or by one listing of the tenant, whichever is cheaper.
+
+        Filters cost one request per 300 applications (15 per filter, 20 per batch); a listing
+        costs one request per page of the whole tenant plus one to count it. Below the threshold
+        the count itself would cost more than it can save.
+        """
+        ids = {c.application.app_id for c in configs if c.application.app_id}
+        names = {str(c.application.display_name) for c in configs if c.application.create}
+        wanted = len(ids) + len(names)
+        list_all = False
+        if wanted >= self._listing_threshold:
+            filtered_cost = math.ceil(math.ceil(wanted / MAX_IN_VALUES) / MAX_BATCH)
+            listing_cost = math.ceil(await self._graph.count_applications() / PAGE_SIZE)
+            list_all = listing_cost < filtered_cost
+        return await self._graph.read_applications(
+            sorted(i for i in ids if i), sorted(names), list_all=list_all
+        )
 
     async def _bounded(self, work: Awaitable[_T]) -> _T:
         async with self._limit:

@@ -68,6 +68,8 @@ class EngineOptions:
     concurrency: int = 16
     principal_replication_window: float = 60.0  # how long PrincipalNotFound counts as replication delay
     retry_total: int = 5  # azure-core retries per ARM and ADO request
+    # From this many applications in a batch on, count the tenant's and list them all when cheaper.
+    listing_threshold: int = 1000
 
 
 class Reconciler:
@@ -80,7 +82,9 @@ class Reconciler:
         meter: RequestMeter,
         options: EngineOptions = EngineOptions(),
     ) -> None:
-        self._observer = Observer(graph, arm, ado, concurrency=options.concurrency)
+        self._observer = Observer(
+            graph, arm, ado, concurrency=options.concurrency, listing_threshold=options.listing_threshold
+        )
         self._applier = Applier(
             graph,
             arm,
