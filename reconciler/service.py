@@ -4,7 +4,7 @@
   under the request id (ETag-guarded), hand the reconcile to the `reconcile` queue;
 - a sweep (timer): enumerate the desired state and send one reconcile message per
   application group, batched, to the `reconcile` queue;
-- a reconcile message (Service Bus `reconcile`, one session per application): load every
+- a reconcile message (Service Bus `reconcile`, sessions keyed by a hash of the application): load every
   config of those applications, run one engine pass, record status and the requests'
   outcomes, schedule a follow-up for temporary failures, purge tombstones that converged;
 - the HTTP API's plans, statuses and request records.
