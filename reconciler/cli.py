@@ -21,7 +21,7 @@ from reconciler.documents import InputError, load_configs, load_policy
 from reconciler.engine.run import RunReport, connect, default_credential
 from reconciler.render import plan_to_json, plan_to_table, report_to_json, report_to_table
 from reconciler.snapshot import load_snapshot
-from reconciler.stores import open_stores
+from reconciler.stores import open_stores, split_retired
 
 EXIT_OK = 0
 EXIT_DRIFT = 1
@@ -208,4 +208,4 @@ async def _table_state() -> tuple[list[FederationConfig], list[FederationConfig]
             await credential.close()
     for problem in invalid:
         print(f"warning: skipped an invalid row: {problem}", file=sys.stderr)
-    return [r.config for r in records if not r.deleted], [r.config for r in records if r.deleted]
+    return split_retired(records)

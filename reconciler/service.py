@@ -27,7 +27,7 @@ from reconciler.documents import InputError
 from reconciler.engine.run import ConfigOutcome, Reconciler, RunReport, Status
 from reconciler.logs import log_context
 from reconciler.queues import Queues, ReconcileRequest
-from reconciler.stores import ConcurrencyConflict, ConfigRecord, ConfigStatus, Stores
+from reconciler.stores import ConcurrencyConflict, ConfigRecord, ConfigStatus, Stores, split_retired
 from reconciler.tickets import Ticket, TicketRejected, parse_ticket
 
 log = logging.getLogger("reconciler.service")
@@ -156,15 +156,20 @@ class ReconcilerService:
                 return await self._reconcile(request, records)
 
     async def _reconcile(self, request: ReconcileRequest, records: Sequence[ConfigRecord]) -> RunReport:
-        active = [r.config for r in records if not r.deleted]
-        retired = [r.config for r in records if r.deleted]
-        async with self._engine() as engine:
-            report = await engine.run(active, retired, pipelines=request.reason == "sweep")
+        report = await self._run(records, pipelines=request.reason == "sweep")
         await self._record(report, records)
         await self._follow_up(report, request)
         if request.request_id and request.reason in {"ticket", "follow-up"}:
             await self._finish_request(request.request_id, report)
         return report
+
+    async def _run(
+        self, records: Sequence[ConfigRecord], *, dry_run: bool = False, pipelines: bool = False
+    ) -> RunReport:
+        """One engine pass over these rows: the live configs desired, the tombstones retired."""
+        active, retired = split_retired(records)
+        async with self._engine() as engine:
+            return await engine.run(active, retired, dry_run=dry_run, pipelines=pipelines)
 
     async def _finish_request(self, request_id: str, report: RunReport) -> None:
         """The ticket's outcome, once its reconcile ran (a follow-up may turn `failed` into `applied`)."""
@@ -220,12 +225,7 @@ class ReconcilerService:
         if record is None:
             return None
         records = await self._stores.configs.list_for_apps([record.config.application.key])
-        async with self._engine() as engine:
-            return await engine.run(
-                [r.config for r in records if not r.deleted],
-                [r.config for r in records if r.deleted],
-                dry_run=True,
-            )
+        return await self._run(records, dry_run=True)
 
     async def reconcile_now(self, config_ids: Sequence[str] | None, *, dry_run: bool) -> RunReport:
         """Reconcile these configs (and every config sharing their applications), or all."""
@@ -238,12 +238,7 @@ class ReconcilerService:
                 raise InputError([f"no config {cid}" for cid in missing])
             app_keys = sorted({r.config.application.key for r in found if r is not None})
             records = await self._stores.configs.list_for_apps(app_keys)
-        async with self._engine() as engine:
-            report = await engine.run(
-                [r.config for r in records if not r.deleted],
-                [r.config for r in records if r.deleted],
-                dry_run=dry_run,
-            )
+        report = await self._run(records, dry_run=dry_run)
         if not dry_run:
             await self._record(report, records)
         return report

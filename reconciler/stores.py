@@ -171,6 +171,12 @@ class ConfigRecord:
         return self.config.id
 
 
+def split_retired(records: Iterable[ConfigRecord]) -> tuple[list[FederationConfig], list[FederationConfig]]:
+    """The configs of live rows (desired) and of tombstones (retired: what they own is pruned)."""
+    rows = list(records)
+    return [r.config for r in rows if not r.deleted], [r.config for r in rows if r.deleted]
+
+
 class DesiredConfigStore:
     """Table federationconfigs: PartitionKey = organization (lower case), RowKey = encoded config id."""
 

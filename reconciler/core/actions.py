@@ -30,10 +30,6 @@ class ActionKind(StrEnum):
     AUTHORIZE_PIPELINES = "authorize-pipelines"
     DELETE_CONNECTION = "delete-connection"
 
-    @property
-    def is_delete(self) -> bool:
-        return self.value.startswith("delete-")
-
 
 class Phase(IntEnum):
     """Dependency order: each phase may use what the earlier ones created."""
