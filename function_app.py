@@ -15,9 +15,9 @@ import logging
 
 import azure.functions as func
 
-from reconciler import http_api, logs
-from reconciler.app_context import service
-from reconciler.queues import ReconcileMessageInvalid, parse_reconcile_message
+from reconciler.app import http_api, logs
+from reconciler.app.context import service
+from reconciler.state.queues import ReconcileMessageInvalid, parse_reconcile_message
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 log = logging.getLogger("reconciler")

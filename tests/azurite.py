@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from azure.data.tables import TableServiceClient
 
-from reconciler.stores import CONFIGS_TABLE, REQUESTS_TABLE, STATUS_TABLE
+from reconciler.state.tables import CONFIGS_TABLE, REQUESTS_TABLE, STATUS_TABLE
 
 ROOT = Path(__file__).resolve().parents[1]
 AZURITE_TABLE = ROOT / "node_modules" / ".bin" / "azurite-table"

@@ -16,8 +16,8 @@ from azure.functions.timer import TimerRequest
 import function_app
 from cloudsim.state import FederatedCredential, new_id
 from cloudsim.testing import SAMPLE_SUBSCRIPTION, RunningSimulator
-from reconciler import app_context
-from reconciler.service import ReconcilerService
+from reconciler.app import context as app_context
+from reconciler.app.service import ReconcilerService
 from servicebus_peer import ServiceBusPeer
 
 VAULT = (

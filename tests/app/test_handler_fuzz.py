@@ -12,10 +12,10 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from reconciler.queues import Queues
-from reconciler.service import ReconcilerService
-from reconciler.stores import open_stores
-from reconciler.tickets import TicketRejected, parse_ticket
+from reconciler.app.service import ReconcilerService
+from reconciler.state.queues import Queues
+from reconciler.state.stores import open_stores
+from reconciler.state.tickets import TicketRejected, parse_ticket
 from servicebus_peer import ServiceBusPeer
 from tests.tickets.test_tickets_fuzz import HOSTILE, json_values, paths, replace_at, valid_tickets
 from tests.tickets.tickets_data import POLICY, encode

@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from reconciler import logs
+from reconciler.app import logs
 
 
 def test_every_reconciler_log_line_names_its_request_and_configs(caplog: pytest.LogCaptureFixture) -> None:

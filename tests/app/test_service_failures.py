@@ -13,12 +13,12 @@ import pytest
 
 from cloudsim.faults import Faults
 from cloudsim.testing import SAMPLE_SUBSCRIPTION, RunningSimulator
+from reconciler.app.service import ReconcilerService
 from reconciler.cloud import cloud_from_settings
 from reconciler.core.policy import GrantPolicy, ScopePattern
 from reconciler.engine.run import EngineOptions, connect
-from reconciler.queues import Queues, parse_reconcile_message
-from reconciler.service import ReconcilerService
-from reconciler.stores import Stores, open_stores
+from reconciler.state.queues import Queues, parse_reconcile_message
+from reconciler.state.stores import Stores, open_stores
 from servicebus_peer import ServiceBusPeer
 
 KEY_VAULT_READER = "21090545-7ca7-4776-b22c-e363652d74d2"

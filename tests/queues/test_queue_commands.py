@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.queue_commands import register
+from reconciler.cli.queue_commands import register
 from servicebus_peer import ServiceBusPeer
 from tests.tickets.tickets_data import ROOT, encode, upsert
 

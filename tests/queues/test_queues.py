@@ -16,14 +16,14 @@ from azure.servicebus.aio import ServiceBusClient
 
 from reconciler.core.model import FederationConfig
 from reconciler.core.sharding import session_for, shard
-from reconciler.queues import (
+from reconciler.state.queues import (
     DeadLetter,
     Queues,
     ReplayFailed,
     parse_reconcile_message,
     reconcile_message,
 )
-from reconciler.tickets import TicketRejected
+from reconciler.state.tickets import TicketRejected
 from servicebus_peer import QueueSpec, ServiceBusPeer, running_peer
 from tests.core.builders import config
 from tests.tickets.tickets_data import POLICY, encode, upsert

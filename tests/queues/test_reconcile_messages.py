@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from reconciler.core.sharding import SESSION_COUNT, session_for
-from reconciler.queues import (
+from reconciler.state.queues import (
     Queues,
     QueueSettingsError,
     ReconcileMessageInvalid,

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.stores import Stores, open_stores
+from reconciler.state.stores import Stores, open_stores
 from tests.azurite import azurite_tables, table_settings
 
 __all__ = ["azurite_tables", "table_settings"]

@@ -10,11 +10,12 @@ import pytest
 import yaml
 from azure.data.tables import TableServiceClient
 
+from reconciler.cli.table_commands import register
 from reconciler.core.model import FederationConfig
 from reconciler.core.serialise import config_to_document
 from reconciler.documents import InputError, load_configs
-from reconciler.stores import CONFIGS_TABLE, open_stores
-from reconciler.table_commands import register
+from reconciler.state.stores import open_stores
+from reconciler.state.tables import CONFIGS_TABLE
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "configs.yaml"

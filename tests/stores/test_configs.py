@@ -13,13 +13,13 @@ from hypothesis import strategies as st
 
 from reconciler.core.validation import _ID
 from reconciler.documents import InputError
-from reconciler.stores import (
+from reconciler.state.configs import ConfigRecord
+from reconciler.state.stores import Stores
+from reconciler.state.tables import (
     CONFIGS_TABLE,
     ConcurrencyConflict,
-    ConfigRecord,
     CorruptRow,
     InvalidRow,
-    Stores,
     decode_row_key,
     encode_row_key,
 )

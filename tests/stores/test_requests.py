@@ -7,7 +7,9 @@ import asyncio
 import pytest
 
 from reconciler.documents import InputError
-from reconciler.stores import MAX_TEXT_UNITS, TRUNCATED_MARKER, RequestRecord, Stores, request_partition
+from reconciler.state.requests import RequestRecord
+from reconciler.state.stores import Stores
+from reconciler.state.tables import MAX_TEXT_UNITS, TRUNCATED_MARKER, request_partition
 
 RECEIVED = "2026-11-26T14:00:00+00:00"
 

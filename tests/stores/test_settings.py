@@ -10,15 +10,15 @@ from azure.core.exceptions import HttpResponseError
 from azure.data.tables import TableServiceClient
 
 from reconciler.failures import TemporaryFailure
-from reconciler.stores import (
+from reconciler.state.stores import open_stores
+from reconciler.state.tables import (
     CONFIGS_TABLE,
     REQUESTS_TABLE,
     STATUS_TABLE,
     ConcurrencyConflict,
     SettingsError,
-    _translated,
-    open_stores,
 )
+from reconciler.state.tables import translated as _translated
 from tests.azurite import connection_string
 
 

@@ -7,14 +7,9 @@ from typing import Any
 
 import pytest
 
-from reconciler.stores import (
-    MAX_PLAN_SUMMARY,
-    MAX_TEXT_UNITS,
-    TRUNCATED_MARKER,
-    ConfigStatus,
-    Stores,
-    summarise_plan,
-)
+from reconciler.state.status import ConfigStatus
+from reconciler.state.stores import Stores
+from reconciler.state.tables import MAX_PLAN_SUMMARY, MAX_TEXT_UNITS, TRUNCATED_MARKER, summarise_plan
 
 CONFIG_ID = "contoso/payments/kv-reader"
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from reconciler.queues import parse_reconcile_message
-from reconciler.tickets import MAX_TICKET_BYTES, SCHEMA_PATH, TicketRejected, parse_ticket
+from reconciler.state.queues import parse_reconcile_message
+from reconciler.state.tickets import MAX_TICKET_BYTES, SCHEMA_PATH, TicketRejected, parse_ticket
 from tests.tickets.tickets_data import APP_ID, CONFIG, POLICY, SUBSCRIPTION, by_id, encode, upsert
 
 

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reconciler.core.validation import Document, parse_config
-from reconciler.tickets import MAX_TICKET_BYTES, Ticket, TicketRejected, parse_ticket
+from reconciler.state.tickets import MAX_TICKET_BYTES, Ticket, TicketRejected, parse_ticket
 from tests.tickets.tickets_data import POLICY, SUBSCRIPTION, by_id, upsert
 
 HOSTILE = [

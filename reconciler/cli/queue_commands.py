@@ -1,6 +1,6 @@
 """`python -m reconciler submit | dlq list | dlq replay`: the operations side of the queues.
 
-Wired into reconciler/cli.py with `register(commands)`. Service Bus comes from the same
+Wired into reconciler/cli/main.py with `register(commands)`. Service Bus comes from the same
 settings as the Functions app (`ServiceBusConnection` or
 `ServiceBusConnection__fullyQualifiedNamespace`), read from the environment.
 Exit codes: 0 done, 1 partly done (a replay that did not find or could not send everything),
@@ -21,8 +21,15 @@ from typing import Any
 
 from reconciler.core.validation import Document, parse_config
 from reconciler.documents import InputError, load_policy, read_documents
-from reconciler.queues import QUEUES, REQUESTS_QUEUE, DeadLetter, Queues, QueueSettingsError, ReplayFailed
-from reconciler.tickets import SCHEMA_VERSION, TicketRejected
+from reconciler.state.queues import (
+    QUEUES,
+    REQUESTS_QUEUE,
+    DeadLetter,
+    Queues,
+    QueueSettingsError,
+    ReplayFailed,
+)
+from reconciler.state.tickets import SCHEMA_VERSION, TicketRejected
 
 EXIT_OK = 0
 EXIT_PARTIAL = 1

@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from reconciler.app.service import ReconcilerService
 from reconciler.documents import InputError
 from reconciler.failures import TemporaryFailure
 from reconciler.render import report_to_dict
-from reconciler.service import ReconcilerService
 
 log = logging.getLogger("reconciler.http")
 MAX_BODY = 64 * 1024

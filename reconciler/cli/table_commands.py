@@ -23,7 +23,9 @@ from reconciler.core.model import FederationConfig
 from reconciler.core.serialise import config_to_document
 from reconciler.documents import InputError, load_configs, load_policy
 from reconciler.failures import TemporaryFailure
-from reconciler.stores import ConcurrencyConflict, ConfigRecord, InvalidRow, Stores, open_stores
+from reconciler.state.configs import ConfigRecord
+from reconciler.state.stores import Stores, open_stores
+from reconciler.state.tables import ConcurrencyConflict, InvalidRow
 
 # As reconciler.cli (not imported from there: cli imports this module).
 EXIT_OK = 0

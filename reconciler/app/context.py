@@ -7,12 +7,12 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from reconciler.app.service import ReconcilerService
 from reconciler.cloud import cloud_from_settings
 from reconciler.documents import load_policy
 from reconciler.engine.run import connect, default_credential
-from reconciler.queues import Queues
-from reconciler.service import ReconcilerService
-from reconciler.stores import Stores, open_stores
+from reconciler.state.queues import Queues
+from reconciler.state.stores import Stores, open_stores
 
 _built: tuple[ReconcilerService, Stores, Queues] | None = None
 _lock = asyncio.Lock()

@@ -21,16 +21,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from reconciler.app.logs import log_context
 from reconciler.core.policy import GrantPolicy
 from reconciler.core.sharding import shard
 from reconciler.documents import InputError
 from reconciler.engine.run import ConfigOutcome, Reconciler, RunReport, Status
-from reconciler.logs import log_context
-from reconciler.queues import Queues, ReconcileRequest
-from reconciler.stores import ConcurrencyConflict, ConfigRecord, ConfigStatus, Stores, split_retired
-from reconciler.tickets import Ticket, TicketRejected, parse_ticket
+from reconciler.state.configs import ConfigRecord, split_retired
+from reconciler.state.queues import Queues, ReconcileRequest
+from reconciler.state.status import ConfigStatus
+from reconciler.state.stores import Stores
+from reconciler.state.tables import ConcurrencyConflict
+from reconciler.state.tickets import Ticket, TicketRejected, parse_ticket
 
-log = logging.getLogger("reconciler.service")
+log = logging.getLogger("reconciler.app.service")
 
 PUT_ATTEMPTS = 5  # optimistic-concurrency retries for one ticket's write
 EngineFactory = Callable[[], AbstractAsyncContextManager[Reconciler]]

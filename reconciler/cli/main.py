@@ -12,7 +12,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from reconciler import queue_commands, table_commands
+from reconciler.cli import queue_commands, table_commands
+from reconciler.cli.snapshot import load_snapshot
 from reconciler.cloud import Cloud, CloudError, cloud_from_settings
 from reconciler.core.model import FederationConfig
 from reconciler.core.plan import plan
@@ -20,8 +21,8 @@ from reconciler.core.policy import GrantPolicy
 from reconciler.documents import InputError, load_configs, load_policy
 from reconciler.engine.run import RunReport, connect, default_credential
 from reconciler.render import plan_to_json, plan_to_table, report_to_json, report_to_table
-from reconciler.snapshot import load_snapshot
-from reconciler.stores import open_stores, split_retired
+from reconciler.state.configs import split_retired
+from reconciler.state.stores import open_stores
 
 EXIT_OK = 0
 EXIT_DRIFT = 1

@@ -26,7 +26,7 @@ from reconciler.core.policy import GrantPolicy
 from reconciler.core.validation import API_VERSION, CONFIG_KIND, Document, parse_config
 
 SCHEMA_VERSION = 1
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "ticket-request.v1.schema.json"
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "ticket-request.v1.schema.json"
 MAX_TICKET_BYTES = 64 * 1024  # a config is about 1 KB; anything near this is not a ticket
 MAX_DEPTH = 8  # the deepest a valid ticket goes is 5 (ticket > config > roleAssignments > [] > {})
 MAX_PROBLEMS = 20  # enough to fix a ticket; a hostile one must not make the record huge

@@ -2,7 +2,7 @@
 ticket submission, and dead-letter inspection and replay.
 
 Two queues, named by infra:
-- `requests` (no sessions): ticket requests from ticketing systems (see reconciler/tickets.py);
+- `requests` (no sessions): ticket requests from ticketing systems (see reconciler/state/tickets.py);
 - `reconcile` (sessions): reconcile messages. Every message about an application goes to the
   session `session_for(app key)` (reconciler/core/sharding.py), and Service Bus gives a session
   to one receiver at a time, so one application is never reconciled by two instances at once,
@@ -40,7 +40,7 @@ from azure.servicebus.exceptions import MessageSizeExceededError, ServiceBusErro
 
 from reconciler.core.policy import GrantPolicy
 from reconciler.core.sharding import Shard, session_for
-from reconciler.tickets import Ticket, parse_ticket
+from reconciler.state.tickets import Ticket, parse_ticket
 
 REQUESTS_QUEUE = "requests"
 RECONCILE_QUEUE = "reconcile"

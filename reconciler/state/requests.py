@@ -1,0 +1,145 @@
+"""Table federationrequests: each ticket request, its outcome and reason, keyed by request id."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.data.tables import UpdateMode
+from azure.data.tables.aio import TableClient
+
+from reconciler.state.tables import (
+    _REQUEST_ID,
+    MAX_TEXT_UNITS,
+    REQUESTS_TABLE,
+    ConcurrencyConflict,
+    fit,
+    request_partition,
+    translated,
+    utf16_units,
+    validate_request_id,
+)
+
+Outcome = Literal["accepted", "rejected", "applied", "failed"]
+OUTCOMES: tuple[str, ...] = ("accepted", "rejected", "applied", "failed")
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    request_id: str
+    action: str
+    requested_by: str
+    received_at: str
+    body: str
+    body_truncated: bool
+    outcome: str  # one of OUTCOMES
+    reason: str = ""
+    changes: tuple[str, ...] = ()
+    finished_at: str = ""
+    etag: str = ""
+
+
+class RequestStore:
+    """Table federationrequests: PartitionKey = request_partition(id), RowKey = request id."""
+
+    table_name = REQUESTS_TABLE
+
+    def __init__(self, table: TableClient) -> None:
+        self._table = table
+
+    async def begin(
+        self, request_id: str, body: str, *, requested_by: str, action: str, received_at: str
+    ) -> tuple[RequestRecord, bool]:
+        """Records a request as accepted; for a request id seen before, the first record and False.
+
+        The insert is the idempotency check: of two deliveries of one request, only one creates it.
+        """
+        validate_request_id(request_id)
+        stored_body, truncated = fit(body)
+        entity = {
+            "PartitionKey": request_partition(request_id),
+            "RowKey": request_id,
+            "Action": fit(action, 200)[0],
+            "RequestedBy": fit(requested_by, 1_000)[0],
+            "ReceivedAt": received_at,
+            "Body": stored_body,
+            "BodyTruncated": truncated,
+            "Outcome": "accepted",
+            "Reason": "",
+            "Changes": "[]",
+            "FinishedAt": "",
+        }
+        try:
+            metadata = await translated(self._table.create_entity(entity), f"record request {request_id!r}")
+        except ResourceExistsError:
+            existing = await self.get(request_id)
+            if existing is None:  # created and purged between the two calls: cannot happen today
+                raise ConcurrencyConflict(f"request {request_id!r} vanished while being read") from None
+            return existing, False
+        return _request_of({**entity}, str(metadata["etag"])), True
+
+    async def finish(
+        self, request_id: str, outcome: str, reason: str, changes: Sequence[str], finished_at: str
+    ) -> RequestRecord:
+        """Records the outcome of a request that begin() recorded."""
+        if outcome not in OUTCOMES:
+            raise ValueError(f"unknown outcome {outcome!r}: expected one of {', '.join(OUTCOMES)}")
+        validate_request_id(request_id)
+        entity = {
+            "PartitionKey": request_partition(request_id),
+            "RowKey": request_id,
+            "Outcome": outcome,
+            "Reason": fit(reason)[0],
+            "Changes": _fit_changes(changes),
+            "FinishedAt": finished_at,
+        }
+        try:
+            await translated(
+                self._table.update_entity(entity, mode=UpdateMode.MERGE), f"finish request {request_id!r}"
+            )
+        except ResourceNotFoundError as error:
+            raise KeyError(f"request {request_id!r} was never begun") from error
+        found = await self.get(request_id)
+        assert found is not None  # just written
+        return found
+
+    async def get(self, request_id: str) -> RequestRecord | None:
+        if not _REQUEST_ID.match(request_id):
+            return None  # cannot exist: begin() refuses such ids
+        try:
+            entity = await translated(
+                self._table.get_entity(request_partition(request_id), request_id),
+                f"read request {request_id!r}",
+            )
+        except ResourceNotFoundError:
+            return None
+        return _request_of(entity, str(entity.metadata["etag"]))
+
+
+def _fit_changes(changes: Sequence[str]) -> str:
+    kept = list(changes)
+    while kept and utf16_units(json.dumps(kept, ensure_ascii=False)) > MAX_TEXT_UNITS:
+        kept = [*kept[: len(kept) // 2], f"... and more ({len(changes)} changes in all)"]
+        if len(kept) == 1:
+            break
+    return json.dumps(kept, ensure_ascii=False)
+
+
+def _request_of(entity: Mapping[str, Any], etag: str) -> RequestRecord:
+    changes = json.loads(str(entity.get("Changes") or "[]"))
+    return RequestRecord(
+        request_id=str(entity["RowKey"]),
+        action=str(entity.get("Action", "")),
+        requested_by=str(entity.get("RequestedBy", "")),
+        received_at=str(entity.get("ReceivedAt", "")),
+        body=str(entity.get("Body", "")),
+        body_truncated=bool(entity.get("BodyTruncated", False)),
+        outcome=str(entity.get("Outcome", "")),
+        reason=str(entity.get("Reason", "")),
+        changes=tuple(str(c) for c in changes) if isinstance(changes, list) else (),
+        finished_at=str(entity.get("FinishedAt", "")),
+        etag=etag,
+    )

@@ -1,0 +1,85 @@
+"""The three tables opened together on one service client, from the app settings."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Self
+
+from azure.core.credentials_async import AsyncTokenCredential
+from azure.core.exceptions import AzureError, ResourceExistsError
+from azure.data.tables.aio import TableServiceClient
+
+from reconciler.state.configs import DesiredConfigStore
+from reconciler.state.requests import RequestStore
+from reconciler.state.status import StatusStore
+from reconciler.state.tables import CONFIGS_TABLE, REQUESTS_TABLE, STATUS_TABLE, SettingsError, translated
+
+
+@dataclass
+class Stores:
+    """The three stores on one service client. Close it (or use `async with`) when done."""
+
+    configs: DesiredConfigStore
+    status: StatusStore
+    requests: RequestStore
+    _service: TableServiceClient
+
+    async def close(self) -> None:
+        await self._service.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        await self.close()
+
+
+async def open_stores(settings: Mapping[str, str], credential: AsyncTokenCredential | None) -> Stores:
+    """Stores from the app settings, with their tables created if missing.
+
+    WIF_TABLE_CONNECTION_STRING (Azurite locally) wins; else WIF_TABLE_ENDPOINT, an https account
+    URL, with `credential` (the managed identity in Azure). Open once per process and share it.
+    """
+    service = _service_client(settings, credential)
+    try:
+        for name in (CONFIGS_TABLE, STATUS_TABLE, REQUESTS_TABLE):
+            with contextlib.suppress(ResourceExistsError):
+                await translated(service.create_table(name), f"create table {name}")
+    except BaseException:
+        await service.close()
+        raise
+    return Stores(
+        configs=DesiredConfigStore(service.get_table_client(CONFIGS_TABLE)),
+        status=StatusStore(service.get_table_client(STATUS_TABLE)),
+        requests=RequestStore(service.get_table_client(REQUESTS_TABLE)),
+        _service=service,
+    )
+
+
+def _service_client(
+    settings: Mapping[str, str], credential: AsyncTokenCredential | None
+) -> TableServiceClient:
+    connection_string = (settings.get("WIF_TABLE_CONNECTION_STRING") or "").strip()
+    endpoint = (settings.get("WIF_TABLE_ENDPOINT") or "").strip()
+    if connection_string:
+        try:
+            return TableServiceClient.from_connection_string(connection_string)
+        except (ValueError, AzureError) as error:
+            raise SettingsError(
+                f"WIF_TABLE_CONNECTION_STRING is not a valid connection string: {error}"
+            ) from None
+    if not endpoint:
+        raise SettingsError(
+            "set WIF_TABLE_ENDPOINT (the storage account's table URL, in Azure) or "
+            "WIF_TABLE_CONNECTION_STRING (Azurite, locally)"
+        )
+    if not endpoint.startswith("https://"):
+        raise SettingsError(f"WIF_TABLE_ENDPOINT must be an https URL, got {endpoint!r}")
+    if credential is None:
+        raise SettingsError("WIF_TABLE_ENDPOINT needs a credential (the Function App's managed identity)")
+    return TableServiceClient(endpoint, credential=credential)

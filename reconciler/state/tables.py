@@ -1,0 +1,145 @@
+"""Plumbing every table store shares: table names, keys, size limits, error translation.
+
+The state lives in Azure Tables. Locally the tables live in Azurite
+(`WIF_TABLE_CONNECTION_STRING`); in Azure in the Function App's storage account, reached
+with its managed identity (`WIF_TABLE_ENDPOINT` and a credential). docs/state.md describes
+the tables, their keys and how concurrent writers are kept from losing updates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.data.tables import TableEntity
+
+from reconciler.cloud import CloudError
+from reconciler.documents import InputError
+from reconciler.failures import TemporaryFailure
+
+CONFIGS_TABLE = "federationconfigs"
+STATUS_TABLE = "federationstatus"
+REQUESTS_TABLE = "federationrequests"
+
+# A string property holds at most 64 KiB, that is 32,768 UTF-16 code units. Stay below it.
+MAX_TEXT_UNITS = 32_000
+TRUNCATED_MARKER = "...[truncated]"
+MAX_PLAN_SUMMARY = 1_000  # a status line, not the plan: the plan is rebuilt on demand
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_T = TypeVar("_T")
+
+
+class SettingsError(CloudError):
+    """The table settings are missing or malformed (the CLI reports it as bad input)."""
+
+
+class ConcurrencyConflict(Exception):
+    """Someone else changed the row since the caller read it: read again, reapply, retry."""
+
+
+class CorruptRow(Exception):
+    """A stored row that is not a valid config (edited by hand, or by an older version)."""
+
+    def __init__(self, row: InvalidRow) -> None:
+        super().__init__(str(row))
+        self.row = row
+
+
+@dataclass(frozen=True)
+class InvalidRow:
+    table: str
+    partition_key: str
+    row_key: str
+    problems: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return (
+            f"table {self.table}, row {self.partition_key}/{self.row_key} is not a valid config: "
+            + "; ".join(self.problems)
+        )
+
+
+def encode_row_key(config_id: str) -> str:
+    """A config id as a RowKey: '/' is not allowed in keys, and '~' never occurs in ids."""
+    return config_id.replace("/", "~")
+
+
+def decode_row_key(row_key: str) -> str:
+    return row_key.replace("~", "/")
+
+
+def request_partition(request_id: str) -> str:
+    """Derivable from the id alone, and spreads requests over 256 partitions."""
+    return hashlib.sha256(request_id.encode()).hexdigest()[:2]
+
+
+def validate_request_id(request_id: str) -> str:
+    if not isinstance(request_id, str) or not _REQUEST_ID.match(request_id):
+        raise InputError([f"requestId: expected 1-128 characters of A-Z a-z 0-9 . _ : -, got {request_id!r}"])
+    return request_id
+
+
+def fit(text: str, limit: int = MAX_TEXT_UNITS) -> tuple[str, bool]:
+    """`text` cut to at most `limit` UTF-16 code units (how Tables counts), and whether it was cut."""
+    if len(text) <= limit // 2 or utf16_units(text) <= limit:  # the cheap test first
+        return text, False
+    room = limit - len(TRUNCATED_MARKER)
+    cut = text.encode("utf-16-le")[: room * 2].decode("utf-16-le", errors="ignore")  # whole characters
+    return cut + TRUNCATED_MARKER, True
+
+
+def utf16_units(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def summarise_plan(action_kinds: Sequence[str], limit: int = MAX_PLAN_SUMMARY) -> str:
+    """A one-line plan summary for the status table: "3 actions: create-credential, ..."."""
+    if not action_kinds:
+        return "no changes"
+    noun = "action" if len(action_kinds) == 1 else "actions"
+    return fit(f"{len(action_kinds)} {noun}: {', '.join(action_kinds)}", limit)[0]
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+async def translated(call: Awaitable[_T], what: str) -> _T:
+    """Runs one SDK call, turning its errors into ours (not found is left to the caller)."""
+    try:
+        return await call
+    except (ResourceNotFoundError, ResourceExistsError, ResourceModifiedError):
+        raise
+    except (ServiceRequestError, ServiceResponseError) as error:
+        raise TemporaryFailure(f"{what}: cannot reach Table Storage: {error}") from error
+    except HttpResponseError as error:
+        status = error.status_code or 0
+        if status == 412:
+            raise ConcurrencyConflict(f"{what}: the row changed since it was read") from error
+        if status in {408, 429} or status >= 500:
+            raise TemporaryFailure(f"{what}: Table Storage answered {status}", status=status) from error
+        raise
+
+
+async def iterate(pages: Any, what: str) -> AsyncIterator[TableEntity]:
+    """The entities of an SDK listing, its errors translated as every other call's."""
+    iterator = pages.__aiter__()
+    while True:
+        try:
+            entity: TableEntity = await translated(iterator.__anext__(), what)
+        except StopAsyncIteration:
+            return
+        yield entity
