@@ -1,9 +1,10 @@
 """The grant policy: what any config may ask for, whoever wrote it.
 
 A ticket must never grant more than the platform team allows, so every config is
-checked against an allow-list of organizations, roles and scope prefixes. Roles that can
-write role assignments are privileged (a principal holding one could grant itself
-anything) and are denied unless the policy names them in `privilegedRoles`.
+checked against an allow-list of organizations, roles and scope prefixes. Roles whose
+effective permissions can change access are privileged (a principal holding one could grant
+itself anything, see core/roles.py) and are denied unless the policy names them in
+`privilegedRoles`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from reconciler.core.model import CustomRole, FederationConfig, RoleGrant, normalise_scope
-from reconciler.core.roles import ROLE_ASSIGNMENT_WRITE, builtin_role, grants
+from reconciler.core.roles import builtin_role, is_privileged
 from reconciler.core.validation import API_VERSION, Document, Problem
 
 POLICY_KIND = "GrantPolicy"
@@ -65,8 +66,16 @@ class GrantPolicy:
     privileged_role_ids: frozenset[str]  # privileged roles explicitly allowed
     scopes: tuple[ScopePattern, ...]
 
-    def check(self, config: FederationConfig, custom_roles: Iterable[CustomRole] = ()) -> list[Violation]:
-        """Every rule the config breaks; an empty list means it may be applied."""
+    def check(
+        self, config: FederationConfig, custom_roles: Iterable[CustomRole] | None = None
+    ) -> list[Violation]:
+        """Every rule the config breaks; an empty list means it may be applied.
+
+        `custom_roles` are the definitions read from ARM for the roles the built-in catalogue
+        does not know. Without them (a ticket or a file checked before anything is read) a
+        custom role passes on the lists alone and the plan checks it again with its definition;
+        with them, a role whose definition was not found is treated as privileged.
+        """
         violations: list[Violation] = []
         if config.organization.lower() not in self.organizations:
             violations.append(
@@ -77,47 +86,64 @@ class GrantPolicy:
                     f"organization {config.organization!r} is not in the policy's organizations",
                 )
             )
-        known = {role.id: role for role in custom_roles}
+        known = None if custom_roles is None else {role.id: role for role in custom_roles}
         for grant in config.role_grants:
             violations.extend(self._check_grant(config.id, grant, known))
         return violations
 
     def _check_grant(
-        self, config_id: str, grant: RoleGrant, custom: Mapping[str, CustomRole]
+        self, config_id: str, grant: RoleGrant, custom: Mapping[str, CustomRole] | None
     ) -> list[Violation]:
         found: list[Violation] = []
 
         def deny(rule: Rule, message: str) -> None:
             found.append(Violation(config_id, rule, grant.label, message))
 
-        privileged = _is_privileged(grant.role_id, custom)
-        if privileged is None and grant.role_id not in self.role_ids | self.privileged_role_ids:
-            deny(
-                Rule.UNKNOWN_ROLE,
-                f"role {grant.role_name or grant.role_id} is unknown, so it may be privileged",
-            )
-        elif privileged and grant.role_id not in self.privileged_role_ids:
-            deny(
-                Rule.PRIVILEGED,
-                f"role {grant.role_name or grant.role_id} can write role assignments and is not listed "
-                "in the policy's privilegedRoles",
-            )
-        elif not privileged and grant.role_id not in self.role_ids:
-            deny(Rule.ROLE, f"role {grant.role_name or grant.role_id} is not in the policy's roles")
+        role_problem = self._role_problem(grant, custom)
+        if role_problem is not None:
+            deny(*role_problem)
         if not any(pattern.covers(grant.scope) for pattern in self.scopes):
             deny(Rule.SCOPE, f"scope {grant.scope} is not under any of the policy's scopes")
         return found
 
+    def _role_problem(
+        self, grant: RoleGrant, custom: Mapping[str, CustomRole] | None
+    ) -> tuple[Rule, str] | None:
+        """The rule the grant's role breaks and why, or None when the role may be granted."""
+        role = grant.role_name or grant.role_id
+        privileged = _is_privileged(grant.role_id, custom)
+        if privileged is None:
+            if custom is None:  # definitions not read yet: the lists decide, the plan checks again
+                if grant.role_id in self.role_ids | self.privileged_role_ids:
+                    return None
+                return Rule.UNKNOWN_ROLE, f"role {role} is unknown, so it may be privileged"
+            if grant.role_id in self.privileged_role_ids:  # fail closed: unknown counts as privileged
+                return None
+            return (
+                Rule.UNKNOWN_ROLE,
+                f"role {role} has no definition the reconciler could read, so it may be privileged "
+                "and is allowed only when the policy's privilegedRoles lists it",
+            )
+        if privileged and grant.role_id not in self.privileged_role_ids:
+            return (
+                Rule.PRIVILEGED,
+                f"role {role} can change access (a write or delete under Microsoft.Authorization, "
+                "or elevateAccess) and is not listed in the policy's privilegedRoles",
+            )
+        if not privileged and grant.role_id not in self.role_ids:
+            return Rule.ROLE, f"role {role} is not in the policy's roles"
+        return None
 
-def _is_privileged(role_id: str, custom: Mapping[str, CustomRole]) -> bool | None:
+
+def _is_privileged(role_id: str, custom: Mapping[str, CustomRole] | None) -> bool | None:
     """True or False when the role's permissions are known, None when they are not."""
     builtin = builtin_role(role_id)
     if builtin is not None:
-        return builtin.can_write_role_assignments
-    role = custom.get(role_id)
+        return builtin.privileged
+    role = (custom or {}).get(role_id)
     if role is None:
         return None
-    return grants(role.actions, role.not_actions, ROLE_ASSIGNMENT_WRITE)
+    return is_privileged(role.actions, role.not_actions)
 
 
 def parse_policy(document: Document) -> tuple[GrantPolicy | None, list[Problem]]:

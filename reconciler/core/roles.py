@@ -2,16 +2,37 @@
 
 The ids are Azure's fixed built-in role definition GUIDs (the same in every tenant and
 cloud). The actions are the parts of each definition that matter to the privileged
-check: a role is privileged when it can write role assignments, because such a
-principal could grant itself anything.
+check.
+
+A role is privileged when its effective permissions (`actions` minus `notActions`, as Azure
+evaluates them) still allow a write or a delete under Microsoft.Authorization (role
+assignments, role definitions, policy assignments, locks...) or `elevateAccess`: a principal
+holding one could grant itself anything. These are exactly the operations Microsoft's
+Contributor role removes with its `notActions` to keep it from managing access.
 """
 
 from __future__ import annotations
 
+import string
+from collections.abc import Sequence
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
+from functools import lru_cache
 
-ROLE_ASSIGNMENT_WRITE = "Microsoft.Authorization/roleAssignments/write"
+PRIVILEGED_OPERATIONS = (
+    "Microsoft.Authorization/*/write",
+    "Microsoft.Authorization/*/delete",
+    "Microsoft.Authorization/elevateAccess/action",
+)
+
+# Work the search may do (automaton steps) before it gives up: real definitions need a few
+# thousand (Contributor's under 10,000), this is about half a second. A definition that
+# needs more is classed privileged rather than searched for long (fail closed).
+_SEARCH_BUDGET = 1_000_000
+
+# ARM compares operation strings case-insensitively. Only ASCII letters are folded: a
+# look-alike such as the Kelvin sign must not match the "k" ARM would not match it to.
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+_NAMESPACE = "microsoft.authorization/"
 
 
 @dataclass(frozen=True)
@@ -24,17 +45,100 @@ class RoleDefinition:
     not_actions: tuple[str, ...] = ()
 
     @property
-    def can_write_role_assignments(self) -> bool:
-        """True when the definition grants Microsoft.Authorization/roleAssignments/write."""
-        return grants(self.actions, self.not_actions, ROLE_ASSIGNMENT_WRITE)
+    def privileged(self) -> bool:
+        """True when the effective permissions can change access (see the module's docstring)."""
+        return is_privileged(self.actions, self.not_actions)
 
 
-def grants(actions: tuple[str, ...], not_actions: tuple[str, ...], operation: str) -> bool:
-    """Whether ARM action patterns allow `operation` (case-insensitive, `*` wildcards)."""
-    wanted = operation.lower()
-    allowed = any(fnmatchcase(wanted, pattern.lower()) for pattern in actions)
-    denied = any(fnmatchcase(wanted, pattern.lower()) for pattern in not_actions)
-    return allowed and not denied
+@lru_cache(maxsize=1024)
+def is_privileged(actions: tuple[str, ...], not_actions: tuple[str, ...]) -> bool:
+    """Whether `actions` minus `not_actions` still allow any of PRIVILEGED_OPERATIONS."""
+    return privileged_witness(actions, not_actions) is not None
+
+
+def privileged_witness(actions: Sequence[str], not_actions: Sequence[str]) -> str | None:
+    """A privileged operation (lower case) the permissions allow, or None when there is none.
+
+    When the search runs out of budget it returns what it has read so far: undecided counts
+    as privileged.
+
+    Wildcards make the operations a role allows an infinite set, so instead of listing
+    operations this searches for a string that a privileged pattern and an action match and
+    no not-action matches: a breadth-first walk over the product of the patterns' automata.
+    A character no pattern names stands for every such character (`*` is the only wildcard).
+    """
+    privileged = [_Glob(p) for p in PRIVILEGED_OPERATIONS]
+    allowed = [_Glob(p) for p in actions if _Glob(p).may_match_under(_NAMESPACE)]
+    denied = [_Glob(p) for p in not_actions if _Glob(p).may_match_under(_NAMESPACE)]
+    globs = [*privileged, *allowed, *denied]
+    alphabet = sorted({c for g in globs for c in g.pattern if c != "*"})
+    alphabet.append(next(chr(n) for n in range(0x21, 0x110000) if chr(n) not in alphabet))
+    moves = [[g.literal_positions(c) for g in globs] for c in alphabet]
+    ends = (len(privileged), len(privileged) + len(allowed))
+
+    def verdict(states: tuple[int, ...]) -> bool | None:
+        """True: a witness ends here; False: none can follow; None: keep reading."""
+        mine, theirs, excluded = states[: ends[0]], states[ends[0] : ends[1]], states[ends[1] :]
+        if _accepts(privileged, mine) and _accepts(allowed, theirs) and not _accepts(denied, excluded):
+            return True
+        return None if any(mine) and any(theirs) else False
+
+    start = tuple(g.start for g in globs)
+    frontier, seen, budget = [(start, "")], {start}, _SEARCH_BUDGET
+    while frontier:
+        next_frontier = []
+        for states, text in frontier:
+            found = verdict(states)
+            if found:
+                return text
+            if found is False:
+                continue
+            budget -= len(alphabet) * len(globs)
+            if budget < 0:
+                return text  # too complex to decide: fail closed
+            for char, literal in zip(alphabet, moves, strict=True):
+                following = tuple(g.step(s, m) for g, s, m in zip(globs, states, literal, strict=True))
+                if following not in seen:
+                    seen.add(following)
+                    next_frontier.append((following, text + char))
+        frontier = next_frontier
+    return None
+
+
+class _Glob:
+    """An ARM operation pattern as an automaton: a state is a bit set of positions in the
+    pattern, and `*` (the only wildcard) matches any characters, `/` included."""
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern.translate(_ASCII_LOWER)
+        self.stars = self.literal_positions("*")
+        self.start = self._closure(1)
+
+    def literal_positions(self, char: str) -> int:
+        return sum(1 << i for i, c in enumerate(self.pattern) if c == char)
+
+    def step(self, states: int, literal: int) -> int:
+        return self._closure(((states & literal) << 1) | (states & self.stars))
+
+    def accepts(self, states: int) -> bool:
+        return bool(states >> len(self.pattern) & 1)
+
+    def may_match_under(self, prefix: str) -> bool:
+        """Whether some string starting with `prefix` could match (a quick filter, never wrong)."""
+        fixed = self.pattern.split("*", 1)[0]
+        if "*" not in self.pattern:
+            return fixed.startswith(prefix)
+        return fixed.startswith(prefix) or prefix.startswith(fixed)
+
+    def _closure(self, states: int) -> int:
+        # A `*` may match nothing, so being before it is also being after it.
+        while (more := states | (states & self.stars) << 1) != states:
+            states = more
+        return states
+
+
+def _accepts(globs: Sequence[_Glob], states: Sequence[int]) -> bool:
+    return any(g.accepts(s) for g, s in zip(globs, states, strict=True))
 
 
 _READ_ALL = ("*/read",)

@@ -56,7 +56,7 @@ def test_validate_with_policy_reports_violations(tmp_path: Path) -> None:
     greedy.write_text(text)
     result = run("validate", str(greedy), "--policy", "policy.yaml")
     assert result.returncode == 2
-    assert "contoso/payments/kv-reader: role Owner can write role assignments" in result.stderr
+    assert "contoso/payments/kv-reader: role Owner can change access" in result.stderr
 
 
 def test_plan_prints_a_table_and_exits_1_on_drift() -> None:

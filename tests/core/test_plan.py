@@ -8,6 +8,7 @@ from reconciler.core.actions import ActionKind, CredentialAction, DriftKind, Rol
 from reconciler.core.model import (
     APPLICATION_TAG,
     MAX_CREDENTIALS_PER_APP,
+    CustomRole,
     FederatedCredential,
     ObservedState,
     PipelineAccess,
@@ -306,6 +307,21 @@ def test_policy_violation_produces_no_actions_and_a_structured_violation() -> No
     result = plan([greedy], ObservedState(applications=(app(),)), policy())
     assert result.is_empty
     assert [(v.config_id, v.rule) for v in result.violations] == [(greedy.id, Rule.PRIVILEGED)]
+
+
+def test_a_custom_role_is_granted_only_when_its_observed_definition_is_not_privileged() -> None:
+    custom = "99999999-0000-0000-0000-00000000000c"
+    listed = replace(policy(), role_ids=policy().role_ids | {custom})
+    wanted = config(grants=((custom, VAULT),))
+    unread = plan([wanted], converged_state(), listed)
+    assert [v.rule for v in unread.violations] == [Rule.UNKNOWN_ROLE] and unread.is_empty
+    sneaky = CustomRole(custom, "Operator", ("*",), ("Microsoft.Authorization/roleAssignments/write",))
+    privileged = plan([wanted], replace(converged_state(), custom_roles=(sneaky,)), listed)
+    assert [v.rule for v in privileged.violations] == [Rule.PRIVILEGED] and privileged.is_empty
+    harmless = CustomRole(custom, "Vault Reader", ("Microsoft.KeyVault/*/read",))
+    granted = plan([wanted], replace(converged_state(), custom_roles=(harmless,)), listed)
+    created = [a for a in granted.actions if a.kind is ActionKind.CREATE_ROLE_ASSIGNMENT]
+    assert [a.role_id for a in created if isinstance(a, RoleAssignmentAction)] == [custom]
 
 
 def test_blocked_config_keeps_what_it_owns_on_a_shared_app() -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
+
+import pytest
 
 from reconciler.core.model import CustomRole
 from reconciler.core.policy import Rule, ScopePattern, parse_policy
@@ -36,14 +39,45 @@ def test_privileged_roles_are_denied_unless_named_explicitly() -> None:
     assert explicit.check(config(grants=((OWNER, RG),))) == []
 
 
+CUSTOM = "99999999-0000-0000-0000-000000000001"
+
+
 def test_custom_role_that_can_write_role_assignments_is_privileged() -> None:
-    custom_id = "99999999-0000-0000-0000-000000000001"
-    sneaky = CustomRole(custom_id, "Helpful Operator", ("Microsoft.Authorization/*/write", "*/read"))
-    assert rules((custom_id, RG), custom=(sneaky,)) == [Rule.PRIVILEGED]
+    sneaky = CustomRole(CUSTOM, "Helpful Operator", ("Microsoft.Authorization/*/write", "*/read"))
+    assert rules((CUSTOM, RG), custom=(sneaky,)) == [Rule.PRIVILEGED]
+
+
+@pytest.mark.parametrize(
+    ("actions", "not_actions"),
+    [
+        (("*",), ("Microsoft.Authorization/roleAssignments/write",)),
+        (("Microsoft.Authorization/roleDefinitions/write",), ()),
+        (("Microsoft.Authorization/elevateAccess/Action",), ()),
+    ],
+)
+def test_custom_role_listed_as_an_ordinary_role_is_privileged_by_its_effective_permissions(
+    actions: tuple[str, ...], not_actions: tuple[str, ...]
+) -> None:
+    listed = replace(policy(), role_ids=policy().role_ids | {CUSTOM})
+    sneaky = CustomRole(CUSTOM, "Almost Contributor", actions, not_actions)
+    checked = config(grants=((CUSTOM, RG),))
+    assert [v.rule for v in listed.check(checked, (sneaky,))] == [Rule.PRIVILEGED]
+    harmless = CustomRole(CUSTOM, "Vault Reader", ("Microsoft.KeyVault/*/read",))
+    assert listed.check(checked, (harmless,)) == []
 
 
 def test_unknown_role_is_denied_because_it_may_be_privileged() -> None:
     assert rules(("99999999-0000-0000-0000-000000000002", RG)) == [Rule.UNKNOWN_ROLE]
+
+
+def test_a_listed_custom_role_whose_definition_was_not_read_counts_as_privileged() -> None:
+    checked = config(grants=((CUSTOM, RG),))
+    listed = replace(policy(), role_ids=policy().role_ids | {CUSTOM})
+    assert listed.check(checked) == []  # a ticket, before definitions are read: the lists decide
+    (violation,) = listed.check(checked, ())  # the plan: definitions read, this one not found
+    assert violation.rule is Rule.UNKNOWN_ROLE and "privilegedRoles" in violation.message
+    trusted = replace(policy(), privileged_role_ids=frozenset({CUSTOM}))
+    assert trusted.check(checked, ()) == []
 
 
 def test_role_not_in_the_allow_list() -> None:

@@ -200,7 +200,7 @@ async def test_dry_run_sends_no_write(converged: Converged) -> None:
     assert await converged.tenant.writes() == 0
 
 
-async def test_unused_pipeline_access_variant_is_supported(tenant: Tenant) -> None:
+async def test_access_for_listed_pipelines_converges_and_reads_back_as_wanted(tenant: Tenant) -> None:
     app = await tenant.app("sc-listed")
     config = tenant.config("listed", app["appId"], pipelines=PipelineAccess(pipeline_ids=frozenset({3, 5})))
     report = await tenant.run([config])

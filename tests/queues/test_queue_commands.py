@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import pytest
 
-from reconciler.cli.queue_commands import register
+from reconciler.cli.main import main
 from servicebus_peer import ServiceBusPeer
 from tests.tickets.tickets_data import ROOT, encode, upsert
 
@@ -20,21 +19,13 @@ def settings(module_peer: ServiceBusPeer, monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("WIF_POLICY_FILE", str(ROOT / "policy.yaml"))
 
 
-def run(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="python -m reconciler")
-    register(parser.add_subparsers(required=True))
-    args = parser.parse_args(argv)
-    code: int = args.run(args)
-    return code
-
-
 def test_submit_wraps_a_yaml_config_into_an_upsert_ticket(
     peer: ServiceBusPeer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     first_document = (ROOT / "examples" / "configs.yaml").read_text().split("\n---\n")[0]
     path = tmp_path / "config.yaml"
     path.write_text(first_document)
-    assert run("submit", str(path), "--request-id", "CHG42", "--requested-by", "ops@contoso.com") == 0
+    assert main(["submit", str(path), "--request-id", "CHG42", "--requested-by", "ops@contoso.com"]) == 0
     assert "submitted request CHG42" in capsys.readouterr().out
     [message] = peer.messages("requests")
     ticket = json.loads(message.body)
@@ -54,15 +45,15 @@ def test_submit_refuses_an_invalid_ticket_without_sending(
     owner["config"]["roleAssignments"][0]["role"] = "Owner"
     path = tmp_path / "ticket.json"
     path.write_bytes(encode(owner))
-    assert run("submit", str(path)) == 2
+    assert main(["submit", str(path)]) == 2
     err = capsys.readouterr().err
     assert "the ticket was not sent: the config violates the grant policy" in err
     assert "[privileged-role]" in err
     path.write_bytes(encode(upsert()))
-    assert run("submit", str(path), "--request-id", "other") == 2
+    assert main(["submit", str(path), "--request-id", "other"]) == 2
     assert "a ticket names its own requestId" in capsys.readouterr().err
     assert peer.messages("requests") == []
-    assert run("submit", str(path)) == 0
+    assert main(["submit", str(path)]) == 0
     assert [m.body for m in peer.messages("requests")] == [encode(upsert())]
 
 
@@ -75,14 +66,14 @@ def test_dlq_list_and_replay(peer: ServiceBusPeer, capsys: pytest.CaptureFixture
         dead_letter_description="no requestId",
     )
     second = peer.inject("requests", b"{}", message_id="m-2", dead_letter_reason="MaxDeliveryCountExceeded")
-    assert run("dlq", "list") == 0
+    assert main(["dlq", "list"]) == 0
     out = capsys.readouterr().out
     assert "2 dead-lettered message(s) in requests" in out
     assert f"#{first}  id=m-1" in out and "reason: TicketInvalid: no requestId" in out
-    assert run("dlq", "replay", str(second)) == 0
+    assert main(["dlq", "replay", str(second)]) == 0
     assert "replayed 1 message(s) to requests" in capsys.readouterr().out
     assert [m.message_id for m in peer.messages("requests")] == ["m-2"]
-    assert run("dlq", "replay", "--all", "--queue", "requests") == 0
+    assert main(["dlq", "replay", "--all", "--queue", "requests"]) == 0
     assert peer.dead_letters("requests") == []
 
 
@@ -91,5 +82,5 @@ def test_missing_settings_are_bad_input(
 ) -> None:
     monkeypatch.delenv("ServiceBusConnection", raising=False)
     monkeypatch.delenv("ServiceBusConnection__fullyQualifiedNamespace", raising=False)
-    assert run("dlq", "list", "--queue", "reconcile") == 2
+    assert main(["dlq", "list", "--queue", "reconcile"]) == 2
     assert "Service Bus is not configured" in capsys.readouterr().err

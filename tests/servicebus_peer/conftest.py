@@ -1,9 +1,7 @@
-"""Peers for the SDK tests, with short locks so expiry and renewal show in well under a second.
-
-Opening an SDK sender or receiver costs about 0.5 s (the SDK reads one frame per
-50 ms poll) and closing a receiver another 0.5 s (its keep-alive thread sleeps
-1 s), so the sync tests share one peer, client and senders per module and reset
-the peer between tests; receivers stay per test.
+"""The SDK tests share one peer per module (tests/peer.py, with short-lock queues), and the sync
+tests also one client and its senders: opening an SDK sender or receiver costs about 0.5 s (the
+SDK reads one frame per 50 ms poll) and closing a receiver another 0.5 s (its keep-alive thread
+sleeps 1 s). Receivers stay per test.
 """
 
 from __future__ import annotations
@@ -13,45 +11,25 @@ from collections.abc import Iterator
 import pytest
 from azure.servicebus import ServiceBusClient, ServiceBusSender
 
-from servicebus_peer import QueueSpec, ServiceBusPeer, running_peer
+from servicebus_peer import ServiceBusPeer
 
 # The fixtures other test packages use (`pytest_plugins` is only allowed in the root conftest).
 from servicebus_peer.testing import servicebus_connection_string, servicebus_peer, servicebus_peer_factory
+from tests.peer import module_peer, peer
 
-__all__ = ["servicebus_connection_string", "servicebus_peer", "servicebus_peer_factory"]
-
-TEST_QUEUES = (
-    QueueSpec("requests", max_delivery_count=3, lock_duration=5.0),
-    QueueSpec("reconcile", requires_session=True, max_delivery_count=3, lock_duration=5.0),
-    QueueSpec("shortlock", max_delivery_count=3, lock_duration=0.5),
-    QueueSpec("shortsession", requires_session=True, max_delivery_count=3, lock_duration=0.6),
-)
-
-
-@pytest.fixture
-def peer() -> Iterator[ServiceBusPeer]:
-    """A fresh peer for one test."""
-    with running_peer(TEST_QUEUES, tick_interval=0.02) as running:
-        yield running
+__all__ = [
+    "module_peer",
+    "peer",
+    "servicebus_connection_string",
+    "servicebus_peer",
+    "servicebus_peer_factory",
+]
 
 
 @pytest.fixture(scope="module")
-def shared_peer() -> Iterator[ServiceBusPeer]:
-    with running_peer(TEST_QUEUES, tick_interval=0.02) as running:
-        yield running
-
-
-@pytest.fixture
-def clean_peer(shared_peer: ServiceBusPeer) -> ServiceBusPeer:
-    """The module's peer, emptied for this test."""
-    shared_peer.reset()
-    return shared_peer
-
-
-@pytest.fixture(scope="module")
-def sb(shared_peer: ServiceBusPeer) -> Iterator[ServiceBusClient]:
+def sb(module_peer: ServiceBusPeer) -> Iterator[ServiceBusClient]:
     # retry_total=0: a failure a test expects must not be retried for seconds.
-    with ServiceBusClient.from_connection_string(shared_peer.connection_string, retry_total=0) as client:
+    with ServiceBusClient.from_connection_string(module_peer.connection_string, retry_total=0) as client:
         yield client
 
 

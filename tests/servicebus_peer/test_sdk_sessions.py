@@ -23,7 +23,7 @@ def send(sender: ServiceBusSender, *pairs: tuple[str, str]) -> None:
 
 
 def test_next_available_skips_locked_sessions_and_keeps_fifo_within_a_session(
-    clean_peer: ServiceBusPeer, sb: ServiceBusClient, reconcile_sender: ServiceBusSender
+    peer: ServiceBusPeer, sb: ServiceBusClient, reconcile_sender: ServiceBusSender
 ) -> None:
     send(reconcile_sender, ("app-a", "a1"), ("app-b", "b1"), ("app-a", "a2"))
     with sb.get_queue_receiver("reconcile", session_id=NEXT_AVAILABLE_SESSION, max_wait_time=1) as first:
@@ -39,7 +39,7 @@ def test_next_available_skips_locked_sessions_and_keeps_fifo_within_a_session(
                 pass
             [b1] = second.receive_messages(max_message_count=1, max_wait_time=1)
             second.complete_message(b1)
-    assert clean_peer.messages("reconcile") == []
+    assert peer.messages("reconcile") == []
     with (
         pytest.raises(OperationTimeoutError),
         sb.get_queue_receiver("reconcile", session_id=NEXT_AVAILABLE_SESSION, max_wait_time=0.5),
@@ -48,7 +48,7 @@ def test_next_available_skips_locked_sessions_and_keeps_fifo_within_a_session(
 
 
 def test_next_available_waits_for_a_session_to_get_messages(
-    clean_peer: ServiceBusPeer, sb: ServiceBusClient, reconcile_sender: ServiceBusSender
+    peer: ServiceBusPeer, sb: ServiceBusClient, reconcile_sender: ServiceBusSender
 ) -> None:
     late = threading.Timer(0.5, lambda: send(reconcile_sender, ("late", "l1")))
     late.start()
@@ -63,7 +63,7 @@ def test_next_available_waits_for_a_session_to_get_messages(
 
 
 def test_session_state_lock_renewal_and_a_scheduled_follow_up(
-    clean_peer: ServiceBusPeer, sb: ServiceBusClient, shortsession_sender: ServiceBusSender
+    peer: ServiceBusPeer, sb: ServiceBusClient, shortsession_sender: ServiceBusSender
 ) -> None:
     send(shortsession_sender, ("s", "step-1"))
     follow_up_at = datetime.now(UTC) + timedelta(seconds=0.5)
@@ -73,7 +73,7 @@ def test_session_state_lock_renewal_and_a_scheduled_follow_up(
         assert session.get_state() is None
         session.set_state(b"checkpoint-1")
         assert session.get_state() == b"checkpoint-1"
-        assert clean_peer.session_state("shortsession", "s") == b"checkpoint-1"
+        assert peer.session_state("shortsession", "s") == b"checkpoint-1"
         [msg] = receiver.receive_messages(max_message_count=1, max_wait_time=1)
         first_expiry = session.locked_until_utc
         assert first_expiry is not None
@@ -85,11 +85,11 @@ def test_session_state_lock_renewal_and_a_scheduled_follow_up(
         [follow_up] = receiver.receive_messages(max_message_count=1, max_wait_time=1)
         assert (str(follow_up), follow_up.session_id) == ("retry-after", "s")
         receiver.complete_message(follow_up)
-    assert clean_peer.messages("shortsession") == []
+    assert peer.messages("shortsession") == []
 
 
 def test_a_session_lock_that_expires_frees_the_session_and_its_messages(
-    clean_peer: ServiceBusPeer, sb: ServiceBusClient, shortsession_sender: ServiceBusSender
+    peer: ServiceBusPeer, sb: ServiceBusClient, shortsession_sender: ServiceBusSender
 ) -> None:
     send(shortsession_sender, ("s", "job"))
     with sb.get_queue_receiver("shortsession", session_id="s") as stale:
@@ -104,23 +104,23 @@ def test_a_session_lock_that_expires_frees_the_session_and_its_messages(
 
 
 def test_closing_a_session_receiver_releases_its_unsettled_messages(
-    clean_peer: ServiceBusPeer, sb: ServiceBusClient, reconcile_sender: ServiceBusSender
+    peer: ServiceBusPeer, sb: ServiceBusClient, reconcile_sender: ServiceBusSender
 ) -> None:
     send(reconcile_sender, ("app-a", "a1"))
     with sb.get_queue_receiver("reconcile", session_id="app-a") as receiver:
         assert len(receiver.receive_messages(max_message_count=1, max_wait_time=1)) == 1
-    assert clean_peer.wait_until(lambda: not clean_peer.messages("reconcile")[0].locked, timeout=2)
+    assert peer.wait_until(lambda: not peer.messages("reconcile")[0].locked, timeout=2)
     with sb.get_queue_receiver("reconcile", session_id="app-a") as receiver:
         [msg] = receiver.receive_messages(max_message_count=1, max_wait_time=1)
         assert (str(msg), msg.delivery_count) == ("a1", 1)
         receiver.dead_letter_message(msg, reason="Unreconcilable")
     # The dead-letter sub-queue of a session queue is read without a session.
-    [dead] = clean_peer.dead_letters("reconcile")
+    [dead] = peer.dead_letters("reconcile")
     assert (dead.session_id, dead.dead_letter_reason) == ("app-a", "Unreconcilable")
 
 
 def test_a_session_queue_refuses_messages_and_receivers_without_a_session(
-    clean_peer: ServiceBusPeer, sb: ServiceBusClient, reconcile_sender: ServiceBusSender
+    peer: ServiceBusPeer, sb: ServiceBusClient, reconcile_sender: ServiceBusSender
 ) -> None:
     with pytest.raises(ServiceBusError, match="SessionId was not set"):
         reconcile_sender.send_messages(ServiceBusMessage("no session"))
@@ -128,7 +128,7 @@ def test_a_session_queue_refuses_messages_and_receivers_without_a_session(
         # A batch is accepted whole or not at all.
         batch = [ServiceBusMessage("ok", session_id="x"), ServiceBusMessage("no session")]
         reconcile_sender.send_messages(batch)
-    assert clean_peer.messages("reconcile") == []
+    assert peer.messages("reconcile") == []
     without_session = sb.get_queue_receiver("reconcile")
     with pytest.raises(ServiceBusError, match="non-sessionful"), without_session:
         without_session.receive_messages(max_wait_time=0.2)

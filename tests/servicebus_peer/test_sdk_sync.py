@@ -26,7 +26,7 @@ DLQ = ServiceBusSubQueue.DEAD_LETTER
 
 
 def test_send_and_receive_preserve_what_the_sender_set(
-    clean_peer: ServiceBusPeer, sb: ServiceBusClient, requests_sender: ServiceBusSender
+    peer: ServiceBusPeer, sb: ServiceBusClient, requests_sender: ServiceBusSender
 ) -> None:
     before = datetime.now(UTC)
     requests_sender.send_messages(
@@ -52,19 +52,19 @@ def test_send_and_receive_preserve_what_the_sender_set(
         assert before - timedelta(seconds=1) <= msg.enqueued_time_utc <= datetime.now(UTC)
         assert msg.locked_until_utc is not None
         assert msg.locked_until_utc > datetime.now(UTC) + timedelta(seconds=3)
-        assert clean_peer.messages("requests")[0].locked
+        assert peer.messages("requests")[0].locked
         receiver.complete_message(msg)
-    assert clean_peer.messages("requests") == []
+    assert peer.messages("requests") == []
 
 
 def test_a_batch_arrives_as_separate_messages_and_receive_and_delete_removes_them(
-    clean_peer: ServiceBusPeer, sb: ServiceBusClient, requests_sender: ServiceBusSender
+    peer: ServiceBusPeer, sb: ServiceBusClient, requests_sender: ServiceBusSender
 ) -> None:
     batch = requests_sender.create_message_batch()
     for i in range(3):
         batch.add_message(ServiceBusMessage(f"shard-{i}", application_properties={"shard": i}))
     requests_sender.send_messages(batch)
-    stored = clean_peer.messages("requests")
+    stored = peer.messages("requests")
     assert [m.body for m in stored] == [b"shard-0", b"shard-1", b"shard-2"]
     assert [m.application_properties["shard"] for m in stored] == [0, 1, 2]
     mode = ServiceBusReceiveMode.RECEIVE_AND_DELETE
@@ -72,11 +72,11 @@ def test_a_batch_arrives_as_separate_messages_and_receive_and_delete_removes_the
         received = receiver.receive_messages(max_message_count=3, max_wait_time=2)
         assert [str(m) for m in received] == ["shard-0", "shard-1", "shard-2"]
         assert [m.sequence_number for m in received] == [1, 2, 3]
-        assert clean_peer.messages("requests") == []
+        assert peer.messages("requests") == []
 
 
 def test_abandon_redelivers_until_max_delivery_count_then_dead_letters(
-    clean_peer: ServiceBusPeer, sb: ServiceBusClient, requests_sender: ServiceBusSender
+    peer: ServiceBusPeer, sb: ServiceBusClient, requests_sender: ServiceBusSender
 ) -> None:
     requests_sender.send_messages(ServiceBusMessage("poison"))
     tokens = set()
@@ -87,18 +87,18 @@ def test_abandon_redelivers_until_max_delivery_count_then_dead_letters(
             tokens.add(msg.lock_token)
             receiver.abandon_message(msg)
         assert len(tokens) == 3  # a new lock each delivery
-    assert clean_peer.messages("requests") == []
-    [stored] = clean_peer.dead_letters("requests")
+    assert peer.messages("requests") == []
+    [stored] = peer.dead_letters("requests")
     assert (stored.dead_letter_reason, stored.delivery_count) == ("MaxDeliveryCountExceeded", 3)
     with sb.get_queue_receiver("requests", sub_queue=DLQ) as dlq:
         [dead] = dlq.receive_messages(max_message_count=1, max_wait_time=2)
         assert (str(dead), dead.dead_letter_reason) == ("poison", "MaxDeliveryCountExceeded")
         dlq.complete_message(dead)
-    assert clean_peer.dead_letters("requests") == []
+    assert peer.dead_letters("requests") == []
 
 
 def test_explicit_dead_letter_keeps_reason_and_description_and_deferral_works(
-    clean_peer: ServiceBusPeer, sb: ServiceBusClient, requests_sender: ServiceBusSender
+    peer: ServiceBusPeer, sb: ServiceBusClient, requests_sender: ServiceBusSender
 ) -> None:
     bad_request = ServiceBusMessage("bad", application_properties={"requestId": "CHG9"})
     requests_sender.send_messages([bad_request, ServiceBusMessage("set aside")])
@@ -106,7 +106,7 @@ def test_explicit_dead_letter_keeps_reason_and_description_and_deferral_works(
         bad, aside = receiver.receive_messages(max_message_count=2, max_wait_time=2)
         receiver.dead_letter_message(bad, reason="PolicyViolation", error_description="Owner role")
         receiver.defer_message(aside)
-        assert [(m.body, m.deferred, m.locked) for m in clean_peer.messages("requests")] == [
+        assert [(m.body, m.deferred, m.locked) for m in peer.messages("requests")] == [
             (b"set aside", True, False)
         ]
         # A deferred message is no longer handed out in order.
@@ -115,8 +115,8 @@ def test_explicit_dead_letter_keeps_reason_and_description_and_deferral_works(
         [deferred] = receiver.receive_deferred_messages([aside.sequence_number])
         assert (str(deferred), deferred.sequence_number) == ("set aside", aside.sequence_number)
         receiver.complete_message(deferred)  # settled through the management link
-    assert clean_peer.messages("requests") == []
-    [stored] = clean_peer.dead_letters("requests")
+    assert peer.messages("requests") == []
+    [stored] = peer.dead_letters("requests")
     assert (stored.dead_letter_reason, stored.dead_letter_description) == ("PolicyViolation", "Owner role")
     with sb.get_queue_receiver("requests", sub_queue=DLQ) as dlq:
         [dead] = dlq.receive_messages(max_message_count=1, max_wait_time=2)
@@ -131,18 +131,18 @@ def test_explicit_dead_letter_keeps_reason_and_description_and_deferral_works(
 
 
 def test_dead_letters_can_be_listed_with_peek_and_replayed(
-    clean_peer: ServiceBusPeer, sb: ServiceBusClient, requests_sender: ServiceBusSender
+    peer: ServiceBusPeer, sb: ServiceBusClient, requests_sender: ServiceBusSender
 ) -> None:
     # Seeded straight into the sub-queue: explicit dead-lettering is tested above.
     for body, message_id in (("r1", "CHG1"), ("r2", None)):
-        clean_peer.inject(
+        peer.inject(
             "requests",
             body,
             message_id=message_id,
             application_properties={"requestId": body},
             dead_letter_reason="TemporaryFailure",
         )
-    assert clean_peer.messages("requests") == []
+    assert peer.messages("requests") == []
     with sb.get_queue_receiver("requests", sub_queue=DLQ) as dlq:
         # `dlq list`: browse without taking locks.
         listed = dlq.peek_messages(max_message_count=10, sequence_number=1)
@@ -156,13 +156,13 @@ def test_dead_letters_can_be_listed_with_peek_and_replayed(
         assert first.application_properties[b"requestId"] == b"r1"
         requests_sender.send_messages(ServiceBusMessage(b"".join(first.body), message_id=first.message_id))
         dlq.complete_message(first)
-    assert [m.body for m in clean_peer.dead_letters("requests")] == [b"r2"]
-    [replayed] = clean_peer.messages("requests")
+    assert [m.body for m in peer.dead_letters("requests")] == [b"r2"]
+    [replayed] = peer.messages("requests")
     assert (replayed.body, replayed.message_id, replayed.delivery_count) == (b"r1", "CHG1", 0)
 
 
 def test_an_expired_lock_redelivers_and_the_old_lock_is_lost(
-    clean_peer: ServiceBusPeer, sb: ServiceBusClient
+    peer: ServiceBusPeer, sb: ServiceBusClient
 ) -> None:
     with open_sender(sb, "shortlock") as sender:
         sender.send_messages(ServiceBusMessage("slow"))
@@ -179,13 +179,13 @@ def test_an_expired_lock_redelivers_and_the_old_lock_is_lost(
         for _ in range(2):  # 2 x 0.3 s is past the 0.5 s lock
             time.sleep(0.3)
             assert receiver.renew_message_lock(again) > first_expiry
-        assert clean_peer.messages("shortlock")[0].delivery_count == 1
+        assert peer.messages("shortlock")[0].delivery_count == 1
         receiver.complete_message(again)
-    assert clean_peer.messages("shortlock") == []
+    assert peer.messages("shortlock") == []
 
 
 def test_scheduled_messages_wait_for_their_time_and_can_be_cancelled(
-    clean_peer: ServiceBusPeer, sb: ServiceBusClient, requests_sender: ServiceBusSender
+    peer: ServiceBusPeer, sb: ServiceBusClient, requests_sender: ServiceBusSender
 ) -> None:
     with sb.get_queue_receiver("requests") as receiver:  # opened first: opening takes ~0.5 s
         at = datetime.now(UTC) + timedelta(seconds=0.7)
@@ -195,9 +195,9 @@ def test_scheduled_messages_wait_for_their_time_and_can_be_cancelled(
         direct.scheduled_enqueue_time_utc = at
         requests_sender.send_messages(direct)
         assert cancelled == kept + 1
-        assert [m.scheduled for m in clean_peer.messages("requests")] == [True, True, True]
+        assert [m.scheduled for m in peer.messages("requests")] == [True, True, True]
         requests_sender.cancel_scheduled_messages(cancelled)
-        assert [m.body for m in clean_peer.messages("requests")] == [b"follow-up", b"sent with a time"]
+        assert [m.body for m in peer.messages("requests")] == [b"follow-up", b"sent with a time"]
         assert receiver.receive_messages(max_message_count=1, max_wait_time=0.2) == []
         received = receiver.receive_messages(max_message_count=2, max_wait_time=3)
         assert datetime.now(UTC) >= at - timedelta(milliseconds=50)
@@ -211,13 +211,13 @@ def test_scheduled_messages_wait_for_their_time_and_can_be_cancelled(
 
 
 def test_batches_are_sized_by_the_queue_s_max_message_size(
-    clean_peer: ServiceBusPeer, requests_sender: ServiceBusSender
+    peer: ServiceBusPeer, requests_sender: ServiceBusSender
 ) -> None:
     batch = requests_sender.create_message_batch()
     assert batch.max_size_in_bytes == 256 * 1024  # QueueSpec.max_message_size, as Standard tier
     with pytest.raises(MessageSizeExceededError):
         requests_sender.send_messages(ServiceBusMessage("x" * 300_000))
-    assert clean_peer.messages("requests") == []
+    assert peer.messages("requests") == []
 
 
 def test_an_unknown_queue_is_not_found(sb: ServiceBusClient) -> None:

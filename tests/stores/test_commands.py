@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 from pathlib import Path
 
@@ -10,23 +9,15 @@ import pytest
 import yaml
 from azure.data.tables import TableServiceClient
 
-from reconciler.cli.table_commands import register
+from reconciler.cli.main import main
 from reconciler.core.model import FederationConfig
 from reconciler.core.serialise import config_to_document
-from reconciler.documents import InputError, load_configs
+from reconciler.documents import load_configs
 from reconciler.state.stores import open_stores
 from reconciler.state.tables import CONFIGS_TABLE
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "configs.yaml"
-
-
-def run(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="python -m reconciler")
-    register(parser.add_subparsers(required=True))
-    args = parser.parse_args(argv)
-    code: int = args.run(args)
-    return code
 
 
 @pytest.fixture
@@ -40,32 +31,32 @@ def env(table_settings: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict
 def test_import_then_export_gives_the_same_configs(
     env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert run("import", str(EXAMPLES), "--request-id", "CHG1") == 0
+    assert main(["import", str(EXAMPLES), "--request-id", "CHG1"]) == 0
     imported = capsys.readouterr().out
     assert "created  contoso/payments/kv-reader" in imported
     assert "4 created, 0 updated, 0 restored, 0 unchanged (4 config(s))." in imported
 
     exported = tmp_path / "exported.yaml"
-    assert run("export", "--output", str(exported)) == 0
+    assert main(["export", "--output", str(exported)]) == 0
 
     assert load_configs([exported]) == sorted(load_configs([EXAMPLES]), key=lambda c: c.id)
     text = exported.read_text()
     assert text.startswith("---\napiVersion: wif-reconciler/v1\nkind: FederationConfig\nid: ")
-    assert run("export") == 0
+    assert main(["export"]) == 0
     assert capsys.readouterr().out == text  # deterministic
 
 
 def test_import_again_changes_only_what_changed(
     env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert run("import", str(EXAMPLES)) == 0
+    assert main(["import", str(EXAMPLES)]) == 0
     documents = list(yaml.safe_load_all(EXAMPLES.read_text()))
     documents[0]["serviceConnection"]["pipelines"] = [12]
     changed = tmp_path / "changed.yaml"
     changed.write_text(yaml.safe_dump_all(documents))
     capsys.readouterr()
 
-    assert run("import", str(changed), "--request-id", "CHG2") == 0
+    assert main(["import", str(changed), "--request-id", "CHG2"]) == 0
 
     out = capsys.readouterr().out
     assert out.splitlines() == [
@@ -85,7 +76,7 @@ def test_export_leaves_out_tombstones_and_reports_bad_rows(
         )
     exported = tmp_path / "out.yaml"
 
-    assert run("export", "--output", str(exported)) == 1
+    assert main(["export", "--output", str(exported)]) == 1
 
     assert "warning: skipped table federationconfigs, row contoso/contoso~x~y" in capsys.readouterr().err
     assert [c.id for c in load_configs([exported])] == sorted(c.id for c in configs[1:])
@@ -98,22 +89,30 @@ async def _store_and_retire_first(settings: dict[str, str], configs: list[Federa
         await stores.configs.retire(configs[0].id, request_id="CHG2")
 
 
-def test_import_validates_every_file_before_writing_anything(env: dict[str, str], tmp_path: Path) -> None:
+def test_import_validates_every_file_before_writing_anything(
+    env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("apiVersion: wif-reconciler/v1\nkind: FederationConfig\norganization: contoso\n")
 
-    with pytest.raises(InputError, match="tenantId"):
-        run("import", str(EXAMPLES), str(bad))
+    assert main(["import", str(EXAMPLES), str(bad)]) == 2
+    assert "bad.yaml, document 1, tenantId" in capsys.readouterr().err
 
-    assert run("export") == 0  # nothing was imported
+    assert main(["export"]) == 0
+    assert capsys.readouterr().out == ""  # not even the good file's configs were imported
 
 
-def test_import_checks_the_policy_when_given(env: dict[str, str], tmp_path: Path) -> None:
+def test_import_checks_the_policy_when_given(
+    env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     policy = tmp_path / "policy.yaml"
     policy.write_text(
         "apiVersion: wif-reconciler/v1\nkind: GrantPolicy\norganizations: [fabrikam]\n"
         "roles: [Reader]\nscopes: ['/subscriptions/*']\n"
     )
 
-    with pytest.raises(InputError):
-        run("import", str(EXAMPLES), "--policy", str(policy))
+    assert main(["import", str(EXAMPLES), "--policy", str(policy)]) == 2
+    assert "[organization-not-allowed]" in capsys.readouterr().err
+
+    assert main(["export"]) == 0
+    assert capsys.readouterr().out == ""
