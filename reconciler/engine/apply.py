@@ -57,6 +57,7 @@ class ActionResult:
 class ApplyResult:
     results: list[ActionResult] = field(default_factory=list)
     failures: dict[str, Failure] = field(default_factory=dict)  # config id -> first failure
+    created_apps: dict[str, str] = field(default_factory=dict)  # config id -> client id of its new app
 
 
 @dataclass
@@ -105,7 +106,11 @@ class Applier:
 
         async def apply_group(actions: list[Action]) -> None:
             nonlocal finished
-            await self._apply_group(actions, _Group(connections=connections), observed, result)
+            group = _Group(connections=connections)
+            await self._apply_group(actions, group, observed, result)
+            if group.app_id is not None:
+                created = (a for a in actions if a.kind is ActionKind.CREATE_APPLICATION)
+                result.created_apps.update((c, group.app_id) for a in created for c in a.config_ids)
             finished += 1
             if progress is not None:
                 progress(finished, len(groups))
@@ -157,7 +162,7 @@ class Applier:
     ) -> tuple[str, str]:
         if action.kind is ActionKind.CREATE_APPLICATION:
             group.object_id, group.app_id, created = await self._graph.upsert_application(
-                action.app.display_name
+                action.app.display_name, action.tags
             )
             return ("applied" if created else "adopted"), f"app {group.app_id}"
         app_id = self._app_id(action.app.app_id, group)
