@@ -184,14 +184,16 @@ class Applier:
         return app_id
 
     async def _object_id(self, planned_app_id: str | None, group: _Group, observed: ObservedState) -> str:
-        if group.object_id is None:
-            app = observed.application_by_app_id(planned_app_id or "")
-            if app is None:
-                app = await self._graph.read_application(self._app_id(planned_app_id, group))
-            if app is None:
-                raise TemporaryFailure(f"application {planned_app_id} is not visible yet", retry_after=10)
-            group.object_id = app.object_id
-        return group.object_id
+        if group.object_id is not None and planned_app_id in (None, group.app_id):
+            return group.object_id  # the application this plan created
+        # Not cached for existing applications: a config that moved writes to its new application
+        # and removes what it left on the old one within one group.
+        app = observed.application_by_app_id(planned_app_id or "")
+        if app is None:
+            app = await self._graph.read_application(self._app_id(planned_app_id, group))
+        if app is None:
+            raise TemporaryFailure(f"application {planned_app_id} is not visible yet", retry_after=10)
+        return app.object_id
 
     # ------------------------------------------------------------------ connections
 
