@@ -128,6 +128,7 @@ async def test_two_projects_claiming_one_application_at_once_leave_one_owner(ten
         tenant.ticket("CHG-P", project="payments", name="first"),
         tenant.ticket("CHG-I", project="identity", name="second"),
     ]
+    await tenant.service()  # built before the race: context.py's lock is bound to the first loop that waits
     await asyncio.gather(*(tenant.send(body) for body in bodies))
     outcomes = {project: (await tenant.outcome(request_id))[0] for project, request_id in
                 (("payments", "CHG-P"), ("identity", "CHG-I"))}  # fmt: skip
