@@ -56,11 +56,12 @@ var tags = {
 var functionAppName = 'func-wif-${resourceToken}'
 var deploymentContainerName = 'app-package-${take(resourceToken, 7)}'
 
-// The reconciler's desired state, status and ticket log (the app's table names).
+// The reconciler's desired state, status, ticket log and application claims (the app's table names).
 var tableNames = [
   'federationconfigs'
   'federationstatus'
   'federationrequests'
+  'federationclaims'
 ]
 
 // The ABAC condition on the reconciler's Role Based Access Control Administrator assignments:

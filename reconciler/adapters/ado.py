@@ -177,8 +177,9 @@ class ConnectionSettings:
 
     def endpoint(self, name: str, project_id: str, project: str) -> dict[str, Any]:
         """A new connection in Manual creation mode (automation must not use Automatic)."""
+        base = {"type": "AzureRM", "url": "https://management.azure.com/", "owner": "library"}
         return self.apply_to(
-            {"type": "AzureRM", "url": "https://management.azure.com/", "owner": "library"},
+            {**base, "description": self.description},
             name,
             project_id,
             project,
@@ -206,7 +207,9 @@ class ConnectionSettings:
         ]
         updated.update(
             name=name,
-            description=updated.get("description") or self.description,
+            # Kept as it is: the ownership marker is written only when the reconciler creates the
+            # connection, so an adopted (hand-made) one never reads as created by the reconciler.
+            description=updated.get("description") or "",
             data=data,
             authorization={"scheme": WORKLOAD_IDENTITY_SCHEME, "parameters": parameters},
             serviceEndpointProjectReferences=references,

@@ -216,16 +216,17 @@ class GraphAdapter:
 
     # ------------------------------------------------------------------ writes
 
-    async def upsert_application(self, display_name: str) -> tuple[str, str, bool]:
+    async def upsert_application(
+        self, display_name: str, tags: Sequence[str] = (APPLICATION_TAG,)
+    ) -> tuple[str, str, bool]:
         """Create the app registration the reconciler owns for this display name, or find it.
 
         An upsert by a unique name derived from the display name: a retried or concurrent
-        create never makes a second app. Returns (object id, client id, created).
+        create never makes a second app. `tags` say it is ours and which ADO project claimed
+        it. Returns (object id, client id, created).
         """
         unique_name = application_unique_name(display_name)
-        body = GraphApplication(
-            display_name=display_name, sign_in_audience="AzureADMyOrg", tags=[APPLICATION_TAG]
-        )
+        body = GraphApplication(display_name=display_name, sign_in_audience="AzureADMyOrg", tags=list(tags))
         builder = self._client.applications_with_unique_name(unique_name)
         config: RequestConfiguration[QueryParameters] = RequestConfiguration()
         config.headers.add("Prefer", "create-if-missing")

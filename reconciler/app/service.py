@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,8 +24,11 @@ from typing import Any
 from reconciler.app.logs import log_context
 from reconciler.core.policy import GrantPolicy
 from reconciler.core.sharding import shard
+from reconciler.core.tenancy import Tenant, claim_key
+from reconciler.core.tenancy import app_key as app_claim_key
 from reconciler.documents import InputError
 from reconciler.engine.run import ConfigOutcome, Reconciler, RunReport, Status
+from reconciler.state.claims import ClaimRejected
 from reconciler.state.configs import ConfigRecord, split_retired
 from reconciler.state.queues import Queues, ReconcileRequest
 from reconciler.state.status import ConfigStatus
@@ -89,7 +92,13 @@ class ReconcilerService:
         if not created and record.finished_at:
             # The same request delivered again: it was applied once; answer with the first outcome.
             return TicketOutcome(ticket.request_id, "duplicate", f"already {record.outcome}: {record.reason}")
-        config_record = await self._write_desired_state(ticket)
+        try:
+            config_record = await self._write_desired_state(ticket)
+        except ClaimRejected as rejected:  # another project's application, another config's connection
+            reason = "; ".join(rejected.problems)
+            await self._stores.requests.finish(ticket.request_id, "rejected", reason, [], self._now())
+            log.warning("ticket rejected: %s", reason)
+            return TicketOutcome(ticket.request_id, "rejected", reason, ticket.config_id)
         if config_record is None:
             reason = f"no config {ticket.config_id} to {ticket.action}"
             await self._stores.requests.finish(ticket.request_id, "rejected", reason, [], self._now())
@@ -106,6 +115,8 @@ class ReconcilerService:
     async def _write_desired_state(self, ticket: Ticket) -> ConfigRecord | None:
         """The ETag-guarded write the ticket asks for; a concurrent change is re-read and retried."""
         config_id = ticket.config.id if ticket.config else str(ticket.config_id)
+        if ticket.config is not None:
+            await self._stores.claims.claim_for(ticket.config, self._policy, request_id=ticket.request_id)
         for _ in range(PUT_ATTEMPTS):
             current = await self._stores.configs.get(config_id)
             etag = current.etag if current else None
@@ -159,20 +170,61 @@ class ReconcilerService:
                 return await self._reconcile(request, records)
 
     async def _reconcile(self, request: ReconcileRequest, records: Sequence[ConfigRecord]) -> RunReport:
-        report = await self._run(records, pipelines=request.reason == "sweep")
-        await self._record(report, records)
+        context = await self._pass_context(records)
+        report = await self._run(context, pipelines=request.reason == "sweep")
+        await self._record(report, context)
         await self._follow_up(report, request)
         if request.request_id and request.reason in {"ticket", "follow-up"}:
             await self._finish_request(request.request_id, report)
         return report
 
+    async def _pass_context(self, records: Sequence[ConfigRecord]) -> _PassContext:
+        """The rows of one pass with what the engine must know of them: the application each config
+        was last applied to (and the configs of those applications too, so that removing what a
+        moved config left never removes what another still wants), and the applications' claims."""
+        rows = {r.config.id: r for r in records}
+        applied = await self._applied_applications(rows.values())
+        left = {
+            app_claim_key(app_id)
+            for cid, app_id in applied.items()
+            if app_claim_key(app_id) != rows[cid].config.application.key
+        }
+        if left:
+            for record in await self._stores.configs.list_for_apps(sorted(left)):
+                rows.setdefault(record.config.id, record)
+            applied.update(
+                await self._applied_applications(r for r in rows.values() if r.config.id not in applied)
+            )
+        keys = {claim_key(r.config.application) for r in rows.values()} | {
+            app_claim_key(a) for a in applied.values()
+        }
+        claims = await self._stores.claims.owners(keys)
+        return _PassContext(list(rows.values()), applied, claims)
+
+    async def _applied_applications(self, records: Iterable[ConfigRecord]) -> dict[str, str]:
+        applied: dict[str, str] = {}
+        for record in records:
+            if record.deleted:
+                continue
+            status = await self._stores.status.get(record.config.id, record.config.organization)
+            if status is not None and status.applied_application:
+                applied[record.config.id] = status.applied_application
+        return applied
+
     async def _run(
-        self, records: Sequence[ConfigRecord], *, dry_run: bool = False, pipelines: bool = False
+        self, context: _PassContext, *, dry_run: bool = False, pipelines: bool = False
     ) -> RunReport:
         """One engine pass over these rows: the live configs desired, the tombstones retired."""
-        active, retired = split_retired(records)
+        active, retired = split_retired(context.records)
         async with self._engine() as engine:
-            return await engine.run(active, retired, dry_run=dry_run, pipelines=pipelines)
+            return await engine.run(
+                active,
+                retired,
+                dry_run=dry_run,
+                pipelines=pipelines,
+                claims=context.claims,
+                applied=context.applied,
+            )
 
     async def _finish_request(self, request_id: str, report: RunReport) -> None:
         """The ticket's outcome, once its reconcile ran (a follow-up may turn `failed` into `applied`)."""
@@ -186,8 +238,8 @@ class ReconcilerService:
         except KeyError:
             log.warning("reconciled for request %s, which was never recorded", request_id)
 
-    async def _record(self, report: RunReport, records: Sequence[ConfigRecord]) -> None:
-        by_id = {r.config.id: r for r in records}
+    async def _record(self, report: RunReport, context: _PassContext) -> None:
+        by_id = {r.config.id: r for r in context.records}
         for outcome in report.outcomes:
             record = by_id.get(outcome.config_id)
             if record is None:
@@ -197,9 +249,32 @@ class ReconcilerService:
                 await self._stores.configs.purge(record.config.id, record.etag, record.config.organization)
                 await self._stores.status.delete(record.config.id, record.config.organization)
                 continue
-            await self._stores.status.put(self._status(record, outcome))
+            previous = context.applied.get(record.config.id, "")
+            await self._stores.status.put(self._status(record, outcome, previous))
+            if outcome.status is Status.CONVERGED and outcome.application_id:
+                await self._claim_created(record, outcome.application_id, context)
 
-    def _status(self, record: ConfigRecord, outcome: ConfigOutcome) -> ConfigStatus:
+    async def _claim_created(self, record: ConfigRecord, app_id: str, context: _PassContext) -> None:
+        """An application created for a display name is claimed by its client id too (for the same
+        project), so that another project cannot name it by appId either."""
+        ref = record.config.application
+        if ref.app_id is not None or app_claim_key(app_id) in context.claims:
+            return
+        owner = context.claims.get(claim_key(ref)) or Tenant.of(record.config)
+        await self._stores.claims.claim(
+            app_claim_key(app_id),
+            owner,
+            config_id=record.config.id,
+            request_id=record.request_id or "reconcile",
+        )
+        context.claims[app_claim_key(app_id)] = owner
+
+    def _status(
+        self, record: ConfigRecord, outcome: ConfigOutcome, previous_application: str
+    ) -> ConfigStatus:
+        # The application is remembered once everything was applied: until then, what the config
+        # left on its previous application may still have to be removed.
+        converged = outcome.status is Status.CONVERGED and outcome.application_id
         return ConfigStatus(
             config_id=record.config.id,
             organization=record.config.organization,
@@ -209,6 +284,7 @@ class ReconcilerService:
             last_error=outcome.reason,
             retry_after=outcome.retry_after,
             last_reconcile=self._now(),
+            applied_application=str(outcome.application_id) if converged else previous_application,
         )
 
     async def _follow_up(self, report: RunReport, request: ReconcileRequest) -> None:
@@ -228,7 +304,7 @@ class ReconcilerService:
         if record is None:
             return None
         records = await self._stores.configs.list_for_apps([record.config.application.key])
-        return await self._run(records, dry_run=True)
+        return await self._run(await self._pass_context(records), dry_run=True)
 
     async def reconcile_now(self, config_ids: Sequence[str] | None, *, dry_run: bool) -> RunReport:
         """Reconcile these configs (and every config sharing their applications), or all."""
@@ -241,9 +317,10 @@ class ReconcilerService:
                 raise InputError([f"no config {cid}" for cid in missing])
             app_keys = sorted({r.config.application.key for r in found if r is not None})
             records = await self._stores.configs.list_for_apps(app_keys)
-        report = await self._run(records, dry_run=dry_run)
+        context = await self._pass_context(records)
+        report = await self._run(context, dry_run=dry_run)
         if not dry_run:
-            await self._record(report, records)
+            await self._record(report, context)
         return report
 
     async def status(self, config_id: str) -> ConfigStatus | None:
@@ -254,6 +331,13 @@ class ReconcilerService:
 
     def _now(self) -> str:
         return self._clock().isoformat()
+
+
+@dataclass
+class _PassContext:
+    records: list[ConfigRecord]
+    applied: dict[str, str]  # config id -> client id of the application last applied
+    claims: dict[str, Tenant]  # claim key -> the ADO project that claimed the application
 
 
 def _summary(outcome: ConfigOutcome) -> str:

@@ -20,9 +20,12 @@ import yaml
 from azure.identity.aio import DefaultAzureCredential
 
 from reconciler.core.model import FederationConfig
+from reconciler.core.policy import GrantPolicy
 from reconciler.core.serialise import config_to_document
+from reconciler.core.tenancy import Tenant, claim_key, first_claims
 from reconciler.documents import InputError, load_configs, load_policy
 from reconciler.failures import TemporaryFailure
+from reconciler.state.claims import claimed_elsewhere
 from reconciler.state.configs import ConfigRecord
 from reconciler.state.stores import Stores, open_stores
 from reconciler.state.tables import ConcurrencyConflict, InvalidRow
@@ -32,6 +35,8 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 CONFLICT_RETRIES = 5
+# Without a policy file, no application is shared between projects.
+NO_SHARING = GrantPolicy(frozenset(), frozenset(), frozenset(), ())
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -56,22 +61,38 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def run_import(args: argparse.Namespace) -> int:
     configs = load_configs(args.files)  # every file together: ids and shared apps span files
+    policy = None
     if args.policy:
         policy = load_policy(args.policy)
         violations = [str(v) for config in configs for v in policy.check(config)]
         if violations:
             raise InputError(violations)
     request_id = args.request_id or f"cli-import-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
-    return asyncio.run(import_configs(os.environ, configs, request_id=request_id, out=sys.stdout))
+    return asyncio.run(
+        import_configs(os.environ, configs, request_id=request_id, out=sys.stdout, policy=policy)
+    )
 
 
 async def import_configs(
-    settings: Mapping[str, str], configs: list[FederationConfig], *, request_id: str, out: TextIO
+    settings: Mapping[str, str],
+    configs: list[FederationConfig],
+    *,
+    request_id: str,
+    out: TextIO,
+    policy: GrantPolicy | None = None,
 ) -> int:
+    """Stores the configs. First every config is checked against the claims (its application
+    must not belong to another project, its connection not to another config): on any problem
+    nothing is written and InputError lists them all. `policy` may share applications."""
     counts = {"created": 0, "updated": 0, "restored": 0, "unchanged": 0}
+    sharing = policy or NO_SHARING
     try:
         async with _stores(settings) as stores:
+            problems = await _claim_problems(stores, configs, sharing)
+            if problems:
+                raise InputError(problems)
             for config in configs:
+                await stores.claims.claim_for(config, sharing, request_id=request_id)
                 change = await _upsert(stores, config, request_id)
                 counts[change] += 1
                 if change != "unchanged":
@@ -81,6 +102,26 @@ async def import_configs(
         return EXIT_FAILED
     print(", ".join(f"{n} {what}" for what, n in counts.items()) + f" ({len(configs)} config(s)).", file=out)
     return EXIT_OK
+
+
+async def _claim_problems(stores: Stores, configs: list[FederationConfig], policy: GrantPolicy) -> list[str]:
+    """Configs naming an application another project claimed (in the table, or earlier in these
+    files), or a connection another config manages."""
+    claims = await stores.claims.owners(claim_key(c.application) for c in configs)
+    owners = first_claims(configs, claims)
+    problems: list[str] = []
+    for config in configs:
+        key = claim_key(config.application)
+        owner, _ = owners[key]
+        if not policy.may_use_application([key], owner, Tenant.of(config)):
+            problems.append(f"config {config.id}: {claimed_elsewhere(config, owner)}")
+        holder = await stores.configs.connection_holder(config.organization, config.connection)
+        if holder not in (None, config.id):
+            problems.append(
+                f"config {config.id}: serviceConnection.name: service connection {config.connection} "
+                f"is managed by config {holder!r}"
+            )
+    return problems
 
 
 async def _upsert(stores: Stores, config: FederationConfig, request_id: str) -> str:

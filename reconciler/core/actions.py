@@ -115,6 +115,7 @@ class Action:
 @dataclass(frozen=True)
 class ApplicationAction(Action):
     app: AppTarget
+    tags: tuple[str, ...] = ()  # for an application the plan creates: ours, and the tenant's claim
 
     @property
     def target(self) -> str:

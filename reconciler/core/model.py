@@ -35,6 +35,9 @@ APPLICATION_TAG = "wif-reconciler:managed"
 _ROLE_ASSIGNMENT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:wif-reconciler:role-assignment")
 
 _CREDENTIAL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{2,119}$")
+# A marker is the whole description, naming one config id (lower-case segments joined by '/'):
+# a description that merely starts with or contains one was not written by the reconciler.
+_MARKER = re.compile(re.escape(MARKER_PREFIX) + r"([a-z0-9._-]+(?:/[a-z0-9._-]+)*)")
 
 
 class PruneMode(StrEnum):
@@ -257,11 +260,9 @@ def marker_for(config_id: str) -> str:
 
 
 def owner_of(description: str | None) -> str | None:
-    """The config id in a reconciler marker, or None when the object is not ours."""
-    if not description or not description.startswith(MARKER_PREFIX):
-        return None
-    owner = description[len(MARKER_PREFIX) :].split(";", 1)[0].strip()
-    return owner or None
+    """The config id when the description is exactly a reconciler marker, else None (not ours)."""
+    found = _MARKER.fullmatch(description or "")
+    return found.group(1) if found else None
 
 
 def role_assignment_name(scope: str, role_id: str, principal_id: str) -> str:

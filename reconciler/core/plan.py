@@ -8,7 +8,7 @@ and reported as foreign otherwise.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
@@ -25,10 +25,12 @@ from reconciler.core.actions import (
     RoleAssignmentAction,
 )
 from reconciler.core.model import (
+    APPLICATION_TAG,
     MAX_CREDENTIALS_PER_APP,
     TOKEN_EXCHANGE_AUDIENCE,
     WORKLOAD_IDENTITY_SCHEME,
     Application,
+    ApplicationRef,
     ConnectionKey,
     FederatedCredential,
     FederationConfig,
@@ -42,6 +44,7 @@ from reconciler.core.model import (
 )
 from reconciler.core.policy import GrantPolicy, Violation
 from reconciler.core.roles import builtin_role
+from reconciler.core.tenancy import Tenant, app_key, claim_key, tenant_of_tags, tenant_tag
 
 
 class ErrorCode(StrEnum):
@@ -51,6 +54,8 @@ class ErrorCode(StrEnum):
     CREDENTIAL_NAME_TAKEN = "credential-name-taken"
     CREDENTIAL_LIMIT = "credential-limit"
     CONNECTION_NOT_READY = "connection-not-ready"
+    APPLICATION_CLAIMED = "application-claimed"  # another ADO project claimed the application
+    CONNECTION_CLAIMED = "connection-claimed"  # the connection carries another config's marker
 
 
 class FindingKind(StrEnum):
@@ -86,6 +91,8 @@ class Plan:
     violations: tuple[Violation, ...] = ()
     errors: tuple[PlanError, ...] = ()
     findings: tuple[Finding, ...] = ()
+    # config id -> client id of the existing application it resolved to (absent: to be created)
+    applications: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def is_empty(self) -> bool:
@@ -100,18 +107,28 @@ def plan(
     observed: ObservedState,
     policy: GrantPolicy,
     retired: Sequence[FederationConfig] = (),
+    *,
+    claims: Mapping[str, Tenant] | None = None,
+    applied: Mapping[str, str] | None = None,
 ) -> Plan:
     """The actions that make `observed` match `configs`, in dependency order.
 
     `retired` are configs that were deleted from the desired state: what they own is
     removed (when their prune mode allows) unless a desired config still wants it.
+    `claims` (claim key -> tenant, see reconciler.core.tenancy) say which ADO project each
+    application belongs to: nothing is written to an application for a config of another
+    project unless the policy shares it. `applied` (config id -> client id) is the
+    application each config was last applied to: when a config now names another one, what
+    it created on the old one is removed, so the old application no longer trusts its connection.
     """
     groups: dict[str, _AppGroup] = {}
     for config in sorted(configs, key=lambda c: c.id):
         groups.setdefault(config.application.key, _AppGroup()).active.append(config)
     for config in sorted(retired, key=lambda c: c.id):
         groups.setdefault(config.application.key, _AppGroup()).retired.append(config)
-    builder = _PlanBuilder(observed, policy)
+    builder = _PlanBuilder(observed, policy, claims or {}, configs)
+    for key, moved in builder.moved_away(configs, groups, applied or {}):
+        groups.setdefault(key, _AppGroup()).retired.append(moved)
     for key in sorted(groups):
         builder.plan_group(groups[key])
     return builder.build()
@@ -144,18 +161,72 @@ class _CredentialWant:
 
 
 class _PlanBuilder:
-    def __init__(self, observed: ObservedState, policy: GrantPolicy) -> None:
+    def __init__(
+        self,
+        observed: ObservedState,
+        policy: GrantPolicy,
+        claims: Mapping[str, Tenant],
+        configs: Sequence[FederationConfig],
+    ) -> None:
         self.observed = observed
         self.policy = policy
+        self.claims = claims
+        # Across all groups: a retired config's connection is never deleted while any desired
+        # config (or the same config, moved to another application) still names it.
+        self.active_ids = {c.id for c in configs}
+        self.wanted_connections = {c.connection.folded for c in configs}
         self.actions: list[Action] = []
         self.violations: list[Violation] = []
         self.errors: list[PlanError] = []
         self.findings: list[Finding] = []
+        self.applications: dict[str, str] = {}
 
     def build(self) -> Plan:
         # A stable sort: within a phase, actions keep the order their group planned them in.
         ordered = sorted(self.actions, key=lambda action: action.phase)
-        return Plan(tuple(ordered), tuple(self.violations), tuple(self.errors), tuple(self.findings))
+        return Plan(
+            tuple(ordered),
+            tuple(self.violations),
+            tuple(self.errors),
+            tuple(self.findings),
+            dict(self.applications),
+        )
+
+    def moved_away(
+        self,
+        configs: Sequence[FederationConfig],
+        groups: Mapping[str, _AppGroup],
+        applied: Mapping[str, str],
+    ) -> list[tuple[str, FederationConfig]]:
+        """For each config now on another application than it was last applied to: itself as
+        retired from the old application (under the group that plans that application).
+
+        Everything it created there is removed whatever its prune mode: prune: none keeps what
+        a config no longer asks for on its application, not trust in an application it left.
+        """
+        group_of_app: dict[str, str] = {}
+        for key, group in groups.items():
+            existing = self._existing(group.active[0].application) if group.active else None
+            if existing is not None:
+                group_of_app.setdefault(existing.app_id, key)
+        moved: list[tuple[str, FederationConfig]] = []
+        for config in configs:
+            previous = (applied.get(config.id) or "").lower()
+            now = self._existing(config.application)
+            if not previous or previous in {config.application.app_id, now.app_id if now else None}:
+                continue
+            if self.observed.application_by_app_id(previous) is None:
+                continue  # gone, or not read in this pass: nothing to remove
+            old = replace(config, application=ApplicationRef(app_id=previous), prune=PruneMode.MANAGED)
+            moved.append((group_of_app.get(previous, old.application.key), old))
+        return moved
+
+    def _existing(self, ref: ApplicationRef) -> Application | None:
+        """The existing application a reference resolves to, without reporting anything."""
+        if ref.app_id:
+            return self.observed.application_by_app_id(ref.app_id)
+        ours = [a for a in self.observed.applications_named(str(ref.display_name)) if a.created_by_reconciler]
+        return ours[0] if len(ours) == 1 else None
 
     def fail(self, configs: Iterable[FederationConfig], code: ErrorCode, message: str) -> None:
         self.errors.extend(PlanError(config.id, code, message) for config in configs)
@@ -179,11 +250,16 @@ class _PlanBuilder:
         if isinstance(app, _Unresolved):
             return
         ref = (group.active + group.retired)[0].application
+        claimed = self._claimed_elsewhere(ref, app, active) + self._connections_of_others(active)
+        frozen.update(c.id for c in claimed)
+        active = [c for c in active if c not in claimed]
         target = AppTarget(app.app_id, app.display_name) if app else AppTarget(None, str(ref.display_name))
+        if app is not None:
+            self.applications.update((c.id, app.app_id) for c in active)
         if app is None and not active:
             return  # nothing to create for, nothing to prune from
-        owners = _Owners(active, group.retired, frozen)
-        self._plan_principal(app, target, active)
+        owners = _Owners(active, group.retired, frozen, self.active_ids)
+        self._plan_principal(app, target, active, self._tenant_of(ref, active))
         wants = [self._plan_connection(config, target) for config in active]
         self._plan_credentials(app, target, [w for w in wants if w is not None], owners)
         principal_id = app.service_principal_id if app else None
@@ -223,16 +299,69 @@ class _PlanBuilder:
             return _UNRESOLVED
         return ours[0] if ours else None
 
+    def _claimed_elsewhere(
+        self, ref: ApplicationRef, app: Application | None, active: list[FederationConfig]
+    ) -> list[FederationConfig]:
+        """The configs that may not use this application: another ADO project claimed it (in the
+        claims, or in the tag of an app the reconciler created) and the policy does not share it."""
+        keys = {claim_key(ref)} | ({app_key(app.app_id)} if app else set())
+        owners = {self.claims[key] for key in keys if key in self.claims}
+        if app is not None and app.created_by_reconciler:
+            tagged = tenant_of_tags(app.tags)
+            owners |= {tagged} if tagged else set()
+        refused: list[FederationConfig] = []
+        for config in active:
+            tenant = Tenant.of(config)
+            others = sorted(o for o in owners if not self.policy.may_use_application(keys, o, tenant))
+            if others:
+                refused.append(config)
+                where = f"app {app.app_id}" if app else f"application {ref.display_name!r}"
+                self.fail(
+                    [config],
+                    ErrorCode.APPLICATION_CLAIMED,
+                    f"{where} belongs to ADO project {others[0]}, not {tenant}; use an application of "
+                    "this project, or ask for it in the policy's sharedApplications",
+                )
+        return refused
+
+    def _connections_of_others(self, active: list[FederationConfig]) -> list[FederationConfig]:
+        """The configs whose connection the reconciler created for another config: two configs on
+        one connection would flip it between their applications on every pass."""
+        refused: list[FederationConfig] = []
+        for config in active:
+            current = self.observed.connection(config.connection)
+            marked_for = owner_of(current.description) if current else None
+            if marked_for is not None and marked_for != config.id:
+                refused.append(config)
+                self.fail(
+                    [config],
+                    ErrorCode.CONNECTION_CLAIMED,
+                    f"service connection {config.connection} was created for config {marked_for}; "
+                    "retire that config before another one manages the connection",
+                )
+        return refused
+
+    def _tenant_of(self, ref: ApplicationRef, active: list[FederationConfig]) -> Tenant | None:
+        """Whose an application created for this group is: its claim, else its first config's project."""
+        return self.claims.get(claim_key(ref)) or (Tenant.of(active[0]) if active else None)
+
     def _plan_principal(
-        self, app: Application | None, target: AppTarget, active: list[FederationConfig]
+        self,
+        app: Application | None,
+        target: AppTarget,
+        active: list[FederationConfig],
+        tenant: Tenant | None,
     ) -> None:
         if not active:
             return
         ids = tuple(c.id for c in active)
         if app is None:
             drift = Drift(DriftKind.MISSING, f"no application named {target.display_name!r}")
+            tags = (APPLICATION_TAG, *([tenant_tag(tenant)] if tenant else []))
             self.actions.append(
-                ApplicationAction(kind=ActionKind.CREATE_APPLICATION, config_ids=ids, drift=drift, app=target)
+                ApplicationAction(
+                    kind=ActionKind.CREATE_APPLICATION, config_ids=ids, drift=drift, app=target, tags=tags
+                )
             )
         if app is None or app.service_principal_id is None:
             drift = Drift(DriftKind.MISSING, f"{target} has no service principal")
@@ -325,10 +454,10 @@ class _PlanBuilder:
     def _plan_retired_connections(
         self, retired: list[FederationConfig], active: list[FederationConfig]
     ) -> None:
-        still_wanted = {c.connection for c in active}
+        still_wanted = {c.connection.folded for c in active} | self.wanted_connections
         for config in retired:
             current = self.observed.connection(config.connection)
-            if current is None or config.connection in still_wanted:
+            if current is None or config.connection.folded in still_wanted or config.id in self.active_ids:
                 continue
             if owner_of(current.description) != config.id or config.prune is not PruneMode.MANAGED:
                 continue
@@ -577,6 +706,7 @@ class _Owners:
     active: list[FederationConfig]
     retired: list[FederationConfig]
     frozen: set[str]
+    desired_elsewhere: set[str]  # every desired config id: a retired one among them moved away
 
     def prune_drift(self, description: str, where: str, builder: _PlanBuilder) -> Drift | None:
         """The reason to delete an existing, unwanted object; None (with a finding) to leave it."""
@@ -597,6 +727,8 @@ class _Owners:
         if deciding.prune is not PruneMode.MANAGED:
             builder.find(FindingKind.KEPT, [owner], where, "no longer wanted, kept because prune is none")
             return None
+        if config is None and owner in self.desired_elsewhere:
+            return Drift(DriftKind.NOT_WANTED, f"config {owner} moved to another application")
         if config is None:
             return Drift(DriftKind.RETIRED, f"config {owner} was deleted")
         return Drift(DriftKind.NOT_WANTED, f"config {owner} no longer asks for it")

@@ -4,7 +4,8 @@ A ticket must never grant more than the platform team allows, so every config is
 checked against an allow-list of organizations, roles and scope prefixes. Roles whose
 effective permissions can change access are privileged (a principal holding one could grant
 itself anything, see core/roles.py) and are denied unless the policy names them in
-`privilegedRoles`.
+`privilegedRoles`. An application claimed by one ADO project (reconciler.core.tenancy) serves
+other projects only where `sharedApplications` names it and them.
 """
 
 from __future__ import annotations
@@ -15,12 +16,16 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from reconciler.core.model import CustomRole, FederationConfig, RoleGrant, normalise_scope
+from reconciler.core.model import ApplicationRef, CustomRole, FederationConfig, RoleGrant, normalise_scope
 from reconciler.core.roles import builtin_role, is_privileged
+from reconciler.core.tenancy import Tenant, app_key, claim_key
 from reconciler.core.validation import API_VERSION, Document, Problem
 
 POLICY_KIND = "GrantPolicy"
 _POLICY_FIELDS = {"apiVersion", "kind", "organizations", "roles", "privilegedRoles", "scopes"}
+_POLICY_FIELDS |= {"sharedApplications"}
+_SHARE_FIELDS = {"appId", "displayName", "projects"}
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 class Rule(StrEnum):
@@ -60,11 +65,33 @@ class ScopePattern:
 
 
 @dataclass(frozen=True)
+class SharedApplication:
+    """An application that configs of the listed projects may use, whoever claimed it first."""
+
+    application: str  # its claim key (reconciler.core.tenancy.claim_key)
+    projects: frozenset[str]  # `organization/project` or `organization/*`, lower case
+
+    def allows(self, tenant: Tenant) -> bool:
+        return str(tenant) in self.projects or f"{tenant.organization}/*" in self.projects
+
+
+@dataclass(frozen=True)
 class GrantPolicy:
     organizations: frozenset[str]  # lower case
     role_ids: frozenset[str]  # allowed role definition GUIDs
     privileged_role_ids: frozenset[str]  # privileged roles explicitly allowed
     scopes: tuple[ScopePattern, ...]
+    shared_applications: tuple[SharedApplication, ...] = ()
+
+    def may_use_application(self, keys: Iterable[str], owner: Tenant | None, tenant: Tenant) -> bool:
+        """Whether a config of `tenant` may use the application known by these claim keys.
+
+        Its own tenant's, or an unclaimed one, always; another tenant's only when shared with it.
+        """
+        if owner is None or owner == tenant:
+            return True
+        names = set(keys)
+        return any(s.application in names and s.allows(tenant) for s in self.shared_applications)
 
     def check(
         self, config: FederationConfig, custom_roles: Iterable[CustomRole] | None = None
@@ -170,6 +197,7 @@ def parse_policy(document: Document) -> tuple[GrantPolicy | None, list[Problem]]
     for scope in scopes:
         if not scope.startswith("/"):
             fail("scopes", f"expected ARM scope prefixes starting with '/', got {scope!r}")
+    shared = _shared_applications(body.get("sharedApplications"), fail)
     if problems:
         return None, problems
     policy = GrantPolicy(
@@ -177,8 +205,62 @@ def parse_policy(document: Document) -> tuple[GrantPolicy | None, list[Problem]]
         role_ids=frozenset(roles),
         privileged_role_ids=frozenset(privileged),
         scopes=tuple(ScopePattern(normalise_scope(s)) for s in scopes),
+        shared_applications=shared,
     )
     return policy, []
+
+
+def _shared_applications(value: Any, fail: Any) -> tuple[SharedApplication, ...]:
+    """`sharedApplications: [{appId | displayName, projects: [org/project | org/*, ...]}]`."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        fail("sharedApplications", "expected a list of {appId or displayName, projects}")
+        return ()
+    shared: list[SharedApplication] = []
+    for n, entry in enumerate(value):
+        where = f"sharedApplications[{n}]"
+        if not isinstance(entry, Mapping):
+            fail(where, "expected a mapping with appId or displayName, and projects")
+            continue
+        for key in entry:
+            if key not in _SHARE_FIELDS:
+                fail(f"{where}.{key}", f"unknown field; expected one of {', '.join(sorted(_SHARE_FIELDS))}")
+        application = _shared_application_key(entry, where, fail)
+        projects = _shared_projects(entry.get("projects"), f"{where}.projects", fail)
+        if application and projects:
+            shared.append(SharedApplication(application, projects))
+    return tuple(shared)
+
+
+def _shared_application_key(entry: Mapping[str, Any], where: str, fail: Any) -> str | None:
+    app_id, display_name = entry.get("appId"), entry.get("displayName")
+    if (app_id is None) == (display_name is None):
+        fail(where, "expected exactly one of appId and displayName")
+        return None
+    if app_id is not None:
+        if not isinstance(app_id, str) or not _GUID.fullmatch(app_id):
+            fail(f"{where}.appId", f"expected a GUID, got {app_id!r}")
+            return None
+        return app_key(app_id)
+    if not isinstance(display_name, str) or not display_name.strip():
+        fail(f"{where}.displayName", "expected a non-empty string")
+        return None
+    return claim_key(ApplicationRef(display_name=display_name.strip(), create=True))
+
+
+def _shared_projects(value: Any, where: str, fail: Any) -> frozenset[str]:
+    if not isinstance(value, list) or not value:
+        fail(where, "expected a non-empty list of organization/project (or organization/*)")
+        return frozenset()
+    projects: set[str] = set()
+    for item in value:
+        tenant = Tenant.parse(item) if isinstance(item, str) else None
+        if tenant is None:
+            fail(where, f"expected organization/project or organization/*, got {item!r}")
+            continue
+        projects.add(str(tenant))
+    return frozenset(projects)
 
 
 def _strings(body: Mapping[str, Any], key: str, fail: Any, *, required: bool = True) -> list[str]:

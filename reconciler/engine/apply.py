@@ -57,6 +57,7 @@ class ActionResult:
 class ApplyResult:
     results: list[ActionResult] = field(default_factory=list)
     failures: dict[str, Failure] = field(default_factory=dict)  # config id -> first failure
+    created_apps: dict[str, str] = field(default_factory=dict)  # config id -> client id of its new app
 
 
 @dataclass
@@ -105,7 +106,11 @@ class Applier:
 
         async def apply_group(actions: list[Action]) -> None:
             nonlocal finished
-            await self._apply_group(actions, _Group(connections=connections), observed, result)
+            group = _Group(connections=connections)
+            await self._apply_group(actions, group, observed, result)
+            if group.app_id is not None:
+                created = (a for a in actions if a.kind is ActionKind.CREATE_APPLICATION)
+                result.created_apps.update((c, group.app_id) for a in created for c in a.config_ids)
             finished += 1
             if progress is not None:
                 progress(finished, len(groups))
@@ -157,7 +162,7 @@ class Applier:
     ) -> tuple[str, str]:
         if action.kind is ActionKind.CREATE_APPLICATION:
             group.object_id, group.app_id, created = await self._graph.upsert_application(
-                action.app.display_name
+                action.app.display_name, action.tags
             )
             return ("applied" if created else "adopted"), f"app {group.app_id}"
         app_id = self._app_id(action.app.app_id, group)
@@ -179,14 +184,16 @@ class Applier:
         return app_id
 
     async def _object_id(self, planned_app_id: str | None, group: _Group, observed: ObservedState) -> str:
-        if group.object_id is None:
-            app = observed.application_by_app_id(planned_app_id or "")
-            if app is None:
-                app = await self._graph.read_application(self._app_id(planned_app_id, group))
-            if app is None:
-                raise TemporaryFailure(f"application {planned_app_id} is not visible yet", retry_after=10)
-            group.object_id = app.object_id
-        return group.object_id
+        if group.object_id is not None and planned_app_id in (None, group.app_id):
+            return group.object_id  # the application this plan created
+        # Not cached for existing applications: a config that moved writes to its new application
+        # and removes what it left on the old one within one group.
+        app = observed.application_by_app_id(planned_app_id or "")
+        if app is None:
+            app = await self._graph.read_application(self._app_id(planned_app_id, group))
+        if app is None:
+            raise TemporaryFailure(f"application {planned_app_id} is not visible yet", retry_after=10)
+        return app.object_id
 
     # ------------------------------------------------------------------ connections
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from azure.core.credentials_async import AsyncTokenCredential
@@ -16,9 +16,10 @@ from reconciler.adapters.arm import ArmAdapter
 from reconciler.adapters.graph import GraphAdapter
 from reconciler.adapters.metering import RequestMeter
 from reconciler.cloud import Cloud
-from reconciler.core.model import FederationConfig
+from reconciler.core.model import ApplicationRef, FederationConfig
 from reconciler.core.plan import Plan, plan
 from reconciler.core.policy import GrantPolicy
+from reconciler.core.tenancy import Tenant
 from reconciler.engine.apply import ActionResult, Applier
 from reconciler.engine.observe import Observer
 from reconciler.failures import Failure, TemporaryFailure
@@ -40,6 +41,7 @@ class ConfigOutcome:
     actions: list[ActionResult] = field(default_factory=list)
     reason: str = ""
     retry_after: float | None = None
+    application_id: str | None = None  # the client id of the application it is applied to, when known
 
 
 @dataclass
@@ -103,18 +105,32 @@ class Reconciler:
         dry_run: bool = False,
         pipelines: bool = False,
         progress: Callable[[int, int], None] | None = None,
+        claims: Mapping[str, Tenant] | None = None,
+        applied: Mapping[str, str] | None = None,
     ) -> RunReport:
+        """One pass. `claims` and `applied` are as reconciler.core.plan.plan takes them."""
         started = time.monotonic()
         counted_before = self.meter.counts.copy()
-        observation = await self._observer.observe([*configs, *retired], pipelines=pipelines)
-        result = plan(configs, observation.state, self._policy, retired)
+        # The applications configs were last applied to are read too, to remove what a moved config left.
+        left = [
+            replace(c, application=ApplicationRef(app_id=applied[c.id]))
+            for c in configs
+            if applied and applied.get(c.id) and applied[c.id] != c.application.app_id
+        ]
+        observation = await self._observer.observe([*configs, *retired, *left], pipelines=pipelines)
+        result = plan(configs, observation.state, self._policy, retired, claims=claims, applied=applied)
         observed_at = time.monotonic()
         failures: Mapping[str, Failure] = {}
         results: list[ActionResult] = []
+        created_apps: Mapping[str, str] = {}
         if not dry_run and result.actions:
-            applied = await self._applier.apply(result, observation.state, [*configs, *retired], progress)
-            failures, results = applied.failures, applied.results
+            done = await self._applier.apply(result, observation.state, [*configs, *retired], progress)
+            failures, results, created_apps = done.failures, done.results, done.created_apps
         outcomes = _outcomes([*configs, *retired], result, results, failures, dry_run=dry_run)
+        for outcome in outcomes:
+            outcome.application_id = result.applications.get(outcome.config_id) or created_apps.get(
+                outcome.config_id
+            )
         return RunReport(
             plan=result,
             outcomes=outcomes,

@@ -1,7 +1,9 @@
-"""The desired state: table federationconfigs, one row per config, ETag-guarded, with tombstones."""
+"""The desired state: table federationconfigs, one row per config, ETag-guarded, with tombstones;
+and one index row per service connection, so that no two configs ever manage one connection."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -10,13 +12,14 @@ from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import TableEntity, UpdateMode
+from azure.data.tables import TableEntity, TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableClient
 
-from reconciler.core.model import FederationConfig
+from reconciler.core.model import ConnectionKey, FederationConfig
 from reconciler.core.serialise import config_to_document
 from reconciler.core.validation import Document, parse_config
 from reconciler.documents import InputError
+from reconciler.state.claims import ClaimRejected
 from reconciler.state.tables import (
     CONFIGS_TABLE,
     MAX_TEXT_UNITS,
@@ -102,21 +105,43 @@ class DesiredConfigStore:
                     ]
                 )
         _check_etag(current, expected_etag, config.id)
-        if current is not None and not current.get("Deleted") and current.get("Document") == text:
+        index = await self._connection_row(config.organization, config.connection)
+        holder = index.get("ConfigId") if index is not None else None
+        if holder not in (None, config.id):
+            raise ClaimRejected(
+                [
+                    f"serviceConnection.name: service connection {config.connection} is managed by config "
+                    f"{holder!r}; retire that config (and let its prune finish) first"
+                ]
+            )
+        unchanged = current is not None and not current.get("Deleted") and current.get("Document") == text
+        operations: list[Any] = []
+        if not unchanged:
+            entity = {
+                "PartitionKey": config.organization.lower(),
+                "RowKey": encode_row_key(config.id),
+                "Document": text,
+                "Generation": _generation(current) + 1,
+                "AppKey": config.application.key,
+                "Deleted": False,
+                "Prune": config.prune.value,
+                "RequestId": request_id,
+                "UpdatedAt": utc_now(),
+            }
+            operations.append(_replace(entity, current))
+        if index is None:
+            operations.append(("create", _connection_entity(config)))
+        left = await self._connection_left(current, config.connection)
+        if left is not None:
+            operations.append(_delete(left))
+        if not operations:
+            assert current is not None
             return self._record(current)
-        entity = {
-            "PartitionKey": config.organization.lower(),
-            "RowKey": encode_row_key(config.id),
-            "Document": text,
-            "Generation": _generation(current) + 1,
-            "AppKey": config.application.key,
-            "Deleted": False,
-            "Prune": config.prune.value,
-            "RequestId": request_id,
-            "UpdatedAt": utc_now(),
-        }
-        etag = await self._write(entity, current)
-        return _record_of(config, canonical, entity, etag)
+        etags = await self._transact(operations, f"write config {config.id!r}")
+        if unchanged:
+            assert current is not None
+            return self._record(current)
+        return _record_of(config, canonical, entity, etags[0])
 
     async def retire(
         self,
@@ -158,20 +183,15 @@ class DesiredConfigStore:
             return False
         if not current.get("Deleted"):
             raise ConcurrencyConflict(f"config {config_id!r} is active again: not purged")
+        # The connection is free for another config once the tombstone is gone, not before.
+        left = await self._connection_left(current, None)
+        operations = [_delete(current, etag), *([_delete(left)] if left is not None else [])]
         try:
-            await translated(
-                self._table.delete_entity(
-                    current["PartitionKey"],
-                    current["RowKey"],
-                    etag=etag,
-                    match_condition=MatchConditions.IfNotModified,
-                ),
-                f"purge config {config_id!r}",
-            )
-        except ResourceModifiedError as error:
-            raise ConcurrencyConflict(f"config {config_id!r} changed since it was read") from error
-        except ResourceNotFoundError:
-            return False
+            await self._transact(operations, f"purge config {config_id!r}")
+        except ConcurrencyConflict:
+            if await self._find(config_id, current["PartitionKey"]) is None:
+                return False
+            raise
         return True
 
     async def list_all(
@@ -181,7 +201,7 @@ class DesiredConfigStore:
 
         An invalid row does not stop the listing: it goes to `on_invalid` (logged when None).
         """
-        pages = self._table.list_entities()
+        pages = self._table.query_entities("RowKey lt @index", parameters={"index": CONNECTION_ROW_PREFIX})
         async for entity in iterate(pages, "list configs"):
             record = self._checked(entity, on_invalid)
             if record is not None:
@@ -222,6 +242,49 @@ class DesiredConfigStore:
         async for entity in iterate(pages, f"find config {config_id!r}"):
             return entity
         return None
+
+    async def connection_holder(self, organization: str, key: ConnectionKey) -> str | None:
+        """The id of the config that manages this connection (live or retired), or None."""
+        index = await self._connection_row(organization, key)
+        return str(index.get("ConfigId")) if index is not None else None
+
+    async def _connection_row(self, organization: str, key: ConnectionKey) -> TableEntity | None:
+        try:
+            return await translated(
+                self._table.get_entity(organization.lower(), connection_row_key(key)),
+                f"read the index row of connection {key}",
+            )
+        except ResourceNotFoundError:
+            return None
+
+    async def _connection_left(
+        self, current: TableEntity | None, now: ConnectionKey | None
+    ) -> TableEntity | None:
+        """The index row of the connection the stored config names, when it is not `now` and
+        still points to this config: it goes in the same transaction as the config's write."""
+        if current is None:
+            return None
+        try:
+            before = self._record(current).config
+        except CorruptRow:
+            return None
+        if now is not None and before.connection.folded == now.folded:
+            return None
+        index = await self._connection_row(before.organization, before.connection)
+        return index if index is not None and index.get("ConfigId") == before.id else None
+
+    async def _transact(self, operations: list[Any], what: str) -> list[str]:
+        """One table transaction (every row in the config's partition); the ETags it wrote, in order."""
+        try:
+            results = await translated(self._table.submit_transaction(operations), what)
+        except TableTransactionError as error:
+            if error.status_code in {404, 409, 412}:
+                # Created, changed or removed by someone else between our read and our write.
+                raise ConcurrencyConflict(
+                    f"{what}: a row changed since it was read; read it again"
+                ) from error
+            raise
+        return [str(metadata.get("etag", "")) for metadata in results]
 
     async def _write(self, entity: dict[str, Any], current: TableEntity | None) -> str:
         what = f"write config {decode_row_key(entity['RowKey'])!r}"
@@ -282,6 +345,43 @@ class DesiredConfigStore:
 
 
 _MAX_COMPARISONS = 15
+# The index rows that keep one config per connection live in each organization's partition, next to
+# its configs. Their RowKeys start with '~', which sorts after every config id's first character
+# ([a-z0-9]) and begins none: `RowKey lt '~'` lists the configs alone.
+CONNECTION_ROW_PREFIX = "~"
+
+
+def connection_row_key(key: ConnectionKey) -> str:
+    """The index row of a connection: a digest of its case-folded key (names may hold any character)."""
+    digest = hashlib.sha256(json.dumps(list(key.folded)).encode("utf-8")).hexdigest()
+    return f"{CONNECTION_ROW_PREFIX}connection~{digest}"
+
+
+def _connection_entity(config: FederationConfig) -> dict[str, Any]:
+    return {
+        "PartitionKey": config.organization.lower(),
+        "RowKey": connection_row_key(config.connection),
+        "Connection": str(config.connection),
+        "ConfigId": config.id,
+        "UpdatedAt": utc_now(),
+    }
+
+
+def _replace(entity: dict[str, Any], current: TableEntity | None) -> tuple[Any, ...]:
+    """The transaction operation that writes `entity`: an insert, or a replace guarded by the read ETag."""
+    if current is None:
+        return ("create", entity)
+    guard = {
+        "mode": UpdateMode.REPLACE,
+        "etag": current.metadata["etag"],
+        "match_condition": MatchConditions.IfNotModified,
+    }
+    return ("update", entity, guard)
+
+
+def _delete(entity: TableEntity, etag: str | None = None) -> tuple[Any, ...]:
+    guard = {"etag": etag or entity.metadata["etag"], "match_condition": MatchConditions.IfNotModified}
+    return ("delete", {"PartitionKey": entity["PartitionKey"], "RowKey": entity["RowKey"]}, guard)
 
 
 def _parse(document: Mapping[str, Any], source: str) -> FederationConfig:

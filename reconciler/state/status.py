@@ -46,6 +46,9 @@ class ConfigStatus:
     retry_after: float | None = None
     last_reconcile: str = ""  # ISO 8601 UTC, from the caller: the store keeps no clock
     conditions: tuple[Mapping[str, Any], ...] = field(default_factory=tuple)
+    # The client id of the application the config was last applied to: when the config moves to
+    # another one, what it created on this one is removed.
+    applied_application: str = ""
 
 
 class StatusStore:
@@ -74,6 +77,7 @@ class StatusStore:
             retry_after=status.retry_after,
             last_reconcile=status.last_reconcile,
             conditions=_fit_conditions(status.conditions),
+            applied_application=status.applied_application,
         )
         entity: dict[str, Any] = {
             "PartitionKey": stored.organization,
@@ -84,6 +88,7 @@ class StatusStore:
             "LastError": stored.last_error,
             "LastReconcile": stored.last_reconcile,
             "Conditions": json.dumps(list(stored.conditions), ensure_ascii=False),
+            "AppliedApplication": stored.applied_application,
         }
         if stored.retry_after is not None:
             entity["RetryAfter"] = float(stored.retry_after)
@@ -120,6 +125,7 @@ class StatusStore:
             retry_after=None if retry_after is None else float(retry_after),
             last_reconcile=str(entity.get("LastReconcile", "")),
             conditions=tuple(_json_list(entity.get("Conditions"))),
+            applied_application=str(entity.get("AppliedApplication") or ""),
         )
 
     async def delete(self, config_id: str, organization: str) -> None:

@@ -1,4 +1,4 @@
-"""The three tables opened together on one service client, from the app settings."""
+"""The tables opened together on one service client, from the app settings."""
 
 from __future__ import annotations
 
@@ -12,20 +12,29 @@ from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import AzureError, ResourceExistsError
 from azure.data.tables.aio import TableServiceClient
 
+from reconciler.state.claims import ApplicationClaimStore
 from reconciler.state.configs import DesiredConfigStore
 from reconciler.state.requests import RequestStore
 from reconciler.state.status import StatusStore
-from reconciler.state.tables import CONFIGS_TABLE, REQUESTS_TABLE, STATUS_TABLE, SettingsError, translated
+from reconciler.state.tables import (
+    CLAIMS_TABLE,
+    CONFIGS_TABLE,
+    REQUESTS_TABLE,
+    STATUS_TABLE,
+    SettingsError,
+    translated,
+)
 
 
 @dataclass
 class Stores:
-    """The three stores on one service client. Close it (or use `async with`) when done."""
+    """The stores on one service client. Close it (or use `async with`) when done."""
 
     configs: DesiredConfigStore
     status: StatusStore
     requests: RequestStore
     _service: TableServiceClient
+    claims: ApplicationClaimStore
 
     async def close(self) -> None:
         await self._service.close()
@@ -47,7 +56,7 @@ async def open_stores(settings: Mapping[str, str], credential: AsyncTokenCredent
     """
     service = _service_client(settings, credential)
     try:
-        for name in (CONFIGS_TABLE, STATUS_TABLE, REQUESTS_TABLE):
+        for name in (CONFIGS_TABLE, STATUS_TABLE, REQUESTS_TABLE, CLAIMS_TABLE):
             with contextlib.suppress(ResourceExistsError):
                 await translated(service.create_table(name), f"create table {name}")
     except BaseException:
@@ -58,6 +67,7 @@ async def open_stores(settings: Mapping[str, str], credential: AsyncTokenCredent
         status=StatusStore(service.get_table_client(STATUS_TABLE)),
         requests=RequestStore(service.get_table_client(REQUESTS_TABLE)),
         _service=service,
+        claims=ApplicationClaimStore(service.get_table_client(CLAIMS_TABLE)),
     )
 
 

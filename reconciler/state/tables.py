@@ -32,6 +32,7 @@ from reconciler.failures import TemporaryFailure
 CONFIGS_TABLE = "federationconfigs"
 STATUS_TABLE = "federationstatus"
 REQUESTS_TABLE = "federationrequests"
+CLAIMS_TABLE = "federationclaims"
 
 # A string property holds at most 64 KiB, that is 32,768 UTF-16 code units. Stay below it.
 MAX_TEXT_UNITS = 32_000

@@ -111,6 +111,7 @@ def test_storage_holds_the_apps_tables_and_a_private_deployment_container() -> N
         "federationconfigs",
         "federationstatus",
         "federationrequests",
+        "federationclaims",
     }
     (container,) = of_type("app/storage.bicep", "Microsoft.Storage/storageAccounts/blobServices/containers")
     assert container.body["properties"]["publicAccess"] == "None"

@@ -1,0 +1,119 @@
+"""Table federationclaims: which ADO project each application belongs to (reconciler.core.tenancy).
+
+The first config that names an application claims it for its organization/project. A claim is
+written once, by an insert (the insert is the concurrency guard: of two first claims at once,
+one gets 409 and reads the winner's), and never changed by the reconciler.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.data.tables import TableEntity
+from azure.data.tables.aio import TableClient
+
+from reconciler.core.model import FederationConfig
+from reconciler.core.policy import GrantPolicy
+from reconciler.core.tenancy import Tenant, claim_key
+from reconciler.documents import InputError
+from reconciler.state.tables import (
+    CLAIMS_TABLE,
+    ConcurrencyConflict,
+    CorruptRow,
+    InvalidRow,
+    translated,
+    utc_now,
+)
+
+
+class ClaimRejected(InputError):
+    """The config names an application or a connection that belongs to someone else."""
+
+
+class ApplicationClaimStore:
+    """PartitionKey: two hex digits of sha256(claim key); RowKey: the whole digest (display names
+    may hold characters keys cannot). The claim key itself is stored as `Application`."""
+
+    table_name = CLAIMS_TABLE
+
+    def __init__(self, table: TableClient) -> None:
+        self._table = table
+
+    async def owner(self, key: str) -> Tenant | None:
+        """The tenant that claimed the application of this claim key, or None when unclaimed."""
+        partition, row = _keys(key)
+        try:
+            entity = await translated(self._table.get_entity(partition, row), f"read claim {key!r}")
+        except ResourceNotFoundError:
+            return None
+        return self._tenant(entity)
+
+    async def owners(self, keys: Iterable[str]) -> dict[str, Tenant]:
+        """The claims among these keys (one point read each)."""
+        found: dict[str, Tenant] = {}
+        for key in sorted(set(keys)):
+            tenant = await self.owner(key)
+            if tenant is not None:
+                found[key] = tenant
+        return found
+
+    async def claim(self, key: str, tenant: Tenant, *, config_id: str, request_id: str) -> Tenant:
+        """Claims the application for `tenant` unless it is claimed already; returns its owner."""
+        partition, row = _keys(key)
+        entity = {
+            "PartitionKey": partition,
+            "RowKey": row,
+            "Application": key,
+            "Organization": tenant.organization,
+            "Project": tenant.project,
+            "ConfigId": config_id,
+            "RequestId": request_id,
+            "ClaimedAt": utc_now(),
+        }
+        try:
+            await translated(self._table.create_entity(entity), f"claim {key!r}")
+        except ResourceExistsError:
+            owner = await self.owner(key)
+            if owner is None:  # deleted by hand between our insert and our read
+                raise ConcurrencyConflict(f"the claim of {key!r} changed meanwhile; try again") from None
+            return owner
+        return tenant
+
+    async def claim_for(self, config: FederationConfig, policy: GrantPolicy, *, request_id: str) -> None:
+        """Claims the config's application for its project, or raises ClaimRejected when another
+        project claimed it first and the policy does not share it."""
+        key = claim_key(config.application)
+        tenant = Tenant.of(config)
+        owner = await self.claim(key, tenant, config_id=config.id, request_id=request_id)
+        if not policy.may_use_application([key], owner, tenant):
+            raise ClaimRejected([claimed_elsewhere(config, owner)])
+
+    def _tenant(self, entity: TableEntity) -> Tenant:
+        organization, project = entity.get("Organization"), entity.get("Project")
+        if (
+            not isinstance(organization, str)
+            or not isinstance(project, str)
+            or not organization
+            or not project
+        ):
+            row = InvalidRow(
+                self.table_name, entity["PartitionKey"], entity["RowKey"], ("no Organization/Project",)
+            )
+            raise CorruptRow(row)
+        return Tenant(organization, project)
+
+
+def claimed_elsewhere(config: FederationConfig, owner: Tenant) -> str:
+    ref = config.application
+    what = f"appId {ref.app_id}" if ref.app_id else f"displayName {ref.display_name!r}"
+    return (
+        f"application: {what} belongs to ADO project {owner}, not {Tenant.of(config)}; use an application "
+        "of this project, or ask for it in the policy's sharedApplications"
+    )
+
+
+def _keys(key: str) -> tuple[str, str]:
+    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
+    return digest[:2], digest

@@ -1,0 +1,141 @@
+"""Application tenancy (issue 10, item 2): an application belongs to the ADO project of the first
+config that claimed it; another project cannot add a credential to it unless the policy shares it.
+
+Through the real ticket handler, Azurite, the Service Bus peer and the simulator; the end state is
+read from the simulator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from azure.data.tables.aio import TableServiceClient
+
+from reconciler.core.tenancy import TENANT_TAG_PREFIX
+from reconciler.state.tables import CLAIMS_TABLE
+from tests.security.tenancy_world import (
+    Tenant,
+    azurite_tables,
+    cloud_env,
+    cloud_simulator,
+    servicebus_peer,
+    table_settings,
+    tenant,
+)
+
+__all__ = ["azurite_tables", "cloud_env", "cloud_simulator", "servicebus_peer", "table_settings", "tenant"]
+
+CREATED = {"displayName": "sc-payments-created", "create": True}
+
+
+def intruder_document(tenant: Tenant, application: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A config of the other project, to write into the table directly (as a hand edit would)."""
+    body = json.loads(tenant.ticket("unused", project="identity", name="intruder", application=application))
+    return {"apiVersion": "wif-reconciler/v1", "kind": "FederationConfig", **body["config"]}
+
+
+async def victim_converged(tenant: Tenant, application: dict[str, object] | None = None) -> None:
+    await tenant.send(tenant.ticket("CHG-VICTIM", application=application))
+    assert await tenant.deliver_reconciles() == 1
+    assert (await tenant.outcome("CHG-VICTIM"))[0] == "applied"
+
+
+async def test_another_project_cannot_add_a_credential_to_a_claimed_application(tenant: Tenant) -> None:
+    await victim_converged(tenant)
+    victim = tenant.victim_app["appId"]
+    before = tenant.credentials(victim)
+    await tenant.send(tenant.ticket("CHG-ATTACK", project="identity", name="steal"))
+    outcome, reason = await tenant.outcome("CHG-ATTACK")
+    assert outcome == "rejected"
+    assert "belongs to ADO project contoso/payments" in reason and "contoso/identity" in reason
+    assert await tenant.deliver_reconciles() == 0  # nothing queued
+    assert tenant.credentials(victim) == before and len(before) == 1
+    assert tenant.connections("identity") == []
+    service = await tenant.service()
+    assert await service._stores.configs.get("contoso/identity/steal") is None
+
+
+async def test_an_application_the_reconciler_created_cannot_be_named_by_another_project(
+    tenant: Tenant,
+) -> None:
+    await victim_converged(tenant, CREATED)
+    created = tenant.app_named("sc-payments-created")
+    assert f"{TENANT_TAG_PREFIX}contoso/payments" in created.tags
+    by_name = tenant.ticket("CHG-BY-NAME", project="identity", name="by-name", application=CREATED)
+    by_id = tenant.ticket(
+        "CHG-BY-ID", project="identity", name="by-id", application={"appId": created.app_id}
+    )
+    await tenant.send(by_name)
+    await tenant.send(by_id)
+    for request_id in ("CHG-BY-NAME", "CHG-BY-ID"):
+        outcome, reason = await tenant.outcome(request_id)
+        assert outcome == "rejected" and "contoso/payments" in reason
+    assert await tenant.deliver_reconciles() == 0
+    assert len(tenant.credentials(created.app_id)) == 1
+
+
+async def test_the_policy_may_share_an_application_with_named_projects(tenant: Tenant) -> None:
+    await victim_converged(tenant)
+    victim = tenant.victim_app["appId"]
+    await tenant.share(f"sharedApplications:\n  - appId: {victim}\n    projects: [contoso/identity]\n")
+    await tenant.send(tenant.ticket("CHG-PARTNER", project="identity", name="partner"))
+    assert (await tenant.outcome("CHG-PARTNER"))[0] == "accepted"
+    assert await tenant.deliver_reconciles() == 1
+    assert len(tenant.credentials(victim)) == 2
+    assert (await tenant.outcome("CHG-PARTNER"))[0] == "applied"
+
+
+async def test_the_engine_refuses_a_claimed_application_even_when_the_table_was_written_directly(
+    tenant: Tenant,
+) -> None:
+    """Defence in depth: a row that bypassed the ticket handler's claim check changes nothing."""
+    await victim_converged(tenant)
+    victim = tenant.victim_app["appId"]
+    service = await tenant.service()
+    await service._stores.configs.put(intruder_document(tenant), request_id="by-hand")
+    report = await service.reconcile_now(["contoso/identity/intruder"], dry_run=False)
+    outcomes = {o.config_id: o for o in report.outcomes}
+    assert outcomes["contoso/identity/intruder"].status == "failed-permanent"
+    assert "belongs to ADO project contoso/payments" in outcomes["contoso/identity/intruder"].reason
+    assert outcomes["contoso/payments/kv-reader"].status == "converged"
+    assert len(tenant.credentials(victim)) == 1
+    assert tenant.connections("identity") == []
+
+
+async def test_the_tag_of_a_created_application_protects_it_without_the_claims_table(
+    tenant: Tenant, table_settings: dict[str, str]
+) -> None:
+    await victim_converged(tenant, CREATED)
+    created = tenant.app_named("sc-payments-created")
+    async with TableServiceClient.from_connection_string(
+        table_settings["WIF_TABLE_CONNECTION_STRING"]
+    ) as tables:
+        await tables.delete_table(CLAIMS_TABLE)  # the claims are lost: only the app's tag remains
+    service = await tenant.service()
+    await service._stores.claims._table.create_table()
+    document = intruder_document(tenant, {"appId": created.app_id})
+    await service._stores.configs.put(document, request_id="by-hand")
+    report = await service.reconcile_now(["contoso/identity/intruder"], dry_run=False)
+    (outcome,) = [o for o in report.outcomes if o.config_id == "contoso/identity/intruder"]
+    assert outcome.status == "failed-permanent" and "contoso/payments" in outcome.reason
+    assert len(tenant.credentials(created.app_id)) == 1
+
+
+async def test_two_projects_claiming_one_application_at_once_leave_one_owner(tenant: Tenant) -> None:
+    bodies = [
+        tenant.ticket("CHG-P", project="payments", name="first"),
+        tenant.ticket("CHG-I", project="identity", name="second"),
+    ]
+    await tenant.service()  # built before the race: context.py's lock is bound to the first loop that waits
+    await asyncio.gather(*(tenant.send(body) for body in bodies))
+    outcomes = {project: (await tenant.outcome(request_id))[0] for project, request_id in
+                (("payments", "CHG-P"), ("identity", "CHG-I"))}  # fmt: skip
+    assert sorted(outcomes.values()) == ["accepted", "rejected"]
+    (winner,) = [project for project, outcome in outcomes.items() if outcome == "accepted"]
+    service = await tenant.service()
+    owner = await service._stores.claims.owner(f"app:{tenant.victim_app['appId']}")
+    assert owner is not None and owner.project == winner
+    assert await tenant.deliver_reconciles() == 1
+    assert len(tenant.credentials(tenant.victim_app["appId"])) == 1
