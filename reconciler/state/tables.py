@@ -27,7 +27,7 @@ from azure.data.tables import TableEntity
 
 from reconciler.cloud import CloudError
 from reconciler.documents import InputError
-from reconciler.failures import TemporaryFailure
+from reconciler.failures import TemporaryFailure, is_temporary_status
 
 CONFIGS_TABLE = "federationconfigs"
 STATUS_TABLE = "federationstatus"
@@ -129,7 +129,7 @@ async def translated(call: Awaitable[_T], what: str) -> _T:
         status = error.status_code or 0
         if status == 412:
             raise ConcurrencyConflict(f"{what}: the row changed since it was read") from error
-        if status in {408, 429} or status >= 500:
+        if is_temporary_status(status):
             raise TemporaryFailure(f"{what}: Table Storage answered {status}", status=status) from error
         raise
 
