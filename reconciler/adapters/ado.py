@@ -230,7 +230,6 @@ def _connection(organization: str, project: str, item: Mapping[str, Any]) -> Ser
         subscription_name=data.get("subscriptionName"),
         issuer=parameters.get("workloadIdentityFederationIssuer"),
         subject=parameters.get("workloadIdentityFederationSubject"),
-        is_ready=bool(item.get("isReady", True)),
         description=str(item.get("description") or ""),
     )
 

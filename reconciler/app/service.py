@@ -28,7 +28,8 @@ from reconciler.documents import InputError
 from reconciler.engine.run import ConfigOutcome, Reconciler, RunReport, Status
 from reconciler.state.configs import ConfigRecord, split_retired
 from reconciler.state.queues import Queues, ReconcileRequest
-from reconciler.state.status import ConfigStatus
+from reconciler.state.requests import Outcome
+from reconciler.state.status import ConfigStatus, summarise_plan
 from reconciler.state.stores import Stores
 from reconciler.state.tables import ConcurrencyConflict
 from reconciler.state.tickets import Ticket, TicketRejected, parse_ticket
@@ -176,7 +177,7 @@ class ReconcilerService:
 
     async def _finish_request(self, request_id: str, report: RunReport) -> None:
         """The ticket's outcome, once its reconcile ran (a follow-up may turn `failed` into `applied`)."""
-        outcome = "applied" if report.all_converged else "failed"
+        outcome: Outcome = "applied" if report.all_converged else "failed"
         reasons = [f"{o.config_id}: {o.reason}" for o in report.outcomes if o.reason]
         changes = [
             f"{r.action.kind} {r.action.target}: {r.outcome}" for o in report.outcomes for r in o.actions
@@ -197,15 +198,16 @@ class ReconcilerService:
                 await self._stores.configs.purge(record.config.id, record.etag, record.config.organization)
                 await self._stores.status.delete(record.config.id, record.config.organization)
                 continue
-            await self._stores.status.put(self._status(record, outcome))
+            planned = [str(a.kind) for a in report.plan.actions if outcome.config_id in a.config_ids]
+            await self._stores.status.put(self._status(record, outcome, planned))
 
-    def _status(self, record: ConfigRecord, outcome: ConfigOutcome) -> ConfigStatus:
+    def _status(self, record: ConfigRecord, outcome: ConfigOutcome, planned: Sequence[str]) -> ConfigStatus:
         return ConfigStatus(
             config_id=record.config.id,
             organization=record.config.organization,
-            phase=str(outcome.status),
+            phase=outcome.status,
             observed_generation=record.generation,
-            last_plan=_summary(outcome),
+            last_plan=summarise_plan(planned),
             last_error=outcome.reason,
             retry_after=outcome.retry_after,
             last_reconcile=self._now(),
@@ -254,13 +256,6 @@ class ReconcilerService:
 
     def _now(self) -> str:
         return self._clock().isoformat()
-
-
-def _summary(outcome: ConfigOutcome) -> str:
-    if not outcome.drift:
-        return "no changes"
-    kinds = ", ".join(item.split(" ", 1)[0] for item in outcome.drift)
-    return f"{len(outcome.drift)} action(s): {kinds}"[:1000]
 
 
 def _request_id_of(body: bytes) -> str:

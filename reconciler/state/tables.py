@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -103,14 +103,6 @@ def fit(text: str, limit: int = MAX_TEXT_UNITS) -> tuple[str, bool]:
 
 def utf16_units(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
-
-
-def summarise_plan(action_kinds: Sequence[str], limit: int = MAX_PLAN_SUMMARY) -> str:
-    """A one-line plan summary for the status table: "3 actions: create-credential, ..."."""
-    if not action_kinds:
-        return "no changes"
-    noun = "action" if len(action_kinds) == 1 else "actions"
-    return fit(f"{len(action_kinds)} {noun}: {', '.join(action_kinds)}", limit)[0]
 
 
 def utc_now() -> str:
