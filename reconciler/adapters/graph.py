@@ -72,11 +72,16 @@ class GraphAdapter:
         concurrency: int = 8,
         timeout: float = 30.0,
     ) -> None:
-        http = httpx.AsyncClient(
+        # Our own transport, closed by close(): msgraph-core wraps the client's transport in one
+        # whose aclose() does not close the wrapped one, so its connections would stay open.
+        self._transport = httpx.AsyncHTTPTransport(
             verify=ssl.create_default_context(cafile=cloud.ca_bundle) if cloud.ca_bundle else True,
+            limits=httpx.Limits(max_connections=concurrency * 2),
+        )
+        http = httpx.AsyncClient(
+            transport=self._transport,
             timeout=timeout,
             event_hooks={"request": [httpx_meter_hook(meter, "graph")]},  # type: ignore[list-item]
-            limits=httpx.Limits(max_connections=concurrency * 2),
         )
         self._http = GraphClientFactory.create_with_default_middleware(client=http)
         auth = AzureIdentityAuthenticationProvider(
@@ -91,6 +96,7 @@ class GraphAdapter:
 
     async def close(self) -> None:
         await self._http.aclose()
+        await self._transport.aclose()
 
     # ------------------------------------------------------------------ reads
 

@@ -105,20 +105,21 @@ class Reconciler:
         progress: Callable[[int, int], None] | None = None,
     ) -> RunReport:
         started = time.monotonic()
-        counted_before = self.meter.counts.copy()
-        observation = await self._observer.observe([*configs, *retired], pipelines=pipelines)
-        result = plan(configs, observation.state, self._policy, retired)
-        observed_at = time.monotonic()
-        failures: Mapping[str, Failure] = {}
-        results: list[ActionResult] = []
-        if not dry_run and result.actions:
-            applied = await self._applier.apply(result, observation.state, [*configs, *retired], progress)
-            failures, results = applied.failures, applied.results
+        # Only this pass's requests: the worker runs several passes at once on one engine.
+        with self.meter.counting_this_pass() as this_pass:
+            observation = await self._observer.observe([*configs, *retired], pipelines=pipelines)
+            result = plan(configs, observation.state, self._policy, retired)
+            observed_at = time.monotonic()
+            failures: Mapping[str, Failure] = {}
+            results: list[ActionResult] = []
+            if not dry_run and result.actions:
+                applied = await self._applier.apply(result, observation.state, [*configs, *retired], progress)
+                failures, results = applied.failures, applied.results
         outcomes = _outcomes([*configs, *retired], result, results, failures, dry_run=dry_run)
         return RunReport(
             plan=result,
             outcomes=outcomes,
-            requests=self.meter.since(counted_before),
+            requests=this_pass.as_dict(),
             pipeline_reads=observation.pipeline_reads,
             observe_seconds=observed_at - started,
             apply_seconds=time.monotonic() - observed_at,
