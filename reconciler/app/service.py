@@ -218,10 +218,12 @@ class ReconcilerService:
         if delay is None:
             return
         at = self._clock() + timedelta(seconds=max(delay, 5.0))
-        # A sweep's follow-up carries the sweep's id, so its log lines tie back to the sweep.
-        origin = request.request_id or request.sweep_id or "follow-up"
+        # A ticket's follow-up records the request's outcome; a sweep's carries the sweep's id
+        # (never as a request id: there is no such request), so its log lines tie back to the sweep.
         for app_key in request.apps:
-            await self._queues.schedule_follow_up(app_key, at, request_id=origin)
+            await self._queues.schedule_follow_up(
+                app_key, at, request_id=request.request_id, sweep_id=request.sweep_id
+            )
 
     # ------------------------------------------------------------------ HTTP API
 
