@@ -43,11 +43,18 @@ async def drift_sweep(timer: func.TimerRequest) -> None:
 )
 async def reconcile_apps(message: func.ServiceBusMessage) -> None:
     try:
-        request = parse_reconcile_message(message.get_body())
+        request = parse_reconcile_message(message.get_body(), session_id=message.session_id)
     except ReconcileMessageInvalid as rejected:
-        # Retrying cannot fix a malformed message: log it and let it complete.
-        log.error("reconcile message %s rejected: %s", message.message_id, rejected)
-        return
+        # No retry fixes a malformed or misrouted message: it belongs in the dead-letter queue. The
+        # host settles the message itself (complete on return, abandon on an exception) and gives a
+        # Python function no settlement client, so raising is how to get it there: Service Bus
+        # dead-letters it at the queue's max delivery count, and `dlq list` shows it with this
+        # problem (docs/tickets.md, "Dead letters").
+        log.error(
+            "reconcile message %s (delivery %s) is invalid, dead-lettered at the max delivery count: %s",
+            message.message_id, message.delivery_count, rejected,
+        )  # fmt: skip
+        raise
     await (await service()).reconcile(request)
 
 

@@ -13,6 +13,8 @@ import re
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from typing import Any
 
 from cloudsim import tokens
@@ -205,7 +207,11 @@ class Api:
         }
         reply = self.error(status, codes.get(status, "Error"), messages.get(status, "Simulated failure."))
         if status in (429, 503):
-            reply.headers["Retry-After"] = str(retry_after)
+            reply.headers["Retry-After"] = (
+                format_datetime(datetime.now(UTC) + timedelta(seconds=retry_after), usegmt=True)
+                if self.faults.faults.retry_after_date
+                else str(retry_after)
+            )
         return reply
 
     def _check_token(self, call: Call) -> Reply | None:

@@ -28,6 +28,7 @@ class Faults(_Record):
     throttle_budget: int = 0
     throttle_window_s: float = 10.0
     retry_after_s: int = 1  # Retry-After sent with random 429/503 answers
+    retry_after_date: bool = False  # send Retry-After as an HTTP date (RFC 9110 allows both forms)
     # ARM answers PrincipalNotFound for service principals younger than this even when
     # principalType is sent: beyond the documented behaviour, for testing clients' bounded
     # retries of replication delay (terraform-provider-azurerm #11417).

@@ -9,6 +9,7 @@ The packages are layers, and imports point one way (import-linter checks it, see
       core         pure: model, validation, policy, plan, sharding; no I/O, no SDK
 
 `app` and `cli` never import each other. The modules at this level are shared by both shells and
-sit outside the layers: `cloud` (endpoints per Azure cloud), `failures` (temporary or permanent),
+sit outside the layers: `cloud` (endpoints per Azure cloud), `failures` (temporary or permanent,
+and what an HTTP status and its Retry-After mean for every adapter),
 `documents` (reading YAML/JSON files) and `render` (plans and reports as tables or JSON).
 """

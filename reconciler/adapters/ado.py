@@ -26,7 +26,7 @@ from reconciler.adapters.metering import MeteringPolicy, RequestMeter
 from reconciler.adapters.transport import aiohttp_transport
 from reconciler.cloud import Cloud
 from reconciler.core.model import WORKLOAD_IDENTITY_SCHEME, PipelineAccess, ServiceConnection
-from reconciler.failures import Failure, NotFound, PermanentFailure, TemporaryFailure
+from reconciler.failures import Failure, NotFound, TemporaryFailure, failure_for_status, retry_after_seconds
 
 API_VERSION = "7.1"
 PIPELINE_PERMISSIONS_API_VERSION = "7.1-preview.1"  # the pipeline-permissions API exists only as a preview
@@ -233,7 +233,6 @@ def _connection(organization: str, project: str, item: Mapping[str, Any]) -> Ser
         subscription_name=data.get("subscriptionName"),
         issuer=parameters.get("workloadIdentityFederationIssuer"),
         subject=parameters.get("workloadIdentityFederationSubject"),
-        is_ready=bool(item.get("isReady", True)),
         description=str(item.get("description") or ""),
     )
 
@@ -249,6 +248,7 @@ def _lower(value: object) -> str | None:
 
 
 def _ado_failure(response: AsyncHttpResponse) -> Failure:
+    """Azure DevOps has no cases of its own: the mapping every adapter shares."""
     status = response.status_code
     try:
         body = response.json()
@@ -257,9 +257,5 @@ def _ado_failure(response: AsyncHttpResponse) -> Failure:
     message = str(body.get("message") or response.text()[:300]) if isinstance(body, dict) else ""
     code = str(body.get("typeKey", "")) if isinstance(body, dict) else ""
     text = f"Azure DevOps answered {status} {code}: {message}"
-    if status == 404:
-        return NotFound(text, code=code, status=status)
-    if status == 429 or status >= 500:
-        retry_after = float(response.headers.get("Retry-After", "10"))
-        return TemporaryFailure(text, retry_after=retry_after, code=code, status=status)
-    return PermanentFailure(text, code=code, status=status)
+    retry_after = retry_after_seconds(response.headers.get("Retry-After"), default=10.0)
+    return failure_for_status(status, text, code=code, retry_after=retry_after)

@@ -20,7 +20,14 @@ from reconciler.adapters.metering import MeteringPolicy, RequestMeter
 from reconciler.adapters.transport import aiohttp_transport
 from reconciler.cloud import Cloud
 from reconciler.core.model import CustomRole, RoleAssignment, normalise_scope
-from reconciler.failures import Conflict, Failure, NotFound, PermanentFailure, TemporaryFailure
+from reconciler.failures import (
+    Conflict,
+    Failure,
+    NotFound,
+    TemporaryFailure,
+    failure_for_status,
+    retry_after_seconds,
+)
 
 API_VERSION = "2022-04-01"
 _EXISTING_ID = re.compile(
@@ -121,22 +128,22 @@ def _assignment(item: Any) -> RoleAssignment:
 
 
 def _arm_failure(error: HttpResponseError) -> Failure:
+    """ARM's own codes first, then the mapping every adapter shares."""
     status = error.status_code or 0
     code = error.error.code if error.error and error.error.code else ""
     message = error.error.message if error.error and error.error.message else str(error.message)
     text = f"ARM answered {status} {code}: {message}"
-    if status == 404 or code in {"RoleAssignmentNotFound", "RoleDefinitionDoesNotExist"}:
+    if code in {"RoleAssignmentNotFound", "RoleDefinitionDoesNotExist"}:
         return NotFound(text, code=code, status=status)
     if code == "RoleAssignmentExists":
         return Conflict(text, code=code, status=status, existing_id=_existing_id(message))
-    if status == 429 or status >= 500:
-        response: Any = error.response
-        retry_after = float(response.headers.get("Retry-After", "10")) if response is not None else 10.0
-        return TemporaryFailure(text, retry_after=retry_after, code=code, status=status)
     if code == "PrincipalNotFound":
         # Replication delay or a wrong principal: the engine decides, by how new the principal is.
         return TemporaryFailure(text, retry_after=10.0, code=code, status=status)
-    return PermanentFailure(text, code=code, status=status)
+    response: Any = error.response
+    header = response.headers.get("Retry-After") if response is not None else None
+    retry_after = retry_after_seconds(header, default=10.0)
+    return failure_for_status(status, text, code=code, retry_after=retry_after)
 
 
 def _existing_id(message: str) -> str:

@@ -41,13 +41,24 @@ from msgraph_core import GraphClientFactory
 from reconciler.adapters.metering import RequestMeter, httpx_meter_hook
 from reconciler.cloud import Cloud
 from reconciler.core.model import APPLICATION_TAG, TOKEN_EXCHANGE_AUDIENCE, Application, FederatedCredential
-from reconciler.failures import Conflict, Failure, NotFound, PermanentFailure, TemporaryFailure
+from reconciler.failures import (
+    Conflict,
+    Failure,
+    NotFound,
+    TemporaryFailure,
+    failure_for_status,
+    retry_after_seconds,
+)
 
 MAX_IN_VALUES = 15  # Graph's limit on values in one `in` filter
 MAX_BATCH = 20  # Graph's limit on requests in one $batch
 PAGE_SIZE = 999  # $top for listings; Graph may answer with smaller pages (nextLink is followed either way)
 BATCH_ATTEMPTS = 4  # first try plus retries of throttled sub-requests
 _APP_FIELDS = ["id", "appId", "displayName", "tags"]
+# Clashes with an existing object, whatever the status (a credential's issuer and subject taken: 400).
+_CONFLICT_CODES = frozenset(
+    {"Request_MultipleObjectsWithSameKeyValue", "InvalidFederatedIdentityCredentialValue"}
+)
 _T = TypeVar("_T")
 
 
@@ -61,11 +72,16 @@ class GraphAdapter:
         concurrency: int = 8,
         timeout: float = 30.0,
     ) -> None:
-        http = httpx.AsyncClient(
+        # Our own transport, closed by close(): msgraph-core wraps the client's transport in one
+        # whose aclose() does not close the wrapped one, so its connections would stay open.
+        self._transport = httpx.AsyncHTTPTransport(
             verify=ssl.create_default_context(cafile=cloud.ca_bundle) if cloud.ca_bundle else True,
+            limits=httpx.Limits(max_connections=concurrency * 2),
+        )
+        http = httpx.AsyncClient(
+            transport=self._transport,
             timeout=timeout,
             event_hooks={"request": [httpx_meter_hook(meter, "graph")]},  # type: ignore[list-item]
-            limits=httpx.Limits(max_connections=concurrency * 2),
         )
         self._http = GraphClientFactory.create_with_default_middleware(client=http)
         auth = AzureIdentityAuthenticationProvider(
@@ -80,6 +96,7 @@ class GraphAdapter:
 
     async def close(self) -> None:
         await self._http.aclose()
+        await self._transport.aclose()
 
     # ------------------------------------------------------------------ reads
 
@@ -339,14 +356,10 @@ def _credential(credential: FederatedIdentityCredential) -> FederatedCredential:
     )
 
 
-def _retry_after(headers: dict[str, str] | None) -> float:
-    for key, value in (headers or {}).items():
-        if key.lower() == "retry-after":
-            try:
-                return min(float(value), 120.0)
-            except ValueError:
-                break
-    return 1.0
+def _retry_after(headers: Mapping[str, str] | None) -> float:
+    """Graph's Retry-After, at most two minutes (a batch sub-request is retried while the caller waits)."""
+    value = next((v for k, v in (headers or {}).items() if k.lower() == "retry-after"), None)
+    return min(retry_after_seconds(value, default=1.0), 120.0)
 
 
 def _odata_failure(error: ODataError) -> Failure:
@@ -366,13 +379,7 @@ def _sub_request_failure(response: Mapping[str, Any]) -> Failure:
 
 
 def _failure(status: int, code: str, text: str, retry_after: float) -> Failure:
-    if status == 404:
-        return NotFound(text, code=code, status=status)
-    if status in {409} or code in {
-        "Request_MultipleObjectsWithSameKeyValue",
-        "InvalidFederatedIdentityCredentialValue",
-    }:
+    """Graph's own case first (a clash with an existing object), then the mapping every adapter shares."""
+    if status == 409 or code in _CONFLICT_CODES:
         return Conflict(text, code=code, status=status)
-    if status == 429 or status >= 500:
-        return TemporaryFailure(text, retry_after=retry_after, code=code, status=status)
-    return PermanentFailure(text, code=code, status=status)
+    return failure_for_status(status, text, code=code, retry_after=retry_after)

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import httpx
@@ -16,6 +19,9 @@ from azure.core.pipeline import PipelineRequest
 from azure.core.pipeline.policies import SansIOHTTPPolicy
 
 READ_METHODS = frozenset({"GET", "HEAD"})
+# The counts of the pass running in this task (and the tasks it starts): one worker runs several
+# passes at once on shared adapters, and each pass reports only its own requests.
+_this_pass: ContextVar[Counter[tuple[str, str]] | None] = ContextVar("wif_requests_this_pass", default=None)
 
 
 @dataclass
@@ -23,7 +29,21 @@ class RequestMeter:
     counts: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def record(self, api: str, *, write: bool) -> None:
-        self.counts[(api, "write" if write else "read")] += 1
+        key = (api, "write" if write else "read")
+        self.counts[key] += 1
+        this_pass = _this_pass.get()
+        if this_pass is not None:
+            this_pass[key] += 1
+
+    @contextmanager
+    def counting_this_pass(self) -> Iterator[RequestMeter]:
+        """A meter of the requests sent from this task and the tasks it starts, until the block ends."""
+        counts: Counter[tuple[str, str]] = Counter()
+        token = _this_pass.set(counts)
+        try:
+            yield RequestMeter(counts)
+        finally:
+            _this_pass.reset(token)
 
     def reads(self, api: str | None = None) -> int:
         return sum(n for (name, kind), n in self.counts.items() if kind == "read" and api in {None, name})
@@ -34,10 +54,6 @@ class RequestMeter:
     def as_dict(self) -> dict[str, dict[str, int]]:
         apis = sorted({api for api, _ in self.counts})
         return {api: {"reads": self.reads(api), "writes": self.writes(api)} for api in apis}
-
-    def since(self, before: Counter[tuple[str, str]]) -> dict[str, dict[str, int]]:
-        """The requests counted after `before` (a copy of `counts` taken earlier)."""
-        return RequestMeter(self.counts - before).as_dict()
 
 
 class MeteringPolicy(SansIOHTTPPolicy):  # type: ignore[type-arg]

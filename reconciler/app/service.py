@@ -31,7 +31,8 @@ from reconciler.engine.run import ConfigOutcome, Reconciler, RunReport, Status
 from reconciler.state.claims import ClaimRejected
 from reconciler.state.configs import ConfigRecord, split_retired
 from reconciler.state.queues import Queues, ReconcileRequest
-from reconciler.state.status import ConfigStatus
+from reconciler.state.requests import Outcome
+from reconciler.state.status import ConfigStatus, summarise_plan
 from reconciler.state.stores import Stores
 from reconciler.state.tables import ConcurrencyConflict
 from reconciler.state.tickets import Ticket, TicketRejected, parse_ticket
@@ -228,7 +229,7 @@ class ReconcilerService:
 
     async def _finish_request(self, request_id: str, report: RunReport) -> None:
         """The ticket's outcome, once its reconcile ran (a follow-up may turn `failed` into `applied`)."""
-        outcome = "applied" if report.all_converged else "failed"
+        outcome: Outcome = "applied" if report.all_converged else "failed"
         reasons = [f"{o.config_id}: {o.reason}" for o in report.outcomes if o.reason]
         changes = [
             f"{r.action.kind} {r.action.target}: {r.outcome}" for o in report.outcomes for r in o.actions
@@ -250,7 +251,8 @@ class ReconcilerService:
                 await self._stores.status.delete(record.config.id, record.config.organization)
                 continue
             previous = context.applied.get(record.config.id, "")
-            await self._stores.status.put(self._status(record, outcome, previous))
+            planned = [str(a.kind) for a in report.plan.actions if outcome.config_id in a.config_ids]
+            await self._stores.status.put(self._status(record, outcome, planned, previous))
             if outcome.status is Status.CONVERGED and outcome.application_id:
                 await self._claim_created(record, outcome.application_id, context)
 
@@ -270,7 +272,7 @@ class ReconcilerService:
         context.claims[app_claim_key(app_id)] = owner
 
     def _status(
-        self, record: ConfigRecord, outcome: ConfigOutcome, previous_application: str
+        self, record: ConfigRecord, outcome: ConfigOutcome, planned: Sequence[str], previous_application: str
     ) -> ConfigStatus:
         # The application is remembered once everything was applied: until then, what the config
         # left on its previous application may still have to be removed.
@@ -278,9 +280,9 @@ class ReconcilerService:
         return ConfigStatus(
             config_id=record.config.id,
             organization=record.config.organization,
-            phase=str(outcome.status),
+            phase=outcome.status,
             observed_generation=record.generation,
-            last_plan=_summary(outcome),
+            last_plan=summarise_plan(planned),
             last_error=outcome.reason,
             retry_after=outcome.retry_after,
             last_reconcile=self._now(),
@@ -292,10 +294,12 @@ class ReconcilerService:
         if delay is None:
             return
         at = self._clock() + timedelta(seconds=max(delay, 5.0))
-        # A sweep's follow-up carries the sweep's id, so its log lines tie back to the sweep.
-        origin = request.request_id or request.sweep_id or "follow-up"
+        # A ticket's follow-up records the request's outcome; a sweep's carries the sweep's id
+        # (never as a request id: there is no such request), so its log lines tie back to the sweep.
         for app_key in request.apps:
-            await self._queues.schedule_follow_up(app_key, at, request_id=origin)
+            await self._queues.schedule_follow_up(
+                app_key, at, request_id=request.request_id, sweep_id=request.sweep_id
+            )
 
     # ------------------------------------------------------------------ HTTP API
 
@@ -338,13 +342,6 @@ class _PassContext:
     records: list[ConfigRecord]
     applied: dict[str, str]  # config id -> client id of the application last applied
     claims: dict[str, Tenant]  # claim key -> the ADO project that claimed the application
-
-
-def _summary(outcome: ConfigOutcome) -> str:
-    if not outcome.drift:
-        return "no changes"
-    kinds = ", ".join(item.split(" ", 1)[0] for item in outcome.drift)
-    return f"{len(outcome.drift)} action(s): {kinds}"[:1000]
 
 
 def _request_id_of(body: bytes) -> str:

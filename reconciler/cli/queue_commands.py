@@ -135,6 +135,8 @@ def _dlq_list(args: argparse.Namespace) -> int:
             f"deliveries={letter.delivery_count}  session={letter.session_id or '-'}"
         )
         print(f"      reason: {letter.reason or '-'}: {letter.description or '-'}")
+        if letter.problem:
+            print(f"      problem: {letter.problem}")
         print(f"      body: {letter.body_excerpt!r}")
     return EXIT_OK
 

@@ -106,7 +106,6 @@ def _connection(item: Mapping[str, Any]) -> ServiceConnection:
         subscription_name=item.get("subscriptionName"),
         issuer=item.get("issuer"),
         subject=item.get("subject"),
-        is_ready=bool(item.get("isReady", True)),
         description=str(item.get("description") or ""),
         pipelines=None
         if pipelines is None

@@ -98,9 +98,6 @@ class Plan:
     def is_empty(self) -> bool:
         return not self.actions
 
-    def for_config(self, config_id: str) -> tuple[Action, ...]:
-        return tuple(action for action in self.actions if config_id in action.config_ids)
-
 
 def plan(
     configs: Sequence[FederationConfig],

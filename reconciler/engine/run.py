@@ -110,22 +110,23 @@ class Reconciler:
     ) -> RunReport:
         """One pass. `claims` and `applied` are as reconciler.core.plan.plan takes them."""
         started = time.monotonic()
-        counted_before = self.meter.counts.copy()
         # The applications configs were last applied to are read too, to remove what a moved config left.
         left = [
             replace(c, application=ApplicationRef(app_id=applied[c.id]))
             for c in configs
             if applied and applied.get(c.id) and applied[c.id] != c.application.app_id
         ]
-        observation = await self._observer.observe([*configs, *retired, *left], pipelines=pipelines)
-        result = plan(configs, observation.state, self._policy, retired, claims=claims, applied=applied)
-        observed_at = time.monotonic()
-        failures: Mapping[str, Failure] = {}
-        results: list[ActionResult] = []
-        created_apps: Mapping[str, str] = {}
-        if not dry_run and result.actions:
-            done = await self._applier.apply(result, observation.state, [*configs, *retired], progress)
-            failures, results, created_apps = done.failures, done.results, done.created_apps
+        # Only this pass's requests: the worker runs several passes at once on one engine.
+        with self.meter.counting_this_pass() as this_pass:
+            observation = await self._observer.observe([*configs, *retired, *left], pipelines=pipelines)
+            result = plan(configs, observation.state, self._policy, retired, claims=claims, applied=applied)
+            observed_at = time.monotonic()
+            failures: Mapping[str, Failure] = {}
+            results: list[ActionResult] = []
+            created_apps: Mapping[str, str] = {}
+            if not dry_run and result.actions:
+                done = await self._applier.apply(result, observation.state, [*configs, *retired], progress)
+                failures, results, created_apps = done.failures, done.results, done.created_apps
         outcomes = _outcomes([*configs, *retired], result, results, failures, dry_run=dry_run)
         for outcome in outcomes:
             outcome.application_id = result.applications.get(outcome.config_id) or created_apps.get(
@@ -134,7 +135,7 @@ class Reconciler:
         return RunReport(
             plan=result,
             outcomes=outcomes,
-            requests=self.meter.since(counted_before),
+            requests=this_pass.as_dict(),
             pipeline_reads=observation.pipeline_reads,
             observe_seconds=observed_at - started,
             apply_seconds=time.monotonic() - observed_at,

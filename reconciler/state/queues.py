@@ -110,6 +110,7 @@ class DeadLetter:
     enqueued_time: datetime | None
     session_id: str | None
     body_excerpt: str
+    problem: str | None = None  # a reconcile message's, as parse_reconcile_message says it
 
 
 # ---------------------------------------------------------------------------- messages
@@ -177,8 +178,11 @@ def parse_reconcile_message(body: bytes | str, *, session_id: str | None = None)
     sweep_id = _token(message, "sweepId")
     if reason == "sweep" and sweep_id is None:
         raise ReconcileMessageInvalid("sweepId: required when reason is sweep")
-    if reason != "sweep" and request_id is None:
-        raise ReconcileMessageInvalid(f"requestId: required when reason is {reason}")
+    if reason == "ticket" and request_id is None:
+        raise ReconcileMessageInvalid("requestId: required when reason is ticket")
+    if reason == "follow-up" and request_id is None and sweep_id is None:
+        # A follow-up carries what it follows up: a ticket's request id, or a sweep's id.
+        raise ReconcileMessageInvalid("requestId or sweepId: required when reason is follow-up")
     if session_id is not None:
         strays = [app for app in apps if session_for(app) != session_id]
         if strays:
@@ -230,9 +234,16 @@ class Queues:
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     @classmethod
-    def from_settings(cls, settings: Mapping[str, str], *, retry_total: int = 3) -> Queues:
+    def from_settings(
+        cls,
+        settings: Mapping[str, str],
+        *,
+        retry_total: int = 3,
+        credential: AsyncTokenCredential | None = None,
+    ) -> Queues:
         """From the app settings: `ServiceBusConnection` (a connection string), or
-        `ServiceBusConnection__fullyQualifiedNamespace` with the managed identity (Azure)."""
+        `ServiceBusConnection__fullyQualifiedNamespace` with the managed identity (Azure): the
+        caller's `credential` (left open), else a DefaultAzureCredential of our own (closed with us)."""
         connection_string = (settings.get(CONNECTION_SETTING) or "").strip()
         if connection_string:
             return cls(ServiceBusClient.from_connection_string(connection_string, retry_total=retry_total))
@@ -243,12 +254,14 @@ class Queues:
                 f"the peer's ...;UseDevelopmentEmulator=true) or {NAMESPACE_SETTING} "
                 "(e.g. mynamespace.servicebus.windows.net, reached with the managed identity)"
             )
+        host = namespace.removeprefix("sb://").rstrip("/")
+        if credential is not None:
+            return cls(ServiceBusClient(host, credential, retry_total=retry_total))
         client_id = settings.get(CLIENT_ID_SETTING) or settings.get("AZURE_CLIENT_ID") or None
-        credential = DefaultAzureCredential(
+        own = DefaultAzureCredential(
             managed_identity_client_id=client_id, exclude_interactive_browser_credential=True
         )
-        host = namespace.removeprefix("sb://").rstrip("/")
-        return cls(ServiceBusClient(host, credential, retry_total=retry_total), credential=credential)
+        return cls(ServiceBusClient(host, own, retry_total=retry_total), credential=own)
 
     async def __aenter__(self) -> Queues:
         return self
@@ -293,15 +306,25 @@ class Queues:
         return await self._send_batched(RECONCILE_QUEUE, messages)
 
     async def schedule_follow_up(
-        self, app_key: str, at: datetime, *, request_id: str, config_ids: Sequence[str] = ()
+        self,
+        app_key: str,
+        at: datetime,
+        *,
+        request_id: str | None = None,
+        sweep_id: str | None = None,
+        config_ids: Sequence[str] = (),
     ) -> int:
-        """Reconcile one application again at `at` (e.g. a Retry-After); returns the sequence number."""
+        """Reconcile one application again at `at` (e.g. a Retry-After); returns the sequence number.
+
+        It carries the ticket's request id (whose outcome it will record) or the sweep's id.
+        """
         when = at if at.tzinfo else at.replace(tzinfo=UTC)
         message = reconcile_message(
             [app_key],
             reason="follow-up",
             config_ids=config_ids,
             request_id=request_id,
+            sweep_id=sweep_id,
             discriminator=when.isoformat(),  # two follow-ups at two times are two messages
         )
         async with self._sender(RECONCILE_QUEUE) as sender:
@@ -328,7 +351,8 @@ class Queues:
     async def list_dead_letters(self, queue: str, max_count: int = 100) -> list[DeadLetter]:
         """Peek (no lock, nothing changes) at up to max_count dead-lettered messages of `queue`."""
         async with self._dead_letter_receiver(queue) as receiver:
-            return [_dead_letter(m) for m in await _peek_all(receiver, max_count)]
+            peeked = await _peek_all(receiver, max_count)
+        return [_dead_letter(m, reconcile=queue == RECONCILE_QUEUE) for m in peeked]
 
     async def replay_dead_letters(
         self, queue: str, sequence_numbers: Collection[int] | None = None, *, max_wait_time: float = 2.0
@@ -446,7 +470,20 @@ def _copy(message: ServiceBusReceivedMessage) -> ServiceBusMessage:
     )
 
 
-def _dead_letter(message: ServiceBusReceivedMessage) -> DeadLetter:
+def _reconcile_problem(message: ServiceBusReceivedMessage) -> str | None:
+    """What is wrong with a dead-lettered reconcile message, if anything.
+
+    The Functions host dead-letters an invalid one for its delivery count, with Service Bus'
+    generic reason (function_app.reconcile_apps explains why): this says the real one.
+    """
+    try:
+        parse_reconcile_message(_body(message), session_id=message.session_id)
+    except ReconcileMessageInvalid as problem:
+        return str(problem)
+    return None
+
+
+def _dead_letter(message: ServiceBusReceivedMessage, *, reconcile: bool) -> DeadLetter:
     return DeadLetter(
         sequence_number=message.sequence_number or 0,
         message_id=message.message_id,
@@ -456,4 +493,5 @@ def _dead_letter(message: ServiceBusReceivedMessage) -> DeadLetter:
         enqueued_time=message.enqueued_time_utc,
         session_id=message.session_id,
         body_excerpt=_body(message)[: EXCERPT_CHARS * 4].decode("utf-8", "replace")[:EXCERPT_CHARS],
+        problem=_reconcile_problem(message) if reconcile else None,
     )

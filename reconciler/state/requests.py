@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import UpdateMode
@@ -23,8 +23,10 @@ from reconciler.state.tables import (
     validate_request_id,
 )
 
+# accepted: recorded, reconcile queued; rejected: invalid or forbidden, nothing written;
+# applied / failed: what the reconcile of its config did.
 Outcome = Literal["accepted", "rejected", "applied", "failed"]
-OUTCOMES: tuple[str, ...] = ("accepted", "rejected", "applied", "failed")
+OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,7 @@ class RequestRecord:
     received_at: str
     body: str
     body_truncated: bool
-    outcome: str  # one of OUTCOMES
+    outcome: Outcome
     reason: str = ""
     changes: tuple[str, ...] = ()
     finished_at: str = ""
@@ -82,7 +84,7 @@ class RequestStore:
         return _request_of({**entity}, str(metadata["etag"])), True
 
     async def finish(
-        self, request_id: str, outcome: str, reason: str, changes: Sequence[str], finished_at: str
+        self, request_id: str, outcome: Outcome, reason: str, changes: Sequence[str], finished_at: str
     ) -> RequestRecord:
         """Records the outcome of a request that begin() recorded."""
         if outcome not in OUTCOMES:
@@ -137,9 +139,17 @@ def _request_of(entity: Mapping[str, Any], etag: str) -> RequestRecord:
         received_at=str(entity.get("ReceivedAt", "")),
         body=str(entity.get("Body", "")),
         body_truncated=bool(entity.get("BodyTruncated", False)),
-        outcome=str(entity.get("Outcome", "")),
+        outcome=_outcome(entity.get("Outcome")),
         reason=str(entity.get("Reason", "")),
         changes=tuple(str(c) for c in changes) if isinstance(changes, list) else (),
         finished_at=str(entity.get("FinishedAt", "")),
         etag=etag,
     )
+
+
+def _outcome(value: object) -> Outcome:
+    """The stored outcome: rows are written only by begin() and finish(), which refuse any other."""
+    found = next((outcome for outcome in OUTCOMES if outcome == value), None)
+    if found is None:
+        raise ValueError(f"table {REQUESTS_TABLE}: Outcome {value!r:.60} is not one of {', '.join(OUTCOMES)}")
+    return found

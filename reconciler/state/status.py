@@ -3,35 +3,25 @@
 from __future__ import annotations
 
 import contextlib
-import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableEntity, UpdateMode
 from azure.data.tables.aio import TableClient
 
+from reconciler.engine.run import Status
 from reconciler.state.tables import (
     MAX_PLAN_SUMMARY,
-    MAX_TEXT_UNITS,
     STATUS_TABLE,
+    CorruptRow,
+    InvalidRow,
     decode_row_key,
     encode_row_key,
     fit,
     iterate,
     translated,
-    utf16_units,
-)
-
-Phase = Literal["converged", "drifted", "failed-temporary", "failed-permanent", "blocked", "pending"]
-PHASES: tuple[str, ...] = (
-    "converged",
-    "drifted",
-    "failed-temporary",
-    "failed-permanent",
-    "blocked",
-    "pending",
 )
 
 
@@ -39,16 +29,27 @@ PHASES: tuple[str, ...] = (
 class ConfigStatus:
     config_id: str
     organization: str
-    phase: str  # one of PHASES
+    phase: Status  # the engine's outcome for the config: the one vocabulary of phases
     observed_generation: int
     last_plan: str = ""  # summarise_plan(...)
     last_error: str = ""
     retry_after: float | None = None
     last_reconcile: str = ""  # ISO 8601 UTC, from the caller: the store keeps no clock
-    conditions: tuple[Mapping[str, Any], ...] = field(default_factory=tuple)
     # The client id of the application the config was last applied to: when the config moves to
     # another one, what it created on this one is removed.
     applied_application: str = ""
+
+
+def summarise_plan(action_kinds: Sequence[str], limit: int = MAX_PLAN_SUMMARY) -> str:
+    """A config's plan in one line for its status row: "2 actions: create-credential, ...".
+
+    The plan itself is rebuilt on demand (GET /api/configs/{id}/plan); this only says what the
+    last pass wanted to change.
+    """
+    if not action_kinds:
+        return "no changes"
+    noun = "action" if len(action_kinds) == 1 else "actions"
+    return fit(f"{len(action_kinds)} {noun}: {', '.join(action_kinds)}", limit)[0]
 
 
 class StatusStore:
@@ -65,29 +66,25 @@ class StatusStore:
         Replaces the whole row rather than merging: a merge would keep a cleared field
         (retry_after None, no error any more) at its old value.
         """
-        if status.phase not in PHASES:
-            raise ValueError(f"unknown phase {status.phase!r}: expected one of {', '.join(PHASES)}")
         stored = ConfigStatus(
             config_id=status.config_id,
             organization=status.organization.lower(),
-            phase=status.phase,
+            phase=Status(status.phase),  # refuses a phase outside the vocabulary
             observed_generation=status.observed_generation,
             last_plan=fit(status.last_plan, MAX_PLAN_SUMMARY)[0],
             last_error=fit(status.last_error)[0],
             retry_after=status.retry_after,
             last_reconcile=status.last_reconcile,
-            conditions=_fit_conditions(status.conditions),
             applied_application=status.applied_application,
         )
         entity: dict[str, Any] = {
             "PartitionKey": stored.organization,
             "RowKey": encode_row_key(stored.config_id),
-            "Phase": stored.phase,
+            "Phase": str(stored.phase),
             "ObservedGeneration": stored.observed_generation,
             "LastPlan": stored.last_plan,
             "LastError": stored.last_error,
             "LastReconcile": stored.last_reconcile,
-            "Conditions": json.dumps(list(stored.conditions), ensure_ascii=False),
             "AppliedApplication": stored.applied_application,
         }
         if stored.retry_after is not None:
@@ -118,13 +115,12 @@ class StatusStore:
         return ConfigStatus(
             config_id=decode_row_key(entity["RowKey"]),
             organization=entity["PartitionKey"],
-            phase=str(entity.get("Phase", "")),
+            phase=_phase(entity),
             observed_generation=int(entity.get("ObservedGeneration", 0)),
             last_plan=str(entity.get("LastPlan", "")),
             last_error=str(entity.get("LastError", "")),
             retry_after=None if retry_after is None else float(retry_after),
             last_reconcile=str(entity.get("LastReconcile", "")),
-            conditions=tuple(_json_list(entity.get("Conditions"))),
             applied_application=str(entity.get("AppliedApplication") or ""),
         )
 
@@ -137,20 +133,10 @@ class StatusStore:
             )
 
 
-def _fit_conditions(conditions: Sequence[Mapping[str, Any]]) -> tuple[Mapping[str, Any], ...]:
-    """Drops conditions from the end until the list fits, and says so in a last condition."""
-    kept = list(conditions)
-    marker = {"type": "Truncated", "status": "True", "message": "more conditions were dropped to fit"}
-    while kept and utf16_units(json.dumps(kept, ensure_ascii=False)) > MAX_TEXT_UNITS:
-        kept = kept[: len(kept) // 2]
-        if utf16_units(json.dumps([*kept, marker], ensure_ascii=False)) <= MAX_TEXT_UNITS:
-            return (*kept, marker)
-    return tuple(kept)
-
-
-def _json_list(text: object) -> list[Mapping[str, Any]]:
+def _phase(entity: TableEntity) -> Status:
     try:
-        value = json.loads(str(text or "[]"))
-    except json.JSONDecodeError:
-        return []
-    return [item for item in value if isinstance(item, Mapping)] if isinstance(value, list) else []
+        return Status(str(entity.get("Phase")))
+    except ValueError:
+        problem = f"Phase: expected one of {', '.join(Status)}, got {entity.get('Phase')!r:.60}"
+        row = InvalidRow(STATUS_TABLE, entity["PartitionKey"], entity["RowKey"], (problem,))
+        raise CorruptRow(row) from None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -27,7 +27,7 @@ from azure.data.tables import TableEntity
 
 from reconciler.cloud import CloudError
 from reconciler.documents import InputError
-from reconciler.failures import TemporaryFailure
+from reconciler.failures import TemporaryFailure, is_temporary_status
 
 CONFIGS_TABLE = "federationconfigs"
 STATUS_TABLE = "federationstatus"
@@ -106,14 +106,6 @@ def utf16_units(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
-def summarise_plan(action_kinds: Sequence[str], limit: int = MAX_PLAN_SUMMARY) -> str:
-    """A one-line plan summary for the status table: "3 actions: create-credential, ..."."""
-    if not action_kinds:
-        return "no changes"
-    noun = "action" if len(action_kinds) == 1 else "actions"
-    return fit(f"{len(action_kinds)} {noun}: {', '.join(action_kinds)}", limit)[0]
-
-
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -130,7 +122,7 @@ async def translated(call: Awaitable[_T], what: str) -> _T:
         status = error.status_code or 0
         if status == 412:
             raise ConcurrencyConflict(f"{what}: the row changed since it was read") from error
-        if status in {408, 429} or status >= 500:
+        if is_temporary_status(status):
             raise TemporaryFailure(f"{what}: Table Storage answered {status}", status=status) from error
         raise
 

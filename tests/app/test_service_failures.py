@@ -116,3 +116,31 @@ async def test_a_temporary_failure_schedules_a_follow_up_that_finishes_the_reque
     assert again.all_converged, [(o.status, o.reason) for o in again.outcomes]
     finished = await stores.requests.get("CHG7002")
     assert finished is not None and finished.outcome == "applied"
+
+
+async def test_a_sweeps_follow_up_carries_the_sweep_id_and_records_no_request(
+    cloud_env: RunningSimulator,
+    stores: Stores,
+    servicebus_peer: ServiceBusPeer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    await cloud_env.admin.set_faults({"arm": Faults(principal_lag_s=2.5)})
+    impatient = EngineOptions(principal_replication_window=0.5, retry_total=0)
+    svc = service(stores, servicebus_peer.connection_string, impatient)
+    body = ticket(cloud_env, "CHG7003", {"displayName": "sc-swept", "create": True})
+    assert (await svc.handle_ticket(body)).outcome == "accepted"
+    servicebus_peer.reset()  # the ticket's own reconcile is not delivered: the sweep finds the config
+    assert await svc.sweep() == 1
+    (swept,) = servicebus_peer.messages("reconcile")
+    servicebus_peer.reset()
+    sweep = parse_reconcile_message(swept.body)
+    report = await svc.reconcile(sweep)
+    assert [str(o.status) for o in report.outcomes] == ["failed-temporary"]
+    (follow_up,) = servicebus_peer.messages("reconcile")
+    request = parse_reconcile_message(follow_up.body)
+    assert (request.reason, request.sweep_id, request.request_id) == ("follow-up", sweep.sweep_id, None)
+    await asyncio.sleep(2.5)  # ARM sees the principal now
+    with caplog.at_level("WARNING", logger="reconciler"):
+        assert (await svc.reconcile(request)).all_converged
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == []
+    assert sweep.sweep_id is not None and await stores.requests.get(sweep.sweep_id) is None

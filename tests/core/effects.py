@@ -204,7 +204,8 @@ def _apply_role_assignment(world: _World, action: RoleAssignmentAction) -> None:
     assert principal is not None, "a role assignment needs its principal to exist first"
     name = action.name or role_assignment_name(action.scope, action.role_id, principal)
     grant = (action.scope, action.role_id, principal)
-    assert all(ra.grant_key != grant for ra in world.assignments.values()), "RoleAssignmentExists"
+    existing = {(ra.scope, ra.role_id, ra.principal_id) for ra in world.assignments.values()}
+    assert grant not in existing, "RoleAssignmentExists"
     assignment_id = f"{action.scope}/providers/Microsoft.Authorization/roleAssignments/{name}"
     world.assignments[assignment_id] = RoleAssignment(
         assignment_id, name, action.scope, action.role_id, principal, action.description

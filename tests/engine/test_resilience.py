@@ -21,6 +21,7 @@ from reconciler.core.model import TOKEN_EXCHANGE_AUDIENCE, FederationConfig, Obs
 from reconciler.core.plan import Plan
 from reconciler.engine.apply import Applier
 from reconciler.engine.run import EngineOptions, Status
+from reconciler.failures import PermanentFailure
 from tests.engine.conftest import FAST, KEY_VAULT_READER, VAULT, Tenant
 
 READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
@@ -168,6 +169,6 @@ async def test_a_wrong_principal_fails_permanently_fast_with_a_clear_message(ten
         await credential.close()
     failure = result.failures[config.id]
     assert time.monotonic() - started < 5  # not created by this run: no replication wait
-    assert not failure.temporary
+    assert isinstance(failure, PermanentFailure)
     assert failure.code == "PrincipalNotFound"
     assert f"principal {wrong} does not exist" in failure.message

@@ -24,6 +24,7 @@ from reconciler.state.queues import (
         (b'{"schemaVersion": 1, "apps": ["app:x"], "reason": "sweep", "sweepId": "s"}', "apps: malformed"),
         (b'{"schemaVersion": 1, "apps": ["new:x"], "reason": "sweep"}', "sweepId: required"),
         (b'{"schemaVersion": 1, "apps": ["new:x"], "reason": "ticket"}', "requestId: required"),
+        (b'{"schemaVersion": 1, "apps": ["new:x"], "reason": "follow-up"}', "requestId or sweepId: required"),
         (b'{"schemaVersion": 1, "apps": ["new:x"], "reason": "panic", "requestId": "r"}', "reason"),
         (b'{"schemaVersion": 1, "apps": ["new:x"], "reason": "ticket", "requestId": "r", "x": 1}', "unknown"),
         (b'{"schemaVersion": 1, "apps": ["new:x"], "reason": "ticket", "requestId": "a b"}', "requestId"),

@@ -70,7 +70,7 @@ async def test_finish_records_the_outcome_reason_and_changes(stores: Stores) -> 
 
 async def test_finish_refuses_unknown_outcomes_and_requests_never_begun(stores: Stores) -> None:
     with pytest.raises(ValueError, match="unknown outcome"):
-        await stores.requests.finish("CHG1", "done", "", [], RECEIVED)
+        await stores.requests.finish("CHG1", "done", "", [], RECEIVED)  # type: ignore[arg-type]
     with pytest.raises(KeyError, match="never begun"):
         await stores.requests.finish("CHG404", "failed", "boom", [], RECEIVED)
 
