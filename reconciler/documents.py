@@ -25,6 +25,7 @@ MAX_FILE_DEPTH = 32  # a config nests 4 deep, a snapshot 6: far below the parser
 MAX_ALIAS_NODES = 10_000  # YAML nodes that aliases may add to a file (sharing a few lists is fine)
 MAX_PROBLEM_CHARS = 1_000  # a problem quotes the value it is about, which may be megabytes
 MAX_PROBLEMS = 1_000  # a file that is wrong everywhere needs no more to be fixed
+MAX_INTEGER_DIGITS = 18  # JSON integers: beyond 2**53 other parsers round, and no field needs more
 
 
 class InputError(Exception):
@@ -155,6 +156,66 @@ def json_nesting_depth(data: bytes) -> int:
 
 
 _JSON_SIGNIFICANT = re.compile(rb'[\[\]{}"\\]')
+
+
+class DuplicateKey(ValueError):
+    """JSON text with one key twice in an object: parsers disagree on which value wins."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(f"key {key!r} appears twice")
+
+
+class NotText(ValueError):
+    """JSON text whose strings are not Unicode text (a lone surrogate escape such as "\\ud800")."""
+
+
+def strict_json_loads(text: str) -> Any:
+    """`json.loads` refusing what parsers disagree on or what cannot be stored as text.
+
+    Duplicate keys raise DuplicateKey; NaN and Infinity (not JSON), floats that overflow to
+    infinity and integers of more than 18 digits (beyond what other parsers keep exactly) raise
+    ValueError; a lone surrogate raises NotText. Check the depth first (`json_nesting_depth`):
+    the C parser recurses per nesting level.
+    """
+    value = json.loads(
+        text,
+        object_pairs_hook=_unique_keys,
+        parse_constant=_no_constant,
+        parse_float=_finite_float,
+        parse_int=_bounded_int,
+    )
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise NotText("a string holds a lone surrogate") from error
+    return value
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise DuplicateKey(key)
+        result[key] = value
+    return result
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):  # 1e400 parses as infinity
+        raise ValueError(f"{_shortened(text, 40)} is out of range")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INTEGER_DIGITS:
+        raise ValueError(f"{_shortened(text, 40)} is out of range")
+    return int(text)
 
 
 def _shortened(text: str, limit: int) -> str:
