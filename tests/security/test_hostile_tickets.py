@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 
+from cloudsim.testing import SAMPLE_SUBSCRIPTION
 from reconciler.state.configs import ConfigRecord
 from reconciler.state.tickets import Ticket, TicketRejected, parse_ticket, rejection_key
-from tests.security.conftest import SAMPLE_SUBSCRIPTION, Host, config, ticket
+from tests.security.conftest import Host, config, ticket
 from tests.security.hostile import BOM, REQUEST_ID, hostile_bodies
 from tests.tickets.tickets_data import POLICY
 

@@ -8,7 +8,10 @@ nothing written to the clouds."""
 from __future__ import annotations
 
 import pytest
+import yaml
 
+from reconciler.core.policy import parse_policy
+from reconciler.core.validation import Document
 from reconciler.state.requests import RequestRecord
 from tests.security.conftest import Host, config, ticket
 
@@ -16,7 +19,7 @@ CONTOSO_ID = "contoso/payments/kv-reader"
 
 
 async def recorded(host: Host, request_id: str) -> RequestRecord:
-    record = await (await host.service()).request(request_id)
+    record: RequestRecord | None = await (await host.service()).request(request_id)
     assert record is not None, f"request {request_id} was not recorded"
     return record
 
@@ -100,3 +103,24 @@ async def test_delete_and_reconcile_pass_the_organization_allow_list(
         await assert_refused(host, f"ORG-{n}", "organization-not-allowed", before)
     stored = await (await host.service())._stores.configs.get(CONTOSO_ID)
     assert stored is not None and not stored.deleted
+
+
+@pytest.mark.parametrize(
+    ("sources", "problem"),
+    [
+        ("[]", "non-empty list"),
+        ("[{name: Jira, organizations: [contoso]}]", "lower-case"),
+        ("[{name: jira}]", "may manage nothing"),
+        ("[{name: jira, projects: [web]}]", "expected 'organization/project'"),
+        ("[{name: jira, organizations: [evilcorp]}]", "organization 'evilcorp' is not in the policy"),
+        ("[{name: jira, organizations: [contoso]}, {name: jira, projects: [contoso/x]}]", "listed twice"),
+        ("[{name: jira, organizations: [contoso], queues: [x]}]", "expected a mapping"),
+    ],
+)
+def test_ticket_sources_that_make_no_sense_are_policy_errors(sources: str, problem: str) -> None:
+    text = (
+        "apiVersion: wif-reconciler/v1\nkind: GrantPolicy\norganizations: [contoso]\n"
+        f"roles: [Reader]\nscopes: [/subscriptions/*]\nticketSources: {sources}\n"
+    )
+    policy, problems = parse_policy(Document("policy.yaml", 1, yaml.safe_load(text)))
+    assert policy is None and any(problem in str(p) for p in problems), problems
