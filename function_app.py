@@ -60,7 +60,8 @@ async def reconcile_apps(message: func.ServiceBusMessage) -> None:
 
 @app.route(route="reconcile", methods=["POST"])
 async def http_reconcile(req: func.HttpRequest) -> func.HttpResponse:
-    return _http(await http_api.guarded(http_api.reconcile, await service(), req.get_body()))
+    body, content_type = req.get_body(), req.headers.get("content-type")
+    return _http(await http_api.guarded(http_api.reconcile, await service(), body, content_type))
 
 
 @app.route(route="configs/{config_id}/plan", methods=["GET"])

@@ -1,13 +1,18 @@
 """Reading config, policy and snapshot files: YAML (several documents per file) or JSON.
 
-This is the only place that parses files; the core validates the parsed values.
+This is the only place that parses files; the core validates the parsed values. A file is
+outside input like a ticket, so its size is checked before it is read, its nesting depth before
+it is parsed, and YAML aliases may not expand it beyond a small budget (a "billion laughs"
+file of a few lines would otherwise become gigabytes of values and of error text).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import yaml
 
@@ -16,13 +21,21 @@ from reconciler.core.policy import GrantPolicy, parse_policy
 from reconciler.core.validation import Document, Problem, parse_configs
 
 MAX_FILE_BYTES = 16 * 1024 * 1024  # a desired-state file of 20,000 configs is about 10 MB
+MAX_FILE_DEPTH = 32  # a config nests 4 deep, a snapshot 6: far below the parsers' recursion limits
+MAX_ALIAS_NODES = 10_000  # YAML nodes that aliases may add to a file (sharing a few lists is fine)
+MAX_PROBLEM_CHARS = 1_000  # a problem quotes the value it is about, which may be megabytes
+MAX_PROBLEMS = 1_000  # a file that is wrong everywhere needs no more to be fixed
+MAX_INTEGER_DIGITS = 18  # JSON integers: beyond 2**53 other parsers round, and no field needs more
 
 
 class InputError(Exception):
     """Input that cannot be used; carries every problem found."""
 
     def __init__(self, problems: Iterable[Problem | str]) -> None:
-        self.problems = [str(p) for p in problems]
+        every = [str(p) for p in problems]
+        self.problems = [_shortened(p, MAX_PROBLEM_CHARS) for p in every[:MAX_PROBLEMS]]
+        if len(every) > MAX_PROBLEMS:
+            self.problems.append(f"... and {len(every) - MAX_PROBLEMS} more problems")
         super().__init__("\n".join(self.problems))
 
 
@@ -37,13 +50,176 @@ def read_documents(path: Path) -> list[Document]:
         raise InputError([f"{source}: cannot read: {error.strerror or error}"]) from error
     except UnicodeDecodeError as error:
         raise InputError([f"{source}: not UTF-8 text ({error.reason})"]) from error
-    try:
-        bodies = [json.loads(text)] if path.suffix == ".json" else list(yaml.safe_load_all(text))
-    except (yaml.YAMLError, json.JSONDecodeError) as error:
-        raise InputError(
-            [f"{source}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {error}"]
-        ) from error
+    bodies = _json_documents(text, source) if path.suffix == ".json" else _yaml_documents(text, source)
     return [Document(source, index, body) for index, body in enumerate(bodies, start=1) if body is not None]
+
+
+def _json_documents(text: str, source: str) -> list[Any]:
+    depth = json_nesting_depth(text.encode("utf-8", "surrogatepass"))
+    if depth > MAX_FILE_DEPTH:
+        raise InputError([f"{source}: nested {depth} deep, at most {MAX_FILE_DEPTH} allowed"])
+    try:
+        return [json.loads(text)]
+    except ValueError as error:  # JSONDecodeError, and integers beyond Python's digit limit
+        raise InputError([f"{source}: not valid JSON: {error}"]) from error
+
+
+def _yaml_documents(text: str, source: str) -> list[Any]:
+    try:
+        return list(yaml.load_all(text, Loader=_BoundedLoader))  # a SafeLoader: plain data only
+    except yaml.YAMLError as error:
+        raise InputError(
+            [f"{source}: not valid YAML: {_shortened(str(error), MAX_PROBLEM_CHARS)}"]
+        ) from error
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with a nesting limit and a budget for what aliases add.
+
+    The composer recurses once per nesting level (deep nesting would exhaust Python's stack),
+    and an alias stands for its whole anchored node: nine lines of ten aliases each stand for
+    a billion nodes. Every composed node's size, aliases expanded, is counted as it is
+    finished, so the budget is checked in linear time, before anything is constructed.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._alias_nodes = 0
+        self._sizes: dict[int, int] = {}  # id(node) -> nodes it stands for, aliases expanded
+
+    def compose_document(self) -> yaml.Node | None:
+        self._sizes = {}  # ids are only unique among live nodes: one document's at a time
+        return super().compose_document()
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        event: yaml.Event = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, yaml.AliasEvent):
+            target = self.anchors.get(event.anchor or "")
+            if target is not None and id(target) not in self._sizes:  # still being composed
+                raise _refused(f"alias *{event.anchor} refers to a node that contains it", event)
+            self._alias_nodes += self._sizes.get(id(target), 0)
+            if self._alias_nodes > MAX_ALIAS_NODES:
+                raise _refused(f"aliases expand to more than {MAX_ALIAS_NODES} nodes", event)
+            return cast(yaml.Node, super().compose_node(parent, index))
+        self._depth += 1
+        try:
+            if self._depth > MAX_FILE_DEPTH:
+                raise _refused(f"nested more than {MAX_FILE_DEPTH} deep", event)
+            node = cast(yaml.Node, super().compose_node(parent, index))
+        finally:
+            self._depth -= 1
+        self._sizes[id(node)] = 1 + sum(self._sizes.get(id(child), 1) for child in _children(node))
+        return node
+
+
+def _refused(problem: str, event: yaml.Event) -> yaml.YAMLError:
+    return yaml.composer.ComposerError(None, None, problem, cast(yaml.Mark, event.start_mark))
+
+
+def _children(node: yaml.Node) -> Iterator[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        yield from node.value
+    elif isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            yield key
+            yield value
+
+
+def json_nesting_depth(data: bytes) -> int:
+    """The deepest bracket nesting of JSON text, without parsing it (so without recursion).
+
+    One pass over the characters that matter (brackets, quotes, backslashes), found by a
+    regex that cannot backtrack: linear whatever the text (an earlier regex over whole strings
+    took 13 s on 64 KiB of unterminated escaped quotes).
+    """
+    depth = deepest = 0
+    in_string = False
+    skip_at = -1  # the position of a character a backslash escapes
+    for match in _JSON_SIGNIFICANT.finditer(data):
+        at, char = match.start(), match.group()
+        if at == skip_at:
+            continue
+        if in_string:
+            if char == b"\\":
+                skip_at = at + 1
+            elif char == b'"':
+                in_string = False
+        elif char == b'"':
+            in_string = True
+        elif char in b"[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in b"]}":
+            depth -= 1
+    return deepest
+
+
+_JSON_SIGNIFICANT = re.compile(rb'[\[\]{}"\\]')
+
+
+class DuplicateKey(ValueError):
+    """JSON text with one key twice in an object: parsers disagree on which value wins."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(f"key {key!r} appears twice")
+
+
+class NotText(ValueError):
+    """JSON text whose strings are not Unicode text (a lone surrogate escape such as "\\ud800")."""
+
+
+def strict_json_loads(text: str) -> Any:
+    """`json.loads` refusing what parsers disagree on or what cannot be stored as text.
+
+    Duplicate keys raise DuplicateKey; NaN and Infinity (not JSON), floats that overflow to
+    infinity and integers of more than 18 digits (beyond what other parsers keep exactly) raise
+    ValueError; a lone surrogate raises NotText. Check the depth first (`json_nesting_depth`):
+    the C parser recurses per nesting level.
+    """
+    value = json.loads(
+        text,
+        object_pairs_hook=_unique_keys,
+        parse_constant=_no_constant,
+        parse_float=_finite_float,
+        parse_int=_bounded_int,
+    )
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise NotText("a string holds a lone surrogate") from error
+    return value
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise DuplicateKey(key)
+        result[key] = value
+    return result
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):  # 1e400 parses as infinity
+        raise ValueError(f"{_shortened(text, 40)} is out of range")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INTEGER_DIGITS:
+        raise ValueError(f"{_shortened(text, 40)} is out of range")
+    return int(text)
+
+
+def _shortened(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[: limit - 30]}... ({len(text)} characters in all)"
 
 
 def load_configs(paths: Iterable[Path]) -> list[FederationConfig]:

@@ -59,12 +59,13 @@ resource reconcileQueue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' = {
   }
 }
 
-// The reconciler receives from both queues and sends to `reconcile` (ticket hand-off, sweep
-// shards, scheduled follow-ups), on its own namespace only. Not Data Owner: it manages no
+// The reconciler receives from both queues and sends to `reconcile` only (ticket hand-off, sweep
+// shards, scheduled follow-ups): it never needs to send a ticket, so the only principals that can
+// put a message on `requests` are the ticketSenders below. Not Data Owner: it manages no
 // entities. (Without the Manage claim the scale controller estimates queue length by peeking.)
 resource reconcilerSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(namespace.id, reconcilerPrincipalId, serviceBusDataSender)
-  scope: namespace
+  name: guid(reconcileQueue.id, reconcilerPrincipalId, serviceBusDataSender)
+  scope: reconcileQueue
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', serviceBusDataSender)
     principalId: reconcilerPrincipalId
@@ -82,7 +83,8 @@ resource reconcilerReceiver 'Microsoft.Authorization/roleAssignments@2022-04-01'
   }
 }
 
-// Ticketing systems and operators may send tickets, to the `requests` queue only.
+// Ticketing systems and operators may send tickets, to the `requests` queue only: the only
+// Data Sender on that queue (main.bicep's principalId and ticketSenderPrincipalIds).
 resource ticketSenderRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for sender in ticketSenders: {
   name: guid(requestsQueue.id, sender.principalId, serviceBusDataSender)
   scope: requestsQueue

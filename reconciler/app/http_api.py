@@ -1,7 +1,9 @@
 """The HTTP API, independent of the Functions host: requests in, (status, headers, body) out.
 
 Errors are `application/problem+json` (RFC 9457) with the right status, and never carry a
-stack trace or a secret: unexpected errors are logged and answered with a generic 500.
+stack trace or a secret: unexpected errors are logged and answered with a generic 500. Bad
+input is never unexpected: a body is checked for its size, media type, encoding and nesting
+depth before it is parsed, and parsed strictly (413, 415, 400).
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.app.service import ReconcilerService
-from reconciler.documents import InputError
+from reconciler.documents import InputError, NotText, json_nesting_depth, strict_json_loads
 from reconciler.failures import TemporaryFailure
 from reconciler.render import report_to_dict
 
 log = logging.getLogger("reconciler.http")
 MAX_BODY = 64 * 1024
+MAX_BODY_DEPTH = 4  # {"configIds": [...]} nests 2 deep
+MAX_CONFIG_IDS = 100
 _CONFIG_ID = re.compile(r"^[a-z0-9][a-z0-9._-]*([/~][a-z0-9][a-z0-9._-]*)*$")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -45,14 +49,34 @@ def config_id_from_route(raw: str) -> str | None:
     return candidate if _CONFIG_ID.match(candidate) and len(candidate) <= 200 else None
 
 
-async def reconcile(service: ReconcilerService, body: bytes) -> Response:
-    """POST /api/reconcile  {"configIds": [...]} or {"all": true}, optional "dryRun": true."""
+def json_body(body: bytes, content_type: str | None) -> Any | Response:
+    """The parsed JSON body, or the problem response that refuses it (an empty body is `{}`)."""
     if len(body) > MAX_BODY:
         return problem(413, "Request body too large", f"at most {MAX_BODY} bytes")
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    if media_type and media_type != "application/json" and not media_type.endswith("+json"):
+        return problem(415, "Unsupported media type", "send the body as application/json")
     try:
-        request = json.loads(body or b"{}")
-    except (ValueError, UnicodeDecodeError):
-        return problem(400, "Malformed JSON", "the body must be a JSON object")
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        detail = f"the body is not UTF-8 text ({error.reason} at byte {error.start})"
+        return problem(400, "Malformed JSON", detail)
+    depth = json_nesting_depth(body)
+    if depth > MAX_BODY_DEPTH:
+        return problem(400, "Malformed JSON", f"the body is nested {depth} deep, at most {MAX_BODY_DEPTH}")
+    try:
+        return strict_json_loads(text or "{}")
+    except NotText:
+        return problem(400, "Malformed JSON", "a string holds a lone surrogate")
+    except (ValueError, RecursionError) as error:  # duplicate keys, NaN, numbers out of range
+        return problem(400, "Malformed JSON", f"the body must be a JSON object: {str(error)[:200]}")
+
+
+async def reconcile(service: ReconcilerService, body: bytes, content_type: str | None = None) -> Response:
+    """POST /api/reconcile  {"configIds": [...]} or {"all": true}, optional "dryRun": true."""
+    request = json_body(body, content_type)
+    if isinstance(request, Response):
+        return request
     if not isinstance(request, dict) or set(request) - {"configIds", "all", "dryRun"}:
         return problem(
             400, "Invalid request", 'expected {"configIds": [...]} or {"all": true}, optional "dryRun"'
@@ -65,9 +89,13 @@ async def reconcile(service: ReconcilerService, body: bytes) -> Response:
     if everything == (ids is not None):
         return problem(400, "Invalid request", 'give exactly one of "configIds" and "all": true')
     if ids is not None and (
-        not isinstance(ids, list) or not ids or len(ids) > 100 or not all(isinstance(i, str) for i in ids)
+        not isinstance(ids, list)
+        or not 0 < len(ids) <= MAX_CONFIG_IDS
+        or not all(isinstance(i, str) and len(i) <= 200 and _CONFIG_ID.fullmatch(i) for i in ids)
     ):
-        return problem(400, "Invalid request", "configIds must be a list of 1 to 100 config ids")
+        return problem(
+            400, "Invalid request", f"configIds must be a list of 1 to {MAX_CONFIG_IDS} config ids"
+        )
     try:
         report = await service.reconcile_now(None if everything else ids, dry_run=dry_run)
     except InputError as error:

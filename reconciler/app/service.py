@@ -12,8 +12,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -28,14 +26,13 @@ from reconciler.core.tenancy import Tenant, claim_key
 from reconciler.core.tenancy import app_key as app_claim_key
 from reconciler.documents import InputError
 from reconciler.engine.run import ConfigOutcome, Reconciler, RunReport, Status
-from reconciler.state.claims import ClaimRejected
 from reconciler.state.configs import ConfigRecord, split_retired
 from reconciler.state.queues import Queues, ReconcileRequest
 from reconciler.state.requests import Outcome
 from reconciler.state.status import ConfigStatus, summarise_plan
 from reconciler.state.stores import Stores
-from reconciler.state.tables import ConcurrencyConflict
-from reconciler.state.tickets import Ticket, TicketRejected, parse_ticket
+from reconciler.state.tables import ConcurrencyConflict, CorruptRow
+from reconciler.state.tickets import MAX_TICKET_BYTES, Ticket, TicketRejected, parse_ticket, rejection_key
 
 log = logging.getLogger("reconciler.app.service")
 
@@ -71,18 +68,16 @@ class ReconcilerService:
     async def handle_ticket(self, body: bytes) -> TicketOutcome:
         """Record one ticket request. Invalid or forbidden requests are recorded as rejected and
         not retried; a temporary failure raises, so Service Bus delivers the message again."""
-        with log_context(request_id=_request_id_of(body)):
-            return await self._handle_ticket(body)
-
-    async def _handle_ticket(self, body: bytes) -> TicketOutcome:
         try:
             ticket = parse_ticket(body, self._policy)
         except TicketRejected as rejected:
-            request_id = _request_id_of(body)
-            reason = "; ".join([rejected.reason, *rejected.problems])
-            await self._record_rejection(request_id, body, reason)
-            log.warning("ticket rejected: %s", reason)
-            return TicketOutcome(request_id, "rejected", reason)
+            request_id = rejected.request_id or rejection_key(body)
+            with log_context(request_id=request_id):
+                return await self._reject(request_id, body, _reason(rejected))
+        with log_context(request_id=ticket.request_id):
+            return await self._handle_ticket(ticket, body)
+
+    async def _handle_ticket(self, ticket: Ticket, body: bytes) -> TicketOutcome:
         record, created = await self._stores.requests.begin(
             ticket.request_id,
             body.decode("utf-8", "replace"),
@@ -95,13 +90,12 @@ class ReconcilerService:
             return TicketOutcome(ticket.request_id, "duplicate", f"already {record.outcome}: {record.reason}")
         try:
             config_record = await self._write_desired_state(ticket)
-        except ClaimRejected as rejected:  # another project's application, another config's connection
-            reason = "; ".join(rejected.problems)
-            await self._stores.requests.finish(ticket.request_id, "rejected", reason, [], self._now())
+        except (TicketRejected, InputError, CorruptRow) as refused:
+            # The stored state says no (another organization or source owns the id, another project
+            # claimed the application or another config the connection, the config is too large for
+            # a row, the row is unreadable): redelivery would only say no again.
+            reason = _reason(refused)
             log.warning("ticket rejected: %s", reason)
-            return TicketOutcome(ticket.request_id, "rejected", reason, ticket.config_id)
-        if config_record is None:
-            reason = f"no config {ticket.config_id} to {ticket.action}"
             await self._stores.requests.finish(ticket.request_id, "rejected", reason, [], self._now())
             return TicketOutcome(ticket.request_id, "rejected", reason, ticket.config_id)
         await self._queues.send_reconcile(
@@ -113,38 +107,55 @@ class ReconcilerService:
         )
         return TicketOutcome(ticket.request_id, "accepted", "reconcile queued", config_record.config.id)
 
-    async def _write_desired_state(self, ticket: Ticket) -> ConfigRecord | None:
-        """The ETag-guarded write the ticket asks for; a concurrent change is re-read and retried."""
+    async def _write_desired_state(self, ticket: Ticket) -> ConfigRecord:
+        """The ETag-guarded write the ticket asks for; a concurrent change is re-read and retried.
+
+        Whatever the action, the sender must have the rights over the config stored under the id
+        (an upsert with an explicit id could otherwise overwrite another project's config)."""
         config_id = ticket.config.id if ticket.config else str(ticket.config_id)
-        if ticket.config is not None:
-            await self._stores.claims.claim_for(ticket.config, self._policy, request_id=ticket.request_id)
         for _ in range(PUT_ATTEMPTS):
             current = await self._stores.configs.get(config_id)
+            if current is not None:
+                violations = self._policy.check_sender(current.config, ticket.source)
+                if violations:
+                    raise TicketRejected(
+                        "the stored config is outside the sender's rights", [str(v) for v in violations]
+                    )
             etag = current.etag if current else None
             try:
                 if ticket.action == "upsert":
-                    assert ticket.config_document is not None
+                    assert ticket.config is not None and ticket.config_document is not None
+                    # Claimed only once the sender's rights over the stored config are known.
+                    await self._stores.claims.claim_for(
+                        ticket.config, self._policy, request_id=ticket.request_id
+                    )
                     return await self._stores.configs.put(
                         ticket.config_document, request_id=ticket.request_id, expected_etag=etag
                     )
                 if current is None or (current.deleted and ticket.action == "reconcile"):
-                    return None
+                    raise TicketRejected(f"no config {config_id} to {ticket.action}")
                 if ticket.action == "delete":
-                    return await self._stores.configs.retire(
+                    record = await self._stores.configs.retire(
                         config_id, request_id=ticket.request_id, expected_etag=etag
                     )
+                    if record is None:  # purged since it was read
+                        raise TicketRejected(f"no config {config_id} to {ticket.action}")
+                    return record
                 return current
             except ConcurrencyConflict:
                 continue
         raise ConcurrencyConflict(f"config {config_id} kept changing under request {ticket.request_id}")
 
-    async def _record_rejection(self, request_id: str, body: bytes, reason: str) -> None:
-        text = body[:65536].decode("utf-8", "replace")
+    async def _reject(self, request_id: str, body: bytes, reason: str) -> TicketOutcome:
+        """Record a ticket that could not be parsed or was not allowed, and answer `rejected`."""
+        log.warning("ticket rejected: %s", reason)
+        text = body[: MAX_TICKET_BYTES + 1].decode("utf-8", "replace")  # the store cuts it to a row's limit
         record, created = await self._stores.requests.begin(
             request_id, text, requested_by="", action="invalid", received_at=self._now()
         )
         if created or not record.finished_at:
             await self._stores.requests.finish(request_id, "rejected", reason, [], self._now())
+        return TicketOutcome(request_id, "rejected", reason)
 
     # ------------------------------------------------------------------ sweeps
 
@@ -344,17 +355,10 @@ class _PassContext:
     claims: dict[str, Tenant]  # claim key -> the ADO project that claimed the application
 
 
-def _request_id_of(body: bytes) -> str:
-    """The id to record a rejected request under: its own when readable, else one derived from the body."""
-    try:
-        parsed = json.loads(body[:65536])
-        candidate = parsed.get("requestId") if isinstance(parsed, dict) else None
-    except (ValueError, UnicodeDecodeError):
-        candidate = None
-    if (
-        isinstance(candidate, str)
-        and 0 < len(candidate) <= 128
-        and all(c.isalnum() or c in "._:-" for c in candidate)
-    ):
-        return candidate
-    return "invalid-" + hashlib.sha256(body).hexdigest()[:32]
+def _reason(refused: TicketRejected | InputError | CorruptRow) -> str:
+    if isinstance(refused, TicketRejected):
+        return "; ".join([refused.reason, *refused.problems])
+    if isinstance(refused, CorruptRow):
+        log.error("%s", refused.row)
+        return f"the stored config cannot be read: {refused.row}"
+    return "; ".join(refused.problems)

@@ -6,6 +6,10 @@ effective permissions can change access are privileged (a principal holding one 
 itself anything, see core/roles.py) and are denied unless the policy names them in
 `privilegedRoles`. An application claimed by one ADO project (reconciler.core.tenancy) serves
 other projects only where `sharedApplications` names it and them.
+
+Sender rights: `ticketSources` may name the ticketing systems and the organizations and
+projects each may manage. Every ticket action (upsert, delete, reconcile) passes the same
+organization and source checks, on the config it sends and on the config it touches.
 """
 
 from __future__ import annotations
@@ -22,8 +26,18 @@ from reconciler.core.tenancy import Tenant, app_key, claim_key
 from reconciler.core.validation import API_VERSION, Document, Problem
 
 POLICY_KIND = "GrantPolicy"
-_POLICY_FIELDS = {"apiVersion", "kind", "organizations", "roles", "privilegedRoles", "scopes"}
-_POLICY_FIELDS |= {"sharedApplications"}
+_POLICY_FIELDS = {
+    "apiVersion",
+    "kind",
+    "organizations",
+    "roles",
+    "privilegedRoles",
+    "scopes",
+    "ticketSources",
+    "sharedApplications",
+}
+_SOURCE_FIELDS = {"name", "organizations", "projects"}
+SOURCE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")  # the ticket's `source`, as the schema says
 _SHARE_FIELDS = {"appId", "displayName", "projects"}
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
@@ -34,6 +48,7 @@ class Rule(StrEnum):
     PRIVILEGED = "privileged-role"
     UNKNOWN_ROLE = "role-not-classified"
     SCOPE = "scope-not-allowed"
+    SOURCE = "source-not-allowed"
 
 
 @dataclass(frozen=True)
@@ -76,12 +91,27 @@ class SharedApplication:
 
 
 @dataclass(frozen=True)
+class TicketSource:
+    """A ticketing system (a ticket's `source`) and the organizations and projects it may manage."""
+
+    name: str
+    organizations: frozenset[str]  # lower case: every project of these
+    projects: frozenset[tuple[str, str]]  # lower case (organization, project)
+
+    def may_manage(self, organization: str, project: str) -> bool:
+        org = organization.lower()
+        return org in self.organizations or (org, project.lower()) in self.projects
+
+
+@dataclass(frozen=True)
 class GrantPolicy:
     organizations: frozenset[str]  # lower case
     role_ids: frozenset[str]  # allowed role definition GUIDs
     privileged_role_ids: frozenset[str]  # privileged roles explicitly allowed
     scopes: tuple[ScopePattern, ...]
     shared_applications: tuple[SharedApplication, ...] = ()
+    # Empty: tickets are not checked by source. Otherwise every ticket must name one of these.
+    ticket_sources: tuple[TicketSource, ...] = ()
 
     def may_use_application(self, keys: Iterable[str], owner: Tenant | None, tenant: Tenant) -> bool:
         """Whether a config of `tenant` may use the application known by these claim keys.
@@ -103,20 +133,40 @@ class GrantPolicy:
         custom role passes on the lists alone and the plan checks it again with its definition;
         with them, a role whose definition was not found is treated as privileged.
         """
-        violations: list[Violation] = []
-        if config.organization.lower() not in self.organizations:
-            violations.append(
-                Violation(
-                    config.id,
-                    Rule.ORGANIZATION,
-                    config.organization,
-                    f"organization {config.organization!r} is not in the policy's organizations",
-                )
-            )
+        violations = self._check_organization(config)
         known = None if custom_roles is None else {role.id: role for role in custom_roles}
         for grant in config.role_grants:
             violations.extend(self._check_grant(config.id, grant, known))
         return violations
+
+    def check_sender(self, config: FederationConfig, source: str | None) -> list[Violation]:
+        """The organization and project checks of a ticket action on `config`, whatever the action.
+
+        A delete or reconcile ticket carries only an id: this is checked on the stored config it
+        names, so no ticket can reach a config in an organization or project its source may not
+        manage. (An upsert also passes `check` on the config it sends.)
+        """
+        return self._check_organization(config) + self._check_source(config, source)
+
+    def _check_organization(self, config: FederationConfig) -> list[Violation]:
+        if config.organization.lower() in self.organizations:
+            return []
+        message = f"organization {config.organization!r} is not in the policy's organizations"
+        return [Violation(config.id, Rule.ORGANIZATION, config.organization, message)]
+
+    def _check_source(self, config: FederationConfig, source: str | None) -> list[Violation]:
+        if not self.ticket_sources:
+            return []
+        where = f"{config.organization}/{config.project}"
+        rights = next((s for s in self.ticket_sources if s.name == source), None)
+        if rights is None:
+            names = ", ".join(s.name for s in self.ticket_sources)
+            message = f"ticket source {source!r} is not one of the policy's ticketSources ({names})"
+            return [Violation(config.id, Rule.SOURCE, str(source), message)]
+        if rights.may_manage(config.organization, config.project):
+            return []
+        message = f"ticket source {source!r} may not manage project {where!r}"
+        return [Violation(config.id, Rule.SOURCE, where, message)]
 
     def _check_grant(
         self, config_id: str, grant: RoleGrant, custom: Mapping[str, CustomRole] | None
@@ -198,14 +248,17 @@ def parse_policy(document: Document) -> tuple[GrantPolicy | None, list[Problem]]
         if not scope.startswith("/"):
             fail("scopes", f"expected ARM scope prefixes starting with '/', got {scope!r}")
     shared = _shared_applications(body.get("sharedApplications"), fail)
+    allowed = frozenset(o.lower() for o in organizations)
+    sources = _ticket_sources(body.get("ticketSources"), allowed, fail)
     if problems:
         return None, problems
     policy = GrantPolicy(
-        organizations=frozenset(o.lower() for o in organizations),
+        organizations=allowed,
         role_ids=frozenset(roles),
         privileged_role_ids=frozenset(privileged),
         scopes=tuple(ScopePattern(normalise_scope(s)) for s in scopes),
         shared_applications=shared,
+        ticket_sources=sources,
     )
     return policy, []
 
@@ -261,6 +314,51 @@ def _shared_projects(value: Any, where: str, fail: Any) -> frozenset[str]:
             continue
         projects.add(str(tenant))
     return frozenset(projects)
+
+
+def _ticket_sources(value: Any, organizations: frozenset[str], fail: Any) -> tuple[TicketSource, ...]:
+    """`ticketSources`: a list of {name, organizations, projects}; absent means no source checks."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not value:
+        fail("ticketSources", "expected a non-empty list of {name, organizations, projects}")
+        return ()
+    sources: list[TicketSource] = []
+    for index, entry in enumerate(value):
+        field = f"ticketSources[{index}]"
+        source = _ticket_source(entry, field, organizations, fail)
+        if source is not None and any(s.name == source.name for s in sources):
+            fail(f"{field}.name", f"source {source.name!r} is listed twice")
+        elif source is not None:
+            sources.append(source)
+    return tuple(sources)
+
+
+def _ticket_source(entry: Any, field: str, organizations: frozenset[str], fail: Any) -> TicketSource | None:
+    if not isinstance(entry, Mapping) or set(entry) - _SOURCE_FIELDS:
+        fail(field, "expected a mapping with name, and organizations and/or projects")
+        return None
+    name = entry.get("name")
+    if not isinstance(name, str) or not SOURCE_NAME.fullmatch(name):
+        fail(
+            f"{field}.name",
+            "expected 1-64 lower-case letters, digits and '-', starting with a letter or digit",
+        )
+        return None
+    orgs = _strings(entry, "organizations", lambda _, m: fail(f"{field}.organizations", m), required=False)
+    projects: set[tuple[str, str]] = set()
+    for item in _strings(entry, "projects", lambda _, m: fail(f"{field}.projects", m), required=False):
+        org, slash, project = item.partition("/")
+        if not slash or not org or not project.strip() or "/" in project:
+            fail(f"{field}.projects", f"expected 'organization/project', got {item!r}")
+        else:
+            projects.add((org.strip().lower(), project.strip().lower()))
+    for org in {o.lower() for o in orgs} | {org for org, _ in projects}:
+        if org not in organizations:
+            fail(field, f"organization {org!r} is not in the policy's organizations")
+    if not orgs and not projects:
+        fail(field, "expected organizations or projects: a source that may manage nothing is a mistake")
+    return TicketSource(name, frozenset(o.lower() for o in orgs), frozenset(projects))
 
 
 def _strings(body: Mapping[str, Any], key: str, fail: Any, *, required: bool = True) -> list[str]:

@@ -12,6 +12,7 @@ The schema is published in `schemas/ticket-request.v1.schema.json` and documente
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -22,8 +23,9 @@ from typing import Any, Literal
 from jsonschema import Draft202012Validator, ValidationError
 
 from reconciler.core.model import FederationConfig
-from reconciler.core.policy import GrantPolicy
+from reconciler.core.policy import SOURCE_NAME, GrantPolicy
 from reconciler.core.validation import API_VERSION, CONFIG_KIND, Document, parse_config
+from reconciler.documents import DuplicateKey, NotText, json_nesting_depth, strict_json_loads
 
 SCHEMA_VERSION = 1
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "ticket-request.v1.schema.json"
@@ -38,17 +40,29 @@ Action = Literal["upsert", "delete", "reconcile"]
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _CONFIG_ID = re.compile(r"[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)*")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-# Strings in JSON text, so that brackets inside them do not count towards the depth.
-_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 
 
 class TicketRejected(ValueError):
-    """The ticket can never be applied as sent: retrying cannot help, so it is recorded and completed."""
+    """The ticket can never be applied as sent: retrying cannot help, so it is recorded and completed.
+
+    `request_id` is the ticket's own id when it is a valid one, else None: see `rejection_key`.
+    """
 
     def __init__(self, reason: str, problems: list[str] | None = None) -> None:
         self.reason = reason
         self.problems = [_short(p) for p in (problems or [])[:MAX_PROBLEMS]]
+        self.request_id: str | None = None
         super().__init__("; ".join([reason, *self.problems]))
+
+
+def rejection_key(body: bytes) -> str:
+    """Where a ticket without a usable request id is recorded: a key derived from its bytes.
+
+    A request id that is not one (non-ASCII, control characters, too long, not a string) cannot
+    be a table key, and a message that is not JSON has none. The key is stable, so a
+    redelivered message finds its first record.
+    """
+    return "invalid-" + hashlib.sha256(body).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -56,6 +70,7 @@ class Ticket:
     request_id: str
     action: Action
     requested_by: str
+    source: str | None = None  # the ticketing system, as the sender says (see ticketSources)
     config: FederationConfig | None = None  # upsert only
     config_document: dict[str, Any] | None = None  # upsert only: the config as sent, to store
     config_id: str | None = None  # delete and reconcile: as sent; upsert: the validated config's id
@@ -64,6 +79,16 @@ class Ticket:
 def parse_ticket(body: bytes | str, policy: GrantPolicy) -> Ticket:
     """The valid, allowed ticket in `body`, or TicketRejected saying why not."""
     message = _decode_json(body)
+    request_id = message.get("requestId")
+    try:
+        return _parse_message(message, policy)
+    except TicketRejected as rejected:
+        if isinstance(request_id, str) and _REQUEST_ID.fullmatch(request_id):
+            rejected.request_id = request_id
+        raise
+
+
+def _parse_message(message: dict[str, Any], policy: GrantPolicy) -> Ticket:
     version = message.get("schemaVersion")
     # `True == 1` in Python, hence the type check.
     if type(version) is not int or version != SCHEMA_VERSION:
@@ -85,12 +110,16 @@ def parse_ticket(body: bytes | str, policy: GrantPolicy) -> Ticket:
     requested_by = message.get("requestedBy")
     if isinstance(requested_by, str) and _CONTROL.search(requested_by):
         schema_problems.append("$.requestedBy: expected no control characters")
+    source = message.get("source")
+    if isinstance(source, str) and not SOURCE_NAME.fullmatch(source):
+        schema_problems.append("$.source: expected 1-64 lower-case letters, digits and '-'")
     if schema_problems:
         raise TicketRejected("the message does not match the ticket schema", schema_problems)
     ticket = Ticket(
         request_id=message["requestId"],
         action=message["action"],
         requested_by=message["requestedBy"],
+        source=source,
         config_id=config_id,
     )
     if ticket.action != "upsert":
@@ -114,13 +143,16 @@ def _with_config(ticket: Ticket, document: dict[str, Any], policy: GrantPolicy) 
                 "give the config an explicit id"
             ],
         )
-    violations = policy.check(config)
+    violations = policy.check(config) + policy.check_sender(config, ticket.source)
     if violations:
-        raise TicketRejected("the config violates the grant policy", [str(v) for v in violations])
+        # check and check_sender both test the organization: report it once.
+        unique = list(dict.fromkeys(str(v) for v in violations))
+        raise TicketRejected("the config violates the grant policy", unique)
     return Ticket(
         request_id=ticket.request_id,
         action=ticket.action,
         requested_by=ticket.requested_by,
+        source=ticket.source,
         config=config,
         config_document=body,
         config_id=config.id,
@@ -146,80 +178,30 @@ def _decode_json(body: bytes | str) -> dict[str, Any]:
         raise TicketRejected(
             "the message is not UTF-8 text", [f"{error.reason} at byte {error.start}"]
         ) from error
-    depth = _nesting_depth(data)
+    depth = json_nesting_depth(data)
     if depth > MAX_DEPTH:
         raise TicketRejected(
             "the message is nested too deeply", [f"nesting depth {depth}, at most {MAX_DEPTH} allowed"]
         )
     try:
-        message = json.loads(
-            text, object_pairs_hook=_unique_keys, parse_constant=_no_constants, parse_float=_finite_float
-        )
-    except _DuplicateKey as error:
+        message = strict_json_loads(text)
+    except DuplicateKey as error:
         raise TicketRejected(
-            "the message has a duplicate key", [f"key {error.key!r} appears twice"]
+            "the message has a duplicate key", [f"key {_short(error.key, 100)!r} appears twice"]
         ) from error
-    except _NotJson as error:
-        raise TicketRejected("the message is not valid JSON", [str(error)]) from error
+    except NotText as error:
+        raise TicketRejected("the message is not UTF-8 text", [str(error)]) from error
     except (ValueError, RecursionError) as error:  # JSONDecodeError is a ValueError
         raise TicketRejected("the message is not valid JSON", [_short(str(error))]) from error
     if not isinstance(message, dict):
         raise TicketRejected("the message is not a JSON object", [f"got {type(message).__name__}"])
-    try:
-        # `"\ud800"` is valid JSON but no text: it would fail later, when the config is stored.
-        json.dumps(message, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError as error:
-        raise TicketRejected("the message is not UTF-8 text", ["a string holds a lone surrogate"]) from error
     return message
-
-
-def _nesting_depth(data: bytes) -> int:
-    """The deepest bracket nesting of JSON text, without parsing it (so without recursion)."""
-    depth = deepest = 0
-    for byte in _JSON_STRING.sub(b"", data):
-        if byte in b"[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif byte in b"]}":
-            depth -= 1
-    return deepest
-
-
-class _DuplicateKey(ValueError):
-    def __init__(self, key: str) -> None:
-        self.key = key
-        super().__init__(key)
-
-
-class _NotJson(ValueError):
-    pass
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # Two values for one key are ambiguous: parsers disagree on which one wins.
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise _DuplicateKey(key)
-        result[key] = value
-    return result
-
-
-def _no_constants(name: str) -> Any:
-    raise _NotJson(f"{name} is not a JSON number")
 
 
 def _describe(error: ValidationError) -> str:
     if error.validator == "not":  # the if/then/else on the action: which of config/configId goes
         return "$: upsert takes `config`, delete and reconcile take `configId` (not both)"
     return f"{error.json_path}: {_short(error.message)}"
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if value in (float("inf"), float("-inf")):  # 1e400 parses as infinity
-        raise _NotJson(f"{_short(text, 40)} is out of range")
-    return value
 
 
 def _short(text: str, limit: int = 300) -> str:

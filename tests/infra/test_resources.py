@@ -28,6 +28,7 @@ STORAGE_BLOB_DATA_OWNER = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
 STORAGE_TABLE_DATA_CONTRIBUTOR = "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"
 SERVICE_BUS_DATA_SENDER = "69a216fc-b8fb-44d8-bc22-1f3c2cd27a39"
 SERVICE_BUS_DATA_RECEIVER = "4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0"
+SERVICE_BUS_DATA_OWNER = "090c5cfd-751d-490a-894a-3ce6f1109419"
 MONITORING_METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
 RBAC_ADMINISTRATOR = "f58310d9-a9f6-439a-9e8d-f62e7b41a168"
 
@@ -81,10 +82,32 @@ def test_data_roles_are_scoped_to_the_apps_own_resources() -> None:
     scopes = {(a.file, a.symbol): a.body.get("scope") for a in role_assignments()}
     assert scopes[("app/storage.bicep", "blobDataOwner")] == "storage"
     assert scopes[("app/storage.bicep", "tableDataContributor")] == "storage"
-    assert scopes[("app/servicebus.bicep", "reconcilerSender")] == "namespace"
+    assert scopes[("app/servicebus.bicep", "reconcilerSender")] == "reconcileQueue"
     assert scopes[("app/servicebus.bicep", "reconcilerReceiver")] == "namespace"
     assert scopes[("app/servicebus.bicep", "ticketSenderRoles")] == "requestsQueue"
     assert scopes[("app/monitoring.bicep", "metricsPublisher")] == "applicationInsights"
+
+
+def test_only_the_listed_ticket_senders_may_send_to_the_requests_queue() -> None:
+    """Sending rights on the namespace would include `requests`: nobody holds them there, the reconciler
+    sends to `reconcile` only, and `requests` has one Data Sender assignment per listed principal."""
+    senders = {
+        a.symbol: (a.body.get("scope"), a.body["properties"]["principalId"])
+        for a in role_assignments()
+        if role_of(a) in {SERVICE_BUS_DATA_SENDER, SERVICE_BUS_DATA_OWNER}
+    }
+    assert set(senders) == {"reconcilerSender", "ticketSenderRoles"}
+    assert senders["reconcilerSender"] == ("reconcileQueue", "reconcilerPrincipalId")
+    scope, principal = senders["ticketSenderRoles"]
+    assert scope == "requestsQueue"
+    assert render(principal) == "sender.principalId"  # one assignment per element of the parameter
+    service_bus = body(parse("main.bicep")["modules"]["serviceBus"])
+    assert (
+        render(service_bus["params"]["ticketSenders"])
+        == "concat(operatorSender, ticketSenderServicePrincipals)"
+    )
+    parameter = parse("main.bicep")["parameters"]["ticketSenderPrincipalIds"]
+    assert (parameter["type"], parameter["default"]) == ("string", "")  # nobody unless listed
 
 
 def test_function_app_runs_on_flex_consumption_with_the_user_assigned_identity() -> None:
