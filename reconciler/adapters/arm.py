@@ -19,7 +19,7 @@ from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreatePara
 from reconciler.adapters.metering import MeteringPolicy, RequestMeter
 from reconciler.adapters.transport import aiohttp_transport
 from reconciler.cloud import Cloud
-from reconciler.core.model import CustomRole, RoleAssignment, normalise_scope
+from reconciler.core.model import CustomRole, RoleAssignment
 from reconciler.failures import Conflict, Failure, NotFound, PermanentFailure, TemporaryFailure
 
 API_VERSION = "2022-04-01"
@@ -113,7 +113,7 @@ def _assignment(item: Any) -> RoleAssignment:
     return RoleAssignment(
         id=str(item.id),
         name=str(item.name),
-        scope=normalise_scope(str(item.scope)),
+        scope=str(item.scope),  # canonicalised by RoleAssignment
         role_id=str(item.role_definition_id).rsplit("/", 1)[-1].lower(),
         principal_id=str(item.principal_id).lower(),
         description=item.description or "",

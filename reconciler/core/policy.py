@@ -8,13 +8,13 @@ anything) and are denied unless the policy names them in `privilegedRoles`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from reconciler.core.model import CustomRole, FederationConfig, RoleGrant, normalise_scope
+from reconciler.core.identifiers import Guid, IdentifierError, ScopePattern
+from reconciler.core.model import CustomRole, FederationConfig, RoleGrant
 from reconciler.core.roles import ROLE_ASSIGNMENT_WRITE, builtin_role, grants
 from reconciler.core.validation import API_VERSION, Document, Problem
 
@@ -41,21 +41,6 @@ class Violation:
 
     def __str__(self) -> str:
         return f"{self.config_id}: {self.message} [{self.rule}]"
-
-
-@dataclass(frozen=True)
-class ScopePattern:
-    """An allowed scope prefix; `*` stands for exactly one path segment."""
-
-    pattern: str
-
-    def covers(self, scope: str) -> bool:
-        return self._regex.match(scope) is not None
-
-    @property
-    def _regex(self) -> re.Pattern[str]:
-        segments = [r"[^/]+" if s == "*" else re.escape(s) for s in self.pattern.strip("/").split("/")]
-        return re.compile("^/" + "/".join(segments) + "(/|$)")
 
 
 @dataclass(frozen=True)
@@ -104,7 +89,7 @@ class GrantPolicy:
             )
         elif not privileged and grant.role_id not in self.role_ids:
             deny(Rule.ROLE, f"role {grant.role_name or grant.role_id} is not in the policy's roles")
-        if not any(pattern.covers(grant.scope) for pattern in self.scopes):
+        if not any(pattern.covers(grant.arm_scope) for pattern in self.scopes):
             deny(Rule.SCOPE, f"scope {grant.scope} is not under any of the policy's scopes")
         return found
 
@@ -140,17 +125,14 @@ def parse_policy(document: Document) -> tuple[GrantPolicy | None, list[Problem]]
     organizations = _strings(body, "organizations", fail)
     roles = _role_ids(body, "roles", fail)
     privileged = _role_ids(body, "privilegedRoles", fail, required=False)
-    scopes = _strings(body, "scopes", fail)
-    for scope in scopes:
-        if not scope.startswith("/"):
-            fail("scopes", f"expected ARM scope prefixes starting with '/', got {scope!r}")
+    scopes = _scope_patterns(body, fail)
     if problems:
         return None, problems
     policy = GrantPolicy(
         organizations=frozenset(o.lower() for o in organizations),
         role_ids=frozenset(roles),
         privileged_role_ids=frozenset(privileged),
-        scopes=tuple(ScopePattern(normalise_scope(s)) for s in scopes),
+        scopes=tuple(scopes),
     )
     return policy, []
 
@@ -171,8 +153,18 @@ def _role_ids(body: Mapping[str, Any], key: str, fail: Any, *, required: bool = 
         builtin = builtin_role(role)
         if builtin is not None:
             ids.append(builtin.id)
-        elif re.fullmatch(r"[0-9a-fA-F-]{36}", role):
-            ids.append(role.lower())
+        elif Guid.is_valid(role):
+            ids.append(Guid(role))
         else:
             fail(key, f"unknown role {role!r}: use a built-in role name or a role definition GUID")
     return ids
+
+
+def _scope_patterns(body: Mapping[str, Any], fail: Any) -> list[ScopePattern]:
+    patterns: list[ScopePattern] = []
+    for position, text in enumerate(_strings(body, "scopes", fail)):
+        try:
+            patterns.append(ScopePattern(text))
+        except IdentifierError as error:
+            fail(f"scopes[{position}]", f"expected an ARM scope prefix, '*' for one segment; {error.message}")
+    return patterns

@@ -26,7 +26,7 @@ POLICY = GrantPolicy(
     organizations=frozenset({"contoso"}),
     role_ids=frozenset({KEY_VAULT_READER}),
     privileged_role_ids=frozenset(),
-    scopes=(ScopePattern("/subscriptions/*/resourcegroups/*"),),
+    scopes=(ScopePattern("/subscriptions/*/resourceGroups/*"),),
 )
 VAULT = f"/subscriptions/{SAMPLE_SUBSCRIPTION}/resourceGroups/rg-pay/providers/Microsoft.KeyVault/vaults/kv"
 UNREACHABLE_BUS = (
