@@ -8,20 +8,18 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.app.service import ReconcilerService
+from reconciler.core.identifiers import ConfigId, IdentifierError, RequestId
 from reconciler.documents import InputError
 from reconciler.failures import TemporaryFailure
 from reconciler.render import report_to_dict
 
 log = logging.getLogger("reconciler.http")
 MAX_BODY = 64 * 1024
-_CONFIG_ID = re.compile(r"^[a-z0-9][a-z0-9._-]*([/~][a-z0-9][a-z0-9._-]*)*$")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 @dataclass(frozen=True)
@@ -41,8 +39,10 @@ def problem(status: int, title: str, detail: str) -> Response:
 
 def config_id_from_route(raw: str) -> str | None:
     """Config ids hold '/', which a route segment cannot: the API takes them with '~' (or %2F) instead."""
-    candidate = raw.replace("%2F", "/").replace("%2f", "/").replace("~", "/")
-    return candidate if _CONFIG_ID.match(candidate) and len(candidate) <= 200 else None
+    try:
+        return str(ConfigId.from_route(raw))
+    except IdentifierError:
+        return None
 
 
 async def reconcile(service: ReconcilerService, body: bytes) -> Response:
@@ -68,6 +68,9 @@ async def reconcile(service: ReconcilerService, body: bytes) -> Response:
         not isinstance(ids, list) or not ids or len(ids) > 100 or not all(isinstance(i, str) for i in ids)
     ):
         return problem(400, "Invalid request", "configIds must be a list of 1 to 100 config ids")
+    malformed = [i for i in ids or () if not ConfigId.is_valid(i)]
+    if malformed:
+        return problem(400, "Invalid config id", f"configIds: {malformed[0]!r:.80} is not a config id")
     try:
         report = await service.reconcile_now(None if everything else ids, dry_run=dry_run)
     except InputError as error:
@@ -102,8 +105,8 @@ def _bad_config_id() -> Response:
 
 
 async def request(service: ReconcilerService, request_id: str) -> Response:
-    if not _REQUEST_ID.match(request_id):
-        return problem(400, "Invalid request id", "1 to 128 letters, digits, '.', '_', ':' or '-'")
+    if not RequestId.is_valid(request_id):
+        return problem(400, "Invalid request id", f"expected {RequestId.what}")
     found = await service.request(request_id)
     if found is None:
         return problem(404, "Unknown request", f"no request {request_id}")

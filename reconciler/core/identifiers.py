@@ -13,8 +13,9 @@ Why so strict: these strings end up in URL paths. An HTTP client collapses `..`,
 whole subscription. The rules below admit only names, never path syntax, and never a
 character whose Unicode compatibility form is a different character (the fullwidth solidus U+FF0F for `/`).
 
-The name values are `str` subclasses: they can be used wherever text is expected, but
-constructing one runs its rule (`OrganizationName("../x")` raises).
+The name values are `str` subclasses: constructing one runs its rule
+(`OrganizationName("../x")` raises). The model stores `str(value)`, plain text in canonical
+form, because some SDKs (Azure Tables) refuse str subclasses.
 """
 
 from __future__ import annotations

@@ -281,10 +281,10 @@ def role_assignment_name(scope: str, role_id: str, principal_id: str) -> str:
     return str(uuid.uuid5(_ROLE_ASSIGNMENT_NAMESPACE, key))
 
 
-def credential_name_for(config_id: str) -> CredentialName:
+def credential_name_for(config_id: str) -> str:
     """The default credential name for a config: its id in the characters Entra allows."""
     name = re.sub(r"[^A-Za-z0-9_-]+", "-", config_id.replace("/", "--")).strip("-_")
     if len(name) > 120:
         digest = hashlib.sha256(config_id.encode()).hexdigest()[:8]
         name = f"{name[:111].rstrip('-_')}-{digest}"
-    return CredentialName(name if len(name) >= 3 else f"wif-{name}", "serviceConnection.credentialName")
+    return str(CredentialName(name if len(name) >= 3 else f"wif-{name}", "serviceConnection.credentialName"))

@@ -154,7 +154,7 @@ def _role_ids(body: Mapping[str, Any], key: str, fail: Any, *, required: bool = 
         if builtin is not None:
             ids.append(builtin.id)
         elif Guid.is_valid(role):
-            ids.append(Guid(role))
+            ids.append(str(Guid(role)))
         else:
             fail(key, f"unknown role {role!r}: use a built-in role name or a role definition GUID")
     return ids

@@ -123,7 +123,7 @@ class _Reader:
 
     def parse(self, kind: _Identifier, value: object, field: str) -> str:
         try:
-            return kind(value, field)
+            return str(kind(value, field))  # plain str: some SDKs (Azure Tables) refuse subclasses
         except IdentifierError as error:
             self.fail(field, error.message)
             return ""
@@ -198,7 +198,7 @@ def _config_id(reader: _Reader, body: Mapping[str, Any], organization: str, proj
     if not (organization and project and name):
         return ""
     try:
-        return derive_config_id(organization, project, name)
+        return str(derive_config_id(organization, project, name))
     except IdentifierError:
         # A name of only symbols folds to nothing, and no id could name this config later.
         reader.fail("id", "cannot be derived from organization/project/name; give the config an explicit id")
@@ -275,7 +275,7 @@ def _scope(reader: _Reader, scope: str, field: str) -> str:
 
 def _role_id(reader: _Reader, role: str, field: str) -> str:
     if Guid.is_valid(role):
-        return Guid(role)
+        return str(Guid(role))
     known = builtin_role(role)
     if known is None:
         reader.fail(field, f"unknown role {role!r}: use a built-in role name or a role definition GUID")
