@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 from azure.core import AsyncPipelineClient
 from azure.core.credentials_async import AsyncTokenCredential
@@ -57,7 +58,7 @@ class AdoAdapter:
     async def list_connections(self, organization: str, project: str) -> list[ServiceConnection]:
         body = await self._send(
             "GET",
-            f"/{organization}/{project}/_apis/serviceendpoint/endpoints",
+            _path(organization, project, "_apis", "serviceendpoint", "endpoints"),
             params={"type": "azurerm", "includeFailed": "true", "api-version": API_VERSION},
         )
         return [_connection(organization, project, item) for item in (body or {}).get("value", [])]
@@ -66,7 +67,7 @@ class AdoAdapter:
         key = (organization.lower(), project.lower())
         if key not in self._project_ids:
             body = await self._send(
-                "GET", f"/{organization}/_apis/projects/{project}", {"api-version": API_VERSION}
+                "GET", _path(organization, "_apis", "projects", project), {"api-version": API_VERSION}
             )
             if not body or "id" not in body:
                 raise NotFound(f"Azure DevOps project {organization}/{project} does not exist", status=404)
@@ -78,7 +79,9 @@ class AdoAdapter:
     ) -> PipelineAccess:
         body = await self._send(
             "GET",
-            f"/{organization}/{project}/_apis/pipelines/pipelinePermissions/endpoint/{connection_id}",
+            _path(
+                organization, project, "_apis", "pipelines", "pipelinePermissions", "endpoint", connection_id
+            ),
             {"api-version": PIPELINE_PERMISSIONS_API_VERSION},
         )
         return _pipeline_access(body or {})
@@ -91,7 +94,10 @@ class AdoAdapter:
         project_id = await self.project_id(organization, project)
         body = settings.endpoint(name, project_id, project)
         created = await self._send(
-            "POST", f"/{organization}/_apis/serviceendpoint/endpoints", {"api-version": API_VERSION}, body
+            "POST",
+            _path(organization, "_apis", "serviceendpoint", "endpoints"),
+            {"api-version": API_VERSION},
+            body,
         )
         return _connection(organization, project, created or {})
 
@@ -103,10 +109,12 @@ class AdoAdapter:
         project_id = await self.project_id(current.organization, current.project)
         body = settings.apply_to(existing, current.name, project_id, current.project)
         params = {"api-version": API_VERSION}
-        path = f"/{current.organization}/_apis/serviceendpoint/endpoints/{current.id}"
+        path = _path(current.organization, "_apis", "serviceendpoint", "endpoints", current.id)
         if operation:
             params["operation"] = operation
-            path = f"/{current.organization}/{project_id}/_apis/serviceendpoint/endpoints/{current.id}"
+            path = _path(
+                current.organization, project_id, "_apis", "serviceendpoint", "endpoints", current.id
+            )
         updated = await self._send("PUT", path, params, body)
         return _connection(current.organization, current.project, updated or {})
 
@@ -115,7 +123,7 @@ class AdoAdapter:
         try:
             await self._send(
                 "DELETE",
-                f"/{current.organization}/_apis/serviceendpoint/endpoints/{current.id}",
+                _path(current.organization, "_apis", "serviceendpoint", "endpoints", current.id),
                 {"projectIds": project_id, "api-version": API_VERSION},
             )
         except NotFound:
@@ -133,7 +141,9 @@ class AdoAdapter:
             ]
         await self._send(
             "PATCH",
-            f"/{organization}/{project}/_apis/pipelines/pipelinePermissions/endpoint/{connection_id}",
+            _path(
+                organization, project, "_apis", "pipelines", "pipelinePermissions", "endpoint", connection_id
+            ),
             {"api-version": PIPELINE_PERMISSIONS_API_VERSION},
             body,
         )
@@ -141,7 +151,7 @@ class AdoAdapter:
     async def _endpoint(self, current: ServiceConnection) -> dict[str, Any]:
         body = await self._send(
             "GET",
-            f"/{current.organization}/{current.project}/_apis/serviceendpoint/endpoints/{current.id}",
+            _path(current.organization, current.project, "_apis", "serviceendpoint", "endpoints", current.id),
             {"api-version": API_VERSION},
         )
         if not body:  # ADO answers 200 with a null body for an unknown id
@@ -212,6 +222,13 @@ class ConnectionSettings:
             serviceEndpointProjectReferences=references,
         )
         return updated
+
+
+def _path(*segments: str) -> str:
+    """A URL path from names, each escaped: a project named '../x' stays one segment, never a step up."""
+    if any(segment in {"", ".", ".."} for segment in segments):  # escaping leaves these as they are
+        raise PermanentFailure(f"refusing a URL path with an empty or dot segment: {segments!r:.200}")
+    return "/" + "/".join(quote(segment, safe="") for segment in segments)
 
 
 def _connection(organization: str, project: str, item: Mapping[str, Any]) -> ServiceConnection:
