@@ -58,7 +58,7 @@ class AdoAdapter:
     async def list_connections(self, organization: str, project: str) -> list[ServiceConnection]:
         body = await self._send(
             "GET",
-            _path(organization, project, "_apis", "serviceendpoint", "endpoints"),
+            url_path(organization, project, "_apis", "serviceendpoint", "endpoints"),
             params={"type": "azurerm", "includeFailed": "true", "api-version": API_VERSION},
         )
         return [_connection(organization, project, item) for item in (body or {}).get("value", [])]
@@ -67,7 +67,7 @@ class AdoAdapter:
         key = (organization.lower(), project.lower())
         if key not in self._project_ids:
             body = await self._send(
-                "GET", _path(organization, "_apis", "projects", project), {"api-version": API_VERSION}
+                "GET", url_path(organization, "_apis", "projects", project), {"api-version": API_VERSION}
             )
             if not body or "id" not in body:
                 raise NotFound(f"Azure DevOps project {organization}/{project} does not exist", status=404)
@@ -79,7 +79,7 @@ class AdoAdapter:
     ) -> PipelineAccess:
         body = await self._send(
             "GET",
-            _path(
+            url_path(
                 organization, project, "_apis", "pipelines", "pipelinePermissions", "endpoint", connection_id
             ),
             {"api-version": PIPELINE_PERMISSIONS_API_VERSION},
@@ -95,7 +95,7 @@ class AdoAdapter:
         body = settings.endpoint(name, project_id, project)
         created = await self._send(
             "POST",
-            _path(organization, "_apis", "serviceendpoint", "endpoints"),
+            url_path(organization, "_apis", "serviceendpoint", "endpoints"),
             {"api-version": API_VERSION},
             body,
         )
@@ -109,10 +109,10 @@ class AdoAdapter:
         project_id = await self.project_id(current.organization, current.project)
         body = settings.apply_to(existing, current.name, project_id, current.project)
         params = {"api-version": API_VERSION}
-        path = _path(current.organization, "_apis", "serviceendpoint", "endpoints", current.id)
+        path = url_path(current.organization, "_apis", "serviceendpoint", "endpoints", current.id)
         if operation:
             params["operation"] = operation
-            path = _path(
+            path = url_path(
                 current.organization, project_id, "_apis", "serviceendpoint", "endpoints", current.id
             )
         updated = await self._send("PUT", path, params, body)
@@ -123,7 +123,7 @@ class AdoAdapter:
         try:
             await self._send(
                 "DELETE",
-                _path(current.organization, "_apis", "serviceendpoint", "endpoints", current.id),
+                url_path(current.organization, "_apis", "serviceendpoint", "endpoints", current.id),
                 {"projectIds": project_id, "api-version": API_VERSION},
             )
         except NotFound:
@@ -141,7 +141,7 @@ class AdoAdapter:
             ]
         await self._send(
             "PATCH",
-            _path(
+            url_path(
                 organization, project, "_apis", "pipelines", "pipelinePermissions", "endpoint", connection_id
             ),
             {"api-version": PIPELINE_PERMISSIONS_API_VERSION},
@@ -151,7 +151,9 @@ class AdoAdapter:
     async def _endpoint(self, current: ServiceConnection) -> dict[str, Any]:
         body = await self._send(
             "GET",
-            _path(current.organization, current.project, "_apis", "serviceendpoint", "endpoints", current.id),
+            url_path(
+                current.organization, current.project, "_apis", "serviceendpoint", "endpoints", current.id
+            ),
             {"api-version": API_VERSION},
         )
         if not body:  # ADO answers 200 with a null body for an unknown id
@@ -224,7 +226,7 @@ class ConnectionSettings:
         return updated
 
 
-def _path(*segments: str) -> str:
+def url_path(*segments: str) -> str:
     """A URL path from names, each escaped: a project named '../x' stays one segment, never a step up."""
     if any(segment in {"", ".", ".."} for segment in segments):  # escaping leaves these as they are
         raise PermanentFailure(f"refusing a URL path with an empty or dot segment: {segments!r:.200}")

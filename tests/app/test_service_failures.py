@@ -15,7 +15,8 @@ from cloudsim.faults import Faults
 from cloudsim.testing import SAMPLE_SUBSCRIPTION, RunningSimulator
 from reconciler.app.service import ReconcilerService
 from reconciler.cloud import cloud_from_settings
-from reconciler.core.policy import GrantPolicy, ScopePattern
+from reconciler.core.identifiers import ScopePattern
+from reconciler.core.policy import GrantPolicy
 from reconciler.engine.run import EngineOptions, connect
 from reconciler.state.queues import Queues, parse_reconcile_message
 from reconciler.state.stores import Stores, open_stores

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import replace
 
+from reconciler.core.identifiers import ScopePattern
 from reconciler.core.model import (
     WORKLOAD_IDENTITY_SCHEME,
     Application,
@@ -19,7 +20,7 @@ from reconciler.core.model import (
     credential_name_for,
     marker_for,
 )
-from reconciler.core.policy import GrantPolicy, ScopePattern
+from reconciler.core.policy import GrantPolicy
 from reconciler.core.roles import builtin_role
 from reconciler.core.validation import derive_config_id
 

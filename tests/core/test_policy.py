@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from reconciler.core.identifiers import ScopePattern
 from reconciler.core.model import CustomRole
-from reconciler.core.policy import Rule, ScopePattern, parse_policy
+from reconciler.core.policy import Rule, parse_policy
 from reconciler.core.validation import Document
 from tests.core.builders import OWNER, READER, SUBSCRIPTION, VAULT, config, policy
 
