@@ -88,15 +88,16 @@ class _Name(str):
                 field, f"expected {cls.what}; it is empty or longer than {cls.max_length} characters"
             )
         problem = cls._problem(text)
-        if problem:
-            raise IdentifierError(field, f"expected {cls.what}; {problem}, got {_shown(text)}")
+        if problem is not None:
+            detail = f"; {problem}" if problem else ""
+            raise IdentifierError(field, f"expected {cls.what}{detail}, got {_shown(text)}")
         return super().__new__(cls, cls._canonical(text))
 
     @classmethod
     def _problem(cls, text: str) -> str | None:
-        """Why `text` breaks the rule, or None."""
+        """Why `text` breaks the rule ("" when `what` says it all), or None when it does not."""
         if cls.rule is not None and not cls.rule.fullmatch(text):  # fullmatch: no '$'-before-newline
-            return "it breaks that rule"
+            return ""
         return None
 
     @classmethod
