@@ -38,8 +38,9 @@ sys.path.insert(0, str(REPO_ROOT))
 from cloudsim.generate import ROLES, generate_tenant  # noqa: E402 - after making the repo importable
 from cloudsim.testing import AdminClient, start_simulator_process  # noqa: E402
 from reconciler.cloud import cloud_from_settings  # noqa: E402
+from reconciler.core.identifiers import ScopePattern  # noqa: E402
 from reconciler.core.model import FederationConfig  # noqa: E402
-from reconciler.core.policy import GrantPolicy, ScopePattern  # noqa: E402
+from reconciler.core.policy import GrantPolicy  # noqa: E402
 from reconciler.core.roles import builtin_role  # noqa: E402
 from reconciler.documents import load_configs  # noqa: E402
 from reconciler.engine.run import EngineOptions, Reconciler, RunReport, Status, connect  # noqa: E402

@@ -30,7 +30,7 @@ async def main() -> None:
     await admin.convert_connection_to_secret(*endpoints["kv-reader-staging"])
     print("drift: contoso/payments/kv-reader-staging is a secret-based connection again")
     await admin.mark_connection_legacy(*endpoints["deploy-web"])
-    print("drift: fabrikam/web/deploy-web moved to ADO's legacy vstoken issuer")
+    print("drift: fabrikam/storefront/deploy-web moved to ADO's legacy vstoken issuer")
     secrets_assignment = next(
         ra
         for ra in state["role_assignments"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 from azure.core import AsyncPipelineClient
 from azure.core.credentials_async import AsyncTokenCredential
@@ -26,7 +27,14 @@ from reconciler.adapters.metering import MeteringPolicy, RequestMeter
 from reconciler.adapters.transport import aiohttp_transport
 from reconciler.cloud import Cloud
 from reconciler.core.model import WORKLOAD_IDENTITY_SCHEME, PipelineAccess, ServiceConnection
-from reconciler.failures import Failure, NotFound, TemporaryFailure, failure_for_status, retry_after_seconds
+from reconciler.failures import (
+    Failure,
+    NotFound,
+    PermanentFailure,
+    TemporaryFailure,
+    failure_for_status,
+    retry_after_seconds,
+)
 
 API_VERSION = "7.1"
 PIPELINE_PERMISSIONS_API_VERSION = "7.1-preview.1"  # the pipeline-permissions API exists only as a preview
@@ -57,7 +65,7 @@ class AdoAdapter:
     async def list_connections(self, organization: str, project: str) -> list[ServiceConnection]:
         body = await self._send(
             "GET",
-            f"/{organization}/{project}/_apis/serviceendpoint/endpoints",
+            url_path(organization, project, "_apis", "serviceendpoint", "endpoints"),
             params={"type": "azurerm", "includeFailed": "true", "api-version": API_VERSION},
         )
         return [_connection(organization, project, item) for item in (body or {}).get("value", [])]
@@ -66,7 +74,7 @@ class AdoAdapter:
         key = (organization.lower(), project.lower())
         if key not in self._project_ids:
             body = await self._send(
-                "GET", f"/{organization}/_apis/projects/{project}", {"api-version": API_VERSION}
+                "GET", url_path(organization, "_apis", "projects", project), {"api-version": API_VERSION}
             )
             if not body or "id" not in body:
                 raise NotFound(f"Azure DevOps project {organization}/{project} does not exist", status=404)
@@ -78,7 +86,9 @@ class AdoAdapter:
     ) -> PipelineAccess:
         body = await self._send(
             "GET",
-            f"/{organization}/{project}/_apis/pipelines/pipelinePermissions/endpoint/{connection_id}",
+            url_path(
+                organization, project, "_apis", "pipelines", "pipelinePermissions", "endpoint", connection_id
+            ),
             {"api-version": PIPELINE_PERMISSIONS_API_VERSION},
         )
         return _pipeline_access(body or {})
@@ -91,7 +101,10 @@ class AdoAdapter:
         project_id = await self.project_id(organization, project)
         body = settings.endpoint(name, project_id, project)
         created = await self._send(
-            "POST", f"/{organization}/_apis/serviceendpoint/endpoints", {"api-version": API_VERSION}, body
+            "POST",
+            url_path(organization, "_apis", "serviceendpoint", "endpoints"),
+            {"api-version": API_VERSION},
+            body,
         )
         return _connection(organization, project, created or {})
 
@@ -103,10 +116,12 @@ class AdoAdapter:
         project_id = await self.project_id(current.organization, current.project)
         body = settings.apply_to(existing, current.name, project_id, current.project)
         params = {"api-version": API_VERSION}
-        path = f"/{current.organization}/_apis/serviceendpoint/endpoints/{current.id}"
+        path = url_path(current.organization, "_apis", "serviceendpoint", "endpoints", current.id)
         if operation:
             params["operation"] = operation
-            path = f"/{current.organization}/{project_id}/_apis/serviceendpoint/endpoints/{current.id}"
+            path = url_path(
+                current.organization, project_id, "_apis", "serviceendpoint", "endpoints", current.id
+            )
         updated = await self._send("PUT", path, params, body)
         return _connection(current.organization, current.project, updated or {})
 
@@ -115,7 +130,7 @@ class AdoAdapter:
         try:
             await self._send(
                 "DELETE",
-                f"/{current.organization}/_apis/serviceendpoint/endpoints/{current.id}",
+                url_path(current.organization, "_apis", "serviceendpoint", "endpoints", current.id),
                 {"projectIds": project_id, "api-version": API_VERSION},
             )
         except NotFound:
@@ -133,7 +148,9 @@ class AdoAdapter:
             ]
         await self._send(
             "PATCH",
-            f"/{organization}/{project}/_apis/pipelines/pipelinePermissions/endpoint/{connection_id}",
+            url_path(
+                organization, project, "_apis", "pipelines", "pipelinePermissions", "endpoint", connection_id
+            ),
             {"api-version": PIPELINE_PERMISSIONS_API_VERSION},
             body,
         )
@@ -141,7 +158,9 @@ class AdoAdapter:
     async def _endpoint(self, current: ServiceConnection) -> dict[str, Any]:
         body = await self._send(
             "GET",
-            f"/{current.organization}/{current.project}/_apis/serviceendpoint/endpoints/{current.id}",
+            url_path(
+                current.organization, current.project, "_apis", "serviceendpoint", "endpoints", current.id
+            ),
             {"api-version": API_VERSION},
         )
         if not body:  # ADO answers 200 with a null body for an unknown id
@@ -215,6 +234,13 @@ class ConnectionSettings:
             serviceEndpointProjectReferences=references,
         )
         return updated
+
+
+def url_path(*segments: str) -> str:
+    """A URL path from names, each escaped: a project named '../x' stays one segment, never a step up."""
+    if any(segment in {"", ".", ".."} for segment in segments):  # escaping leaves these as they are
+        raise PermanentFailure(f"refusing a URL path with an empty or dot segment: {segments!r:.200}")
+    return "/" + "/".join(quote(segment, safe="") for segment in segments)
 
 
 def _connection(organization: str, project: str, item: Mapping[str, Any]) -> ServiceConnection:

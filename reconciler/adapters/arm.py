@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
@@ -19,11 +20,13 @@ from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreatePara
 from reconciler.adapters.metering import MeteringPolicy, RequestMeter
 from reconciler.adapters.transport import aiohttp_transport
 from reconciler.cloud import Cloud
-from reconciler.core.model import CustomRole, RoleAssignment, normalise_scope
+from reconciler.core.identifiers import ArmScope, Guid, IdentifierError
+from reconciler.core.model import CustomRole, RoleAssignment
 from reconciler.failures import (
     Conflict,
     Failure,
     NotFound,
+    PermanentFailure,
     TemporaryFailure,
     failure_for_status,
     retry_after_seconds,
@@ -38,6 +41,8 @@ _ASSIGNMENT_NAME = re.compile(
     re.I,
 )
 _T = TypeVar("_T")
+_ASSIGNMENTS = "/providers/Microsoft.Authorization/roleAssignments/"
+_ROLE_DEFINITIONS = ("providers", "Microsoft.Authorization", "roleDefinitions")
 
 
 class ArmAdapter:
@@ -59,42 +64,43 @@ class ArmAdapter:
     async def close(self) -> None:
         await self._client.close()  # type: ignore[no-untyped-call]
 
-    async def list_assignments(self, scope: str, principal_id: str | None = None) -> list[RoleAssignment]:
+    async def list_assignments(
+        self, scope: ArmScope, principal_id: str | None = None
+    ) -> list[RoleAssignment]:
         """Assignments at, above and below `scope`; only one principal's when given (filtered by ARM)."""
-        query = f"principalId eq '{principal_id}'" if principal_id else None
+        query = f"principalId eq '{Guid(principal_id, 'principal id')}'" if principal_id else None
 
         async def collect() -> list[RoleAssignment]:
-            pages = self._client.role_assignments.list_for_scope(scope, filter=query)
+            pages = self._client.role_assignments.list_for_scope(scope_path(scope), filter=query)
             return [_assignment(item) async for item in pages]
 
         result: list[RoleAssignment] = await self._call(collect())
         return result
 
     async def create_assignment(
-        self, scope: str, name: str, role_id: str, principal_id: str, description: str
+        self, scope: ArmScope, name: str, role_id: str, principal_id: str, description: str
     ) -> RoleAssignment:
         """Create the assignment. Raises Conflict with the existing id on RoleAssignmentExists."""
-        subscription = scope.split("/")[2] if scope.startswith("/subscriptions/") else ""
         parameters = RoleAssignmentCreateParameters(
-            role_definition_id=f"/subscriptions/{subscription}/providers/Microsoft.Authorization/roleDefinitions/{role_id}"
-            if subscription
-            else f"/providers/Microsoft.Authorization/roleDefinitions/{role_id}",
-            principal_id=principal_id,
+            role_definition_id=role_definition_path(scope.subscription, role_id),
+            principal_id=str(Guid(principal_id, "principal id")),
             principal_type="ServicePrincipal",
             description=description,
         )
-        created = await self._call(self._client.role_assignments.create(scope, name, parameters))
-        return _assignment(created)
+        request = self._client.role_assignments.create(scope_path(scope), _segment(Guid(name)), parameters)
+        return _assignment(await self._call(request))
 
     async def delete_assignment(self, assignment_id: str) -> None:
+        scope, name = parse_assignment_id(assignment_id)
         try:
-            await self._call(self._client.role_assignments.delete_by_id(assignment_id))
+            await self._call(self._client.role_assignments.delete(scope_path(scope), _segment(name)))
         except NotFound:
             return  # already gone
 
-    async def get_role_definition(self, role_definition_id: str) -> CustomRole | None:
+    async def get_role_definition(self, subscription_id: str, role_id: str) -> CustomRole | None:
+        path = role_definition_path(Guid(subscription_id, "subscription id"), role_id)
         try:
-            found = await self._call(self._client.role_definitions.get_by_id(role_definition_id))
+            found = await self._call(self._client.role_definitions.get_by_id(path))
         except NotFound:
             return None
         permissions = found.permissions or []
@@ -116,11 +122,46 @@ class ArmAdapter:
             ) from error
 
 
+# The SDK puts scopes and ids into its URL templates unescaped (skip_quote), and the HTTP
+# client would then collapse '..': every path is built here from parsed segments, each escaped.
+
+
+def _segment(text: str) -> str:
+    if text in {"", ".", ".."}:  # escaping leaves these as they are; parsed values never hold them
+        raise PermanentFailure(f"refusing an empty or dot segment in an ARM path: {text!r}")
+    return quote(text, safe="")
+
+
+def scope_path(scope: ArmScope) -> str:
+    return "/" + "/".join(_segment(s) for s in scope.segments)
+
+
+def role_definition_path(subscription: Guid | None, role_id: str) -> str:
+    """A role definition's id: under the subscription, or at the tenant root for management groups."""
+    segments = (("subscriptions", subscription) if subscription else ()) + (*_ROLE_DEFINITIONS, Guid(role_id))
+    return "/" + "/".join(_segment(s) for s in segments)
+
+
+def parse_assignment_id(assignment_id: str) -> tuple[ArmScope, Guid]:
+    """The scope and name in `<scope>/providers/Microsoft.Authorization/roleAssignments/<guid>`."""
+    at = assignment_id.lower().rfind(_ASSIGNMENTS.lower())
+    try:
+        if at < 0:
+            raise IdentifierError("role assignment id", f"expected <scope>{_ASSIGNMENTS}<guid>")
+        return ArmScope.parse(assignment_id[:at], "role assignment id"), Guid(
+            assignment_id[at + len(_ASSIGNMENTS) :], "role assignment name"
+        )
+    except IdentifierError as error:
+        raise PermanentFailure(
+            f"refusing a malformed role assignment id: {error}", code="InvalidId"
+        ) from error
+
+
 def _assignment(item: Any) -> RoleAssignment:
     return RoleAssignment(
         id=str(item.id),
         name=str(item.name),
-        scope=normalise_scope(str(item.scope)),
+        scope=str(item.scope),  # canonicalised by RoleAssignment
         role_id=str(item.role_definition_id).rsplit("/", 1)[-1].lower(),
         principal_id=str(item.principal_id).lower(),
         description=item.description or "",

@@ -27,6 +27,9 @@ from kiota_authentication_azure.azure_identity_authentication_provider import (
     AzureIdentityAuthenticationProvider,
 )
 from msgraph.generated.applications.applications_request_builder import ApplicationsRequestBuilder
+from msgraph.generated.applications.item.federated_identity_credentials import (
+    federated_identity_credentials_request_builder as credentials_builder,
+)
 from msgraph.generated.models.application import Application as GraphApplication
 from msgraph.generated.models.federated_identity_credential import FederatedIdentityCredential
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
@@ -40,6 +43,7 @@ from msgraph_core import GraphClientFactory
 
 from reconciler.adapters.metering import RequestMeter, httpx_meter_hook
 from reconciler.cloud import Cloud
+from reconciler.core.identifiers import Guid
 from reconciler.core.model import APPLICATION_TAG, TOKEN_EXCHANGE_AUDIENCE, Application, FederatedCredential
 from reconciler.failures import (
     Conflict,
@@ -267,7 +271,7 @@ class GraphAdapter:
             audiences=[TOKEN_EXCHANGE_AUDIENCE],
             description=description,
         )
-        credentials = self._client.applications.by_application_id(object_id).federated_identity_credentials
+        credentials = self._credentials_of(object_id)
         created = await self._call(credentials.post(body))
         return _credential(created)
 
@@ -277,20 +281,32 @@ class GraphAdapter:
         body = FederatedIdentityCredential(
             issuer=issuer, subject=subject, audiences=[TOKEN_EXCHANGE_AUDIENCE], description=description
         )
-        credentials = self._client.applications.by_application_id(object_id).federated_identity_credentials
-        await self._call(credentials.by_federated_identity_credential_id(credential_id).patch(body))
+        credentials = self._credentials_of(object_id)
+        await self._call(
+            credentials.by_federated_identity_credential_id(_guid(credential_id, "credential id")).patch(body)
+        )
 
     async def delete_credential(self, object_id: str, credential_id: str) -> None:
-        credentials = self._client.applications.by_application_id(object_id).federated_identity_credentials
+        credentials = self._credentials_of(object_id)
         try:
-            await self._call(credentials.by_federated_identity_credential_id(credential_id).delete())
+            await self._call(
+                credentials.by_federated_identity_credential_id(
+                    _guid(credential_id, "credential id")
+                ).delete()
+            )
         except NotFound:
             return  # already gone: the goal is reached
 
     async def read_credentials(self, object_id: str) -> list[FederatedCredential]:
-        credentials = self._client.applications.by_application_id(object_id).federated_identity_credentials
+        credentials = self._credentials_of(object_id)
         page = await self._call(credentials.get())
         return [_credential(c) for c in (page.value if page else None) or []]
+
+    def _credentials_of(
+        self, object_id: str
+    ) -> credentials_builder.FederatedIdentityCredentialsRequestBuilder:
+        application = self._client.applications.by_application_id(_guid(object_id, "application object id"))
+        return application.federated_identity_credentials
 
     # ------------------------------------------------------------------ errors
 
@@ -307,6 +323,11 @@ class GraphAdapter:
                 raise TemporaryFailure(
                     f"Graph connection failed: {error!r}", code="ConnectionError"
                 ) from error
+
+
+def _guid(value: str, field: str) -> str:
+    """The SDK escapes path parameters but leaves '..'; ids are GUIDs."""
+    return str(Guid(value, field))
 
 
 def application_unique_name(display_name: str) -> str:

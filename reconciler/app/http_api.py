@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.app.service import ReconcilerService
+from reconciler.core.identifiers import ConfigId, IdentifierError, RequestId
 from reconciler.documents import InputError, NotText, json_nesting_depth, strict_json_loads
 from reconciler.failures import TemporaryFailure
 from reconciler.render import report_to_dict
@@ -24,8 +24,6 @@ log = logging.getLogger("reconciler.http")
 MAX_BODY = 64 * 1024
 MAX_BODY_DEPTH = 4  # {"configIds": [...]} nests 2 deep
 MAX_CONFIG_IDS = 100
-_CONFIG_ID = re.compile(r"^[a-z0-9][a-z0-9._-]*([/~][a-z0-9][a-z0-9._-]*)*$")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 @dataclass(frozen=True)
@@ -45,8 +43,10 @@ def problem(status: int, title: str, detail: str) -> Response:
 
 def config_id_from_route(raw: str) -> str | None:
     """Config ids hold '/', which a route segment cannot: the API takes them with '~' (or %2F) instead."""
-    candidate = raw.replace("%2F", "/").replace("%2f", "/").replace("~", "/")
-    return candidate if _CONFIG_ID.match(candidate) and len(candidate) <= 200 else None
+    try:
+        return str(ConfigId.from_route(raw))
+    except IdentifierError:
+        return None
 
 
 def json_body(body: bytes, content_type: str | None) -> Any | Response:
@@ -91,11 +91,14 @@ async def reconcile(service: ReconcilerService, body: bytes, content_type: str |
     if ids is not None and (
         not isinstance(ids, list)
         or not 0 < len(ids) <= MAX_CONFIG_IDS
-        or not all(isinstance(i, str) and len(i) <= 200 and _CONFIG_ID.fullmatch(i) for i in ids)
+        or not all(isinstance(i, str) for i in ids)
     ):
         return problem(
             400, "Invalid request", f"configIds must be a list of 1 to {MAX_CONFIG_IDS} config ids"
         )
+    malformed = [i for i in ids or () if not ConfigId.is_valid(i)]
+    if malformed:
+        return problem(400, "Invalid config id", f"configIds: {malformed[0]!r:.80} is not a config id")
     try:
         report = await service.reconcile_now(None if everything else ids, dry_run=dry_run)
     except InputError as error:
@@ -130,8 +133,8 @@ def _bad_config_id() -> Response:
 
 
 async def request(service: ReconcilerService, request_id: str) -> Response:
-    if not _REQUEST_ID.match(request_id):
-        return problem(400, "Invalid request id", "1 to 128 letters, digits, '.', '_', ':' or '-'")
+    if not RequestId.is_valid(request_id):
+        return problem(400, "Invalid request id", f"expected {RequestId.what}")
     found = await service.request(request_id)
     if found is None:
         return problem(404, "Unknown request", f"no request {request_id}")

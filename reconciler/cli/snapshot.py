@@ -19,7 +19,6 @@ from reconciler.core.model import (
     PipelineAccess,
     RoleAssignment,
     ServiceConnection,
-    normalise_scope,
 )
 from reconciler.documents import InputError, read_documents
 
@@ -85,7 +84,7 @@ def _role_assignment(item: Mapping[str, Any]) -> RoleAssignment:
     return RoleAssignment(
         id=str(item["id"]),
         name=str(item.get("name") or str(item["id"]).rsplit("/", 1)[-1]),
-        scope=normalise_scope(str(item["scope"])),
+        scope=str(item["scope"]),  # canonicalised by RoleAssignment
         role_id=str(item["roleDefinitionId"]).rsplit("/", 1)[-1].lower(),
         principal_id=str(item["principalId"]).lower(),
         description=str(item.get("description") or ""),

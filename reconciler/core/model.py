@@ -17,6 +17,8 @@ from enum import StrEnum
 from functools import cached_property
 from typing import TypeVar
 
+from reconciler.core.identifiers import ArmScope, CredentialName, canonical_scope
+
 _T = TypeVar("_T")
 
 TOKEN_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
@@ -34,7 +36,6 @@ APPLICATION_TAG = "wif-reconciler:managed"
 # so they are derived from what the assignment grants (see role_assignment_name).
 _ROLE_ASSIGNMENT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:wif-reconciler:role-assignment")
 
-_CREDENTIAL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{2,119}$")
 # A marker is the whole description, naming one config id (lower-case segments joined by '/'):
 # a description that merely starts with or contains one was not written by the reconciler.
 _MARKER = re.compile(re.escape(MARKER_PREFIX) + r"([a-z0-9._-]+(?:/[a-z0-9._-]+)*)")
@@ -50,8 +51,16 @@ class RoleGrant:
     """One Azure role on one scope. `role_id` is the role definition GUID."""
 
     role_id: str
-    scope: str  # lower case, no trailing slash
+    scope: str  # canonical text of a parsed ArmScope (see reconciler/core/identifiers.py)
     role_name: str = ""  # as the config wrote it, for messages
+
+    def __post_init__(self) -> None:
+        # A grant can only exist for a scope that parses: no '..', no encodings, one spelling.
+        object.__setattr__(self, "scope", str(ArmScope.parse(self.scope)))
+
+    @property
+    def arm_scope(self) -> ArmScope:
+        return ArmScope.parse(self.scope)
 
     @property
     def label(self) -> str:
@@ -158,10 +167,13 @@ class Application:
 class RoleAssignment:
     id: str  # full ARM id
     name: str
-    scope: str  # lower case, no trailing slash
+    scope: str  # canonical when it parses (then equal to a grant's scope), else lower case
     role_id: str  # role definition GUID
     principal_id: str
     description: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scope", canonical_scope(self.scope))
 
 
 @dataclass(frozen=True)
@@ -266,19 +278,10 @@ def role_assignment_name(scope: str, role_id: str, principal_id: str) -> str:
     return str(uuid.uuid5(_ROLE_ASSIGNMENT_NAMESPACE, key))
 
 
-def is_valid_credential_name(name: str) -> bool:
-    """Entra's rule: 3-120 characters, letters, digits, '-' and '_', starting with a letter or digit."""
-    return bool(_CREDENTIAL_NAME.match(name))
-
-
 def credential_name_for(config_id: str) -> str:
     """The default credential name for a config: its id in the characters Entra allows."""
     name = re.sub(r"[^A-Za-z0-9_-]+", "-", config_id.replace("/", "--")).strip("-_")
     if len(name) > 120:
         digest = hashlib.sha256(config_id.encode()).hexdigest()[:8]
         name = f"{name[:111].rstrip('-_')}-{digest}"
-    return name if len(name) >= 3 else f"wif-{name}"
-
-
-def normalise_scope(scope: str) -> str:
-    return "/" + scope.strip().strip("/").lower()
+    return str(CredentialName(name if len(name) >= 3 else f"wif-{name}", "serviceConnection.credentialName"))

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from reconciler.core.model import ApplicationRef, CustomRole, FederationConfig, RoleGrant, normalise_scope
+from reconciler.core.identifiers import Guid, IdentifierError, ScopePattern
+from reconciler.core.model import ApplicationRef, CustomRole, FederationConfig, RoleGrant
 from reconciler.core.roles import builtin_role, is_privileged
 from reconciler.core.tenancy import Tenant, app_key, claim_key
 from reconciler.core.validation import API_VERSION, Document, Problem
@@ -39,7 +40,6 @@ _POLICY_FIELDS = {
 _SOURCE_FIELDS = {"name", "organizations", "projects"}
 SOURCE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")  # the ticket's `source`, as the schema says
 _SHARE_FIELDS = {"appId", "displayName", "projects"}
-_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 class Rule(StrEnum):
@@ -62,21 +62,6 @@ class Violation:
 
     def __str__(self) -> str:
         return f"{self.config_id}: {self.message} [{self.rule}]"
-
-
-@dataclass(frozen=True)
-class ScopePattern:
-    """An allowed scope prefix; `*` stands for exactly one path segment."""
-
-    pattern: str
-
-    def covers(self, scope: str) -> bool:
-        return self._regex.match(scope) is not None
-
-    @property
-    def _regex(self) -> re.Pattern[str]:
-        segments = [r"[^/]+" if s == "*" else re.escape(s) for s in self.pattern.strip("/").split("/")]
-        return re.compile("^/" + "/".join(segments) + "(/|$)")
 
 
 @dataclass(frozen=True)
@@ -179,7 +164,7 @@ class GrantPolicy:
         role_problem = self._role_problem(grant, custom)
         if role_problem is not None:
             deny(*role_problem)
-        if not any(pattern.covers(grant.scope) for pattern in self.scopes):
+        if not any(pattern.covers(grant.arm_scope) for pattern in self.scopes):
             deny(Rule.SCOPE, f"scope {grant.scope} is not under any of the policy's scopes")
         return found
 
@@ -243,10 +228,7 @@ def parse_policy(document: Document) -> tuple[GrantPolicy | None, list[Problem]]
     organizations = _strings(body, "organizations", fail)
     roles = _role_ids(body, "roles", fail)
     privileged = _role_ids(body, "privilegedRoles", fail, required=False)
-    scopes = _strings(body, "scopes", fail)
-    for scope in scopes:
-        if not scope.startswith("/"):
-            fail("scopes", f"expected ARM scope prefixes starting with '/', got {scope!r}")
+    scopes = _scope_patterns(body, fail)
     shared = _shared_applications(body.get("sharedApplications"), fail)
     allowed = frozenset(o.lower() for o in organizations)
     sources = _ticket_sources(body.get("ticketSources"), allowed, fail)
@@ -256,7 +238,7 @@ def parse_policy(document: Document) -> tuple[GrantPolicy | None, list[Problem]]
         organizations=allowed,
         role_ids=frozenset(roles),
         privileged_role_ids=frozenset(privileged),
-        scopes=tuple(ScopePattern(normalise_scope(s)) for s in scopes),
+        scopes=tuple(scopes),
         shared_applications=shared,
         ticket_sources=sources,
     )
@@ -292,7 +274,7 @@ def _shared_application_key(entry: Mapping[str, Any], where: str, fail: Any) -> 
         fail(where, "expected exactly one of appId and displayName")
         return None
     if app_id is not None:
-        if not isinstance(app_id, str) or not _GUID.fullmatch(app_id):
+        if not isinstance(app_id, str) or not Guid.is_valid(app_id):
             fail(f"{where}.appId", f"expected a GUID, got {app_id!r}")
             return None
         return app_key(app_id)
@@ -348,11 +330,14 @@ def _ticket_source(entry: Any, field: str, organizations: frozenset[str], fail: 
     orgs = _strings(entry, "organizations", lambda _, m: fail(f"{field}.organizations", m), required=False)
     projects: set[tuple[str, str]] = set()
     for item in _strings(entry, "projects", lambda _, m: fail(f"{field}.projects", m), required=False):
-        org, slash, project = item.partition("/")
-        if not slash or not org or not project.strip() or "/" in project:
-            fail(f"{field}.projects", f"expected 'organization/project', got {item!r}")
+        tenant = Tenant.parse(item)
+        if tenant is None or tenant.project == "*":
+            fail(
+                f"{field}.projects",
+                f"expected 'organization/project' that Azure DevOps accepts, got {item!r}",
+            )
         else:
-            projects.add((org.strip().lower(), project.strip().lower()))
+            projects.add((tenant.organization, tenant.project))
     for org in {o.lower() for o in orgs} | {org for org, _ in projects}:
         if org not in organizations:
             fail(field, f"organization {org!r} is not in the policy's organizations")
@@ -377,8 +362,18 @@ def _role_ids(body: Mapping[str, Any], key: str, fail: Any, *, required: bool = 
         builtin = builtin_role(role)
         if builtin is not None:
             ids.append(builtin.id)
-        elif re.fullmatch(r"[0-9a-fA-F-]{36}", role):
-            ids.append(role.lower())
+        elif Guid.is_valid(role):
+            ids.append(str(Guid(role)))
         else:
             fail(key, f"unknown role {role!r}: use a built-in role name or a role definition GUID")
     return ids
+
+
+def _scope_patterns(body: Mapping[str, Any], fail: Any) -> list[ScopePattern]:
+    patterns: list[ScopePattern] = []
+    for position, text in enumerate(_strings(body, "scopes", fail)):
+        try:
+            patterns.append(ScopePattern(text))
+        except IdentifierError as error:
+            fail(f"scopes[{position}]", f"expected an ARM scope prefix, '*' for one segment; {error.message}")
+    return patterns

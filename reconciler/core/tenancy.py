@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from reconciler.core.identifiers import OrganizationName, ProjectName
 from reconciler.core.model import ApplicationRef, FederationConfig
 
 TENANT_TAG_PREFIX = "wif-reconciler:tenant="
@@ -37,7 +38,9 @@ class Tenant:
     def parse(cls, text: str) -> Tenant | None:
         """`organization/project` as __str__ writes it, or None for anything else."""
         organization, slash, project = text.partition("/")
-        if not slash or not organization or not project or "/" in project:
+        if not slash or not OrganizationName.is_valid(organization):
+            return None
+        if project != "*" and not ProjectName.is_valid(project):  # `*`: every project (sharing rules)
             return None
         return cls(organization.lower(), project.lower())
 

@@ -6,12 +6,21 @@ validation reports every problem it finds rather than stopping at the first.
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from reconciler.core.identifiers import (
+    ArmScope,
+    ConfigId,
+    ConnectionName,
+    CredentialName,
+    Guid,
+    IdentifierError,
+    OrganizationName,
+    ProjectName,
+)
 from reconciler.core.model import (
     MAX_CREDENTIALS_PER_APP,
     ApplicationRef,
@@ -20,27 +29,16 @@ from reconciler.core.model import (
     PruneMode,
     RoleGrant,
     credential_name_for,
-    is_valid_credential_name,
-    normalise_scope,
 )
 from reconciler.core.roles import builtin_role
 
 API_VERSION = "wif-reconciler/v1"
 CONFIG_KIND = "FederationConfig"
 
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-_ORGANIZATION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,48}[A-Za-z0-9]?$")
-_ID = re.compile(r"^[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)*$")
-_SEGMENT = r"[^/\s]+"
-# Subscription, resource group, and resources (possibly nested) below either; or a management group.
-_SCOPE = re.compile(
-    rf"^/subscriptions/{_SEGMENT}(/resourcegroups/{_SEGMENT}(/providers/{_SEGMENT}(/{_SEGMENT}/{_SEGMENT})+)?)?$"
-    rf"|^/subscriptions/{_SEGMENT}/providers/{_SEGMENT}(/{_SEGMENT}/{_SEGMENT})+$"
-    rf"|^/providers/microsoft\.management/managementgroups/{_SEGMENT}$",
-    re.IGNORECASE,
-)
-_MAX_ID_LENGTH = 200
 _MAX_NAME_LENGTH = 256
+
+# An identifier rule of reconciler/core/identifiers.py: (value, field) -> canonical text, or IdentifierError.
+_Identifier = Callable[[object, str], str]
 
 _TOP_FIELDS = {
     "apiVersion",
@@ -116,12 +114,22 @@ class _Reader:
             return ""
         return value.strip()
 
-    def guid(self, body: Mapping[str, Any], key: str, field: str, *, required: bool = True) -> str:
+    def identifier(
+        self, kind: _Identifier, body: Mapping[str, Any], key: str, field: str, *, required: bool = True
+    ) -> str:
+        """The field parsed by its identifier rule (reconciler/core/identifiers.py), or "" with a problem."""
         value = self.text(body, key, field, required=required)
-        if value and not _GUID.match(value):
-            self.fail(field, f"expected a GUID like 00000000-0000-0000-0000-000000000000, got {value!r}")
+        return self.parse(kind, value, field) if value else ""
+
+    def parse(self, kind: _Identifier, value: object, field: str) -> str:
+        try:
+            return str(kind(value, field))  # plain str: some SDKs (Azure Tables) refuse subclasses
+        except IdentifierError as error:
+            self.fail(field, error.message)
             return ""
-        return value.lower()
+
+    def guid(self, body: Mapping[str, Any], key: str, field: str, *, required: bool = True) -> str:
+        return self.identifier(Guid, body, key, field, required=required)
 
 
 def parse_configs(documents: Iterable[Document]) -> tuple[list[FederationConfig], list[Problem]]:
@@ -148,13 +156,11 @@ def parse_config(document: Document) -> tuple[FederationConfig | None, list[Prob
         reader.fail("apiVersion", f"expected {API_VERSION!r}, got {body.get('apiVersion')!r}")
     if body.get("kind") != CONFIG_KIND:
         reader.fail("kind", f"expected {CONFIG_KIND!r}, got {body.get('kind')!r}")
-    organization = reader.text(body, "organization", "organization")
-    if organization and not _ORGANIZATION.match(organization):
-        reader.fail("organization", "expected an Azure DevOps organization name (letters, digits, '-')")
-    project = reader.text(body, "project", "project")
+    organization = reader.identifier(OrganizationName, body, "organization", "organization")
+    project = reader.identifier(ProjectName, body, "project", "project")
     tenant_id = reader.guid(body, "tenantId", "tenantId")
     connection = reader.mapping(body.get("serviceConnection"), "serviceConnection", _CONNECTION_FIELDS)
-    connection_name = reader.text(connection, "name", "serviceConnection.name")
+    connection_name = reader.identifier(ConnectionName, connection, "name", "serviceConnection.name")
     subscription_id = reader.guid(connection, "subscriptionId", "serviceConnection.subscriptionId")
     subscription_name = reader.text(connection, "subscriptionName", "serviceConnection.subscriptionName")
     pipelines = _pipelines(reader, connection.get("pipelines", "all"))
@@ -182,38 +188,28 @@ def parse_config(document: Document) -> tuple[FederationConfig | None, list[Prob
     return config, []
 
 
-def derive_config_id(organization: str, project: str, connection_name: str) -> str:
-    """`{organization}/{project}/{connection}` in lower case, with runs of other characters as '-'."""
-    segments = (organization, project, connection_name)
-    return "/".join(re.sub(r"[^a-z0-9._]+", "-", s.lower()).strip("-._") or "-" for s in segments)
+derive_config_id = ConfigId.derive
 
 
 def _config_id(reader: _Reader, body: Mapping[str, Any], organization: str, project: str, name: str) -> str:
     explicit = body.get("id")
-    if explicit is None:
-        return derive_config_id(organization, project, name) if organization and project and name else ""
-    if not isinstance(explicit, str) or not _ID.match(explicit) or len(explicit) > _MAX_ID_LENGTH:
-        reader.fail(
-            "id",
-            f"expected lower-case letters, digits, '.', '_', '-' in '/'-separated segments "
-            f"(at most {_MAX_ID_LENGTH} characters), got {explicit!r}",
-        )
+    if explicit is not None:
+        return reader.parse(ConfigId, explicit, "id")
+    if not (organization and project and name):
         return ""
-    return explicit
+    try:
+        return str(derive_config_id(organization, project, name))
+    except IdentifierError:
+        # A name of only symbols folds to nothing, and no id could name this config later.
+        reader.fail("id", "cannot be derived from organization/project/name; give the config an explicit id")
+        return ""
 
 
 def _credential_name(reader: _Reader, connection: Mapping[str, Any], config_id: str) -> str:
     name = connection.get("credentialName")
     if name is None:
         return credential_name_for(config_id) if config_id else ""
-    if not isinstance(name, str) or not is_valid_credential_name(name):
-        reader.fail(
-            "serviceConnection.credentialName",
-            "expected 3-120 characters of letters, digits, '-' and '_', starting with a letter or digit "
-            f"(Entra's rule for federated credential names), got {name!r}",
-        )
-        return ""
-    return name
+    return reader.parse(CredentialName, name, "serviceConnection.credentialName")
 
 
 def _pipelines(reader: _Reader, value: object) -> PipelineAccess:
@@ -270,23 +266,16 @@ def _grants(reader: _Reader, value: object) -> tuple[RoleGrant, ...]:
 
 
 def _scope(reader: _Reader, scope: str, field: str) -> str:
-    normalised = normalise_scope(scope)
-    if not _SCOPE.match(normalised):
-        reader.fail(
-            field,
-            "expected an ARM scope such as /subscriptions/<guid>/resourceGroups/<name>"
-            f"[/providers/<namespace>/<type>/<name>], got {scope!r}",
-        )
+    try:
+        return str(ArmScope.parse(scope, field))
+    except IdentifierError as error:
+        reader.fail(field, error.message)
         return ""
-    if normalised.startswith("/subscriptions/") and not _GUID.match(normalised.split("/")[2]):
-        reader.fail(field, f"the subscription in the scope must be a GUID, got {scope!r}")
-        return ""
-    return normalised
 
 
 def _role_id(reader: _Reader, role: str, field: str) -> str:
-    if _GUID.match(role):
-        return role.lower()
+    if Guid.is_valid(role):
+        return str(Guid(role))
     known = builtin_role(role)
     if known is None:
         reader.fail(field, f"unknown role {role!r}: use a built-in role name or a role definition GUID")

@@ -30,6 +30,7 @@ from reconciler.core.actions import (
     PipelineAction,
     RoleAssignmentAction,
 )
+from reconciler.core.identifiers import ArmScope
 from reconciler.core.model import (
     ConnectionKey,
     FederationConfig,
@@ -299,7 +300,7 @@ class Applier:
         while True:
             try:
                 await self._arm.create_assignment(
-                    action.scope, name, action.role_id, principal, action.description
+                    ArmScope.parse(action.scope), name, action.role_id, principal, action.description
                 )
                 return "applied", f"assignment {name}"
             except Conflict as conflict:

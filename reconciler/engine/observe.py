@@ -22,6 +22,7 @@ from typing import TypeVar
 from reconciler.adapters.ado import AdoAdapter
 from reconciler.adapters.arm import ArmAdapter
 from reconciler.adapters.graph import MAX_BATCH, MAX_IN_VALUES, PAGE_SIZE, GraphAdapter
+from reconciler.core.identifiers import ArmScope, Guid
 from reconciler.core.model import (
     Application,
     CustomRole,
@@ -127,12 +128,13 @@ class Observer:
         return list(unique.values())
 
     async def _assignments_under(self, root: str, principals: set[str]) -> list[RoleAssignment]:
-        if len(principals) < PRINCIPALS_PER_SUBSCRIPTION_LISTING and root.startswith("/subscriptions/"):
+        scope = ArmScope.parse(root)
+        if len(principals) < PRINCIPALS_PER_SUBSCRIPTION_LISTING and scope.subscription is not None:
             per_principal = await asyncio.gather(
-                *(self._bounded(self._arm.list_assignments(root, p)) for p in sorted(principals))
+                *(self._bounded(self._arm.list_assignments(scope, p)) for p in sorted(principals))
             )
             return [ra for listing in per_principal for ra in listing]
-        everything = await self._bounded(self._arm.list_assignments(root))
+        everything = await self._bounded(self._arm.list_assignments(scope))
         return [ra for ra in everything if ra.principal_id in principals]
 
     async def _custom_roles(self, configs: Sequence[FederationConfig]) -> list[CustomRole]:
@@ -142,14 +144,7 @@ class Observer:
         )
         subscription = configs[0].subscription_id if configs else ""
         found = await asyncio.gather(
-            *(
-                self._bounded(
-                    self._arm.get_role_definition(
-                        f"/subscriptions/{subscription}/providers/Microsoft.Authorization/roleDefinitions/{role}"
-                    )
-                )
-                for role in unknown
-            )
+            *(self._bounded(self._arm.get_role_definition(subscription, role)) for role in unknown)
         )
         return [role for role in found if role is not None]
 
@@ -175,8 +170,6 @@ class Observer:
 def _listing_roots(config: FederationConfig) -> set[str]:
     """Where the config's principal may hold assignments worth seeing: each granted subscription
     (or management group), and the connection's own subscription."""
-    roots = {f"/subscriptions/{config.subscription_id}"}
-    for grant in config.role_grants:
-        parts = grant.scope.split("/")
-        roots.add("/".join(parts[:3]) if grant.scope.startswith("/subscriptions/") else grant.scope)
+    roots = {str(ArmScope(subscription=Guid(config.subscription_id)))}
+    roots.update(str(grant.arm_scope.root) for grant in config.role_grants)
     return roots

@@ -21,7 +21,7 @@ import hashlib
 import json
 import re
 from collections import defaultdict
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,6 +38,7 @@ from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver, ServiceBu
 from azure.servicebus.amqp import AmqpMessageBodyType
 from azure.servicebus.exceptions import MessageSizeExceededError, ServiceBusError
 
+from reconciler.core.identifiers import ConfigId, Guid, RequestId
 from reconciler.core.policy import GrantPolicy
 from reconciler.core.sharding import Shard, session_for
 from reconciler.state.tickets import Ticket, parse_ticket
@@ -60,9 +61,7 @@ EXCERPT_CHARS = 200
 # Service Bus adds these to a dead-lettered message; a replayed copy is a fresh attempt.
 _DEAD_LETTER_PROPERTIES = {"DeadLetterReason", "DeadLetterErrorDescription"}
 
-_TOKEN = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # request and sweep ids: the ticket schema's rule
-_APP_KEY = re.compile(r"(app:[0-9a-f-]{36}|new:[^\x00-\x1f]{1,256})")
-_CONFIG_ID = re.compile(r"[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)*")
+_NEW_APP_NAME = re.compile(r"[^\x00-\x1f]{1,256}")  # the display name in a `new:` application key
 
 
 class QueueSettingsError(ValueError):
@@ -172,8 +171,8 @@ def parse_reconcile_message(body: bytes | str, *, session_id: str | None = None)
     reason = message.get("reason")
     if reason not in REASONS:
         raise ReconcileMessageInvalid(f"reason: expected one of {', '.join(REASONS)}, got {reason!r:.100}")
-    apps = _strings(message, "apps", _APP_KEY, required=True)
-    config_ids = _strings(message, "configIds", _CONFIG_ID, required=False)
+    apps = _strings(message, "apps", _is_app_key, required=True)
+    config_ids = _strings(message, "configIds", ConfigId.is_valid, required=False)
     request_id = _token(message, "requestId")
     sweep_id = _token(message, "sweepId")
     if reason == "sweep" and sweep_id is None:
@@ -192,15 +191,25 @@ def parse_reconcile_message(body: bytes | str, *, session_id: str | None = None)
     return ReconcileRequest(apps, reason, config_ids, request_id, sweep_id)
 
 
+def _is_app_key(key: object) -> bool:
+    """`app:<client id>` (lower case, as ApplicationRef.key writes it) or `new:<display name>`."""
+    if not isinstance(key, str):
+        return False
+    kind, _, rest = key.partition(":")
+    if kind == "app":
+        return Guid.is_valid(rest) and rest == rest.lower()
+    return kind == "new" and _NEW_APP_NAME.fullmatch(rest) is not None
+
+
 def _strings(
-    message: Mapping[str, Any], key: str, pattern: re.Pattern[str], *, required: bool
+    message: Mapping[str, Any], key: str, valid: Callable[[object], bool], *, required: bool
 ) -> tuple[str, ...]:
     value = message.get(key)
     if value is None and not required:
         return ()
     if not isinstance(value, list) or not value or len(value) > MAX_APPS_PER_MESSAGE:
         raise ReconcileMessageInvalid(f"{key}: expected a list of 1-{MAX_APPS_PER_MESSAGE} strings")
-    bad = [v for v in value if not isinstance(v, str) or not pattern.fullmatch(v)]
+    bad = [v for v in value if not isinstance(v, str) or not valid(v)]
     if bad:
         raise ReconcileMessageInvalid(f"{key}: malformed entries {bad[:3]!r:.200}")
     return tuple(value)
@@ -210,9 +219,9 @@ def _token(message: Mapping[str, Any], key: str) -> str | None:
     value = message.get(key)
     if value is None:
         return None
-    if not isinstance(value, str) or not _TOKEN.fullmatch(value):
-        raise ReconcileMessageInvalid(f"{key}: expected 1-128 of letters, digits, '.', '_', ':', '-'")
-    return value
+    if not RequestId.is_valid(value):
+        raise ReconcileMessageInvalid(f"{key}: expected {RequestId.what}")
+    return str(value)
 
 
 def _no_constant(name: str) -> Any:

@@ -11,8 +11,8 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
+from reconciler.core.identifiers import RequestId
 from reconciler.state.tables import (
-    _REQUEST_ID,
     MAX_TEXT_UNITS,
     REQUESTS_TABLE,
     ConcurrencyConflict,
@@ -109,7 +109,7 @@ class RequestStore:
         return found
 
     async def get(self, request_id: str) -> RequestRecord | None:
-        if not _REQUEST_ID.match(request_id):
+        if not RequestId.is_valid(request_id):
             return None  # cannot exist: begin() refuses such ids
         try:
             entity = await translated(

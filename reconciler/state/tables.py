@@ -9,7 +9,6 @@ the tables, their keys and how concurrent writers are kept from losing updates.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,6 +25,7 @@ from azure.core.exceptions import (
 from azure.data.tables import TableEntity
 
 from reconciler.cloud import CloudError
+from reconciler.core.identifiers import ConfigId, IdentifierError, RequestId
 from reconciler.documents import InputError
 from reconciler.failures import TemporaryFailure, is_temporary_status
 
@@ -39,7 +39,6 @@ MAX_TEXT_UNITS = 32_000
 TRUNCATED_MARKER = "...[truncated]"
 MAX_PLAN_SUMMARY = 1_000  # a status line, not the plan: the plan is rebuilt on demand
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _T = TypeVar("_T")
 
 
@@ -74,8 +73,11 @@ class InvalidRow:
 
 
 def encode_row_key(config_id: str) -> str:
-    """A config id as a RowKey: '/' is not allowed in keys, and '~' never occurs in ids."""
-    return config_id.replace("/", "~")
+    """A config id as a RowKey: only ids that parse reach the table (a key holds no '#', '?', '\\')."""
+    try:
+        return ConfigId(config_id, "config id").row_key
+    except IdentifierError as error:
+        raise InputError([str(error)]) from error
 
 
 def decode_row_key(row_key: str) -> str:
@@ -88,9 +90,10 @@ def request_partition(request_id: str) -> str:
 
 
 def validate_request_id(request_id: str) -> str:
-    if not isinstance(request_id, str) or not _REQUEST_ID.match(request_id):
-        raise InputError([f"requestId: expected 1-128 characters of A-Z a-z 0-9 . _ : -, got {request_id!r}"])
-    return request_id
+    try:
+        return str(RequestId(request_id, "requestId"))
+    except IdentifierError as error:
+        raise InputError([str(error)]) from error
 
 
 def fit(text: str, limit: int = MAX_TEXT_UNITS) -> tuple[str, bool]:

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from jsonschema import Draft202012Validator, ValidationError
 
+from reconciler.core.identifiers import ConfigId, RequestId
 from reconciler.core.model import FederationConfig
 from reconciler.core.policy import SOURCE_NAME, GrantPolicy
 from reconciler.core.validation import API_VERSION, CONFIG_KIND, Document, parse_config
@@ -36,9 +37,8 @@ MAX_PROBLEMS = 20  # enough to fix a ticket; a hostile one must not make the rec
 Action = Literal["upsert", "delete", "reconcile"]
 
 # JSON Schema patterns are searched with `re.search`, where `$` also matches before a trailing
-# newline, so the identifiers that travel further (keys, markers, logs) are checked again here.
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-_CONFIG_ID = re.compile(r"[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)*")
+# newline, so the identifiers that travel further (keys, markers, logs) are parsed again here
+# by their one rule (reconciler/core/identifiers.py).
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -83,7 +83,7 @@ def parse_ticket(body: bytes | str, policy: GrantPolicy) -> Ticket:
     try:
         return _parse_message(message, policy)
     except TicketRejected as rejected:
-        if isinstance(request_id, str) and _REQUEST_ID.fullmatch(request_id):
+        if isinstance(request_id, str) and RequestId.is_valid(request_id):
             rejected.request_id = request_id
         raise
 
@@ -100,13 +100,11 @@ def _parse_message(message: dict[str, Any], policy: GrantPolicy) -> Ticket:
         for error in sorted(_validator().iter_errors(message), key=lambda e: [str(p) for p in e.path])
     ]
     request_id = message.get("requestId")
-    if isinstance(request_id, str) and not _REQUEST_ID.fullmatch(request_id):
-        schema_problems.append(
-            "$.requestId: expected 1-128 characters of letters, digits, '.', '_', ':', '-'"
-        )
+    if isinstance(request_id, str) and not RequestId.is_valid(request_id):
+        schema_problems.append(f"$.requestId: expected {RequestId.what}")
     config_id = message.get("configId")
-    if isinstance(config_id, str) and not _CONFIG_ID.fullmatch(config_id):
-        schema_problems.append("$.configId: expected lower-case '/'-separated segments")
+    if isinstance(config_id, str) and not ConfigId.is_valid(config_id):
+        schema_problems.append(f"$.configId: expected {ConfigId.what}")
     requested_by = message.get("requestedBy")
     if isinstance(requested_by, str) and _CONTROL.search(requested_by):
         schema_problems.append("$.requestedBy: expected no control characters")
@@ -116,11 +114,11 @@ def _parse_message(message: dict[str, Any], policy: GrantPolicy) -> Ticket:
     if schema_problems:
         raise TicketRejected("the message does not match the ticket schema", schema_problems)
     ticket = Ticket(
-        request_id=message["requestId"],
+        request_id=str(RequestId(message["requestId"], "requestId")),
         action=message["action"],
         requested_by=message["requestedBy"],
         source=source,
-        config_id=config_id,
+        config_id=None if config_id is None else str(ConfigId(config_id, "configId")),
     )
     if ticket.action != "upsert":
         return ticket
@@ -133,16 +131,6 @@ def _with_config(ticket: Ticket, document: dict[str, Any], policy: GrantPolicy) 
     config, problems = parse_config(Document(f"ticket {ticket.request_id}", 1, body))
     if config is None:
         raise TicketRejected("the config is not valid", [str(p) for p in problems])
-    if not _CONFIG_ID.fullmatch(config.id):
-        # derive_config_id folds a name of only symbols to '-', which no configId can name: a
-        # later delete or reconcile ticket could not reach this config.
-        raise TicketRejected(
-            "the config is not valid",
-            [
-                f"id {config.id!r} (derived from organization/project/name) cannot be named by a configId; "
-                "give the config an explicit id"
-            ],
-        )
     violations = policy.check(config) + policy.check_sender(config, ticket.source)
     if violations:
         # check and check_sender both test the organization: report it once.

@@ -15,7 +15,8 @@ from cloudsim.faults import Faults
 from cloudsim.testing import SAMPLE_SUBSCRIPTION, RunningSimulator
 from reconciler.app.service import ReconcilerService
 from reconciler.cloud import cloud_from_settings
-from reconciler.core.policy import GrantPolicy, ScopePattern
+from reconciler.core.identifiers import ScopePattern
+from reconciler.core.policy import GrantPolicy
 from reconciler.engine.run import EngineOptions, connect
 from reconciler.state.queues import Queues, parse_reconcile_message
 from reconciler.state.stores import Stores, open_stores
@@ -26,7 +27,7 @@ POLICY = GrantPolicy(
     organizations=frozenset({"contoso"}),
     role_ids=frozenset({KEY_VAULT_READER}),
     privileged_role_ids=frozenset(),
-    scopes=(ScopePattern("/subscriptions/*/resourcegroups/*"),),
+    scopes=(ScopePattern("/subscriptions/*/resourceGroups/*"),),
 )
 VAULT = f"/subscriptions/{SAMPLE_SUBSCRIPTION}/resourceGroups/rg-pay/providers/Microsoft.KeyVault/vaults/kv"
 UNREACHABLE_BUS = (

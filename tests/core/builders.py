@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import replace
 
+from reconciler.core.identifiers import ScopePattern
 from reconciler.core.model import (
     WORKLOAD_IDENTITY_SCHEME,
     Application,
@@ -19,7 +20,7 @@ from reconciler.core.model import (
     credential_name_for,
     marker_for,
 )
-from reconciler.core.policy import GrantPolicy, ScopePattern
+from reconciler.core.policy import GrantPolicy
 from reconciler.core.roles import builtin_role
 from reconciler.core.validation import derive_config_id
 
@@ -28,7 +29,7 @@ SUBSCRIPTION = "11111111-2222-3333-4444-555555555555"
 APP_ID = "aaaaaaaa-0000-0000-0000-000000000001"
 OBJECT_ID = "bbbbbbbb-0000-0000-0000-000000000001"
 SP_ID = "cccccccc-0000-0000-0000-000000000001"
-VAULT = f"/subscriptions/{SUBSCRIPTION}/resourcegroups/rg-pay/providers/microsoft.keyvault/vaults/kv-pay"
+VAULT = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-pay/providers/microsoft.keyvault/vaults/kv-pay"
 KEY_VAULT_READER = "21090545-7ca7-4776-b22c-e363652d74d2"
 READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
 OWNER = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
@@ -45,7 +46,7 @@ def policy(*roles: str, privileged: tuple[str, ...] = ()) -> GrantPolicy:
         organizations=frozenset({"contoso", "fabrikam"}),
         role_ids=frozenset(role(r) for r in roles or ("Key Vault Reader", "Reader")),
         privileged_role_ids=frozenset(role(r) for r in privileged),
-        scopes=(ScopePattern("/subscriptions/*/resourcegroups/*"),),
+        scopes=(ScopePattern("/subscriptions/*/resourceGroups/*"),),
     )
 
 

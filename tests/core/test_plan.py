@@ -274,7 +274,7 @@ def test_unmarked_role_assignment_that_matches_is_adopted() -> None:
 
 
 def test_managed_role_assignment_no_longer_wanted_is_deleted_foreign_one_is_not() -> None:
-    rg = f"/subscriptions/{SUBSCRIPTION}/resourcegroups/rg-pay"
+    rg = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-pay"
     managed_extra = assignment(rg, READER, owner=KV.id)
     foreign_extra = assignment(f"/subscriptions/{SUBSCRIPTION}", READER)
     observed = replace(

@@ -34,7 +34,7 @@ from tests.core.builders import OWNER, READER, SUBSCRIPTION, config, connection,
 from tests.core.effects import apply_plan, entra_subject, fake_id
 
 KEY_VAULT_READER = "21090545-7ca7-4776-b22c-e363652d74d2"
-RG = f"/subscriptions/{SUBSCRIPTION}/resourcegroups/rg-a"
+RG = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-a"
 # Mostly allowed grants, with the occasional forbidden role or scope (weighted by repetition).
 SCOPES = (RG, f"{RG}/providers/microsoft.keyvault/vaults/kv", RG, f"/subscriptions/{SUBSCRIPTION}")
 ROLES = (KEY_VAULT_READER, READER, KEY_VAULT_READER, READER, OWNER)

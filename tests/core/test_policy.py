@@ -7,14 +7,15 @@ from typing import Any
 
 import pytest
 
+from reconciler.core.identifiers import ScopePattern
 from reconciler.core.model import CustomRole
-from reconciler.core.policy import Rule, ScopePattern, parse_policy
+from reconciler.core.policy import Rule, parse_policy
 from reconciler.core.validation import Document
 from tests.core.builders import OWNER, READER, SUBSCRIPTION, VAULT, config, policy
 
 RBAC_ADMIN = "f58310d9-a9f6-439a-9e8d-f62e7b41a168"
 UAA = "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9"
-RG = f"/subscriptions/{SUBSCRIPTION}/resourcegroups/rg-pay"
+RG = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-pay"
 
 
 def rules(
@@ -87,10 +88,10 @@ def test_role_not_in_the_allow_list() -> None:
 def test_scope_must_be_under_an_allowed_prefix_with_star_segments() -> None:
     assert rules((READER, VAULT)) == []
     assert rules((READER, f"/subscriptions/{SUBSCRIPTION}")) == [Rule.SCOPE]
-    pattern = ScopePattern("/subscriptions/*/resourcegroups/rg-pay")
-    assert pattern.covers(f"/subscriptions/{SUBSCRIPTION}/resourcegroups/rg-pay")
-    assert not pattern.covers(f"/subscriptions/{SUBSCRIPTION}/resourcegroups/rg-pay-other")
-    assert not pattern.covers("/subscriptions/a/b/resourcegroups/rg-pay")
+    pattern = ScopePattern("/subscriptions/*/resourceGroups/rg-pay")
+    assert pattern.covers(f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-pay")
+    assert not pattern.covers(f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-pay-other")
+    assert not pattern.covers("/subscriptions/a/b/resourceGroups/rg-pay")
 
 
 def test_violation_says_which_config_which_grant_which_rule() -> None:

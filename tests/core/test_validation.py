@@ -56,7 +56,7 @@ def test_valid_config_is_normalised() -> None:
     assert config.tenant_id == "72f988bf-86f1-41af-91ab-2d7cd011db47"
     assert config.credential_name == "contoso--payments-team--kv-reader"
     assert config.role_grants[0].scope.endswith(
-        "/resourcegroups/rg-pay/providers/microsoft.keyvault/vaults/kv"
+        "/resourceGroups/rg-pay/providers/microsoft.keyvault/vaults/kv"
     )
     assert config.role_grants[0].role_id == "21090545-7ca7-4776-b22c-e363652d74d2"
     assert config.pipelines.all_pipelines and config.prune is PruneMode.MANAGED

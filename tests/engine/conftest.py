@@ -17,7 +17,7 @@ from tests.core.builders import config, policy
 __all__ = ["cloud_env", "cloud_simulator"]
 
 VAULT = (
-    f"/subscriptions/{SAMPLE_SUBSCRIPTION}/resourcegroups/rg-pay/providers/microsoft.keyvault/vaults/kv-pay"
+    f"/subscriptions/{SAMPLE_SUBSCRIPTION}/resourceGroups/rg-pay/providers/microsoft.keyvault/vaults/kv-pay"
 )
 KEY_VAULT_READER = "21090545-7ca7-4776-b22c-e363652d74d2"
 FAST = EngineOptions(concurrency=8, principal_replication_window=5.0, retry_total=3)

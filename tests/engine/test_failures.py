@@ -14,6 +14,7 @@ from cloudsim.testing import SAMPLE_SUBSCRIPTION
 from reconciler.adapters.ado import AdoAdapter
 from reconciler.adapters.arm import ArmAdapter
 from reconciler.adapters.metering import RequestMeter
+from reconciler.core.identifiers import ArmScope
 from reconciler.failures import (
     NotFound,
     PermanentFailure,
@@ -88,7 +89,7 @@ async def test_a_retry_after_date_from_arm_and_ado_is_a_temporary_failure_with_t
     await tenant.sim.admin.set_faults({"arm": throttled, "ado": throttled})
     org = tenant.sim.world.organizations[0]
     with pytest.raises(TemporaryFailure) as from_arm:
-        await arm.list_assignments(f"/subscriptions/{SAMPLE_SUBSCRIPTION}")
+        await arm.list_assignments(ArmScope.parse(f"/subscriptions/{SAMPLE_SUBSCRIPTION}"))
     with pytest.raises(TemporaryFailure) as from_ado:
         await ado.list_connections(org.name, org.projects[0].name)
     for failure in (from_arm.value, from_ado.value):

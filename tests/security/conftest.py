@@ -39,7 +39,7 @@ ticketSources:
   - name: servicenow
     organizations: [contoso]
   - name: jira
-    projects: [fabrikam/web]
+    projects: [fabrikam/storefront]
 """
 
 

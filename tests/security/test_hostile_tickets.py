@@ -155,7 +155,7 @@ async def test_an_id_stored_under_another_organization_is_recorded_as_rejected(
     record = await (await host.service()).request("ORG-1")
     assert record is not None and record.outcome == "accepted"
     host.peer.reset()
-    second = config(host.sim.tenant_id, organization="fabrikam", project="web", id="shared/kv-reader")
+    second = config(host.sim.tenant_id, organization="fabrikam", project="storefront", id="shared/kv-reader")
     await assert_rejected(
         host, ticket("ORG-2", config=second), "ORG-2", "is stored under organization 'contoso'"
     )

@@ -117,11 +117,11 @@ def test_a_connection_created_for_another_config_is_not_touched() -> None:
 @pytest.mark.parametrize(
     ("entry", "message"),
     [
-        ("- {appId: not-a-guid, projects: [contoso/web]}", "expected a GUID"),
-        ("- {displayName: x, appId: " + APP_ID + ", projects: [contoso/web]}", "exactly one of appId"),
+        ("- {appId: not-a-guid, projects: [contoso/storefront]}", "expected a GUID"),
+        ("- {displayName: x, appId: " + APP_ID + ", projects: [contoso/storefront]}", "exactly one of appId"),
         ("- {appId: " + APP_ID + ", projects: []}", "non-empty list"),
         ("- {appId: " + APP_ID + ", projects: [contoso]}", "organization/project"),
-        ("- {appId: " + APP_ID + ", projects: [contoso/web], who: me}", "unknown field"),
+        ("- {appId: " + APP_ID + ", projects: [contoso/storefront], who: me}", "unknown field"),
         ("{appId: " + APP_ID + "}", "expected a list"),
     ],
 )

@@ -65,7 +65,7 @@ async def test_a_ticket_without_a_listed_source_is_refused_when_the_policy_lists
 async def test_an_upsert_cannot_take_over_another_projects_config_by_its_explicit_id(host: Host) -> None:
     await applied_contoso_config(host)
     before = await host.cloud_state()
-    hijack = config(host.sim.tenant_id, organization="fabrikam", project="web", id=CONTOSO_ID)
+    hijack = config(host.sim.tenant_id, organization="fabrikam", project="storefront", id=CONTOSO_ID)
     await host.deliver(ticket("JIRA-2", source="jira", config=hijack))
     record = await recorded(host, "JIRA-2")
     assert record.outcome == "rejected" and "outside the sender's rights" in record.reason, record.reason
@@ -75,14 +75,14 @@ async def test_an_upsert_cannot_take_over_another_projects_config_by_its_explici
 
 
 async def test_a_source_manages_exactly_its_projects(host: Host) -> None:
-    web = config(host.sim.tenant_id, organization="fabrikam", project="web")
+    web = config(host.sim.tenant_id, organization="fabrikam", project="storefront")
     await host.deliver(ticket("JIRA-3", source="jira", config=web))
     assert (await recorded(host, "JIRA-3")).outcome == "accepted"
     api = config(host.sim.tenant_id, organization="fabrikam", project="api")
     await host.deliver(ticket("JIRA-4", source="jira", config=api))
     record = await recorded(host, "JIRA-4")
     assert record.outcome == "rejected" and "may not manage project 'fabrikam/api'" in record.reason
-    await host.deliver(ticket("JIRA-5", "delete", source="jira", configId="fabrikam/web/kv-reader"))
+    await host.deliver(ticket("JIRA-5", "delete", source="jira", configId="fabrikam/storefront/kv-reader"))
     assert (await recorded(host, "JIRA-5")).outcome == "accepted"
     assert host.settled()
 

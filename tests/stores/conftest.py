@@ -16,7 +16,7 @@ __all__ = ["azurite_tables", "table_settings"]
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 SUBSCRIPTION = "6b1e2c5a-3f4d-4e8a-9c7b-1a2b3c4d5e6f"
 APP_ID = "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0"
-VAULT = f"/subscriptions/{SUBSCRIPTION}/resourcegroups/rg-pay/providers/microsoft.keyvault/vaults/kv-pay"
+VAULT = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-pay/providers/microsoft.keyvault/vaults/kv-pay"
 
 
 def document(name: str = "kv-reader", *, organization: str = "contoso", **changes: Any) -> dict[str, Any]:
