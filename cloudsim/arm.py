@@ -65,7 +65,7 @@ def render_definition(definition: RoleDefinition, scope: str) -> JsonObject:
             "roleName": definition.role_name,
             "type": definition.role_type,
             "description": definition.description or f"Built-in role {definition.role_name}.",
-            "assignableScopes": ["/"],
+            "assignableScopes": list(definition.assignable_scopes),
             "permissions": [
                 {
                     "actions": list(definition.actions),
@@ -128,7 +128,8 @@ class Arm:
 
     def get_definition(self, _call: Call, match: re.Match[str]) -> Reply:
         definition = self.world.role_definition(match["id"])
-        if definition is None:
+        # Azure answers 404 for a custom role read at a scope it is not assignable at.
+        if definition is None or not definition.readable_at(match["scope"]):
             raise ApiError(
                 404,
                 "RoleDefinitionDoesNotExist",
@@ -143,7 +144,8 @@ class Arm:
         found = [
             render_definition(d, match["scope"])
             for d in self.world.role_definitions
-            if (role_name is None or d.role_name.lower() == role_name.replace("''", "'").lower())
+            if d.readable_at(match["scope"])
+            and (role_name is None or d.role_name.lower() == role_name.replace("''", "'").lower())
             and (role_type is None or d.role_type.lower() == role_type.lower())
         ]
         return Reply(200, {"value": found})

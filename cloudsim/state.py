@@ -89,6 +89,13 @@ class RoleDefinition(_Record):
     data_actions: list[str] = field(default_factory=list)
     description: str = ""
     role_type: str = "BuiltInRole"
+    # Where the role can be assigned, and so where its definition can be read: built-in roles
+    # everywhere ("/"), a custom role only at and below the scopes its author listed.
+    assignable_scopes: list[str] = field(default_factory=lambda: ["/"])
+
+    def readable_at(self, scope: str) -> bool:
+        wanted = scope.rstrip("/").lower() + "/"
+        return any(wanted.startswith(s.rstrip("/").lower() + "/") for s in self.assignable_scopes)
 
 
 @dataclass

@@ -17,7 +17,7 @@ from enum import StrEnum
 from functools import cached_property
 from typing import TypeVar
 
-from reconciler.core.identifiers import ArmScope, CredentialName, canonical_scope
+from reconciler.core.identifiers import ArmScope, ConfigId, CredentialName, canonical_scope
 
 _T = TypeVar("_T")
 
@@ -35,10 +35,6 @@ APPLICATION_TAG = "wif-reconciler:managed"
 # Role-assignment names must be unique across all subscriptions and stable across runs,
 # so they are derived from what the assignment grants (see role_assignment_name).
 _ROLE_ASSIGNMENT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:wif-reconciler:role-assignment")
-
-# A marker is the whole description, naming one config id (lower-case segments joined by '/'):
-# a description that merely starts with or contains one was not written by the reconciler.
-_MARKER = re.compile(re.escape(MARKER_PREFIX) + r"([a-z0-9._-]+(?:/[a-z0-9._-]+)*)")
 
 
 class PruneMode(StrEnum):
@@ -267,9 +263,15 @@ def marker_for(config_id: str) -> str:
 
 
 def owner_of(description: str | None) -> str | None:
-    """The config id when the description is exactly a reconciler marker, else None (not ours)."""
-    found = _MARKER.fullmatch(description or "")
-    return found.group(1) if found else None
+    """The config id when the description is exactly a reconciler marker, else None (not ours).
+
+    A marker is the whole description and names one valid config id: a description that merely
+    starts with or contains one was not written by the reconciler."""
+    text = description or ""
+    if not text.startswith(MARKER_PREFIX):
+        return None
+    config_id = text[len(MARKER_PREFIX) :]
+    return config_id if ConfigId.is_valid(config_id) else None
 
 
 def role_assignment_name(scope: str, role_id: str, principal_id: str) -> str:

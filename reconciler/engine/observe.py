@@ -139,12 +139,17 @@ class Observer:
 
     async def _custom_roles(self, configs: Sequence[FederationConfig]) -> list[CustomRole]:
         """Definitions of roles the built-in catalogue does not know, so the policy can classify them."""
-        unknown = sorted(
-            {g.role_id for c in configs for g in c.role_grants if builtin_role(g.role_id) is None}
-        )
-        subscription = configs[0].subscription_id if configs else ""
+        # A custom role id is unique in the tenant, but its definition is readable only where it is
+        # assignable: read each at the subscription of a grant that uses it (a grant on a management
+        # group falls back to the config's own subscription).
+        where: dict[str, str] = {}
+        for config in configs:
+            for grant in config.role_grants:
+                if builtin_role(grant.role_id) is None:
+                    subscription = grant.arm_scope.subscription or config.subscription_id
+                    where[grant.role_id] = min(where.get(grant.role_id, subscription), str(subscription))
         found = await asyncio.gather(
-            *(self._bounded(self._arm.get_role_definition(subscription, role)) for role in unknown)
+            *(self._bounded(self._arm.get_role_definition(sub, role)) for role, sub in sorted(where.items()))
         )
         return [role for role in found if role is not None]
 
