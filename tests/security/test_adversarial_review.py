@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.core.validation import Document, parse_config
 from reconciler.documents import InputError, read_documents
 
 VAULT = "/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/rg-pay"
@@ -56,3 +57,46 @@ def test_an_unhashable_yaml_key_is_still_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "configs.yaml"
     path.write_text("? [a, b]\n: value\n")
     assert "unhashable key" in problems_of(path)
+
+
+def config_body(display_name: str) -> dict[str, object]:
+    return {
+        "apiVersion": "wif-reconciler/v1",
+        "kind": "FederationConfig",
+        "organization": "contoso",
+        "project": "identity",
+        "tenantId": "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0",
+        "serviceConnection": {
+            "name": "deploy",
+            "subscriptionId": "11111111-2222-3333-4444-555555555555",
+            "subscriptionName": "Prod",
+        },
+        "application": {"displayName": display_name, "create": True},
+        "roleAssignments": [{"role": "Key Vault Reader", "scope": VAULT}],
+    }
+
+
+@pytest.mark.parametrize(
+    "look_alike",
+    [
+        "sc-payments-created\u200b",  # zero-width space: renders as the victim's app name
+        "sc-payments-\u202edetaerc",  # right-to-left override: renders as "...-created"
+        "sc-payments-created\x7f",  # DEL
+        "sc-payments\x85-created",  # C1 next line
+        "\uff53\uff43-payments-created",  # fullwidth letters
+        "sc-payments\u2011created",  # non-breaking hyphen: NFKC folds it into '-'
+        "sc-payments-created\u00a0x",  # no-break space
+    ],
+)
+def test_an_application_display_name_cannot_look_like_another(look_alike: str) -> None:
+    """The reconciler creates the app under this name: a look-alike of another project's app name is
+    an app an administrator cannot tell apart (consent, role reviews, sign-in logs)."""
+    config, problems = parse_config(Document("ticket", 1, config_body(look_alike)))
+    assert config is None
+    assert [p.field for p in problems] == ["application.displayName"]
+
+
+def test_an_ordinary_display_name_is_still_accepted() -> None:
+    config, problems = parse_config(Document("ticket", 1, config_body("SC Payments: Créé (prod)")))
+    assert problems == [] and config is not None
+    assert config.application.display_name == "SC Payments: Créé (prod)"
