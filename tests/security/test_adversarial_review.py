@@ -100,3 +100,10 @@ def test_an_ordinary_display_name_is_still_accepted() -> None:
     config, problems = parse_config(Document("ticket", 1, config_body("SC Payments: Créé (prod)")))
     assert problems == [] and config is not None
     assert config.application.display_name == "SC Payments: Créé (prod)"
+
+
+def test_a_yaml_tag_that_constructs_python_objects_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "configs.yaml"
+    path.write_text("id: !!python/object/apply:os.system ['touch owned']\n")
+    assert "could not determine a constructor" in problems_of(path)
+    assert not (tmp_path / "owned").exists() and not Path("owned").exists()

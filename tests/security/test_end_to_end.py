@@ -41,9 +41,16 @@ from tests.security.tenancy_world import (
 __all__ = ["azurite_tables", "cloud_env", "cloud_simulator", "servicebus_peer", "table_settings", "tenant"]
 
 SUB = f"/subscriptions/{SAMPLE_SUBSCRIPTION}"
-KEY_VAULT_READER = builtin_role("Key Vault Reader")
-OWNER = builtin_role("Owner")
-assert KEY_VAULT_READER is not None and OWNER is not None
+
+
+def role_id(name: str) -> str:
+    role = builtin_role(name)
+    assert role is not None
+    return role.id
+
+
+KEY_VAULT_READER_ID = role_id("Key Vault Reader")
+OWNER_ID = role_id("Owner")
 CREATED_NAME = "sc-payments-created"
 HAND_MADE_CONNECTION = "legacy-deploy"
 
@@ -121,9 +128,9 @@ roles = st.sampled_from(
     [
         "Key Vault Reader",
         "key vault reader",
-        KEY_VAULT_READER.id.upper(),
+        KEY_VAULT_READER_ID.upper(),
         "Owner",
-        OWNER.id,
+        OWNER_ID,
         "User Access Administrator",
         "Contributor",
         "Key Vault Reader ",
@@ -276,7 +283,7 @@ async def victim_world(tenant: Tenant) -> None:
     victim_sp = next(sp for sp in world.service_principals if sp.app_id == victim)
     for principal in (victim_sp.id, new_id()):
         world.role_assignments.append(
-            RoleAssignment(name=new_id(), scope=SUB, role_definition_guid=OWNER.id, principal_id=principal)
+            RoleAssignment(name=new_id(), scope=SUB, role_definition_guid=OWNER_ID, principal_id=principal)
         )
     unclaimed = await tenant.sim.admin.seed_application("sc-nobody")
     tenant.prepared = True  # type: ignore[attr-defined]
@@ -330,11 +337,10 @@ def trusted_projects(tenant: Tenant, app_id: str) -> set[str]:
 
 
 def assert_nothing_granted_outside_the_policy(tenant: Tenant, before: set[str]) -> None:
-    assert KEY_VAULT_READER is not None
     for ra in tenant.sim.world.role_assignments:
         if ra.id in before:
             continue
-        assert ra.role_definition_guid.lower() == KEY_VAULT_READER.id, ra.to_json()
+        assert ra.role_definition_guid.lower() == KEY_VAULT_READER_ID, ra.to_json()
         assert _COVERED.fullmatch(ra.scope), ra.to_json()
         segments = ra.scope.split("/")[1:]
         assert not {".", ".."} & set(segments) and "%" not in ra.scope, ra.to_json()
