@@ -180,6 +180,18 @@ class ConnectionName(_Name):
         return _unicode_problem(text)
 
 
+class ApplicationDisplayName(_Name):
+    """The display name of an application the reconciler creates: at most 256 characters (Entra's
+    limit), and the Unicode checks of project names, so that it cannot look like another app's name."""
+
+    what = "an application display name"
+    max_length = 256
+
+    @classmethod
+    def _problem(cls, text: str) -> str | None:
+        return _unicode_problem(text)
+
+
 class CredentialName(_Name):
     """Entra's rule for federated identity credential names."""
 
