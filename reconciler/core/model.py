@@ -11,8 +11,8 @@ import hashlib
 import re
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
 from typing import TypeVar
@@ -216,6 +216,12 @@ class ObservedState:
     role_assignments: tuple[RoleAssignment, ...] = ()
     connections: tuple[ServiceConnection, ...] = ()
     custom_roles: tuple[CustomRole, ...] = ()
+    # ADO organization name (lower case) -> its id, read for organizations whose connections are
+    # to be converted or moved: the subject on Entra's issuer carries it.
+    organization_ids: Mapping[str, str] = field(default_factory=dict)
+
+    def organization_id(self, organization: str) -> str | None:
+        return self.organization_ids.get(organization.lower())
 
     def application_by_app_id(self, app_id: str) -> Application | None:
         return self._apps_by_app_id.get(app_id)
