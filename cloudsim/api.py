@@ -155,14 +155,16 @@ class Api:
         # The network comes first (latency, dropped connections), then authentication, then
         # the service's own failures and throttling.
         if not call.in_batch:
-            if await self._network_faults():
+            if await self._network_faults(route.operation, _target(call)):
                 return Reply(0, drop=True)
             if self.audiences is not None:
                 refusal = self._check_token(call)
                 if refusal is not None:
                     return refusal
         units = self.cost(call, route)
-        reply = self._service_faults(units) or await self._handle(route, call, match)
+        reply = self._service_faults(route.operation, _target(call), units) or await self._handle(
+            route, call, match
+        )
         if self.reports_resource_units:
             reply.headers["x-ms-resource-unit"] = str(units)
             reply.headers["x-ms-throttle-limit-percentage"] = str(self.faults.usage_percent())
@@ -181,16 +183,16 @@ class Api:
                 raise
             return self.error(400, "BadRequest", f"Invalid request: {error!r}")
 
-    async def _network_faults(self) -> bool:
+    async def _network_faults(self, operation: str, target: str) -> bool:
         """Wait the injected latency; True when this connection is to be dropped."""
         delay = self.faults.delay_s()
         if delay:
             await asyncio.sleep(delay)
-        return self.faults.should_drop()
+        return self.faults.should_drop(operation, target)
 
-    def _service_faults(self, units: int) -> Reply | None:
+    def _service_faults(self, operation: str, target: str, units: int) -> Reply | None:
         faults = self.faults
-        status = faults.random_error()
+        status = faults.random_error(operation, target)
         if status is not None:
             return self._failure(status, faults.faults.retry_after_s)
         wait = faults.charge(units)
@@ -225,6 +227,11 @@ class Api:
             f'error="invalid_token", error_description="{problem.message}"'
         )
         return reply
+
+
+def _target(call: Call) -> str:
+    """What `Faults.matching` looks in: the path and the query's values."""
+    return " ".join([call.path, *call.query.values()])
 
 
 def _reads_only(call: Call) -> bool:

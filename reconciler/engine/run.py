@@ -1,7 +1,13 @@
-"""One reconcile pass: observe -> plan -> apply, and a report per config and per run."""
+"""One reconcile pass: observe -> plan -> apply, and a report per config and per run.
+
+A pass never raises: a read that failed fails only the configs that needed it (they are left
+out of the plan, `failed-temporary` with the read's retry-after), and anything unexpected
+fails the pass's configs temporarily instead of escaping as a traceback.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -21,8 +27,10 @@ from reconciler.core.plan import Plan, plan
 from reconciler.core.policy import GrantPolicy
 from reconciler.core.tenancy import Tenant
 from reconciler.engine.apply import ActionResult, Applier
-from reconciler.engine.observe import Observer
-from reconciler.failures import Failure, TemporaryFailure
+from reconciler.engine.observe import Observation, Observer
+from reconciler.failures import Failure, PermanentFailure, TemporaryFailure
+
+log = logging.getLogger("reconciler.engine.run")
 
 
 class Status(StrEnum):
@@ -109,6 +117,47 @@ class Reconciler:
         applied: Mapping[str, str] | None = None,
     ) -> RunReport:
         """One pass. `claims` and `applied` are as reconciler.core.plan.plan takes them."""
+        try:
+            return await self._run(
+                configs,
+                retired,
+                dry_run=dry_run,
+                pipelines=pipelines,
+                progress=progress,
+                claims=claims,
+                applied=applied,
+            )
+        except Exception as error:  # a bug must fail the pass's configs, not the worker
+            log.exception("a reconcile pass failed unexpectedly")
+            failure = TemporaryFailure(f"the pass failed unexpectedly: {error!r}", code="UnexpectedError")
+            everything = [*configs, *retired]
+            return RunReport(
+                plan=Plan(),
+                outcomes=_outcomes(
+                    everything,
+                    Plan(),
+                    [],
+                    dict.fromkeys((c.id for c in everything), failure),
+                    dry_run=dry_run,
+                ),
+                requests={},
+                pipeline_reads=0,
+                observe_seconds=0.0,
+                apply_seconds=0.0,
+                dry_run=dry_run,
+            )
+
+    async def _run(
+        self,
+        configs: Sequence[FederationConfig],
+        retired: Sequence[FederationConfig],
+        *,
+        dry_run: bool,
+        pipelines: bool,
+        progress: Callable[[int, int], None] | None,
+        claims: Mapping[str, Tenant] | None,
+        applied: Mapping[str, str] | None,
+    ) -> RunReport:
         started = time.monotonic()
         # The applications configs were last applied to are read too, to remove what a moved config left.
         left = [
@@ -119,14 +168,22 @@ class Reconciler:
         # Only this pass's requests: the worker runs several passes at once on one engine.
         with self.meter.counting_this_pass() as this_pass:
             observation = await self._observer.observe([*configs, *retired, *left], pipelines=pipelines)
-            result = plan(configs, observation.state, self._policy, retired, claims=claims, applied=applied)
+            unread = _left_out(observation, [*configs, *retired])
+            ready = [c for c in configs if c.id not in unread]
+            ready_retired = [c for c in retired if c.id not in unread]
+            result = plan(
+                ready, observation.state, self._policy, ready_retired, claims=claims, applied=applied
+            )
             observed_at = time.monotonic()
-            failures: Mapping[str, Failure] = {}
+            failures: dict[str, Failure] = dict(unread)
             results: list[ActionResult] = []
             created_apps: Mapping[str, str] = {}
             if not dry_run and result.actions:
-                done = await self._applier.apply(result, observation.state, [*configs, *retired], progress)
-                failures, results, created_apps = done.failures, done.results, done.created_apps
+                done = await self._applier.apply(
+                    result, observation.state, [*ready, *ready_retired], progress
+                )
+                failures.update(done.failures)
+                results, created_apps = done.results, done.created_apps
         outcomes = _outcomes([*configs, *retired], result, results, failures, dry_run=dry_run)
         for outcome in outcomes:
             outcome.application_id = result.applications.get(outcome.config_id) or created_apps.get(
@@ -141,6 +198,35 @@ class Reconciler:
             apply_seconds=time.monotonic() - observed_at,
             dry_run=dry_run,
         )
+
+
+def _left_out(observation: Observation, configs: Sequence[FederationConfig]) -> dict[str, Failure]:
+    """The configs to leave out of this pass's plan, each with the failed read that keeps it out.
+
+    A config whose own read failed, and every config that shares an application or a connection
+    with one: configs that share them are planned together (so that pruning for one never removes
+    what another wants), so none of them is planned on a partial view.
+    """
+    left_out = dict(observation.failures)
+    pending = [c for c in configs if c.id in left_out]
+    while pending:
+        sharer = pending.pop()
+        for config in configs:
+            if config.id not in left_out and _shares(config, sharer):
+                left_out[config.id] = _shared(left_out[sharer.id], sharer.id)
+                pending.append(config)
+    return left_out
+
+
+def _shares(one: FederationConfig, other: FederationConfig) -> bool:
+    return one.application.key == other.application.key or one.connection.folded == other.connection.folded
+
+
+def _shared(cause: Failure, config_id: str) -> Failure:
+    message = f"config {config_id}, which shares its application or connection, was not read: {cause.message}"
+    if isinstance(cause, TemporaryFailure):
+        return TemporaryFailure(message, retry_after=cause.retry_after, code=cause.code, status=cause.status)
+    return PermanentFailure(message, code=cause.code, status=cause.status)
 
 
 def _outcomes(
