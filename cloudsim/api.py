@@ -111,6 +111,9 @@ class RequestCounters:
 
 
 CostRule = Callable[[Call, Route], int]
+# The service's own rate limit (cloudsim.limits): None to go ahead, or the seconds to wait and
+# extra headers for its 429.
+LimitRule = Callable[[Call, Route, int], tuple[int, dict[str, str]] | None]
 
 
 class Api:
@@ -136,6 +139,7 @@ class Api:
         self.faults = FaultState(Faults())
         self.reports_resource_units = False  # Graph's x-ms-resource-unit headers
         self.precondition: Precondition | None = None  # e.g. ARM's and ADO's api-version checks
+        self.limit: LimitRule | None = None
         # The admin API answers malformed input with 400 instead of failing with 500.
         self.input_errors_are_bad_requests = False
 
@@ -162,8 +166,10 @@ class Api:
                 if refusal is not None:
                     return refusal
         units = self.cost(call, route)
-        reply = self._service_faults(route.operation, _target(call), units) or await self._handle(
-            route, call, match
+        reply = (
+            self._service_faults(route.operation, _target(call), units)
+            or self._rate_limited(call, route, units)
+            or await self._handle(route, call, match)
         )
         if self.reports_resource_units:
             reply.headers["x-ms-resource-unit"] = str(units)
@@ -200,6 +206,15 @@ class Api:
             return self._failure(429, wait)
         return None
 
+    def _rate_limited(self, call: Call, route: Route, units: int) -> Reply | None:
+        throttled = self.limit(call, route, units) if self.limit is not None else None
+        if throttled is None:
+            return None
+        wait, headers = throttled
+        reply = self._failure(429, wait)
+        reply.headers.update(headers)
+        return reply
+
     def _failure(self, status: int, retry_after: int) -> Reply:
         codes = {429: "TooManyRequests", 500: "InternalServerError", 503: "ServiceUnavailable"}
         messages = {
@@ -208,7 +223,7 @@ class Api:
             503: "The service is temporarily unavailable.",
         }
         reply = self.error(status, codes.get(status, "Error"), messages.get(status, "Simulated failure."))
-        if status in (429, 503):
+        if status == 429:  # a 503 comes without Retry-After: the client picks its own backoff
             reply.headers["Retry-After"] = (
                 format_datetime(datetime.now(UTC) + timedelta(seconds=retry_after), usegmt=True)
                 if self.faults.faults.retry_after_date
