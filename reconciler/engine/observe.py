@@ -26,7 +26,14 @@ from typing import TypeVar
 
 from reconciler.adapters.ado import AdoAdapter
 from reconciler.adapters.arm import ArmAdapter
-from reconciler.adapters.graph import MAX_BATCH, MAX_IN_VALUES, PAGE_SIZE, GraphAdapter
+from reconciler.adapters.graph import (
+    APPLICATION_READ_UNITS,
+    EXPANDED_PAGE_SIZE,
+    GRAPH_UNITS_PER_WINDOW,
+    MAX_BATCH,
+    MAX_IN_VALUES,
+    GraphAdapter,
+)
 from reconciler.core.identifiers import ArmScope, Guid
 from reconciler.core.model import (
     Application,
@@ -76,13 +83,13 @@ class Observer:
         ado: AdoAdapter,
         *,
         concurrency: int = 16,
-        listing_threshold: int = 1000,
+        graph_units_per_window: int = GRAPH_UNITS_PER_WINDOW,
     ) -> None:
         self._graph = graph
         self._arm = arm
         self._ado = ado
         self._limit = asyncio.Semaphore(concurrency)
-        self._listing_threshold = listing_threshold
+        self._graph_units = graph_units_per_window
 
     async def observe(self, configs: Sequence[FederationConfig], *, pipelines: bool = False) -> Observation:
         failed = _ReadFailures()
@@ -121,12 +128,11 @@ class Observer:
     async def _applications(
         self, configs: Sequence[FederationConfig], failed: _ReadFailures
     ) -> list[Application]:
-        """The batch's applications, by filtered reads or by one listing of the tenant, whichever is cheaper.
+        """The batch's applications, by filtered reads, or by one listing of the tenant when
+        that is what keeps the pass within Graph's budget (see `listing_is_cheaper`).
 
-        Filters cost one request per 300 applications (15 per filter, 20 per batch); a listing
-        costs one request per page of the whole tenant plus one to count it. Below the threshold
-        the count itself would cost more than it can save. Filtered reads go 300 applications at
-        a time, so a failed one fails only the configs of its 300.
+        Filtered reads go 300 applications at a time (one $batch), so a failed one fails only
+        the configs of its 300.
         """
         needing = [c for c in configs if c.application.app_id or c.application.create]
         ids = sorted({str(c.application.app_id) for c in needing if c.application.app_id})
@@ -155,14 +161,12 @@ class Observer:
         return apps
 
     async def _list_all(self, wanted: int) -> bool:
-        if wanted < self._listing_threshold:
-            return False
+        if filtered_units(wanted) <= self._graph_units:
+            return False  # fits the budget: filters take fewer requests, so no count is needed
         counted = await self._read("the tenant's application count", self._graph.count_applications())
         if isinstance(counted, Failure):
             return False  # filtered reads work without the count
-        filtered_cost = math.ceil(math.ceil(wanted / MAX_IN_VALUES) / MAX_BATCH)
-        listing_cost = math.ceil(counted / PAGE_SIZE)
-        return listing_cost < filtered_cost
+        return listing_is_cheaper(wanted, counted, self._graph_units)
 
     async def _connections(
         self, configs: Sequence[FederationConfig], failed: _ReadFailures
@@ -283,6 +287,27 @@ class Observer:
             else:
                 current[index] = replace(current[index], pipelines=access)
         return current, len(targets)
+
+
+def filtered_units(wanted: int) -> int:
+    """Resource units to read `wanted` applications by `in` filters of 15."""
+    return math.ceil(wanted / MAX_IN_VALUES) * APPLICATION_READ_UNITS
+
+
+def listing_is_cheaper(wanted: int, tenant_size: int, units_per_window: int) -> bool:
+    """Whether listing the whole tenant beats filtered reads for `wanted` of its applications.
+
+    Filters carry 300 applications per request (15 per filter, 20 per $batch), a listing 100
+    per page (Graph's cap with $expand): in requests the filters always win. In resource units
+    a listing page costs what a filter costs, so the listing spends fewer units once the batch is
+    more than 15% of the tenant. The filters are kept while they fit Graph's budget for one window
+    (more requests cost nothing then, and they run in parallel where pages cannot); past it, the
+    cheaper of the two in units, which is what Graph throttles by.
+    """
+    filtered = filtered_units(wanted)
+    if filtered <= units_per_window:
+        return False
+    return math.ceil(tenant_size / EXPANDED_PAGE_SIZE) * APPLICATION_READ_UNITS < filtered
 
 
 def _app_key(config: FederationConfig) -> str:

@@ -19,7 +19,7 @@ from azure.identity.aio import DefaultAzureCredential
 
 from reconciler.adapters.ado import AdoAdapter
 from reconciler.adapters.arm import ArmAdapter
-from reconciler.adapters.graph import GraphAdapter
+from reconciler.adapters.graph import GRAPH_UNITS_PER_WINDOW, GraphAdapter, throttle_priority
 from reconciler.adapters.metering import RequestMeter
 from reconciler.cloud import Cloud
 from reconciler.core.model import ApplicationRef, FederationConfig
@@ -78,8 +78,9 @@ class EngineOptions:
     concurrency: int = 16
     principal_replication_window: float = 60.0  # how long PrincipalNotFound counts as replication delay
     retry_total: int = 5  # azure-core retries per ARM and ADO request
-    # From this many applications in a batch on, count the tenant's and list them all when cheaper.
-    listing_threshold: int = 1000
+    # Graph's resource units per 10 s for the app and tenant (3,500: the smallest tenants); the
+    # application reads list the whole tenant only when filtered reads would exceed it.
+    graph_units_per_window: int = GRAPH_UNITS_PER_WINDOW
 
 
 class Reconciler:
@@ -93,7 +94,11 @@ class Reconciler:
         options: EngineOptions = EngineOptions(),
     ) -> None:
         self._observer = Observer(
-            graph, arm, ado, concurrency=options.concurrency, listing_threshold=options.listing_threshold
+            graph,
+            arm,
+            ado,
+            concurrency=options.concurrency,
+            graph_units_per_window=options.graph_units_per_window,
         )
         self._applier = Applier(
             graph,
@@ -115,8 +120,14 @@ class Reconciler:
         progress: Callable[[int, int], None] | None = None,
         claims: Mapping[str, Tenant] | None = None,
         applied: Mapping[str, str] | None = None,
+        low_priority: bool = False,
     ) -> RunReport:
-        """One pass. `claims` and `applied` are as reconciler.core.plan.plan takes them."""
+        """One pass. `claims` and `applied` are as reconciler.core.plan.plan takes them.
+
+        `low_priority` (sweeps) asks Graph to throttle this pass's requests before others'
+        (`x-ms-throttle-priority: low`).
+        """
+        priority = throttle_priority.set("low" if low_priority else None)
         try:
             return await self._run(
                 configs,
@@ -146,6 +157,8 @@ class Reconciler:
                 apply_seconds=0.0,
                 dry_run=dry_run,
             )
+        finally:
+            throttle_priority.reset(priority)
 
     async def _run(
         self,
