@@ -139,7 +139,8 @@ async def run(args: argparse.Namespace) -> int:
     configs_path.write_text(tenant.configs_yaml())
     latency = {"latency_ms": args.latency_ms}
     faults_path.write_text(json.dumps({"graph": latency, "arm": latency, "ado": latency}))
-    process, env = await start_simulator_process(state_path, None, "--faults", str(faults_path))
+    # --lenient: creating 5,000 configs at once is past ARM's write buckets.
+    process, env = await start_simulator_process(state_path, None, "--faults", str(faults_path), "--lenient")
     os.environ.update(env)
     try:
         configs = load_configs([configs_path])

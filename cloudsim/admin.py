@@ -15,6 +15,7 @@ from cloudsim.ado import WIF
 from cloudsim.api import Api, ApiError, Call, Reply, RequestCounters
 from cloudsim.arm import normalise_scope
 from cloudsim.faults import Faults, FaultState
+from cloudsim.limits import Limits, Throttle
 from cloudsim.state import (
     Application,
     FederatedCredential,
@@ -42,8 +43,11 @@ class Admin:
         counters: RequestCounters,
         fault_states: dict[str, FaultState],
         initial_state: JsonObject,
+        throttle: Throttle,
     ) -> None:
         self.world = world
+        self.throttle = throttle
+        self.initial_limits = throttle.limits
         self.counters = counters
         self.fault_states = fault_states
         self.initial_state = initial_state
@@ -56,6 +60,8 @@ class Admin:
         add("POST", r"/_sim/reset", "reset", self.reset)
         add("GET", r"/_sim/faults", "faults.get", self.get_faults)
         add("PUT", r"/_sim/faults", "faults.set", self.set_faults)
+        add("GET", r"/_sim/limits", "limits.get", self.get_limits)
+        add("PUT", r"/_sim/limits", "limits.set", self.set_limits)
         add("GET", r"/_sim/counters", "counters.get", self.get_counters)
         add("DELETE", r"/_sim/counters", "counters.reset", self.reset_counters)
         add("PATCH", r"/_sim/settings", "settings.update", self.update_settings)
@@ -101,6 +107,7 @@ class Admin:
         self.world.replace_with(World.from_json(self.initial_state))
         for state in self.fault_states.values():
             state.configure(Faults())
+        self.throttle.configure(self.initial_limits)
         self.counters.reset()
         return Reply(204)
 
@@ -120,6 +127,14 @@ class Admin:
         for api, raw in body.items():
             self.fault_states[api].configure(Faults.from_json(raw))
         return self.get_faults(call, _match)
+
+    def get_limits(self, _call: Call, _match: re.Match[str]) -> Reply:
+        return Reply(200, self.throttle.limits.to_json())
+
+    def set_limits(self, call: Call, _match: re.Match[str]) -> Reply:
+        """Replace the limits (fields not named take their strict defaults) and start every budget afresh."""
+        self.throttle.configure(Limits.from_json(self._body(call)))
+        return self.get_limits(call, _match)
 
     def get_counters(self, _call: Call, _match: re.Match[str]) -> Reply:
         return Reply(200, self.counters.snapshot())

@@ -111,6 +111,9 @@ class RequestCounters:
 
 
 CostRule = Callable[[Call, Route], int]
+# The service's own rate limit (cloudsim.limits): None to go ahead, or the seconds to wait and
+# extra headers for its 429.
+LimitRule = Callable[[Call, Route, int], tuple[int, dict[str, str]] | None]
 
 
 class Api:
@@ -136,6 +139,7 @@ class Api:
         self.faults = FaultState(Faults())
         self.reports_resource_units = False  # Graph's x-ms-resource-unit headers
         self.precondition: Precondition | None = None  # e.g. ARM's and ADO's api-version checks
+        self.limit: LimitRule | None = None
         # The admin API answers malformed input with 400 instead of failing with 500.
         self.input_errors_are_bad_requests = False
 
@@ -155,14 +159,18 @@ class Api:
         # The network comes first (latency, dropped connections), then authentication, then
         # the service's own failures and throttling.
         if not call.in_batch:
-            if await self._network_faults():
+            if await self._network_faults(route.operation, _target(call)):
                 return Reply(0, drop=True)
             if self.audiences is not None:
                 refusal = self._check_token(call)
                 if refusal is not None:
                     return refusal
         units = self.cost(call, route)
-        reply = self._service_faults(units) or await self._handle(route, call, match)
+        reply = (
+            self._service_faults(route.operation, _target(call), units)
+            or self._rate_limited(call, route, units)
+            or await self._handle(route, call, match)
+        )
         if self.reports_resource_units:
             reply.headers["x-ms-resource-unit"] = str(units)
             reply.headers["x-ms-throttle-limit-percentage"] = str(self.faults.usage_percent())
@@ -181,22 +189,31 @@ class Api:
                 raise
             return self.error(400, "BadRequest", f"Invalid request: {error!r}")
 
-    async def _network_faults(self) -> bool:
+    async def _network_faults(self, operation: str, target: str) -> bool:
         """Wait the injected latency; True when this connection is to be dropped."""
         delay = self.faults.delay_s()
         if delay:
             await asyncio.sleep(delay)
-        return self.faults.should_drop()
+        return self.faults.should_drop(operation, target)
 
-    def _service_faults(self, units: int) -> Reply | None:
+    def _service_faults(self, operation: str, target: str, units: int) -> Reply | None:
         faults = self.faults
-        status = faults.random_error()
+        status = faults.random_error(operation, target)
         if status is not None:
             return self._failure(status, faults.faults.retry_after_s)
         wait = faults.charge(units)
         if wait is not None:
             return self._failure(429, wait)
         return None
+
+    def _rate_limited(self, call: Call, route: Route, units: int) -> Reply | None:
+        throttled = self.limit(call, route, units) if self.limit is not None else None
+        if throttled is None:
+            return None
+        wait, headers = throttled
+        reply = self._failure(429, wait)
+        reply.headers.update(headers)
+        return reply
 
     def _failure(self, status: int, retry_after: int) -> Reply:
         codes = {429: "TooManyRequests", 500: "InternalServerError", 503: "ServiceUnavailable"}
@@ -206,7 +223,7 @@ class Api:
             503: "The service is temporarily unavailable.",
         }
         reply = self.error(status, codes.get(status, "Error"), messages.get(status, "Simulated failure."))
-        if status in (429, 503):
+        if status == 429:  # a 503 comes without Retry-After: the client picks its own backoff
             reply.headers["Retry-After"] = (
                 format_datetime(datetime.now(UTC) + timedelta(seconds=retry_after), usegmt=True)
                 if self.faults.faults.retry_after_date
@@ -225,6 +242,11 @@ class Api:
             f'error="invalid_token", error_description="{problem.message}"'
         )
         return reply
+
+
+def _target(call: Call) -> str:
+    """What `Faults.matching` looks in: the path and the query's values."""
+    return " ".join([call.path, *call.query.values()])
 
 
 def _reads_only(call: Call) -> bool:

@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from cloudsim.faults import Faults
+from cloudsim.limits import Limits
 from cloudsim.server import Simulator
 from cloudsim.state import World
 
@@ -35,7 +36,12 @@ def _load_faults(path: Path | None) -> dict[str, Faults]:
 
 async def serve(args: argparse.Namespace) -> int:
     world = _load_world(args.state)
-    simulator = Simulator(world, faults=_load_faults(args.faults), identity_header=args.identity_header)
+    simulator = Simulator(
+        world,
+        faults=_load_faults(args.faults),
+        identity_header=args.identity_header,
+        limits=Limits.lenient() if args.lenient else Limits(),
+    )
     ca_path = args.ca_file or Path(tempfile.mkdtemp(prefix="cloudsim-")) / "ca.pem"
     await simulator.start(ca_path, port=args.port)
     lines = [f"{name}={value}" for name, value in simulator.env().items()]
@@ -73,6 +79,11 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--env-file", type=Path, help="also write the NAME=value lines here")
     run.add_argument("--ca-file", type=Path, help="where to write the CA PEM (default: a temp dir)")
     run.add_argument("--faults", type=Path, help='JSON {"graph": {...Faults}, "arm": {...}, ...}')
+    run.add_argument(
+        "--lenient",
+        action="store_true",
+        help="turn Azure's rate limits off (only for runs that need more than Azure allows)",
+    )
     run.add_argument("--identity-header", help="IDENTITY_HEADER value (default: random)")
     make = commands.add_parser("generate", help="write a tenant state and matching desired configs")
     make.add_argument("--configs", type=int, default=100, help="desired configs (N)")

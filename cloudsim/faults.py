@@ -21,6 +21,11 @@ class Faults(_Record):
     error_rate: float = 0.0  # share of requests answered with one of error_statuses
     error_statuses: list[int] = field(default_factory=lambda: [429, 500, 503])
     drop_rate: float = 0.0  # share of requests whose connection is closed without an answer
+    # Random failures and drops only for these operations (the route tables' names, e.g.
+    # "roleAssignments.list"; empty: every operation) and only for requests whose path or a
+    # query value contains `matching` (empty: every request). Lets a test break one read alone.
+    operations: list[str] = field(default_factory=list)
+    matching: str = ""
     list_lag_s: float = 0.0  # new objects stay out of LIST results for this long (read-after-write lag)
     read_lag_s: float = 0.0  # new objects answer "not found" to reads by id for this long
     # Resource units allowed per window; 0 turns throttling off. Graph charges its documented
@@ -57,12 +62,21 @@ class FaultState:
             return 0.0
         return (faults.latency_ms + self.rng.uniform(0.0, faults.jitter_ms)) / 1000.0
 
-    def should_drop(self) -> bool:
-        return self.faults.drop_rate > 0 and self.rng.random() < self.faults.drop_rate
-
-    def random_error(self) -> int | None:
+    def _targets(self, operation: str, target: str) -> bool:
         faults = self.faults
-        if faults.error_rate > 0 and faults.error_statuses and self.rng.random() < faults.error_rate:
+        return (not faults.operations or operation in faults.operations) and faults.matching in target
+
+    def should_drop(self, operation: str, target: str) -> bool:
+        faults = self.faults
+        return (
+            faults.drop_rate > 0 and self._targets(operation, target) and self.rng.random() < faults.drop_rate
+        )
+
+    def random_error(self, operation: str, target: str) -> int | None:
+        faults = self.faults
+        if not (faults.error_rate > 0 and faults.error_statuses and self._targets(operation, target)):
+            return None
+        if self.rng.random() < faults.error_rate:
             return self.rng.choice(faults.error_statuses)
         return None
 

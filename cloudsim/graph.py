@@ -24,6 +24,7 @@ MAX_FICS_PER_APP = 20
 MAX_BATCH = 20
 DEFAULT_PAGE = 100
 MAX_PAGE = 999
+MAX_EXPANDED_PAGE = 100  # with $expand Graph caps a page at 100 objects whatever $top asks
 _FIC_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{2,119}")
 _APP = r"/v1\.0/applications(?:/(?P<id>[^/(]+)|\(appId='(?P<app_id>[^']+)'\))"
 _APP_BY_UNIQUE_NAME = r"/v1\.0/applications\(uniqueName='(?P<unique_name>[^']+)'\)"
@@ -57,10 +58,13 @@ def _bad_value(prop: str, resource: str = "FederatedIdentityCredential") -> ApiE
 
 
 def request_cost(call: Call, route: Route) -> int:
-    """Resource units per the identity throttling rules: listing applications 2, else 1; $select -1."""
+    """Resource units per the identity throttling rules: listing applications 2, else 1; $expand +1,
+    $select -1."""
     if route.operation == "batch":
         return 0  # a batch is charged through its sub-requests
     cost = 2 if route.operation == "applications.list" else 1
+    if "$expand" in call.query:
+        cost += 1
     if "$select" in call.query:
         cost -= 1
     return max(1, cost)  # the docs never make a request free
@@ -195,7 +199,7 @@ def page_of(call: Call, items: Sequence[T]) -> tuple[list[T], str | None]:
             "Request_BadRequest",
             f"Invalid page size specified: '{top_text}'. Must be between 1 and 999 inclusive.",
         )
-    top = int(top_text)
+    top = min(int(top_text), MAX_EXPANDED_PAGE) if "$expand" in call.query else int(top_text)
     skip_text = call.query.get("$skiptoken", "0")
     skip = int(skip_text) if skip_text.isdigit() else 0
     page = list(items[skip : skip + top])

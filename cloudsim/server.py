@@ -21,6 +21,7 @@ from cloudsim.api import EMPTY, Api, Call, Reply, RequestCounters
 from cloudsim.arm import Arm
 from cloudsim.faults import Faults
 from cloudsim.graph import Graph
+from cloudsim.limits import Limits, Throttle
 from cloudsim.msi import TOKEN_PATH, ManagedIdentity
 from cloudsim.state import JsonObject, World
 
@@ -97,7 +98,9 @@ class Simulator:
         world: World | None = None,
         faults: Mapping[str, Faults] | None = None,
         identity_header: str | None = None,
+        limits: Limits | None = None,
     ) -> None:
+        """`limits` default to Azure's (`Limits()`); `Limits.lenient()` only for runs that need more."""
         self.world = world or World.from_json({})
         self.counters = RequestCounters()
         self.graph = Graph(self.world, self.counters)
@@ -105,8 +108,16 @@ class Simulator:
         self.ado = Ado(self.world, self.counters)
         self.msi = ManagedIdentity(self.world, self.counters, identity_header)
         apis = {"graph": self.graph.api, "arm": self.arm.api, "ado": self.ado.api, "msi": self.msi.api}
+        self.throttle = Throttle(limits or Limits())
+        self.graph.api.limit = self.throttle.graph
+        self.arm.api.limit = self.throttle.arm
+        self.ado.api.limit = self.throttle.ado
         self.admin = Admin(
-            self.world, self.counters, {name: api.faults for name, api in apis.items()}, self.world.to_json()
+            self.world,
+            self.counters,
+            {name: api.faults for name, api in apis.items()},
+            self.world.to_json(),
+            self.throttle,
         )
         self.apis: dict[str, Api] = {**apis, "admin": self.admin.api}
         for name, settings in (faults or {}).items():

@@ -28,6 +28,7 @@ import aiohttp
 import pytest
 
 from cloudsim.faults import Faults
+from cloudsim.limits import Limits
 from cloudsim.server import Simulator
 from cloudsim.state import JsonObject, Organization, Project, World, new_id
 
@@ -79,6 +80,9 @@ class AdminClient:
 
     async def set_faults(self, faults: Mapping[str, Faults]) -> None:
         await self._call("PUT", "/_sim/faults", {api: f.to_json() for api, f in faults.items()})
+
+    async def set_limits(self, limits: Limits) -> None:
+        await self._call("PUT", "/_sim/limits", limits.to_json())
 
     async def counters(self) -> JsonObject:
         result: JsonObject = await self._call("GET", "/_sim/counters")
@@ -176,10 +180,11 @@ async def running_simulator(
     state: World | JsonObject | Path | None = None,
     faults: Mapping[str, Faults] | None = None,
     workdir: Path | None = None,
+    limits: Limits | None = None,
 ) -> AsyncIterator[RunningSimulator]:
-    """The simulator on free loopback ports for the duration of the block."""
+    """The simulator on free loopback ports for the duration of the block (Azure's limits unless told)."""
     world = _world_from(state)
-    simulator = Simulator(world, faults=faults)
+    simulator = Simulator(world, faults=faults, limits=limits)
     with tempfile.TemporaryDirectory(prefix="cloudsim-") as scratch:
         ca_path = (workdir or Path(scratch)) / "cloudsim-ca.pem"
         await simulator.start(ca_path)

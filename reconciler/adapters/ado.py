@@ -39,6 +39,10 @@ from reconciler.failures import (
 API_VERSION = "7.1"
 CONNECTION_DATA_API_VERSION = "7.1-preview"  # connectionData is not in the 7.1 spec; preview is accepted
 PIPELINE_PERMISSIONS_API_VERSION = "7.1-preview.1"  # the pipeline-permissions API exists only as a preview
+# azure-core's retries, honouring Retry-After: ADO delays a busy caller up to 30 s before it answers
+# 429, so backing off past that gains nothing.
+RETRY_BACKOFF_FACTOR = 1.0
+RETRY_BACKOFF_MAX = 30
 
 
 class AdoAdapter:
@@ -48,7 +52,11 @@ class AdoAdapter:
         policies = [
             HeadersPolicy({"Accept": "application/json"}),
             UserAgentPolicy("wif-reconciler"),
-            AsyncRetryPolicy(retry_total=retry_total),
+            AsyncRetryPolicy(
+                retry_total=retry_total,
+                retry_backoff_factor=RETRY_BACKOFF_FACTOR,
+                retry_backoff_max=RETRY_BACKOFF_MAX,
+            ),
             AsyncBearerTokenCredentialPolicy(credential, cloud.ado_scope),
             MeteringPolicy(meter, "ado"),
             ContentDecodePolicy(),

@@ -33,6 +33,10 @@ from reconciler.failures import (
 )
 
 API_VERSION = "2022-04-01"
+# azure-core's retries, honouring Retry-After: ARM's token buckets refill in seconds (25 reads, 10
+# writes a second), so a short exponential backoff, capped at a minute, waits long enough.
+RETRY_BACKOFF_FACTOR = 1.0
+RETRY_BACKOFF_MAX = 60
 _EXISTING_ID = re.compile(
     r"(/[^\s'\"]*/providers/Microsoft\.Authorization/roleAssignments/[0-9a-fA-F-]{36})", re.I
 )
@@ -58,6 +62,8 @@ class ArmAdapter:
             api_version=API_VERSION,
             per_retry_policies=[MeteringPolicy(meter, "arm")],
             retry_total=retry_total,
+            retry_backoff_factor=RETRY_BACKOFF_FACTOR,
+            retry_backoff_max=RETRY_BACKOFF_MAX,
             transport=aiohttp_transport(cloud),
         )
 

@@ -13,6 +13,7 @@ import hashlib
 import json
 import ssl
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from contextvars import ContextVar
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -26,6 +27,7 @@ from kiota_abstractions.request_information import RequestInformation
 from kiota_authentication_azure.azure_identity_authentication_provider import (
     AzureIdentityAuthenticationProvider,
 )
+from kiota_http.middleware.options import RetryHandlerOption
 from msgraph.generated.applications.applications_request_builder import ApplicationsRequestBuilder
 from msgraph.generated.applications.item.federated_identity_credentials import (
     federated_identity_credentials_request_builder as credentials_builder,
@@ -58,7 +60,18 @@ from reconciler.failures import (
 
 MAX_IN_VALUES = 15  # Graph's limit on values in one `in` filter
 MAX_BATCH = 20  # Graph's limit on requests in one $batch
-PAGE_SIZE = 999  # $top for listings; Graph may answer with smaller pages (nextLink is followed either way)
+# Graph caps a page at 100 objects with $expand whatever $top asks; the applications are read
+# with their credentials expanded, so that is the page size to plan listings with.
+EXPANDED_PAGE_SIZE = 100
+# Resource units one read of applications costs (identity throttling table): 2, +1 for $expand,
+# -1 for $select. Graph's smallest budget is 3,500 units per app and tenant per 10 seconds.
+APPLICATION_READ_UNITS = 2
+GRAPH_UNITS_PER_WINDOW = 3500
+# Graph retries (kiota's RetryHandler, which honours Retry-After): 5 retries, 3 s base delay.
+GRAPH_RETRY = RetryHandlerOption(delay=3.0, max_retries=5)
+# `x-ms-throttle-priority` for this task's requests: sweeps send "low", so Graph throttles them
+# before the ticket-driven passes when the tenant is busy.
+throttle_priority: ContextVar[str | None] = ContextVar("wif_graph_throttle_priority", default=None)
 BATCH_ATTEMPTS = 4  # first try plus retries of throttled sub-requests
 _APP_FIELDS = ["id", "appId", "displayName", "tags"]
 # Clashes with an existing object, whatever the status (a credential's issuer and subject taken: 400).
@@ -87,9 +100,11 @@ class GraphAdapter:
         http = httpx.AsyncClient(
             transport=self._transport,
             timeout=timeout,
-            event_hooks={"request": [httpx_meter_hook(meter, "graph")]},  # type: ignore[list-item]
+            event_hooks={"request": [httpx_meter_hook(meter, "graph"), _send_priority]},  # type: ignore[list-item]
         )
-        self._http = GraphClientFactory.create_with_default_middleware(client=http)
+        self._http = GraphClientFactory.create_with_default_middleware(
+            client=http, options={GRAPH_RETRY.get_key(): GRAPH_RETRY}
+        )
         auth = AzureIdentityAuthenticationProvider(
             credential, scopes=[cloud.graph_scope], allowed_hosts=[str(urlsplit(cloud.graph_url).hostname)]
         )
@@ -153,7 +168,7 @@ class GraphAdapter:
             filter=_in_filter(field, values) if field else None,
             select=_APP_FIELDS,
             expand=["federatedIdentityCredentials"],
-            top=PAGE_SIZE,
+            top=EXPANDED_PAGE_SIZE,
         )
         info = self._client.applications.to_get_request_information(
             RequestConfiguration(query_parameters=query)
@@ -194,16 +209,25 @@ class GraphAdapter:
         pending = {str(index): url for index, url in enumerate(urls)}
         done: list[dict[str, Any]] = []
         for attempt in range(BATCH_ATTEMPTS):
-            responses = await self._post_batch(pending)
+            last = attempt + 1 == BATCH_ATTEMPTS
+            try:
+                responses = await self._post_batch(pending)
+            except TemporaryFailure as failure:
+                # A batch of GETs is safe to send again, and the SDK does not retry a lost connection.
+                if failure.code != "ConnectionError" or last:
+                    raise
+                await asyncio.sleep(_backoff(attempt))
+                continue
             throttled: dict[str, str] = {}
             wait = 0.0
             for response in responses:
                 request_id, status = str(response.get("id")), int(response.get("status", 0))
                 if status == 200:
                     done.append(response.get("body") or {})
-                elif status in {429, 503, 504} and attempt + 1 < BATCH_ATTEMPTS:
+                elif status in {429, 503, 504} and not last:
                     throttled[request_id] = pending[request_id]
-                    wait = max(wait, _retry_after(response.get("headers")))
+                    # A 503 may come without Retry-After: then back off exponentially.
+                    wait = max(wait, _retry_after(response.get("headers"), default=_backoff(attempt)))
                 else:
                     raise _sub_request_failure(response)
             if not throttled:
@@ -224,7 +248,8 @@ class GraphAdapter:
         info.content = json.dumps(
             {
                 "requests": [
-                    {"id": request_id, "method": "GET", "url": url} for request_id, url in requests.items()
+                    {"id": request_id, "method": "GET", "url": url, **_priority_headers()}
+                    for request_id, url in requests.items()
                 ]
             }
         ).encode()
@@ -336,6 +361,18 @@ class GraphAdapter:
                 ) from error
 
 
+async def _send_priority(request: httpx.Request) -> None:
+    priority = throttle_priority.get()
+    if priority:
+        request.headers["x-ms-throttle-priority"] = priority
+
+
+def _priority_headers() -> dict[str, dict[str, str]]:
+    """A batch's requests are throttled one by one: each carries the priority too."""
+    priority = throttle_priority.get()
+    return {"headers": {"x-ms-throttle-priority": priority}} if priority else {}
+
+
 def _guid(value: str, field: str) -> str:
     """The SDK escapes path parameters but leaves '..'; ids are GUIDs."""
     return str(Guid(value, field))
@@ -399,10 +436,15 @@ def _credential(credential: FederatedIdentityCredential) -> FederatedCredential:
     )
 
 
-def _retry_after(headers: Mapping[str, str] | None) -> float:
+def _retry_after(headers: Mapping[str, str] | None, default: float = 1.0) -> float:
     """Graph's Retry-After, at most two minutes (a batch sub-request is retried while the caller waits)."""
     value = next((v for k, v in (headers or {}).items() if k.lower() == "retry-after"), None)
-    return min(retry_after_seconds(value, default=1.0), 120.0)
+    return min(retry_after_seconds(value, default=default), 120.0)
+
+
+def _backoff(attempt: int) -> float:
+    """Seconds to wait before retry `attempt + 1` when Graph names no delay: 0.5, 1, 2, ..."""
+    return 0.5 * 2.0**attempt
 
 
 def _odata_failure(error: ODataError) -> Failure:

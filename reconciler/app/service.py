@@ -183,7 +183,8 @@ class ReconcilerService:
 
     async def _reconcile(self, request: ReconcileRequest, records: Sequence[ConfigRecord]) -> RunReport:
         context = await self._pass_context(records)
-        report = await self._run(context, pipelines=request.reason == "sweep")
+        sweep = request.reason == "sweep"
+        report = await self._run(context, pipelines=sweep, low_priority=sweep)
         await self._record(report, context)
         await self._follow_up(report, request)
         if request.request_id and request.reason in {"ticket", "follow-up"}:
@@ -224,7 +225,12 @@ class ReconcilerService:
         return applied
 
     async def _run(
-        self, context: _PassContext, *, dry_run: bool = False, pipelines: bool = False
+        self,
+        context: _PassContext,
+        *,
+        dry_run: bool = False,
+        pipelines: bool = False,
+        low_priority: bool = False,
     ) -> RunReport:
         """One engine pass over these rows: the live configs desired, the tombstones retired."""
         active, retired = split_retired(context.records)
@@ -234,6 +240,7 @@ class ReconcilerService:
                 retired,
                 dry_run=dry_run,
                 pipelines=pipelines,
+                low_priority=low_priority,
                 claims=context.claims,
                 applied=context.applied,
             )

@@ -9,20 +9,32 @@
   where a connection is to be converted or moved to Entra's issuer, whose subject carries it.
 - Pipeline permissions have no bulk read: one GET per connection, only when asked
   (their own, slower cadence), counted apart.
+
+A read that fails (after the SDK's own retries) fails only the configs that needed it: the
+observation holds what could be read plus, per config, the failure of a read it needed.
+Nothing a read raises ends the pass.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from collections import defaultdict
-from collections.abc import Awaitable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from reconciler.adapters.ado import AdoAdapter
 from reconciler.adapters.arm import ArmAdapter
-from reconciler.adapters.graph import MAX_BATCH, MAX_IN_VALUES, PAGE_SIZE, GraphAdapter
+from reconciler.adapters.graph import (
+    APPLICATION_READ_UNITS,
+    EXPANDED_PAGE_SIZE,
+    GRAPH_UNITS_PER_WINDOW,
+    MAX_BATCH,
+    MAX_IN_VALUES,
+    GraphAdapter,
+)
 from reconciler.core.identifiers import ArmScope, Guid
 from reconciler.core.model import (
     WORKLOAD_IDENTITY_SCHEME,
@@ -34,18 +46,35 @@ from reconciler.core.model import (
     ServiceConnection,
 )
 from reconciler.core.roles import builtin_role
+from reconciler.failures import Failure, PermanentFailure, TemporaryFailure
 
 # Listing a whole subscription costs about one request per page of assignments; listing
 # by principal costs one request per principal. Below this many principals in a
 # subscription the filtered listings are cheaper whatever the subscription holds.
 PRINCIPALS_PER_SUBSCRIPTION_LISTING = 4
+# Applications per filtered read_applications call: one $batch of 20 `in` filters of 15.
+APPS_PER_READ = MAX_IN_VALUES * MAX_BATCH
 _T = TypeVar("_T")
+log = logging.getLogger("reconciler.engine.observe")
 
 
 @dataclass(frozen=True)
 class Observation:
     state: ObservedState
     pipeline_reads: int  # pipeline-permission GETs, reported on their own line
+    # config id -> why a read it needed failed: its part of `state` is incomplete.
+    failures: Mapping[str, Failure] = field(default_factory=dict)
+
+
+class _ReadFailures:
+    """The failed reads of one observation, charged to the configs that needed them."""
+
+    def __init__(self) -> None:
+        self.by_config: dict[str, Failure] = {}
+
+    def charge(self, configs: Iterable[FederationConfig], failure: Failure) -> None:
+        for config in configs:
+            self.by_config.setdefault(config.id, failure)
 
 
 class Observer:
@@ -56,82 +85,153 @@ class Observer:
         ado: AdoAdapter,
         *,
         concurrency: int = 16,
-        listing_threshold: int = 1000,
+        graph_units_per_window: int = GRAPH_UNITS_PER_WINDOW,
     ) -> None:
         self._graph = graph
         self._arm = arm
         self._ado = ado
         self._limit = asyncio.Semaphore(concurrency)
-        self._listing_threshold = listing_threshold
+        self._graph_units = graph_units_per_window
 
     async def observe(self, configs: Sequence[FederationConfig], *, pipelines: bool = False) -> Observation:
-        apps_task = self._applications(configs)
+        failed = _ReadFailures()
         apps, connections, custom_roles = await asyncio.gather(
-            apps_task, self._connections(configs), self._custom_roles(configs)
+            self._applications(configs, failed),
+            self._connections(configs, failed),
+            self._custom_roles(configs, failed),
         )
         assignments, organization_ids = await asyncio.gather(
-            self._assignments(configs, apps), self._organization_ids(configs, connections)
+            self._assignments(configs, apps, failed), self._organization_ids(configs, connections, failed)
         )
         pipeline_reads = 0
         if pipelines:
-            connections, pipeline_reads = await self._with_pipeline_access(configs, connections)
+            connections, pipeline_reads = await self._with_pipeline_access(configs, connections, failed)
         state = ObservedState(
             tuple(apps), tuple(assignments), tuple(connections), tuple(custom_roles), organization_ids
         )
-        return Observation(state, pipeline_reads)
+        return Observation(state, pipeline_reads, dict(failed.by_config))
 
     async def _organization_ids(
-        self, configs: Sequence[FederationConfig], connections: Iterable[ServiceConnection]
+        self,
+        configs: Sequence[FederationConfig],
+        connections: Iterable[ServiceConnection],
+        failed: _ReadFailures,
     ) -> dict[str, str]:
         """The ids of the organizations holding a wanted connection that is secret-based or on ADO's
         issuer: the subject such a connection will have on Entra's issuer carries it."""
         wanted = {c.connection.folded for c in configs}
-        organizations = sorted(
-            {
-                c.organization.lower()
-                for c in connections
-                if c.key.folded in wanted and (c.scheme != WORKLOAD_IDENTITY_SCHEME or c.uses_legacy_issuer)
-            }
+        moving = {
+            c.key.folded
+            for c in connections
+            if c.key.folded in wanted and (c.scheme != WORKLOAD_IDENTITY_SCHEME or c.uses_legacy_issuer)
+        }
+        organizations = sorted({organization for organization, _, _ in moving})
+        found = await asyncio.gather(
+            *(self._read(f"the id of organization {o}", self._ado.organization_id(o)) for o in organizations)
         )
-        found = await asyncio.gather(*(self._bounded(self._ado.organization_id(o)) for o in organizations))
-        return {o: i for o, i in zip(organizations, found, strict=True) if i}
+        ids: dict[str, str] = {}
+        for organization, result in zip(organizations, found, strict=True):
+            if isinstance(result, Failure):
+                needing = (
+                    c
+                    for c in configs
+                    if c.connection.folded in moving and c.connection.folded[0] == organization
+                )
+                failed.charge(needing, result)
+            elif result:
+                ids[organization] = result
+        return ids
 
-    async def _applications(self, configs: Sequence[FederationConfig]) -> list[Application]:
-        """The batch's applications, by filtered reads or by one listing of the tenant, whichever is cheaper.
-
-        Filters cost one request per 300 applications (15 per filter, 20 per batch); a listing
-        costs one request per page of the whole tenant plus one to count it. Below the threshold
-        the count itself would cost more than it can save.
-        """
-        ids = {c.application.app_id for c in configs if c.application.app_id}
-        names = {str(c.application.display_name) for c in configs if c.application.create}
-        wanted = len(ids) + len(names)
-        list_all = False
-        if wanted >= self._listing_threshold:
-            filtered_cost = math.ceil(math.ceil(wanted / MAX_IN_VALUES) / MAX_BATCH)
-            listing_cost = math.ceil(await self._graph.count_applications() / PAGE_SIZE)
-            list_all = listing_cost < filtered_cost
-        return await self._graph.read_applications(
-            sorted(i for i in ids if i), sorted(names), list_all=list_all
-        )
-
-    async def _bounded(self, work: Awaitable[_T]) -> _T:
+    async def _read(self, what: str, work: Awaitable[_T]) -> _T | Failure:
+        """The read's result, or its failure naming what could not be read; never an exception."""
         async with self._limit:
-            return await work
+            try:
+                return await work
+            except TemporaryFailure as failure:
+                return TemporaryFailure(
+                    f"could not read {what}: {failure.message}",
+                    retry_after=failure.retry_after,
+                    code=failure.code,
+                    status=failure.status,
+                )
+            except Failure as failure:
+                return PermanentFailure(
+                    f"could not read {what}: {failure.message}", code=failure.code, status=failure.status
+                )
+            except Exception as error:  # a bug or an unmapped SDK error must not end the pass
+                log.warning("reading %s failed unexpectedly", what, exc_info=True)
+                return TemporaryFailure(f"could not read {what}: {error!r}", code="UnexpectedError")
 
-    async def _connections(self, configs: Sequence[FederationConfig]) -> list[ServiceConnection]:
+    async def _applications(
+        self, configs: Sequence[FederationConfig], failed: _ReadFailures
+    ) -> list[Application]:
+        """The batch's applications, by filtered reads, or by one listing of the tenant when
+        that is what keeps the pass within Graph's budget (see `listing_is_cheaper`).
+
+        Filtered reads go 300 applications at a time (one $batch), so a failed one fails only
+        the configs of its 300.
+        """
+        needing = [c for c in configs if c.application.app_id or c.application.create]
+        ids = sorted({str(c.application.app_id) for c in needing if c.application.app_id})
+        names = sorted({str(c.application.display_name) for c in needing if not c.application.app_id})
+        if await self._list_all(len(ids) + len(names)):
+            listed = await self._read(
+                "the tenant's applications", self._graph.read_applications(ids, names, list_all=True)
+            )
+            if isinstance(listed, Failure):
+                failed.charge(needing, listed)
+                return []
+            return listed
+        nothing: Sequence[str] = ()
+        reads = [(chunk, nothing) for chunk in _chunks(ids, APPS_PER_READ)]
+        reads += [(nothing, chunk) for chunk in _chunks(names, APPS_PER_READ)]
+        results = await asyncio.gather(
+            *(self._read(_apps_named(i, n), self._graph.read_applications(i, n)) for i, n in reads)
+        )
+        apps: list[Application] = []
+        for (chunk_ids, chunk_names), result in zip(reads, results, strict=True):
+            if isinstance(result, Failure):
+                wanted = set(chunk_ids) | set(chunk_names)
+                failed.charge((c for c in needing if _app_key(c) in wanted), result)
+            else:
+                apps.extend(result)
+        return apps
+
+    async def _list_all(self, wanted: int) -> bool:
+        if filtered_units(wanted) <= self._graph_units:
+            return False  # fits the budget: filters take fewer requests, so no count is needed
+        counted = await self._read("the tenant's application count", self._graph.count_applications())
+        if isinstance(counted, Failure):
+            return False  # filtered reads work without the count
+        return listing_is_cheaper(wanted, counted, self._graph_units)
+
+    async def _connections(
+        self, configs: Sequence[FederationConfig], failed: _ReadFailures
+    ) -> list[ServiceConnection]:
         projects = sorted({(c.organization, c.project) for c in configs})
         listings = await asyncio.gather(
-            *(self._bounded(self._ado.list_connections(o, p)) for o, p in projects)
+            *(
+                self._read(f"the service connections of {o}/{p}", self._ado.list_connections(o, p))
+                for o, p in projects
+            )
         )
-        return [connection for listing in listings for connection in listing]
+        found: list[ServiceConnection] = []
+        for (organization, project), listing in zip(projects, listings, strict=True):
+            if isinstance(listing, Failure):
+                failed.charge(
+                    (c for c in configs if (c.organization, c.project) == (organization, project)), listing
+                )
+            else:
+                found.extend(listing)
+        return found
 
     async def _assignments(
-        self, configs: Sequence[FederationConfig], apps: Sequence[Application]
+        self, configs: Sequence[FederationConfig], apps: Sequence[Application], failed: _ReadFailures
     ) -> list[RoleAssignment]:
         principal_of = {app.app_id: app.service_principal_id for app in apps if app.service_principal_id}
         by_name = {app.display_name: app.service_principal_id for app in apps if app.created_by_reconciler}
         principals_by_root: dict[str, set[str]] = defaultdict(set)
+        needed_by: dict[tuple[str, str], list[FederationConfig]] = defaultdict(list)
         for config in configs:
             ref = config.application
             principal = (
@@ -140,26 +240,38 @@ class Observer:
             if principal:
                 for root in _listing_roots(config):
                     principals_by_root[root].add(principal)
-        listings = await asyncio.gather(
-            *(
-                self._assignments_under(root, principals)
-                for root, principals in sorted(principals_by_root.items())
-            )
-        )
-        unique = {ra.id.lower(): ra for listing in listings for ra in listing}
+                    needed_by[(root, principal)].append(config)
+        roots = sorted(principals_by_root.items())
+        listings = await asyncio.gather(*(self._assignments_under(root, ps) for root, ps in roots))
+        unique: dict[str, RoleAssignment] = {}
+        for (root, _), (listing, failures) in zip(roots, listings, strict=True):
+            unique.update((ra.id.lower(), ra) for ra in listing)
+            for principal, failure in failures.items():
+                failed.charge(needed_by[(root, principal)], failure)
         return list(unique.values())
 
-    async def _assignments_under(self, root: str, principals: set[str]) -> list[RoleAssignment]:
+    async def _assignments_under(
+        self, root: str, principals: set[str]
+    ) -> tuple[list[RoleAssignment], dict[str, Failure]]:
+        """The principals' assignments under `root`, and the failed read of each principal it missed."""
         scope = ArmScope.parse(root)
+        what = f"the role assignments under {root}"
         if len(principals) < PRINCIPALS_PER_SUBSCRIPTION_LISTING and scope.subscription is not None:
+            ordered = sorted(principals)
             per_principal = await asyncio.gather(
-                *(self._bounded(self._arm.list_assignments(scope, p)) for p in sorted(principals))
+                *(self._read(f"{what} of {p}", self._arm.list_assignments(scope, p)) for p in ordered)
             )
-            return [ra for listing in per_principal for ra in listing]
-        everything = await self._bounded(self._arm.list_assignments(scope))
-        return [ra for ra in everything if ra.principal_id in principals]
+            found = [ra for listing in per_principal if not isinstance(listing, Failure) for ra in listing]
+            failures = {p: r for p, r in zip(ordered, per_principal, strict=True) if isinstance(r, Failure)}
+            return found, failures
+        everything = await self._read(what, self._arm.list_assignments(scope))
+        if isinstance(everything, Failure):
+            return [], dict.fromkeys(principals, everything)
+        return [ra for ra in everything if ra.principal_id in principals], {}
 
-    async def _custom_roles(self, configs: Sequence[FederationConfig]) -> list[CustomRole]:
+    async def _custom_roles(
+        self, configs: Sequence[FederationConfig], failed: _ReadFailures
+    ) -> list[CustomRole]:
         """Definitions of roles the built-in catalogue does not know, so the policy can classify them."""
         # A custom role id is unique in the tenant, but its definition is readable only where it is
         # assignable: read each at the subscription of a grant that uses it (a grant on a management
@@ -170,28 +282,88 @@ class Observer:
                 if builtin_role(grant.role_id) is None:
                     subscription = grant.arm_scope.subscription or config.subscription_id
                     where[grant.role_id] = min(where.get(grant.role_id, subscription), str(subscription))
+        roles = sorted(where.items())
         found = await asyncio.gather(
-            *(self._bounded(self._arm.get_role_definition(sub, role)) for role, sub in sorted(where.items()))
+            *(
+                self._read(f"role definition {role}", self._arm.get_role_definition(sub, role))
+                for role, sub in roles
+            )
         )
-        return [role for role in found if role is not None]
+        custom: list[CustomRole] = []
+        for (role_id, _), result in zip(roles, found, strict=True):
+            if isinstance(result, Failure):
+                failed.charge((c for c in configs if _uses_role(c, role_id)), result)
+            elif result is not None:
+                custom.append(result)
+        return custom
 
     async def _with_pipeline_access(
-        self, configs: Sequence[FederationConfig], connections: Iterable[ServiceConnection]
+        self,
+        configs: Sequence[FederationConfig],
+        connections: Iterable[ServiceConnection],
+        failed: _ReadFailures,
     ) -> tuple[list[ServiceConnection], int]:
         wanted = {c.connection.folded for c in configs}
         current = list(connections)
         targets = [i for i, c in enumerate(current) if c.key.folded in wanted]
         accesses = await asyncio.gather(
             *(
-                self._bounded(
-                    self._ado.read_pipeline_access(current[i].organization, current[i].project, current[i].id)
+                self._read(
+                    f"the pipeline permissions of {current[i].key}",
+                    self._ado.read_pipeline_access(
+                        current[i].organization, current[i].project, current[i].id
+                    ),
                 )
                 for i in targets
             )
         )
         for index, access in zip(targets, accesses, strict=True):
-            current[index] = replace(current[index], pipelines=access)
+            if isinstance(access, Failure):
+                key = current[index].key.folded
+                failed.charge((c for c in configs if c.connection.folded == key), access)
+            else:
+                current[index] = replace(current[index], pipelines=access)
         return current, len(targets)
+
+
+def filtered_units(wanted: int) -> int:
+    """Resource units to read `wanted` applications by `in` filters of 15."""
+    return math.ceil(wanted / MAX_IN_VALUES) * APPLICATION_READ_UNITS
+
+
+def listing_is_cheaper(wanted: int, tenant_size: int, units_per_window: int) -> bool:
+    """Whether listing the whole tenant beats filtered reads for `wanted` of its applications.
+
+    Filters carry 300 applications per request (15 per filter, 20 per $batch), a listing 100
+    per page (Graph's cap with $expand): in requests the filters always win. In resource units
+    a listing page costs what a filter costs, so the listing spends fewer units once the batch is
+    more than 15% of the tenant. The filters are kept while they fit Graph's budget for one window
+    (more requests cost nothing then, and they run in parallel where pages cannot); past it, the
+    cheaper of the two in units, which is what Graph throttles by.
+    """
+    filtered = filtered_units(wanted)
+    if filtered <= units_per_window:
+        return False
+    return math.ceil(tenant_size / EXPANDED_PAGE_SIZE) * APPLICATION_READ_UNITS < filtered
+
+
+def _app_key(config: FederationConfig) -> str:
+    """What the config's application is read by: its client id, or the display name to create."""
+    return str(config.application.app_id or config.application.display_name)
+
+
+def _apps_named(ids: Sequence[str], names: Sequence[str]) -> str:
+    values = [*ids, *names]
+    more = f" and {len(values) - 1} more" if len(values) > 1 else ""
+    return f"application {values[0]}{more}" if values else "no applications"
+
+
+def _uses_role(config: FederationConfig, role_id: str) -> bool:
+    return any(grant.role_id == role_id for grant in config.role_grants)
+
+
+def _chunks(items: Sequence[_T], size: int) -> Iterable[Sequence[_T]]:
+    return (items[start : start + size] for start in range(0, len(items), size))
 
 
 def _listing_roots(config: FederationConfig) -> set[str]:

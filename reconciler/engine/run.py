@@ -1,7 +1,13 @@
-"""One reconcile pass: observe -> plan -> apply, and a report per config and per run."""
+"""One reconcile pass: observe -> plan -> apply, and a report per config and per run.
+
+A pass never raises: a read that failed fails only the configs that needed it (they are left
+out of the plan, `failed-temporary` with the read's retry-after), and anything unexpected
+fails the pass's configs temporarily instead of escaping as a traceback.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -13,7 +19,7 @@ from azure.identity.aio import DefaultAzureCredential
 
 from reconciler.adapters.ado import AdoAdapter
 from reconciler.adapters.arm import ArmAdapter
-from reconciler.adapters.graph import GraphAdapter
+from reconciler.adapters.graph import GRAPH_UNITS_PER_WINDOW, GraphAdapter, throttle_priority
 from reconciler.adapters.metering import RequestMeter
 from reconciler.cloud import Cloud
 from reconciler.core.model import ApplicationRef, FederationConfig
@@ -21,8 +27,10 @@ from reconciler.core.plan import Plan, plan
 from reconciler.core.policy import GrantPolicy
 from reconciler.core.tenancy import Tenant
 from reconciler.engine.apply import ActionResult, Applier
-from reconciler.engine.observe import Observer
-from reconciler.failures import Failure, TemporaryFailure
+from reconciler.engine.observe import Observation, Observer
+from reconciler.failures import Failure, PermanentFailure, TemporaryFailure
+
+log = logging.getLogger("reconciler.engine.run")
 
 
 class Status(StrEnum):
@@ -70,8 +78,9 @@ class EngineOptions:
     concurrency: int = 16
     principal_replication_window: float = 60.0  # how long PrincipalNotFound counts as replication delay
     retry_total: int = 5  # azure-core retries per ARM and ADO request
-    # From this many applications in a batch on, count the tenant's and list them all when cheaper.
-    listing_threshold: int = 1000
+    # Graph's resource units per 10 s for the app and tenant (3,500: the smallest tenants); the
+    # application reads list the whole tenant only when filtered reads would exceed it.
+    graph_units_per_window: int = GRAPH_UNITS_PER_WINDOW
 
 
 class Reconciler:
@@ -85,7 +94,11 @@ class Reconciler:
         options: EngineOptions = EngineOptions(),
     ) -> None:
         self._observer = Observer(
-            graph, arm, ado, concurrency=options.concurrency, listing_threshold=options.listing_threshold
+            graph,
+            arm,
+            ado,
+            concurrency=options.concurrency,
+            graph_units_per_window=options.graph_units_per_window,
         )
         self._applier = Applier(
             graph,
@@ -107,8 +120,57 @@ class Reconciler:
         progress: Callable[[int, int], None] | None = None,
         claims: Mapping[str, Tenant] | None = None,
         applied: Mapping[str, str] | None = None,
+        low_priority: bool = False,
     ) -> RunReport:
-        """One pass. `claims` and `applied` are as reconciler.core.plan.plan takes them."""
+        """One pass. `claims` and `applied` are as reconciler.core.plan.plan takes them.
+
+        `low_priority` (sweeps) asks Graph to throttle this pass's requests before others'
+        (`x-ms-throttle-priority: low`).
+        """
+        priority = throttle_priority.set("low" if low_priority else None)
+        try:
+            return await self._run(
+                configs,
+                retired,
+                dry_run=dry_run,
+                pipelines=pipelines,
+                progress=progress,
+                claims=claims,
+                applied=applied,
+            )
+        except Exception as error:  # a bug must fail the pass's configs, not the worker
+            log.exception("a reconcile pass failed unexpectedly")
+            failure = TemporaryFailure(f"the pass failed unexpectedly: {error!r}", code="UnexpectedError")
+            everything = [*configs, *retired]
+            return RunReport(
+                plan=Plan(),
+                outcomes=_outcomes(
+                    everything,
+                    Plan(),
+                    [],
+                    dict.fromkeys((c.id for c in everything), failure),
+                    dry_run=dry_run,
+                ),
+                requests={},
+                pipeline_reads=0,
+                observe_seconds=0.0,
+                apply_seconds=0.0,
+                dry_run=dry_run,
+            )
+        finally:
+            throttle_priority.reset(priority)
+
+    async def _run(
+        self,
+        configs: Sequence[FederationConfig],
+        retired: Sequence[FederationConfig],
+        *,
+        dry_run: bool,
+        pipelines: bool,
+        progress: Callable[[int, int], None] | None,
+        claims: Mapping[str, Tenant] | None,
+        applied: Mapping[str, str] | None,
+    ) -> RunReport:
         started = time.monotonic()
         # The applications configs were last applied to are read too, to remove what a moved config left.
         left = [
@@ -119,14 +181,22 @@ class Reconciler:
         # Only this pass's requests: the worker runs several passes at once on one engine.
         with self.meter.counting_this_pass() as this_pass:
             observation = await self._observer.observe([*configs, *retired, *left], pipelines=pipelines)
-            result = plan(configs, observation.state, self._policy, retired, claims=claims, applied=applied)
+            unread = _left_out(observation, [*configs, *retired])
+            ready = [c for c in configs if c.id not in unread]
+            ready_retired = [c for c in retired if c.id not in unread]
+            result = plan(
+                ready, observation.state, self._policy, ready_retired, claims=claims, applied=applied
+            )
             observed_at = time.monotonic()
-            failures: Mapping[str, Failure] = {}
+            failures: dict[str, Failure] = dict(unread)
             results: list[ActionResult] = []
             created_apps: Mapping[str, str] = {}
             if not dry_run and result.actions:
-                done = await self._applier.apply(result, observation.state, [*configs, *retired], progress)
-                failures, results, created_apps = done.failures, done.results, done.created_apps
+                done = await self._applier.apply(
+                    result, observation.state, [*ready, *ready_retired], progress
+                )
+                failures.update(done.failures)
+                results, created_apps = done.results, done.created_apps
         outcomes = _outcomes([*configs, *retired], result, results, failures, dry_run=dry_run)
         for outcome in outcomes:
             outcome.application_id = result.applications.get(outcome.config_id) or created_apps.get(
@@ -141,6 +211,35 @@ class Reconciler:
             apply_seconds=time.monotonic() - observed_at,
             dry_run=dry_run,
         )
+
+
+def _left_out(observation: Observation, configs: Sequence[FederationConfig]) -> dict[str, Failure]:
+    """The configs to leave out of this pass's plan, each with the failed read that keeps it out.
+
+    A config whose own read failed, and every config that shares an application or a connection
+    with one: configs that share them are planned together (so that pruning for one never removes
+    what another wants), so none of them is planned on a partial view.
+    """
+    left_out = dict(observation.failures)
+    pending = [c for c in configs if c.id in left_out]
+    while pending:
+        sharer = pending.pop()
+        for config in configs:
+            if config.id not in left_out and _shares(config, sharer):
+                left_out[config.id] = _shared(left_out[sharer.id], sharer.id)
+                pending.append(config)
+    return left_out
+
+
+def _shares(one: FederationConfig, other: FederationConfig) -> bool:
+    return one.application.key == other.application.key or one.connection.folded == other.connection.folded
+
+
+def _shared(cause: Failure, config_id: str) -> Failure:
+    message = f"config {config_id}, which shares its application or connection, was not read: {cause.message}"
+    if isinstance(cause, TemporaryFailure):
+        return TemporaryFailure(message, retry_after=cause.retry_after, code=cause.code, status=cause.status)
+    return PermanentFailure(message, code=cause.code, status=cause.status)
 
 
 def _outcomes(

@@ -1,10 +1,14 @@
-"""Reading applications: filtered reads, or one listing of the tenant when most of it is wanted."""
+"""Reading applications: filtered reads, or one listing of the tenant when filters would exceed
+Graph's resource-unit budget and the listing costs fewer units (pages of 100 with $expand)."""
 
 from __future__ import annotations
 
 import time
 
+import pytest
+
 from cloudsim.state import Application, ServicePrincipal, new_id
+from reconciler.engine.observe import listing_is_cheaper
 from reconciler.engine.run import EngineOptions
 from tests.engine.conftest import Tenant
 
@@ -24,20 +28,36 @@ def seed(tenant: Tenant, count: int) -> list[str]:
 
 async def test_the_cheaper_read_is_chosen_and_both_see_the_same_tenant(tenant: Tenant) -> None:
     configs = [tenant.config(f"c{n}", app_id) for n, app_id in enumerate(seed(tenant, 620))]
-    filtered = await tenant.run(configs, dry_run=True, options=EngineOptions(listing_threshold=100_000))
-    listed = await tenant.run(configs, dry_run=True, options=EngineOptions(listing_threshold=1))
-    # 620 apps: 42 filters in 3 batches, and the principals' 3 batches, against one count, one
-    # page of the whole (620-app) tenant, and the same 3 principal batches.
+    filtered = await tenant.run(configs, dry_run=True)
+    # A budget of 0 units: every filter is over it, so the engine counts and compares units.
+    listed = await tenant.run(configs, dry_run=True, options=EngineOptions(graph_units_per_window=0))
+    # 620 apps: 42 filters (84 units) in 3 batches, and the principals' 3 batches, against one
+    # count, 7 pages of 100 (14 units) of the whole (620-app) tenant, and the same 3 principal batches.
     assert filtered.requests["graph"]["reads"] == 6
-    assert listed.requests["graph"]["reads"] == 5
+    assert listed.requests["graph"]["reads"] == 11
     assert listed.plan == filtered.plan
     assert not any(e.code == "application-not-found" for e in listed.plan.errors)
 
 
 async def test_a_large_tenant_keeps_the_filtered_reads(tenant: Tenant) -> None:
     app_ids = seed(tenant, 1100)
-    configs = [tenant.config(f"c{n}", app_id) for n, app_id in enumerate(app_ids[:310])]
-    report = await tenant.run(configs, dry_run=True, options=EngineOptions(listing_threshold=1))
-    # Listing 1,100 apps takes 2 pages, filtering 310 takes 2 batches: not cheaper, so filters
-    # (2 batches + 2 principal batches) and the count that decided it.
-    assert report.requests["graph"]["reads"] == 5
+    configs = [tenant.config(f"c{n}", app_id) for n, app_id in enumerate(app_ids[:150])]
+    report = await tenant.run(configs, dry_run=True, options=EngineOptions(graph_units_per_window=0))
+    # Listing 1,100 apps takes 11 pages (22 units), filtering 150 takes 10 filters (20 units):
+    # not cheaper, so filters (1 batch + 1 principal batch) and the count that decided it.
+    assert report.requests["graph"]["reads"] == 3
+
+
+@pytest.mark.parametrize(
+    ("wanted", "tenant_size", "listed"),
+    [
+        (20_000, 40_000, False),  # issue 11: 2,668 units fit the 3,500 budget; filters take ~140 requests
+        (620, 620, False),  # a small tenant: always filters
+        (40_000, 45_000, True),  # 5,334 units of filters over the budget; the listing costs 900
+        (30_000, 400_000, False),  # over the budget, but listing 400,000 costs 8,000 units
+    ],
+)
+def test_the_listing_is_chosen_by_resource_units_with_pages_of_100(
+    wanted: int, tenant_size: int, listed: bool
+) -> None:
+    assert listing_is_cheaper(wanted, tenant_size, 3500) is listed
