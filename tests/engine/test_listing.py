@@ -15,7 +15,13 @@ def seed(tenant: Tenant, count: int) -> list[str]:
     created = time.time() - 3600
     app_ids = []
     for n in range(count):
-        app = Application(id=new_id(), app_id=new_id(), display_name=f"bulk-{n}", created_at=created)
+        app = Application(
+            id=new_id(),
+            app_id=new_id(),
+            display_name=f"bulk-{n}",
+            created_at=created,
+            owners=[world.caller_object_id],  # adopted apps: the reconciler owns them
+        )
         world.applications.append(app)
         world.service_principals.append(ServicePrincipal(new_id(), app.app_id, app.display_name, created))
         app_ids.append(app.app_id)
