@@ -209,6 +209,18 @@ class CustomRole:
 
 
 @dataclass(frozen=True)
+class Ownership:
+    """What the reconciler's own identity owns in Entra: under Application.ReadWrite.OwnedBy it
+    may change only these applications (Graph refuses writes to any other with 403)."""
+
+    principal_id: str  # the object id of the reconciler's service principal
+    application_ids: frozenset[str]  # object ids of the applications it owns
+
+    def owns(self, app: Application) -> bool:
+        return app.object_id in self.application_ids
+
+
+@dataclass(frozen=True)
 class ObservedState:
     """What the clouds hold for the applications, principals and connections of a batch."""
 
@@ -216,6 +228,9 @@ class ObservedState:
     role_assignments: tuple[RoleAssignment, ...] = ()
     connections: tuple[ServiceConnection, ...] = ()
     custom_roles: tuple[CustomRole, ...] = ()
+    # None: not read, because no config of the batch adopts an existing application (the
+    # applications the reconciler creates are its own).
+    ownership: Ownership | None = None
 
     def application_by_app_id(self, app_id: str) -> Application | None:
         return self._apps_by_app_id.get(app_id)

@@ -2,7 +2,8 @@
 
 - Graph: the batch's applications by client id (and display name, for apps to create),
   15 per `in` filter, 20 filters per `$batch`, credentials expanded; their principals
-  the same way.
+  the same way. When the batch adopts existing applications, one paged listing of the
+  applications the reconciler's identity owns (it may change no others).
 - ARM: per subscription, either one listing of every assignment (then filtered to the
   batch's principals) or one filtered listing per principal, whichever costs fewer requests.
 - ADO: one endpoint listing per project.
@@ -28,6 +29,7 @@ from reconciler.core.model import (
     CustomRole,
     FederationConfig,
     ObservedState,
+    Ownership,
     RoleAssignment,
     ServiceConnection,
 )
@@ -64,14 +66,16 @@ class Observer:
 
     async def observe(self, configs: Sequence[FederationConfig], *, pipelines: bool = False) -> Observation:
         apps_task = self._applications(configs)
-        apps, connections, custom_roles = await asyncio.gather(
-            apps_task, self._connections(configs), self._custom_roles(configs)
+        apps, connections, custom_roles, ownership = await asyncio.gather(
+            apps_task, self._connections(configs), self._custom_roles(configs), self._ownership(configs)
         )
         assignments = await self._assignments(configs, apps)
         pipeline_reads = 0
         if pipelines:
             connections, pipeline_reads = await self._with_pipeline_access(configs, connections)
-        state = ObservedState(tuple(apps), tuple(assignments), tuple(connections), tuple(custom_roles))
+        state = ObservedState(
+            tuple(apps), tuple(assignments), tuple(connections), tuple(custom_roles), ownership
+        )
         return Observation(state, pipeline_reads)
 
     async def _applications(self, configs: Sequence[FederationConfig]) -> list[Application]:
@@ -92,6 +96,13 @@ class Observer:
         return await self._graph.read_applications(
             sorted(i for i in ids if i), sorted(names), list_all=list_all
         )
+
+    async def _ownership(self, configs: Sequence[FederationConfig]) -> Ownership | None:
+        """What the reconciler's identity owns, read only when a config adopts an existing app
+        (by client id): the applications it creates are its own by construction."""
+        if not any(c.application.app_id for c in configs):
+            return None
+        return await self._graph.read_ownership()
 
     async def _bounded(self, work: Awaitable[_T]) -> _T:
         async with self._limit:

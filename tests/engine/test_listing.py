@@ -33,9 +33,10 @@ async def test_the_cheaper_read_is_chosen_and_both_see_the_same_tenant(tenant: T
     filtered = await tenant.run(configs, dry_run=True, options=EngineOptions(listing_threshold=100_000))
     listed = await tenant.run(configs, dry_run=True, options=EngineOptions(listing_threshold=1))
     # 620 apps: 42 filters in 3 batches, and the principals' 3 batches, against one count, one
-    # page of the whole (620-app) tenant, and the same 3 principal batches.
-    assert filtered.requests["graph"]["reads"] == 6
-    assert listed.requests["graph"]["reads"] == 5
+    # page of the whole (620-app) tenant, and the same 3 principal batches. Both also read the
+    # one page of what the reconciler's identity owns (the configs adopt existing apps).
+    assert filtered.requests["graph"]["reads"] == 7
+    assert listed.requests["graph"]["reads"] == 6
     assert listed.plan == filtered.plan
     assert not any(e.code == "application-not-found" for e in listed.plan.errors)
 
@@ -45,5 +46,5 @@ async def test_a_large_tenant_keeps_the_filtered_reads(tenant: Tenant) -> None:
     configs = [tenant.config(f"c{n}", app_id) for n, app_id in enumerate(app_ids[:310])]
     report = await tenant.run(configs, dry_run=True, options=EngineOptions(listing_threshold=1))
     # Listing 1,100 apps takes 2 pages, filtering 310 takes 2 batches: not cheaper, so filters
-    # (2 batches + 2 principal batches) and the count that decided it.
-    assert report.requests["graph"]["reads"] == 5
+    # (2 batches + 2 principal batches), the count that decided it and the 2 pages of owned apps.
+    assert report.requests["graph"]["reads"] == 7
