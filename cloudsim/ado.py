@@ -376,10 +376,13 @@ class Ado:
         )
 
     def _require_trust(self, org: Organization, converted: ServiceEndpoint) -> None:
-        """With `ado_conversion_requires_fic`, refuse a Manual conversion until the app has the FIC.
+        """Refuse a Manual conversion (or issuer move) until the app trusts the new issuer and subject.
 
-        Modelled on the portal's "Automatic authentication conversion failed" flow; the exact
-        REST error is unconfirmed. The message carries the issuer and subject to create.
+        Azure's rule (azure-contracts.md, "Stricter rules"): ADO answers that the connection "could
+        not be upgraded" as "no valid configuration exists"; the portal then shows the issuer and
+        subject to trust. The REST status and the full wording are unconfirmed; the message carries
+        both values, as the portal's manual fallback does. `ado_conversion_requires_fic` off is the
+        lenient switch, for tests only.
         """
         if not self.world.settings.ado_conversion_requires_fic:
             return
@@ -397,10 +400,10 @@ class Ado:
             raise ApiError(
                 400,
                 "InvalidOperationException",
-                "Automatic authentication conversion failed. Your service connection was not modified. "
-                "To continue the conversion manually, create a federated credential for the underlying "
-                f"service principal with issuer '{issuer}' and subject identifier '{subject}', "
-                "then try again.",
+                f"The service connection '{converted.name}' could not be upgraded to workload identity "
+                "federation: no valid configuration exists. Your service connection was not modified. "
+                "Create a federated credential for the underlying service principal with issuer "
+                f"'{issuer}' and subject identifier '{subject}', then try again.",
             )
 
     def delete_endpoint(self, call: Call, match: re.Match[str]) -> Reply:

@@ -196,9 +196,10 @@ class Settings(_Record):
     # How long two FIC writes to one application count as overlapping (Entra rejects the second).
     fic_write_hold_s: float = 0.0
     arm_page_size: int = 100
-    # ADO converts a connection whose identity it did not create (creationMode Manual) only once
-    # the app already trusts the new issuer/subject ("automatic conversion failed ... try again").
-    ado_conversion_requires_fic: bool = False
+    # ADO converts a connection whose identity it did not create (creationMode Manual), or moves it
+    # off its own issuer, only once the app already trusts the new issuer and subject (Azure's rule,
+    # so on by default; off only for a test that needs the lenient order).
+    ado_conversion_requires_fic: bool = True
     # Subscriptions that exist (display names), for generated configs and demos.
     subscriptions: dict[str, str] = field(default_factory=dict)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Hashable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -59,8 +59,8 @@ def _json_documents(text: str, source: str) -> list[Any]:
     if depth > MAX_FILE_DEPTH:
         raise InputError([f"{source}: nested {depth} deep, at most {MAX_FILE_DEPTH} allowed"])
     try:
-        return [json.loads(text)]
-    except ValueError as error:  # JSONDecodeError, and integers beyond Python's digit limit
+        return [strict_json_loads(text)]  # as tickets: a key twice is refused, not read as its last value
+    except ValueError as error:  # JSONDecodeError, DuplicateKey, NaN, overlong numbers
         raise InputError([f"{source}: not valid JSON: {error}"]) from error
 
 
@@ -111,6 +111,24 @@ class _BoundedLoader(yaml.SafeLoader):
             self._depth -= 1
         self._sizes[id(node)] = 1 + sum(self._sizes.get(id(child), 1) for child in _children(node))
         return node
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        """A key written twice is refused: PyYAML keeps the last value, while a reviewer reads the
+        first (a second `scope:` under a grant would be a grant nobody reviewed). Merge keys (`<<`)
+        are not duplicates: keys written in the mapping override merged ones, as YAML says."""
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, Hashable):
+                continue  # PyYAML refuses it below
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice", key_node.start_mark
+                )
+            seen.add(key)
+        return cast(dict[Any, Any], super().construct_mapping(node, deep=deep))
 
 
 def _refused(problem: str, event: yaml.Event) -> yaml.YAMLError:

@@ -37,6 +37,7 @@ from reconciler.failures import (
 )
 
 API_VERSION = "7.1"
+CONNECTION_DATA_API_VERSION = "7.1-preview"  # connectionData is not in the 7.1 spec; preview is accepted
 PIPELINE_PERMISSIONS_API_VERSION = "7.1-preview.1"  # the pipeline-permissions API exists only as a preview
 
 
@@ -56,6 +57,7 @@ class AdoAdapter:
             base_url=cloud.ado_url, policies=policies, transport=aiohttp_transport(cloud)
         )
         self._project_ids: dict[tuple[str, str], str] = {}
+        self._organization_ids: dict[str, str] = {}
 
     async def close(self) -> None:
         await self._client.close()
@@ -80,6 +82,21 @@ class AdoAdapter:
                 raise NotFound(f"Azure DevOps project {organization}/{project} does not exist", status=404)
             self._project_ids[key] = str(body["id"])
         return self._project_ids[key]
+
+    async def organization_id(self, organization: str) -> str | None:
+        """The organization's id (connectionData's instanceId; community use, unconfirmed as documented)."""
+        key = organization.lower()
+        if key not in self._organization_ids:
+            body = await self._send(
+                "GET",
+                url_path(organization, "_apis", "connectionData"),
+                {"api-version": CONNECTION_DATA_API_VERSION},
+            )
+            instance = (body or {}).get("instanceId") if isinstance(body, dict) else None
+            if not instance:
+                return None
+            self._organization_ids[key] = str(instance).lower()
+        return self._organization_ids[key]
 
     async def read_pipeline_access(
         self, organization: str, project: str, connection_id: str

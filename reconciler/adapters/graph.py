@@ -55,6 +55,7 @@ from reconciler.core.model import (
     FederatedCredential,
     Ownership,
 )
+from reconciler.core.tenancy import tenant_of_tags
 from reconciler.failures import (
     Conflict,
     Failure,
@@ -286,6 +287,15 @@ class GraphAdapter:
         unique_name = application_unique_name(display_name)
         body = GraphApplication(display_name=display_name, sign_in_audience="AzureADMyOrg", tags=list(tags))
         builder = self._client.applications_with_unique_name(unique_name)
+        # The upsert would rewrite an existing app's name and tags. An app found under this unique
+        # name but tagged for another ADO project (renamed since, and its claim row lost) is not
+        # ours to take: refuse before writing, one read on the rare create path.
+        try:
+            found = await self._call(builder.get())
+        except NotFound:
+            found = None
+        if found is not None:
+            _refuse_another_tenants(found, tags, display_name)
         config: RequestConfiguration[QueryParameters] = RequestConfiguration()
         config.headers.add("Prefer", "create-if-missing")
         upserted = await self._call(builder.patch(body, config))
@@ -382,6 +392,17 @@ def principal_of_token(token: str) -> str:
             "applications it owns",
             code="UnreadableToken",
         ) from error
+
+
+def _refuse_another_tenants(found: GraphApplication, tags: Sequence[str], display_name: str) -> None:
+    owner, wanted = tenant_of_tags(found.tags or []), tenant_of_tags(tags)
+    if APPLICATION_TAG not in (found.tags or []) or (owner is not None and owner != wanted):
+        whose = f"ADO project {owner}" if owner else "someone else (it has no reconciler tag)"
+        raise PermanentFailure(
+            f"the application for display name {display_name!r} exists as {found.app_id} "
+            f"(now named {found.display_name!r}) and belongs to {whose}: not taken over",
+            code="ApplicationClaimed",
+        )
 
 
 def application_unique_name(display_name: str) -> str:

@@ -40,7 +40,16 @@ def parse_snapshot(body: Mapping[str, Any], source: str = "snapshot") -> Observe
         role_assignments=_each(body, "roleAssignments", _role_assignment, source),
         connections=_each(body, "serviceConnections", _connection, source),
         custom_roles=_each(body, "customRoles", _custom_role, source),
+        organization_ids=_organization_ids(body, source),
     )
+
+
+def _organization_ids(body: Mapping[str, Any], source: str) -> dict[str, str]:
+    """`organizationIds`: ADO organization name -> id (connectionData's instanceId)."""
+    raw = body.get("organizationIds", {})
+    if not isinstance(raw, Mapping) or not all(isinstance(v, str) for v in raw.values()):
+        raise InputError([f"{source}: organizationIds must map organization names to ids"])
+    return {str(name).lower(): value.lower() for name, value in raw.items()}
 
 
 def _each(

@@ -2,9 +2,11 @@
 
 Some values are only known once an earlier action of the same plan has run: the id of
 an application the plan creates, or the issuer and subject ADO generates for a
-connection the plan creates or converts. Those fields are None here and the action
-says where the value comes from (`AppTarget`, `from_connection`); the engine fills
-them in from the results of the earlier actions.
+connection the plan creates. Those fields are None here and the action says where the
+value comes from (`AppTarget`, `from_connection`); the engine fills them in from the
+results of the earlier actions. A connection the plan converts or moves to Entra's issuer
+is the exception: ADO requires the trust first, so the plan computes the values it will
+have (`ConnectionAction.expects`) and the engine checks them against what ADO returns.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 
+from reconciler.core.issuers import Trust
 from reconciler.core.model import ConnectionKey, PipelineAccess
 
 
@@ -36,11 +39,12 @@ class Phase(IntEnum):
 
     APPLICATION = 1
     PRINCIPAL = 2
-    CONNECTION = 3  # ADO generates the issuer and subject the credential needs
+    CONNECTION = 3  # ADO generates the issuer and subject a new connection's credential needs
     CREDENTIAL = 4
-    ROLE_ASSIGNMENT = 5  # needs the principal
-    PIPELINES = 6  # needs the connection id
-    CLEANUP = 7
+    CONVERSION = 5  # ADO converts or moves a connection only once its application trusts the new values
+    ROLE_ASSIGNMENT = 6  # needs the principal
+    PIPELINES = 7  # needs the connection id
+    CLEANUP = 8  # includes the credential a moved connection no longer uses
 
 
 PHASE_OF: dict[ActionKind, Phase] = {
@@ -48,8 +52,8 @@ PHASE_OF: dict[ActionKind, Phase] = {
     ActionKind.CREATE_SERVICE_PRINCIPAL: Phase.PRINCIPAL,
     ActionKind.CREATE_CONNECTION: Phase.CONNECTION,
     ActionKind.UPDATE_CONNECTION: Phase.CONNECTION,
-    ActionKind.CONVERT_CONNECTION: Phase.CONNECTION,
-    ActionKind.MIGRATE_CONNECTION_ISSUER: Phase.CONNECTION,
+    ActionKind.CONVERT_CONNECTION: Phase.CONVERSION,
+    ActionKind.MIGRATE_CONNECTION_ISSUER: Phase.CONVERSION,
     ActionKind.CREATE_CREDENTIAL: Phase.CREDENTIAL,
     ActionKind.UPDATE_CREDENTIAL: Phase.CREDENTIAL,
     ActionKind.DELETE_CREDENTIAL: Phase.CREDENTIAL,
@@ -131,6 +135,9 @@ class ConnectionAction(Action):
     subscription_id: str
     subscription_name: str
     description: str  # the ownership marker, for connections the reconciler creates
+    # A conversion or issuer move: the issuer and subject the connection will have, which its
+    # application trusts before ADO is asked (the engine checks them against ADO's answer).
+    expects: Trust | None = None
 
     @property
     def target(self) -> str:
@@ -140,12 +147,15 @@ class ConnectionAction(Action):
     def changes(self) -> dict[str, str]:
         if self.kind is ActionKind.DELETE_CONNECTION:
             return {}
-        return {
+        changes = {
             "scheme": "WorkloadIdentityFederation",
             "serviceprincipalid": self.app.app_id or f"<{self.app}>",
             "tenantid": self.tenant_id,
             "subscriptionId": self.subscription_id,
         }
+        if self.expects is not None:
+            changes.update(issuer=self.expects.issuer, subject=self.expects.subject)
+        return changes
 
 
 @dataclass(frozen=True)
@@ -157,6 +167,12 @@ class CredentialAction(Action):
     subject: str | None
     from_connection: ConnectionKey | None
     description: str
+    # A delete of the credential that trusted the issuer a connection moves off: after the move.
+    superseded: bool = False
+
+    @property
+    def phase(self) -> Phase:
+        return Phase.CLEANUP if self.superseded else PHASE_OF[self.kind]
 
     @property
     def target(self) -> str:

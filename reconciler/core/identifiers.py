@@ -175,8 +175,22 @@ class ConnectionName(_Name):
 
     @classmethod
     def _problem(cls, text: str) -> str | None:
-        if text in {".", ".."}:
-            return "it is a path step"
+        # Stricter than ADO: the name never enters a URL path, but a '.' or '..' segment in it
+        # would become a path step the day it did (and no real connection needs one).
+        if any(segment in {".", ".."} for segment in text.split("/")):
+            return "it has a '.' or '..' segment"
+        return _unicode_problem(text)
+
+
+class ApplicationDisplayName(_Name):
+    """The display name of an application the reconciler creates: at most 256 characters (Entra's
+    limit), and the Unicode checks of project names, so that it cannot look like another app's name."""
+
+    what = "an application display name"
+    max_length = 256
+
+    @classmethod
+    def _problem(cls, text: str) -> str | None:
         return _unicode_problem(text)
 
 

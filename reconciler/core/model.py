@@ -11,8 +11,8 @@ import hashlib
 import re
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
 from typing import TypeVar
@@ -228,9 +228,15 @@ class ObservedState:
     role_assignments: tuple[RoleAssignment, ...] = ()
     connections: tuple[ServiceConnection, ...] = ()
     custom_roles: tuple[CustomRole, ...] = ()
+    # ADO organization name (lower case) -> its id, read for organizations whose connections are
+    # to be converted or moved: the subject on Entra's issuer carries it.
+    organization_ids: Mapping[str, str] = field(default_factory=dict)
     # None: not read, because no config of the batch adopts an existing application (the
     # applications the reconciler creates are its own).
     ownership: Ownership | None = None
+
+    def organization_id(self, organization: str) -> str | None:
+        return self.organization_ids.get(organization.lower())
 
     def application_by_app_id(self, app_id: str) -> Application | None:
         return self._apps_by_app_id.get(app_id)

@@ -24,6 +24,8 @@ from reconciler.core.actions import (
     PipelineAction,
     RoleAssignmentAction,
 )
+from reconciler.core.identifiers import CredentialName
+from reconciler.core.issuers import Trust, entra_trust
 from reconciler.core.model import (
     APPLICATION_TAG,
     MAX_CREDENTIALS_PER_APP,
@@ -56,6 +58,7 @@ class ErrorCode(StrEnum):
     CONNECTION_NOT_READY = "connection-not-ready"
     APPLICATION_CLAIMED = "application-claimed"  # another ADO project claimed the application
     CONNECTION_CLAIMED = "connection-claimed"  # the connection carries another config's marker
+    ORGANIZATION_UNKNOWN = "organization-unknown"  # its id, which a converted connection's subject carries
 
 
 class FindingKind(StrEnum):
@@ -145,7 +148,9 @@ class _CredentialWant:
 
     `follows` names the connection whose returned values the engine must use because this
     plan writes to it; `issuer`/`subject` are then the values expected back (None when
-    they cannot be predicted: a new, converted or migrated connection).
+    they cannot be predicted: a new connection, or one whose tenant changes). A connection
+    to be converted or moved has computed values and follows nothing: the credential must
+    exist before ADO is asked. `superseded` is the trust a moving connection leaves behind.
     """
 
     config: FederationConfig
@@ -153,6 +158,7 @@ class _CredentialWant:
     subject: str | None
     drift: Drift | None  # why the values are pending, when they are
     follows: ConnectionKey | None = None
+    superseded: Trust | None = None
 
     @property
     def pending(self) -> bool:
@@ -394,46 +400,34 @@ class _PlanBuilder:
     def _plan_connection(self, config: FederationConfig, app: AppTarget) -> _CredentialWant | None:
         """Plan the connection; return the credential it needs, or None when it cannot have one yet."""
         current = self.observed.connection(config.connection)
-
-        def act(kind: ActionKind, drift: Drift) -> _CredentialWant:
-            self.actions.append(
-                ConnectionAction(
-                    kind=kind,
-                    config_ids=(config.id,),
-                    drift=drift,
-                    connection=config.connection,
-                    connection_id=current.id if current else None,
-                    app=app,
-                    tenant_id=config.tenant_id,
-                    subscription_id=config.subscription_id,
-                    subscription_name=config.subscription_name,
-                    description=config.marker,
-                )
-            )
-            follows = Drift(DriftKind.FOLLOWS_CONNECTION, f"takes the issuer and subject {kind} returns")
-            return _CredentialWant(config, None, None, follows, config.connection)
-
         if current is None:
-            created = act(
-                ActionKind.CREATE_CONNECTION, Drift(DriftKind.MISSING, "no such service connection")
+            created = self._connection_action(
+                ActionKind.CREATE_CONNECTION,
+                config,
+                None,
+                app,
+                Drift(DriftKind.MISSING, "no such service connection"),
             )
             self._plan_pipelines(config, None, created=True)
             return created
         self._plan_pipelines(config, current, created=False)
         if current.scheme != WORKLOAD_IDENTITY_SCHEME:
             detail = f"scheme is {current.scheme}, converted in place (same id, authorizations kept)"
-            return act(ActionKind.CONVERT_CONNECTION, Drift(DriftKind.SECRET_SCHEME, detail))
+            drift = Drift(DriftKind.SECRET_SCHEME, detail)
+            return self._plan_move(ActionKind.CONVERT_CONNECTION, config, current, app, drift)
         wrong = _connection_differences(config, current, app)
         want: _CredentialWant | None = None
         if wrong:
-            want = act(ActionKind.UPDATE_CONNECTION, Drift(DriftKind.WRONG_VALUE, "; ".join(wrong)))
+            drift = Drift(DriftKind.WRONG_VALUE, "; ".join(wrong))
+            want = self._connection_action(ActionKind.UPDATE_CONNECTION, config, current, app, drift)
             if current.tenant_id == config.tenant_id and current.issuer and current.subject:
                 # ADO keeps the issuer and subject when only the app or subscription changes:
                 # expect them back, so existing credentials can be matched now.
                 want = replace(want, issuer=current.issuer, subject=current.subject, drift=None)
         if current.uses_legacy_issuer:
             detail = f"issuer {current.issuer} is ADO's retiring issuer; moving to the Entra issuer"
-            want = act(ActionKind.MIGRATE_CONNECTION_ISSUER, Drift(DriftKind.LEGACY_ISSUER, detail))
+            drift = Drift(DriftKind.LEGACY_ISSUER, detail)
+            return self._plan_move(ActionKind.MIGRATE_CONNECTION_ISSUER, config, current, app, drift)
         if want is not None:
             return want
         if not current.issuer or not current.subject:
@@ -444,6 +438,61 @@ class _PlanBuilder:
             )
             return None
         return _CredentialWant(config, current.issuer, current.subject, None)
+
+    def _connection_action(
+        self,
+        kind: ActionKind,
+        config: FederationConfig,
+        current: ServiceConnection | None,
+        app: AppTarget,
+        drift: Drift,
+        expects: Trust | None = None,
+    ) -> _CredentialWant:
+        """Append the action; the credential then takes the values the connection returns."""
+        self.actions.append(
+            ConnectionAction(
+                kind=kind,
+                config_ids=(config.id,),
+                drift=drift,
+                connection=config.connection,
+                connection_id=current.id if current else None,
+                app=app,
+                tenant_id=config.tenant_id,
+                subscription_id=config.subscription_id,
+                subscription_name=config.subscription_name,
+                description=config.marker,
+                expects=expects,
+            )
+        )
+        follows = Drift(DriftKind.FOLLOWS_CONNECTION, f"takes the issuer and subject {kind} returns")
+        return _CredentialWant(config, None, None, follows, config.connection)
+
+    def _plan_move(
+        self,
+        kind: ActionKind,
+        config: FederationConfig,
+        current: ServiceConnection,
+        app: AppTarget,
+        drift: Drift,
+    ) -> _CredentialWant | None:
+        """Convert a secret-based connection, or move one off ADO's issuer, to Entra's issuer.
+
+        ADO does either only once the application trusts the values the connection will have,
+        so the credential is planned from the computed values (it runs in an earlier phase).
+        """
+        organization_id = self.observed.organization_id(config.organization)
+        if organization_id is None:
+            self.fail(
+                [config],
+                ErrorCode.ORGANIZATION_UNKNOWN,
+                f"the id of Azure DevOps organization {config.organization!r} could not be read; the "
+                f"subject of {config.connection} on Entra's issuer carries it",
+            )
+            return None
+        expects = entra_trust(config.tenant_id, organization_id, current.id)
+        self._connection_action(kind, config, current, app, drift, expects)
+        left = Trust(current.issuer, current.subject) if current.issuer and current.subject else None
+        return _CredentialWant(config, expects.issuer, expects.subject, None, superseded=left)
 
     def _plan_pipelines(
         self, config: FederationConfig, current: ServiceConnection | None, *, created: bool
@@ -514,6 +563,15 @@ class _PlanBuilder:
             if not want.pending and (want.issuer, want.subject) in by_pair
         }
         kept: set[str] = {cred.id for cred in claims.values()}  # ids of existing credentials that stay
+        # The credential a moving connection still uses stays until the move is done.
+        superseded = [
+            (want, cred)
+            for want in wants
+            for cred in current
+            if want.superseded == Trust(cred.issuer, cred.subject)
+            and owner_of(cred.description) == want.config.id
+        ]
+        kept.update(cred.id for _want, cred in superseded)
         writes: list[CredentialAction] = []
         for want in wants:
             claimed = claims.get(want.config.id)
@@ -534,6 +592,38 @@ class _PlanBuilder:
             self.actions.extend([*deletes, *writes])
         else:
             self.actions.extend([*writes, *deletes])
+        for want, cred in superseded:
+            self._retire_superseded(want.config, cred, target)
+
+    def _retire_superseded(
+        self, config: FederationConfig, cred: FederatedCredential, target: AppTarget
+    ) -> None:
+        """Delete our credential for the issuer the connection moves off, once it has moved."""
+        where = f"credential {cred.name!r} on {target}"
+        if config.prune is not PruneMode.MANAGED:
+            self.find(
+                FindingKind.KEPT,
+                [config.id],
+                where,
+                "trusts the issuer the connection moves off; prune is none",
+            )
+            return
+        drift = Drift(DriftKind.NOT_WANTED, f"trusts {cred.issuer}, which the connection moves off")
+        self.actions.append(
+            CredentialAction(
+                ActionKind.DELETE_CREDENTIAL,
+                (config.id,),
+                drift,
+                target,
+                cred.name,
+                cred.id,
+                None,
+                None,
+                None,
+                "",
+                superseded=True,
+            )
+        )
 
     def _credential_write(
         self, want: _CredentialWant, current: list[FederatedCredential], target: AppTarget, kept: set[str]
@@ -541,6 +631,11 @@ class _PlanBuilder:
         """Create the config's credential, or rewrite the one of its name; claimed ones are not touched."""
         config = want.config
         named = next((c for c in current if c.name.lower() == config.credential_name.lower()), None)
+        if named is not None and want.superseded == Trust(named.issuer, named.subject):
+            # The connection still uses it until it moves: the new trust gets a name of its own.
+            drift = Drift(DriftKind.MISSING, f"no credential trusts {want.subject}")
+            name = successor_name(config.credential_name)
+            return self._credential_action(ActionKind.CREATE_CREDENTIAL, want, target, None, drift, name=name)
         if named is not None and owner_of(named.description) != config.id:
             self.fail(
                 [config],
@@ -750,6 +845,12 @@ class _Owners:
         if config is None:
             return Drift(DriftKind.RETIRED, f"config {owner} was deleted")
         return Drift(DriftKind.NOT_WANTED, f"config {owner} no longer asks for it")
+
+
+def successor_name(name: str) -> str:
+    """The name of the credential for Entra's issuer when the configured name holds ADO's issuer."""
+    suffix = "-entra"
+    return name[: CredentialName.max_length - len(suffix)] + suffix
 
 
 def _role_name(role_id: str) -> str:

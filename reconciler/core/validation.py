@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.core.identifiers import (
+    ApplicationDisplayName,
     ArmScope,
     ConfigId,
     ConnectionName,
@@ -240,7 +241,7 @@ def _application(reader: _Reader, value: object) -> ApplicationRef:
             reader.fail(
                 "application.appId", "must not be given with create: true (the new app's id is Entra's)"
             )
-        name = reader.text(body, "displayName", "application.displayName")
+        name = reader.identifier(ApplicationDisplayName, body, "displayName", "application.displayName")
         return ApplicationRef(display_name=name, create=True)
     if "appId" not in body:
         reader.fail("application.appId", "is required unless create: true is set with a displayName")

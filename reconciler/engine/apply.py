@@ -2,6 +2,10 @@
 one at a time within an application (Entra rejects concurrent credential writes to one
 parent).
 
+A conversion of a secret-based connection, or a move off ADO's issuer, runs after the
+credential for the values the connection will have (ADO refuses it before); the values ADO
+returns are then checked, and the credential follows them when they differ.
+
 Every write is idempotent: a credential whose issuer and subject already exist is
 adopted, RoleAssignmentExists is adopted by the id ARM names, a connection that exists by
 name is adopted, and a new application is upserted by a unique name derived from its
@@ -31,19 +35,25 @@ from reconciler.core.actions import (
     RoleAssignmentAction,
 )
 from reconciler.core.identifiers import ArmScope
+from reconciler.core.issuers import Trust
 from reconciler.core.model import (
+    TOKEN_EXCHANGE_AUDIENCE,
     ConnectionKey,
     FederationConfig,
     ObservedState,
     ServiceConnection,
+    owner_of,
     role_assignment_name,
 )
 from reconciler.core.plan import Plan
-from reconciler.failures import Conflict, Failure, PermanentFailure, TemporaryFailure
+from reconciler.failures import Conflict, Failure, NotFound, PermanentFailure, TemporaryFailure
 
 # ADO converts a connection in place with this operation: from a secret to workload identity,
 # and (unconfirmed, see docs/simulator.md) from its own issuer to Entra's.
 CONVERT_OPERATION = "ConvertAuthenticationScheme"
+# How long Entra may take before ADO sees a credential written moments ago (the portal's manual
+# fallback says to wait a few moments, then try again).
+TRUST_PROPAGATION_SECONDS = 60.0
 
 
 @dataclass
@@ -71,6 +81,7 @@ class _Group:
     principal_created_at: float | None = None
     # Shared by all groups of one apply: a connection belongs to one config, so to one group.
     connections: dict[tuple[str, str, str], ServiceConnection] = field(default_factory=dict)
+    trusted: set[Trust] = field(default_factory=set)  # what this group's credential writes trust
 
 
 class Applier:
@@ -147,7 +158,7 @@ class Applier:
         if isinstance(action, ApplicationAction):
             return await self._application(action, group, observed)
         if isinstance(action, ConnectionAction):
-            return await self._connection(action, group)
+            return await self._connection(action, group, observed)
         if isinstance(action, CredentialAction):
             return await self._credential(action, group, observed)
         if isinstance(action, RoleAssignmentAction):
@@ -198,7 +209,9 @@ class Applier:
 
     # ------------------------------------------------------------------ connections
 
-    async def _connection(self, action: ConnectionAction, group: _Group) -> tuple[str, str]:
+    async def _connection(
+        self, action: ConnectionAction, group: _Group, observed: ObservedState
+    ) -> tuple[str, str]:
         key = action.connection.folded
         current = group.connections.get(key)
         settings = ConnectionSettings(
@@ -220,13 +233,80 @@ class Applier:
             await self._ado.delete_connection(current)
             group.connections.pop(key, None)
             return "applied", f"deleted {current.id}"
-        operation = {
-            ActionKind.CONVERT_CONNECTION: CONVERT_OPERATION,
-            ActionKind.MIGRATE_CONNECTION_ISSUER: CONVERT_OPERATION,
-        }.get(action.kind)
-        updated = await self._ado.update_connection(current, settings, operation=operation)
+        if action.expects is not None:
+            return await self._convert(action, action.expects, current, settings, group, observed)
+        updated = await self._ado.update_connection(current, settings)
         group.connections[key] = updated
         return "applied", f"connection {updated.id}"
+
+    async def _convert(
+        self,
+        action: ConnectionAction,
+        expects: Trust,
+        current: ServiceConnection,
+        settings: ConnectionSettings,
+        group: _Group,
+        observed: ObservedState,
+    ) -> tuple[str, str]:
+        """Convert or move the connection (its application trusts `expects` by now), then check
+        that ADO gave it those values."""
+        try:
+            updated = await self._ado.update_connection(current, settings, operation=CONVERT_OPERATION)
+        except PermanentFailure as refusal:
+            if isinstance(refusal, NotFound) or refusal.status in (401, 403):
+                raise
+            raise _conversion_refused(
+                action, expects, refusal, just_trusted=expects in group.trusted
+            ) from refusal
+        group.connections[action.connection.folded] = updated
+        returned = await self._returned_trust(action.connection, updated)
+        if returned == expects:
+            return "applied", f"connection {updated.id} now uses {expects.issuer}"
+        followed = await self._follow_returned_trust(action, expects, returned, group, observed)
+        return "applied", f"connection {updated.id}; {followed}"
+
+    async def _returned_trust(self, key: ConnectionKey, updated: ServiceConnection) -> Trust:
+        connection: ServiceConnection | None = updated
+        if connection is None or not connection.issuer or not connection.subject:
+            connection = await self._find_connection(key)
+        if connection is None or not connection.issuer or not connection.subject:
+            raise TemporaryFailure(
+                f"service connection {key} was converted but reports no issuer and subject yet",
+                retry_after=10,
+            )
+        return Trust(connection.issuer, connection.subject)
+
+    async def _follow_returned_trust(
+        self,
+        action: ConnectionAction,
+        expects: Trust,
+        returned: Trust,
+        group: _Group,
+        observed: ObservedState,
+    ) -> str:
+        """ADO gave other values than computed: point this config's credential at them."""
+        object_id = await self._object_id(action.app.app_id, group, observed)
+        credentials = await self._graph.read_credentials(object_id)
+        if any(Trust(c.issuer, c.subject) == returned for c in credentials):
+            return f"the application already trusts {returned.subject}"
+        ours = next(
+            (
+                c
+                for c in credentials
+                if Trust(c.issuer, c.subject) == expects and owner_of(c.description) == action.config_ids[0]
+            ),
+            None,
+        )
+        if ours is None:
+            raise PermanentFailure(
+                f"Azure DevOps gave service connection {action.connection} {returned}, not the computed "
+                f"{expects}, and no credential of this config trusts it: {_portal_action(action, returned)}",
+                code="ConversionMismatch",
+            )
+        await self._graph.update_credential(
+            object_id, ours.id, returned.issuer, returned.subject, ours.description or action.description
+        )
+        return f"credential {ours.name!r} now trusts what ADO returned ({returned.subject})"
 
     async def _create_connection(
         self, key: ConnectionKey, settings: ConnectionSettings, group: _Group
@@ -261,6 +341,7 @@ class Applier:
             await self._graph.update_credential(
                 object_id, str(action.credential_id), issuer, subject, action.description
             )
+            group.trusted.add(Trust(issuer, subject))
             return "applied", f"updated {action.name}"
         try:
             await self._graph.create_credential(object_id, action.name, issuer, subject, action.description)
@@ -269,8 +350,10 @@ class Applier:
             # credential of that name may need its values (a lost response, a concurrent run).
             for existing in await self._graph.read_credentials(object_id):
                 if (existing.issuer, existing.subject) == (issuer, subject):
+                    group.trusted.add(Trust(issuer, subject))
                     return "adopted", f"credential {existing.name!r} already trusts {subject}"
             raise
+        group.trusted.add(Trust(issuer, subject))
         return "applied", f"created {action.name}"
 
     async def _issuer_and_subject(self, action: CredentialAction, group: _Group) -> tuple[str, str]:
@@ -346,3 +429,33 @@ class Applier:
         key = action.connection
         await self._ado.authorize_pipelines(key.organization, key.project, connection_id, action.access)
         return "applied", "authorized"
+
+
+def _conversion_refused(
+    action: ConnectionAction, expects: Trust, refusal: PermanentFailure, *, just_trusted: bool
+) -> Failure:
+    """ADO refused to convert or move the connection although its application should trust it.
+
+    Right after the credential was written Entra may not have told ADO yet: try again later.
+    When the credential was there before this pass, retrying cannot help: a person must act.
+    """
+    what = "convert" if action.kind is ActionKind.CONVERT_CONNECTION else "move to Entra's issuer"
+    said = f"Azure DevOps refused to {what} service connection {action.connection} ({refusal.message})"
+    if just_trusted:
+        return TemporaryFailure(
+            f"{said}; the credential trusting {expects} was created moments ago and may not have "
+            "reached Azure DevOps yet",
+            retry_after=TRUST_PROPAGATION_SECONDS,
+            code="ConversionRefused",
+        )
+    return PermanentFailure(f"{said}: {_portal_action(action, expects)}", code="ConversionRefused")
+
+
+def _portal_action(action: ConnectionAction, trust: Trust) -> str:
+    app = action.app.app_id or str(action.app)
+    return (
+        f"make application {app} trust issuer {trust.issuer!r} and subject {trust.subject!r} "
+        f"(Azure portal: App registrations > {app} > Certificates & secrets > Federated credentials > "
+        f"Add credential > Other issuer, audience {TOKEN_EXCHANGE_AUDIENCE}), then in Azure DevOps open "
+        f"the service connection {action.connection.name!r} and select Update (or Try again) to finish"
+    )

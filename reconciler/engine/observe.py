@@ -6,7 +6,8 @@
   applications the reconciler's identity owns (it may change no others).
 - ARM: per subscription, either one listing of every assignment (then filtered to the
   batch's principals) or one filtered listing per principal, whichever costs fewer requests.
-- ADO: one endpoint listing per project.
+- ADO: one endpoint listing per project; the organization's id (one request, cached) only
+  where a connection is to be converted or moved to Entra's issuer, whose subject carries it.
 - Pipeline permissions have no bulk read: one GET per connection, only when asked
   (their own, slower cadence), counted apart.
 """
@@ -25,6 +26,7 @@ from reconciler.adapters.arm import ArmAdapter
 from reconciler.adapters.graph import MAX_BATCH, MAX_IN_VALUES, PAGE_SIZE, GraphAdapter
 from reconciler.core.identifiers import ArmScope, Guid
 from reconciler.core.model import (
+    WORKLOAD_IDENTITY_SCHEME,
     Application,
     CustomRole,
     FederationConfig,
@@ -69,14 +71,37 @@ class Observer:
         apps, connections, custom_roles, ownership = await asyncio.gather(
             apps_task, self._connections(configs), self._custom_roles(configs), self._ownership(configs)
         )
-        assignments = await self._assignments(configs, apps)
+        assignments, organization_ids = await asyncio.gather(
+            self._assignments(configs, apps), self._organization_ids(configs, connections)
+        )
         pipeline_reads = 0
         if pipelines:
             connections, pipeline_reads = await self._with_pipeline_access(configs, connections)
         state = ObservedState(
-            tuple(apps), tuple(assignments), tuple(connections), tuple(custom_roles), ownership
+            tuple(apps),
+            tuple(assignments),
+            tuple(connections),
+            tuple(custom_roles),
+            organization_ids,
+            ownership,
         )
         return Observation(state, pipeline_reads)
+
+    async def _organization_ids(
+        self, configs: Sequence[FederationConfig], connections: Iterable[ServiceConnection]
+    ) -> dict[str, str]:
+        """The ids of the organizations holding a wanted connection that is secret-based or on ADO's
+        issuer: the subject such a connection will have on Entra's issuer carries it."""
+        wanted = {c.connection.folded for c in configs}
+        organizations = sorted(
+            {
+                c.organization.lower()
+                for c in connections
+                if c.key.folded in wanted and (c.scheme != WORKLOAD_IDENTITY_SCHEME or c.uses_legacy_issuer)
+            }
+        )
+        found = await asyncio.gather(*(self._bounded(self._ado.organization_id(o)) for o in organizations))
+        return {o: i for o, i in zip(organizations, found, strict=True) if i}
 
     async def _applications(self, configs: Sequence[FederationConfig]) -> list[Application]:
         """The batch's applications, by filtered reads or by one listing of the tenant, whichever is cheaper.

@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import re
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -38,7 +37,7 @@ from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver, ServiceBu
 from azure.servicebus.amqp import AmqpMessageBodyType
 from azure.servicebus.exceptions import MessageSizeExceededError, ServiceBusError
 
-from reconciler.core.identifiers import ConfigId, Guid, RequestId
+from reconciler.core.identifiers import ApplicationDisplayName, ConfigId, Guid, RequestId
 from reconciler.core.policy import GrantPolicy
 from reconciler.core.sharding import Shard, session_for
 from reconciler.state.tickets import Ticket, parse_ticket
@@ -60,8 +59,6 @@ MAX_APPS_PER_MESSAGE = 1000
 EXCERPT_CHARS = 200
 # Service Bus adds these to a dead-lettered message; a replayed copy is a fresh attempt.
 _DEAD_LETTER_PROPERTIES = {"DeadLetterReason", "DeadLetterErrorDescription"}
-
-_NEW_APP_NAME = re.compile(r"[^\x00-\x1f]{1,256}")  # the display name in a `new:` application key
 
 
 class QueueSettingsError(ValueError):
@@ -198,7 +195,7 @@ def _is_app_key(key: object) -> bool:
     kind, _, rest = key.partition(":")
     if kind == "app":
         return Guid.is_valid(rest) and rest == rest.lower()
-    return kind == "new" and _NEW_APP_NAME.fullmatch(rest) is not None
+    return kind == "new" and ApplicationDisplayName.is_valid(rest)
 
 
 def _strings(

@@ -99,3 +99,11 @@ def test_plan_rejects_a_malformed_snapshot(tmp_path: Path) -> None:
     result = run("plan", "--configs", "examples/configs.yaml", "--observed", str(snapshot))
     assert result.returncode == 2
     assert "applications[0]: missing or malformed field 'objectId'" in result.stderr
+
+
+def test_plan_rejects_organization_ids_that_are_not_a_mapping_of_names_to_ids(tmp_path: Path) -> None:
+    snapshot = tmp_path / "observed.json"
+    snapshot.write_text('{"organizationIds": {"contoso": 7}}')
+    result = run("plan", "--configs", "examples/configs.yaml", "--observed", str(snapshot))
+    assert result.returncode == 2
+    assert "organizationIds must map organization names to ids" in result.stderr

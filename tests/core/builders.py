@@ -33,6 +33,11 @@ VAULT = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-pay/providers/microsof
 KEY_VAULT_READER = "21090545-7ca7-4776-b22c-e363652d74d2"
 READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
 OWNER = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
+# What observation reads for organizations whose connections are converted or moved.
+ORGANIZATION_IDS = {
+    "contoso": "0c0c0c0c-0000-0000-0000-000000000001",
+    "fabrikam": "0f0f0f0f-0000-0000-0000-000000000002",
+}
 
 
 def role(name: str) -> str:

@@ -59,6 +59,7 @@ class _World:
         self.assignments = {ra.id: ra for ra in observed.role_assignments}
         self.connections = {_key(c.key): c for c in observed.connections}
         self.custom_roles = observed.custom_roles
+        self.organization_ids = observed.organization_ids
         self.adopted: set[str] = set()  # credentials a pending write found already in place
 
     def state(self) -> ObservedState:
@@ -67,6 +68,7 @@ class _World:
             role_assignments=tuple(self.assignments.values()),
             connections=tuple(self.connections.values()),
             custom_roles=self.custom_roles,
+            organization_ids=self.organization_ids,
         )
 
     def app(self, target: AppTarget) -> Application:
@@ -145,7 +147,12 @@ def _apply_connection(world: _World, action: ConnectionAction) -> None:
         connection = world.connection(key)
         assert connection.id == action.connection_id, "a connection must be changed in place"
     issuer, subject = connection.issuer, connection.subject
-    if action.kind is not ActionKind.UPDATE_CONNECTION or action.tenant_id != connection.tenant_id:
+    if action.expects is not None:
+        trusted = {(c.issuer, c.subject) for c in world.app(action.app).credentials}
+        expects = (action.expects.issuer, action.expects.subject)
+        assert expects in trusted, f"ADO refuses {action.kind}: the application does not trust {expects}"
+        issuer, subject = expects
+    elif action.kind is not ActionKind.UPDATE_CONNECTION or action.tenant_id != connection.tenant_id:
         issuer, subject = entra_issuer(action.tenant_id), entra_subject(key.organization, connection.id)
     world.connections[_key(key)] = replace(
         connection,

@@ -196,7 +196,8 @@ def test_a_project_name_azure_devops_refuses_is_rejected(name: str, reason: str)
 
 def test_a_connection_name_is_printable_and_unambiguous() -> None:
     assert ConnectionName("kv reader (prod)") == "kv reader (prod)"
-    for bad in ["..", ".", "a\x00b", "a\u200bb", "a\uff0fb", " a", "x" * 257]:
+    assert ConnectionName("team/kv-reader") == "team/kv-reader"  # ADO allows "/" in connection names
+    for bad in ["..", ".", "a/../b", "x/.", "./x", "a\x00b", "a\u200bb", "a\uff0fb", " a", "x" * 257]:
         rejected(ConnectionName, bad)
 
 

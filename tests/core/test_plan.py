@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from reconciler.core.actions import ActionKind, CredentialAction, DriftKind, RoleAssignmentAction
+from reconciler.core.actions import (
+    ActionKind,
+    ConnectionAction,
+    CredentialAction,
+    DriftKind,
+    RoleAssignmentAction,
+)
+from reconciler.core.issuers import entra_trust
 from reconciler.core.model import (
     APPLICATION_TAG,
     MAX_CREDENTIALS_PER_APP,
@@ -20,10 +27,12 @@ from reconciler.core.plan import ErrorCode, FindingKind, Plan, plan
 from reconciler.core.policy import Rule
 from tests.core.builders import (
     APP_ID,
+    ORGANIZATION_IDS,
     OWNER,
     READER,
     SP_ID,
     SUBSCRIPTION,
+    TENANT,
     VAULT,
     app,
     assignment,
@@ -43,6 +52,7 @@ def converged_state(*extra_credentials: FederatedCredential) -> ObservedState:
         applications=(app(credential_for(KV, KV_CONNECTION), *extra_credentials),),
         role_assignments=(assignment(owner=KV.id),),
         connections=(KV_CONNECTION,),
+        organization_ids=ORGANIZATION_IDS,
     )
 
 
@@ -223,16 +233,57 @@ def test_connection_pointing_at_another_app_is_updated_never_recreated() -> None
     assert_converges(result, observed)
 
 
-def test_secret_based_connection_is_converted_in_place() -> None:
+def test_secret_based_connection_is_converted_in_place_after_its_credential() -> None:
     secret = replace(KV_CONNECTION, scheme="ServicePrincipal", issuer=None, subject=None)
     observed = replace(converged_state(), applications=(app(),), connections=(secret,))
     result = plan([KV], observed, policy())
-    assert kinds(result) == [ActionKind.CONVERT_CONNECTION, ActionKind.CREATE_CREDENTIAL]
-    assert result.actions[0].drift.kind is DriftKind.SECRET_SCHEME
+    # ADO converts a manually created connection only once the app trusts what it will use.
+    assert kinds(result) == [ActionKind.CREATE_CREDENTIAL, ActionKind.CONVERT_CONNECTION]
+    credential, conversion = result.actions
+    assert isinstance(credential, CredentialAction) and isinstance(conversion, ConnectionAction)
+    assert conversion.drift.kind is DriftKind.SECRET_SCHEME
+    expected = entra_trust(TENANT, ORGANIZATION_IDS["contoso"], secret.id)
+    assert conversion.expects == expected
+    assert (credential.issuer, credential.subject, credential.from_connection) == (
+        expected.issuer,
+        expected.subject,
+        None,
+    )
     assert_converges(result, observed)
 
 
-def test_legacy_issuer_is_migrated_and_only_the_owned_old_credential_is_replaced() -> None:
+def test_entra_subject_is_computed_as_ado_writes_it() -> None:
+    trust = entra_trust(
+        TENANT, "0C0C0C0C-0000-0000-0000-000000000001", "D1D1D1D1-0000-0000-0000-00000000000A"
+    )
+    assert trust.issuer == f"https://login.microsoftonline.com/{TENANT}/v2.0"
+    # The Azure DevOps app id encodes to rISbSSETf0KqFyZ8ppdXmA (azure-contracts.md); GUIDs in lower case.
+    assert trust.subject == (
+        "/eid1/c/pub/t/v4j5cvGGr0GRqy180BHbRw/a/rISbSSETf0KqFyZ8ppdXmA/sc/"
+        "0c0c0c0c-0000-0000-0000-000000000001/d1d1d1d1-0000-0000-0000-00000000000a"
+    )
+
+
+def test_existing_trust_for_the_computed_values_is_used_and_only_the_conversion_planned() -> None:
+    secret = replace(KV_CONNECTION, scheme="ServicePrincipal", issuer=None, subject=None)
+    expected = entra_trust(TENANT, ORGANIZATION_IDS["contoso"], secret.id)
+    ready = credential_for(KV, replace(KV_CONNECTION, issuer=expected.issuer, subject=expected.subject))
+    observed = replace(converged_state(), applications=(app(ready),), connections=(secret,))
+    result = plan([KV], observed, policy())
+    assert kinds(result) == [ActionKind.CONVERT_CONNECTION]
+    assert_converges(result, observed)
+
+
+def test_conversion_without_the_organization_id_is_a_clear_error_and_changes_nothing() -> None:
+    secret = replace(KV_CONNECTION, scheme="ServicePrincipal", issuer=None, subject=None)
+    observed = replace(converged_state(), applications=(app(),), connections=(secret,), organization_ids={})
+    result = plan([KV], observed, policy())
+    assert not any(a.kind is ActionKind.CONVERT_CONNECTION for a in result.actions)
+    assert [e.code for e in result.errors] == [ErrorCode.ORGANIZATION_UNKNOWN]
+    assert "contoso" in result.errors[0].message
+
+
+def test_legacy_issuer_is_moved_after_a_new_credential_and_only_the_owned_old_one_removed_after() -> None:
     legacy = replace(
         KV_CONNECTION,
         issuer="https://vstoken.dev.azure.com/org-id",
@@ -246,13 +297,32 @@ def test_legacy_issuer_is_migrated_and_only_the_owned_old_credential_is_replaced
         converged_state(), applications=(app(owned_old, hand_made_old),), connections=(legacy,)
     )
     result = plan([KV], observed, policy())
-    assert kinds(result) == [ActionKind.MIGRATE_CONNECTION_ISSUER, ActionKind.UPDATE_CREDENTIAL]
+    # The old credential keeps the pipelines working until the move is done, and goes after it.
+    assert kinds(result) == [
+        ActionKind.CREATE_CREDENTIAL,
+        ActionKind.MIGRATE_CONNECTION_ISSUER,
+        ActionKind.DELETE_CREDENTIAL,
+    ]
+    assert result.actions[0].target == f"federated credential '{KV.credential_name}-entra' on app {APP_ID}"
+    assert result.actions[2].target == f"federated credential '{KV.credential_name}' on app {APP_ID}"
     assert [f.kind for f in result.findings] == [FindingKind.FOREIGN]
     after = apply_plan(observed, result)
     assert plan([KV], after, policy()).is_empty
     by_name = {c.name: c for c in after.applications[0].credentials}
-    assert by_name[KV.credential_name].issuer.startswith("https://login.microsoftonline.com/")
+    assert set(by_name) == {f"{KV.credential_name}-entra", "by-hand"}
+    assert by_name[f"{KV.credential_name}-entra"].issuer == f"https://login.microsoftonline.com/{TENANT}/v2.0"
     assert by_name["by-hand"] == hand_made_old
+
+
+def test_legacy_credential_of_a_prune_none_config_is_kept_after_the_move() -> None:
+    keep = replace(KV, prune=PruneMode.NONE)
+    legacy = replace(KV_CONNECTION, issuer="https://vstoken.dev.azure.com/org-id", subject="sc://c/p/kv")
+    observed = replace(
+        converged_state(), applications=(app(credential_for(keep, legacy)),), connections=(legacy,)
+    )
+    result = plan([keep], observed, policy())
+    assert kinds(result) == [ActionKind.CREATE_CREDENTIAL, ActionKind.MIGRATE_CONNECTION_ISSUER]
+    assert [f.kind for f in result.findings] == [FindingKind.KEPT]
 
 
 def test_missing_role_assignment_gets_a_deterministic_name_and_service_principal_type() -> None:

@@ -30,7 +30,7 @@ from reconciler.core.model import (
 )
 from reconciler.core.plan import plan
 from reconciler.core.policy import GrantPolicy
-from tests.core.builders import OWNER, READER, SUBSCRIPTION, config, connection, policy
+from tests.core.builders import ORGANIZATION_IDS, OWNER, READER, SUBSCRIPTION, config, connection, policy
 from tests.core.effects import apply_plan, entra_subject, fake_id
 
 KEY_VAULT_READER = "21090545-7ca7-4776-b22c-e363652d74d2"
@@ -164,7 +164,9 @@ def worlds(draw: st.DrawFn) -> tuple[list[FederationConfig], list[FederationConf
                 app.service_principal_id,
                 marker_for(owner) if owner else "",
             )
-    observed = ObservedState(tuple(apps), tuple(assignments.values()), tuple(connections))
+    observed = ObservedState(
+        tuple(apps), tuple(assignments.values()), tuple(connections), organization_ids=ORGANIZATION_IDS
+    )
     return desired, retired, observed
 
 

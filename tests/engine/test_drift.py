@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 
-from cloudsim.state import FederatedCredential, ServiceEndpoint, new_id
+from cloudsim.state import FederatedCredential, ProjectReference, ServiceEndpoint, new_id
 from reconciler.core.model import TOKEN_EXCHANGE_AUDIENCE as AUDIENCE
 from reconciler.core.model import FederationConfig, PipelineAccess
 from reconciler.engine.run import RunReport, Status
 from tests.engine.conftest import Tenant
+from tests.simulator.test_ado_sdk import b64url_guid
 
 
 @dataclass
@@ -142,12 +143,95 @@ async def test_secret_based_connection_is_converted_in_place(converged: Converge
     before = converged.endpoint().id
     await converged.tenant.sim.admin.convert_connection_to_secret(converged.config.organization, before)
     report = await repair_and_check(converged)
-    assert kinds(report)[0] == "convert-connection"
+    # The credential it already has trusts what the connection will present again: ADO converts.
+    assert kinds(report) == ["convert-connection"]
     assert converged.endpoint().id == before
     assert converged.endpoint().scheme == "WorkloadIdentityFederation"
 
 
-async def test_legacy_issuer_is_migrated_and_only_the_owned_credential_replaced(converged: Converged) -> None:
+def add_manual_secret_connection(tenant: Tenant, config: FederationConfig, app_id: str) -> ServiceEndpoint:
+    """A connection made by hand in the portal: secret-based, creationMode Manual."""
+    organization = tenant.sim.world.organization(config.organization)
+    assert organization is not None
+    project = organization.project(config.project)
+    assert project is not None
+    endpoint = ServiceEndpoint(
+        id=new_id(),
+        name=config.connection_name,
+        type="AzureRM",
+        url="https://management.azure.com/",
+        scheme="ServicePrincipal",
+        parameters={
+            "tenantid": config.tenant_id,
+            "serviceprincipalid": app_id,
+            "authenticationType": "spnKey",
+            "serviceprincipalkey": "made-by-hand",
+        },
+        data={
+            "subscriptionId": config.subscription_id,
+            "subscriptionName": config.subscription_name,
+            "environment": "AzureCloud",
+            "scopeLevel": "Subscription",
+            "creationMode": "Manual",
+        },
+        project_refs=[ProjectReference(project_id=project.id, name=config.connection_name)],
+    )
+    organization.endpoints.append(endpoint)
+    return endpoint
+
+
+async def test_manual_secret_connection_without_a_credential_is_upgraded_in_one_pass(tenant: Tenant) -> None:
+    """ADO (and the strict simulator) converts a manual connection only once its app trusts it."""
+    assert tenant.sim.world.settings.ado_conversion_requires_fic  # Azure's rule is the default
+    app = await tenant.app("sc-payments-manual")
+    config = tenant.config("manual-conn", app["appId"])
+    endpoint = add_manual_secret_connection(tenant, config, app["appId"])
+    state = Converged(tenant, config, app)
+    assert state.credentials() == []
+
+    report = await repair_and_check(state)
+    assert kinds(report)[:2] == ["create-credential", "convert-connection"]
+    assert state.endpoint().id == endpoint.id and state.endpoint().scheme == "WorkloadIdentityFederation"
+    (credential,) = state.credentials()
+    organization_id = tenant.sim.world.organizations[0].id
+    devops = "rISbSSETf0KqFyZ8ppdXmA"
+    assert (credential.issuer, credential.subject) == (
+        f"https://login.microsoftonline.com/{config.tenant_id}/v2.0",
+        f"/eid1/c/pub/t/{b64url_guid(config.tenant_id)}/a/{devops}/sc/{organization_id}/{endpoint.id}",
+    )
+
+
+async def test_refused_conversion_is_retried_once_then_names_the_trust_and_the_portal_action(
+    tenant: Tenant,
+) -> None:
+    """ADO's subject differs from the computed one (here: the organization id's case, which
+    matters): the first refusal may be Entra's propagation delay, the second needs a person."""
+    organization = tenant.sim.world.organizations[0]
+    organization.id = organization.id.upper()
+    app = await tenant.app("sc-payments-refused")
+    config = tenant.config("refused-conn", app["appId"])
+    endpoint = add_manual_secret_connection(tenant, config, app["appId"])
+
+    first = await tenant.run([config])
+    (outcome,) = first.outcomes
+    assert outcome.status is Status.FAILED_TEMPORARY and outcome.retry_after == 60, outcome
+    second = await tenant.run([config])
+    (outcome,) = second.outcomes
+    assert [str(a.kind) for a in second.plan.actions][:1] == ["convert-connection"]
+    assert outcome.status is Status.FAILED_PERMANENT, outcome
+    computed = f"/sc/{organization.id.lower()}/{endpoint.id}"
+    assert (
+        computed in outcome.reason
+        and f"https://login.microsoftonline.com/{config.tenant_id}/v2.0" in outcome.reason
+    )
+    assert "Federated credentials > Add credential > Other issuer" in outcome.reason
+    assert "could not be upgraded" in outcome.reason  # ADO's own words come along
+    assert Converged(tenant, config, app).endpoint().scheme == "ServicePrincipal"
+
+
+async def test_legacy_issuer_is_moved_in_one_pass_and_only_the_owned_credential_replaced(
+    converged: Converged,
+) -> None:
     endpoint = converged.endpoint()
     await converged.tenant.sim.admin.mark_connection_legacy(converged.config.organization, endpoint.id)
     organization = converged.tenant.sim.world.organization("contoso")
@@ -170,13 +254,17 @@ async def test_legacy_issuer_is_migrated_and_only_the_owned_credential_replaced(
     )
     app.federated_credentials.append(foreign)
     report = await repair_and_check(converged)
-    assert kinds(report) == ["migrate-connection-issuer", "update-credential"]
+    # The new trust first (ADO moves the connection only then), the old one once it has moved.
+    assert kinds(report) == ["create-credential", "migrate-connection-issuer", "delete-credential"]
     assert [f.target for f in report.plan.findings] == [
         f"credential 'by-hand' on app {converged.app['appId']}"
     ]
-    ours = next(c for c in converged.credentials() if c.name == converged.config.credential_name)
-    assert ours.issuer.startswith("https://login.microsoftonline.com/")
-    assert converged.endpoint().id == endpoint.id
+    moved = converged.endpoint()
+    assert moved.id == endpoint.id and moved.issuer_format == "entra"
+    ours = [c for c in converged.credentials() if c is not foreign]
+    assert [c.issuer for c in ours] == [
+        f"https://login.microsoftonline.com/{converged.config.tenant_id}/v2.0"
+    ]
     assert foreign in converged.credentials()
 
 

@@ -123,6 +123,30 @@ async def test_the_tag_of_a_created_application_protects_it_without_the_claims_t
     assert len(tenant.credentials(created.app_id)) == 1
 
 
+async def test_a_created_application_renamed_since_is_not_taken_over_by_its_old_display_name(
+    tenant: Tenant, table_settings: dict[str, str]
+) -> None:
+    await victim_converged(tenant, CREATED)
+    created = tenant.app_named("sc-payments-created")
+    created.display_name = "sc-payments-renamed"  # renamed in the portal; its unique name stays
+    tags_before = list(created.tags)
+    async with TableServiceClient.from_connection_string(
+        table_settings["WIF_TABLE_CONNECTION_STRING"]
+    ) as tables:
+        await tables.delete_table(CLAIMS_TABLE)  # and the claims are lost
+    service = await tenant.service()
+    await service._stores.claims._table.create_table()
+    # Another project asks for an app of the old name: the create-by-unique-name would hand back
+    # (and retag) the renamed app.
+    await service._stores.configs.put(intruder_document(tenant, CREATED), request_id="by-hand")
+    report = await service.reconcile_now(["contoso/identity/intruder"], dry_run=False)
+    (outcome,) = [o for o in report.outcomes if o.config_id == "contoso/identity/intruder"]
+    assert outcome.status == "failed-permanent" and "contoso/payments" in outcome.reason
+    assert created.display_name == "sc-payments-renamed" and created.tags == tags_before
+    assert len(tenant.credentials(created.app_id)) == 1
+    assert tenant.connections("identity") == []
+
+
 async def test_two_projects_claiming_one_application_at_once_leave_one_owner(tenant: Tenant) -> None:
     bodies = [
         tenant.ticket("CHG-P", project="payments", name="first"),

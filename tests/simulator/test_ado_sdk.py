@@ -142,6 +142,8 @@ async def test_update_keeps_id_and_delete_removes(ado: AdoClient, cloud_env: Run
 
 
 async def test_convert_secret_connection_to_wif_in_place(ado: AdoClient, cloud_env: RunningSimulator) -> None:
+    # The shape of a conversion, not its precondition (see the tests of the credential rule below).
+    await cloud_env.admin.update_settings(ado_conversion_requires_fic=False)
     org = org_and_project(cloud_env)[0]
     created = await create(ado, cloud_env)
     await cloud_env.admin.convert_connection_to_secret(org, created["id"])
@@ -173,6 +175,7 @@ async def test_convert_secret_connection_to_wif_in_place(ado: AdoClient, cloud_e
 async def test_legacy_issuer_then_migration_to_entra_issuer(
     ado: AdoClient, cloud_env: RunningSimulator
 ) -> None:
+    await cloud_env.admin.update_settings(ado_conversion_requires_fic=False)  # the shape, not the rule
     org, org_id, _project = org_and_project(cloud_env)
     created = await create(ado, cloud_env, "legacy-conn")
     await cloud_env.admin.mark_connection_legacy(org, created["id"])
@@ -235,7 +238,24 @@ async def test_recreated_connection_has_new_id_and_no_permissions(
     assert permissions["allPipelines"] is None
 
 
-async def test_manual_conversion_waits_for_the_federated_credential_when_asked(
+def entra_claims(sim: RunningSimulator, org_id: str, connection_id: str) -> tuple[str, str]:
+    """The issuer and subject ADO gives a connection on Entra's issuer (azure-contracts.md)."""
+    tenant_part = f"/eid1/c/pub/t/{b64url_guid(sim.tenant_id)}"
+    return (
+        f"https://login.microsoftonline.com/{sim.tenant_id}/v2.0",
+        f"{tenant_part}/a/rISbSSETf0KqFyZ8ppdXmA/sc/{org_id}/{connection_id}",
+    )
+
+
+async def trust(graph: GraphServiceClient, object_id: str, issuer: str, subject: str) -> None:
+    await graph.applications.by_application_id(object_id).federated_identity_credentials.post(
+        FederatedIdentityCredential(
+            name="sc-converted", issuer=issuer, subject=subject, audiences=["api://AzureADTokenExchange"]
+        )
+    )
+
+
+async def test_manual_conversion_is_refused_until_the_application_trusts_the_new_subject(
     ado: AdoClient, graph: GraphServiceClient, cloud_env: RunningSimulator
 ) -> None:
     org, org_id, project_id = org_and_project(cloud_env)
@@ -243,25 +263,49 @@ async def test_manual_conversion_waits_for_the_federated_credential_when_asked(
     connection = wif_connection(project_id, "to-convert", str(app["appId"]), cloud_env.tenant_id)
     _s, created = await call(ado, "POST", f"{org}/_apis/serviceendpoint/endpoints", body=connection)
     await cloud_env.admin.convert_connection_to_secret(org, created["id"])
-    await cloud_env.admin.update_settings(ado_conversion_requires_fic=True)
     _s, secret = await call(ado, "GET", f"{org}/payments/_apis/serviceendpoint/endpoints/{created['id']}")
     secret["authorization"]["scheme"] = "WorkloadIdentityFederation"
     convert = {**API, "operation": "ConvertAuthenticationScheme"}
     url = f"{org}/_apis/serviceendpoint/endpoints/{created['id']}"
 
-    status, refused = await call(ado, "PUT", url, convert, secret)
-    issuer = f"https://login.microsoftonline.com/{cloud_env.tenant_id}/v2.0"
-    tenant_part = f"/eid1/c/pub/t/{b64url_guid(cloud_env.tenant_id)}"
-    subject = f"{tenant_part}/a/rISbSSETf0KqFyZ8ppdXmA/sc/{org_id}/{created['id']}"
-    assert status == 400 and issuer in refused["message"] and subject in refused["message"]
+    status, refused = await call(ado, "PUT", url, convert, secret)  # the rule is on by default
+    issuer, subject = entra_claims(cloud_env, org_id, created["id"])
+    assert status == 400 and "could not be upgraded" in refused["message"]
+    assert "no valid configuration exists" in refused["message"]
+    assert issuer in refused["message"] and subject in refused["message"]
+    _s, unchanged = await call(ado, "GET", f"{org}/payments/_apis/serviceendpoint/endpoints/{created['id']}")
+    assert unchanged["authorization"]["scheme"] == "ServicePrincipal"
 
-    await graph.applications.by_application_id(str(app["id"])).federated_identity_credentials.post(
-        FederatedIdentityCredential(
-            name="sc-to-convert", issuer=issuer, subject=subject, audiences=["api://AzureADTokenExchange"]
-        )
-    )
+    await trust(graph, str(app["id"]), issuer, subject)
     status, converted = await call(ado, "PUT", url, convert, secret)
     assert (
         status == 200
         and converted["authorization"]["parameters"]["workloadIdentityFederationSubject"] == subject
+    )
+
+
+async def test_issuer_move_is_refused_until_the_application_trusts_the_entra_subject(
+    ado: AdoClient, graph: GraphServiceClient, cloud_env: RunningSimulator
+) -> None:
+    org, org_id, project_id = org_and_project(cloud_env)
+    app = await cloud_env.admin.seed_application("legacy-app")
+    connection = wif_connection(project_id, "legacy", str(app["appId"]), cloud_env.tenant_id)
+    _s, created = await call(ado, "POST", f"{org}/_apis/serviceendpoint/endpoints", body=connection)
+    await cloud_env.admin.mark_connection_legacy(org, created["id"])
+    _s, legacy = await call(ado, "GET", f"{org}/payments/_apis/serviceendpoint/endpoints/{created['id']}")
+    convert = {**API, "operation": "ConvertAuthenticationScheme"}
+    url = f"{org}/_apis/serviceendpoint/endpoints/{created['id']}"
+
+    status, refused = await call(ado, "PUT", url, convert, legacy)
+    issuer, subject = entra_claims(cloud_env, org_id, created["id"])
+    assert status == 400 and issuer in refused["message"] and subject in refused["message"]
+    _s, still = await call(ado, "GET", f"{org}/payments/_apis/serviceendpoint/endpoints/{created['id']}")
+    assert still["authorization"]["parameters"]["workloadIdentityFederationIssuer"].startswith(
+        "https://vstoken.dev.azure.com/"
+    )
+
+    await trust(graph, str(app["id"]), issuer, subject)
+    status, moved = await call(ado, "PUT", url, convert, legacy)
+    assert (
+        status == 200 and moved["authorization"]["parameters"]["workloadIdentityFederationIssuer"] == issuer
     )
