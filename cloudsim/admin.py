@@ -29,6 +29,7 @@ from cloudsim.state import (
 )
 
 _APP_FIC = r"/_sim/applications/(?P<app>[^/]+)/federatedIdentityCredentials/(?P<name>[^/]+)"
+_APP_OWNERS = r"/_sim/applications/(?P<app>[^/]+)/owners"
 _ENDPOINT = r"/_sim/ado/(?P<org>[^/]+)/endpoints/(?P<id>[^/]+)"
 
 
@@ -66,6 +67,8 @@ class Admin:
         add("DELETE", r"/_sim/counters", "counters.reset", self.reset_counters)
         add("PATCH", r"/_sim/settings", "settings.update", self.update_settings)
         add("POST", r"/_sim/applications", "applications.seed", self.seed_application)
+        add("POST", _APP_OWNERS, "owner.add", self.add_owner)
+        add("DELETE", _APP_OWNERS + r"/(?P<owner>[^/]+)", "owner.remove", self.remove_owner)
         add("DELETE", _APP_FIC, "fic.delete", self.delete_fic)
         add("PATCH", _APP_FIC, "fic.change", self.change_fic)
         add(
@@ -151,14 +154,23 @@ class Admin:
     # drift: Graph
 
     def seed_application(self, call: Call, _match: re.Match[str]) -> Reply:
-        """Create an app (and its service principal), optionally backdated, without the Graph rules."""
+        """Create an app (and its service principal), optionally backdated, without the Graph rules.
+
+        `owners` (object ids) defaults to the caller's identity: a seeded app stands for one a
+        person made and then added the reconciler to as owner (docs/deploy.md); `[]` leaves it
+        foreign, so Graph refuses the caller's writes to it.
+        """
         body = self._body(call)
         created = time.time() - float(body.get("createdSecondsAgo", 3600))
+        owners = body.get("owners", [self.world.caller_object_id])
+        if not isinstance(owners, list) or not all(isinstance(o, str) for o in owners):
+            raise ApiError(400, "BadRequest", "owners must be a list of object ids.")
         app = Application(
             id=new_id(),
             app_id=str(body.get("appId") or new_id()),
             display_name=str(body["displayName"]),
             created_at=created,
+            owners=list(owners),
         )
         self.world.applications.append(app)
         reply: JsonObject = {"id": app.id, "appId": app.app_id}
@@ -169,6 +181,28 @@ class Admin:
             self.world.service_principals.append(sp)
             reply["servicePrincipalId"] = sp.id
         return Reply(201, reply)
+
+    def _application(self, key: str) -> Application:
+        app = self.world.application_by_app_id(key) or self.world.application(key)
+        if app is None:
+            raise ApiError(404, "NotFound", f"No application {key}.")
+        return app
+
+    def add_owner(self, call: Call, match: re.Match[str]) -> Reply:
+        """What `az ad app owner add` does: body `{"id": objectId}`, by default the caller's identity."""
+        app = self._application(match["app"])
+        body = call.body if isinstance(call.body, dict) else {}
+        owner = str(body.get("id") or self.world.caller_object_id)
+        if owner not in app.owners:
+            app.owners.append(owner)
+        return Reply(200, {"owners": app.owners})
+
+    def remove_owner(self, _call: Call, match: re.Match[str]) -> Reply:
+        app = self._application(match["app"])
+        if match["owner"] not in app.owners:
+            raise ApiError(404, "NotFound", f"{match['owner']} does not own application {match['app']}.")
+        app.owners.remove(match["owner"])
+        return Reply(200, {"owners": app.owners})
 
     def _fic(self, match: re.Match[str]) -> tuple[Application, FederatedCredential]:
         key = match["app"]

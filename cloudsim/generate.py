@@ -87,8 +87,13 @@ def generate_tenant(configs: int, unmanaged_apps: int, seed: int = 1) -> Generat
     for n in range(configs):
         # Now and then a few configs share one app (one identity, several connections).
         if app is None or uses >= MAX_CONFIGS_PER_APP or rng.random() > 0.25:
+            # Configs adopt these apps, so the reconciler's identity owns them (docs/deploy.md).
             app = Application(
-                id=new_id(), app_id=new_id(), display_name=f"wif-app-{n:05}", created_at=created
+                id=new_id(),
+                app_id=new_id(),
+                display_name=f"wif-app-{n:05}",
+                created_at=created,
+                owners=[world.caller_object_id],
             )
             world.applications.append(app)
             world.service_principals.append(

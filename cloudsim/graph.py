@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from cloudsim.api import EMPTY, Api, ApiError, Call, Reply, RequestCounters, Route
 from cloudsim.state import Application, FederatedCredential, JsonObject, ServicePrincipal, World, iso, new_id
-from cloudsim.tokens import GRAPH_AUDIENCES
+from cloudsim.tokens import GRAPH_AUDIENCES, caller_of
 
 T = TypeVar("T")
 
@@ -32,6 +32,9 @@ MAX_IN_VALUES = 15  # Graph limits an `in` clause to 15 values
 _FICS = _APP + r"/federatedIdentityCredentials"
 _FIC = _FICS + r"(?:/(?P<fic>[^/(]+)|\(name='(?P<fic_name>[^']+)'\))"
 _SP = r"/v1\.0/servicePrincipals(?:/(?P<id>[^/(]+)|\(appId='(?P<app_id>[^']+)'\))"
+# What a principal owns: every directory object, or only applications (the type cast, which
+# Graph accepts by its full name or by the `graph.` alias the msgraph SDKs send).
+_OWNED = _SP + r"/ownedObjects(?P<cast>/(?:microsoft\.)?graph\.application)?"
 
 
 def graph_error(status: int, code: str, message: str) -> Reply:
@@ -49,6 +52,11 @@ def _not_found(key: str) -> ApiError:
         "Request_ResourceNotFound",
         f"Resource '{key}' does not exist or one of its queried reference-property objects are not present.",
     )
+
+
+def _not_owner() -> ApiError:
+    """Application.ReadWrite.OwnedBy: writes to an application the caller does not own."""
+    return ApiError(403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
 
 
 def _bad_value(prop: str, resource: str = "FederatedIdentityCredential") -> ApiError:
@@ -118,11 +126,18 @@ def render_sp(sp: ServicePrincipal) -> JsonObject:
     }
 
 
+def _render_owned(item: Application | ServicePrincipal) -> JsonObject:
+    """A directory object in a mixed collection says its type, so clients can tell them apart."""
+    if isinstance(item, Application):
+        return {"@odata.type": "#microsoft.graph.application", **render_app(item)}
+    return {"@odata.type": "#microsoft.graph.servicePrincipal", **render_sp(item)}
+
+
 def _select(body: JsonObject, call: Call) -> JsonObject:
     wanted = call.query.get("$select")
     if not wanted:
         return body
-    keep = {name.strip() for name in wanted.split(",")} | {"federatedIdentityCredentials"}
+    keep = {name.strip() for name in wanted.split(",")} | {"federatedIdentityCredentials", "@odata.type"}
     return {key: value for key, value in body.items() if key in keep}
 
 
@@ -243,6 +258,7 @@ class Graph:
         add("GET", r"/v1\.0/servicePrincipals", "servicePrincipals.list", self.list_sps)
         add("POST", r"/v1\.0/servicePrincipals", "servicePrincipals.create", self.create_sp)
         add("GET", _SP, "servicePrincipals.get", self.get_sp)
+        add("GET", _OWNED, "servicePrincipals.ownedObjects", self.list_owned_objects)
         add("POST", r"/v1\.0/\$batch", "batch", self.batch)
 
     # applications
@@ -253,6 +269,13 @@ class Graph:
         if app is None:
             raise _not_found(object_id or app_id)
         return app
+
+    def _require_owner(self, call: Call, owners: list[str]) -> str:
+        """The caller's object id, when it owns the object; else Graph's 403 (OwnedBy)."""
+        caller = caller_of(call.headers.get("Authorization"))
+        if caller is None or caller not in owners:
+            raise _not_owner()
+        return caller
 
     def list_applications(self, call: Call, _match: re.Match[str]) -> Reply:
         expand = "federatedidentitycredentials" in call.query.get("$expand", "").lower()
@@ -284,7 +307,9 @@ class Graph:
         name = body.get("displayName")
         if not isinstance(name, str) or not name:
             raise _bad_value("displayName", "Application")
-        app = Application(id=new_id(), app_id=new_id(), display_name=name, tags=_tags(body))
+        app = Application(
+            id=new_id(), app_id=new_id(), display_name=name, tags=_tags(body), owners=self._creator(call)
+        )
         self.world.applications.append(app)
         return Reply(201, render_app(app))
 
@@ -301,6 +326,7 @@ class Graph:
         unique_name = match["unique_name"]
         app = self.world.application_by_unique_name(unique_name)
         if app is not None:
+            self._require_owner(call, app.owners)
             app.display_name = str(body.get("displayName") or app.display_name)
             app.tags = _tags(body) if "tags" in body else app.tags
             return Reply(204)
@@ -310,13 +336,19 @@ class Graph:
         if not isinstance(name, str) or not name:
             raise _bad_value("displayName", "Application")
         app = Application(
-            id=new_id(), app_id=new_id(), display_name=name, tags=_tags(body), unique_name=unique_name
+            id=new_id(),
+            app_id=new_id(),
+            display_name=name,
+            tags=_tags(body),
+            unique_name=unique_name,
+            owners=self._creator(call),
         )
         self.world.applications.append(app)
         return Reply(201, render_app(app))
 
-    def delete_application(self, _call: Call, match: re.Match[str]) -> Reply:
+    def delete_application(self, call: Call, match: re.Match[str]) -> Reply:
         app = self._app(match)
+        self._require_owner(call, app.owners)
         self.world.applications.remove(app)
         return Reply(204)
 
@@ -350,15 +382,42 @@ class Graph:
                 f"The appId '{body.get('appId')}' of the service principal does not reference a valid "
                 "application object.",
             )
+        caller = self._require_owner(call, app.owners)
         if any(s.app_id == app.app_id for s in self.world.service_principals):
             raise ApiError(
                 409,
                 "Request_MultipleObjectsWithSameKeyValue",
                 "The service principal for this appId already exists.",
             )
-        sp = ServicePrincipal(id=new_id(), app_id=app.app_id, display_name=app.display_name)
+        sp = ServicePrincipal(id=new_id(), app_id=app.app_id, display_name=app.display_name, owners=[caller])
         self.world.service_principals.append(sp)
         return Reply(201, render_sp(sp))
+
+    def list_owned_objects(self, call: Call, match: re.Match[str]) -> Reply:
+        """`GET /servicePrincipals/{id}/ownedObjects[/microsoft.graph.application]`: what it owns, paged.
+
+        The caller's own principal is always known (the simulator issues its tokens); the cast
+        keeps only applications. Owners take effect at once: no list lag is modelled here.
+        """
+        object_id, app_id = match["id"], match["app_id"]
+        principal = next(
+            (s for s in self.world.service_principals if s.id == object_id or s.app_id == app_id), None
+        )
+        owner = principal.id if principal else object_id
+        if owner is None or (principal is None and owner != self.world.caller_object_id):
+            raise _not_found(object_id or app_id)
+        owned: list[Application | ServicePrincipal] = [
+            app for app in self.world.applications if owner in app.owners
+        ]
+        if not match["cast"]:
+            owned += [s for s in self.world.service_principals if owner in s.owners]
+        found = filtered(call, owned, _DIRECTORY_FILTERS, "DirectoryObject")
+        return collection(call, found, _render_owned)
+
+    def _creator(self, call: Call) -> list[str]:
+        """Who owns what this call creates: its caller (Graph makes the creating app an owner)."""
+        caller = caller_of(call.headers.get("Authorization"))
+        return [caller] if caller else []
 
     # federated identity credentials
 
@@ -383,6 +442,7 @@ class Graph:
 
     def create_fic(self, call: Call, match: re.Match[str]) -> Reply:
         app = self._app(match)
+        self._require_owner(call, app.owners)
         body = call.body if isinstance(call.body, dict) else {}
         self._claim_app(app)
         fic = self._new_fic(app, body)
@@ -391,6 +451,7 @@ class Graph:
 
     def update_fic(self, call: Call, match: re.Match[str]) -> Reply:
         app = self._app(match)
+        self._require_owner(call, app.owners)
         body = call.body if isinstance(call.body, dict) else {}
         fic = self._fic(app, match)
         upsert = (
@@ -412,8 +473,9 @@ class Graph:
         fic.audiences, fic.description = list(merged["audiences"]), merged.get("description")
         return Reply(204)
 
-    def delete_fic(self, _call: Call, match: re.Match[str]) -> Reply:
+    def delete_fic(self, call: Call, match: re.Match[str]) -> Reply:
         app = self._app(match)
+        self._require_owner(call, app.owners)
         fic = self._fic(app, match)
         if fic is None:
             raise _not_found(match["fic"] or match["fic_name"])
@@ -516,6 +578,8 @@ class Graph:
             else "/v1.0" + ("" if url.path.startswith("/") else "/") + url.path
         )
         headers = {str(k): str(v) for k, v in (step.get("headers") or {}).items()}
+        # Every request in a batch runs as the batch's caller (ownership checks need to know who).
+        headers.setdefault("Authorization", outer.headers.get("Authorization", ""))
         inner = Call(
             method=str(step.get("method", "GET")).upper(),
             path=path,

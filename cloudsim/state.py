@@ -62,6 +62,9 @@ class Application(_Record):
     federated_credentials: list[FederatedCredential] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
     unique_name: str | None = None  # Entra's optional alternate key, for idempotent upserts
+    # Object ids of its owners. Under Application.ReadWrite.OwnedBy the caller may change only
+    # applications it owns; it owns those it creates.
+    owners: list[str] = field(default_factory=list)
 
     @classmethod
     def from_json(cls, raw: JsonObject) -> Self:
@@ -78,6 +81,7 @@ class ServicePrincipal(_Record):
     app_id: str
     display_name: str
     created_at: float = field(default_factory=time.time)
+    owners: list[str] = field(default_factory=list)  # object ids, as for applications
 
 
 @dataclass

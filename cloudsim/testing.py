@@ -96,16 +96,37 @@ class AdminClient:
         return result
 
     async def seed_application(
-        self, display_name: str, created_seconds_ago: float = 3600, service_principal: bool = True
+        self,
+        display_name: str,
+        created_seconds_ago: float = 3600,
+        service_principal: bool = True,
+        *,
+        owned: bool = True,
     ) -> JsonObject:
-        """Create an app (+ service principal): returns id, appId and servicePrincipalId."""
-        body = {
+        """Create an app (+ service principal): returns id, appId and servicePrincipalId.
+
+        `owned`: the caller's identity (the reconciler) is its owner, as an adopted app must be;
+        False makes a foreign app, whose writes Graph refuses (403).
+        """
+        body: JsonObject = {
             "displayName": display_name,
             "createdSecondsAgo": created_seconds_ago,
             "servicePrincipal": service_principal,
         }
+        if not owned:
+            body["owners"] = []
         result: JsonObject = await self._call("POST", "/_sim/applications", body)
         return result
+
+    async def add_owner(self, app_id: str, owner_id: str | None = None) -> list[str]:
+        """Make `owner_id` (default: the caller's identity) an owner of the app, as a person would."""
+        body = {"id": owner_id} if owner_id else {}
+        result: JsonObject = await self._call("POST", f"/_sim/applications/{app_id}/owners", body)
+        return list(result["owners"])
+
+    async def remove_owner(self, app_id: str, owner_id: str) -> list[str]:
+        result: JsonObject = await self._call("DELETE", f"/_sim/applications/{app_id}/owners/{owner_id}")
+        return list(result["owners"])
 
     async def delete_fic(self, app_id: str, name: str) -> None:
         await self._call("DELETE", f"/_sim/applications/{app_id}/federatedIdentityCredentials/{name}")

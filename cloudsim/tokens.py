@@ -61,6 +61,16 @@ class TokenProblem:
     message: str
 
 
+def caller_of(authorization: str | None) -> str | None:
+    """The object id (`oid`) of the principal a bearer token was minted for; None when unreadable."""
+    token = (authorization or "")[len("bearer ") :].strip()
+    try:
+        oid = json.loads(_b64url_decode(token.split(".")[1])).get("oid")
+    except (IndexError, ValueError, AttributeError):
+        return None
+    return oid if isinstance(oid, str) else None
+
+
 def check_bearer(authorization: str | None, audiences: frozenset[str]) -> TokenProblem | None:
     """None when the header carries an unexpired simulator token for one of `audiences`."""
     if not authorization or not authorization.lower().startswith("bearer "):

@@ -9,6 +9,7 @@ sub-requests of a batch, so those are retried here.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import ssl
@@ -36,6 +37,9 @@ from msgraph.generated.models.application import Application as GraphApplication
 from msgraph.generated.models.federated_identity_credential import FederatedIdentityCredential
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.generated.models.service_principal import ServicePrincipal
+from msgraph.generated.service_principals.item.owned_objects.graph_application import (
+    graph_application_request_builder as owned_applications,
+)
 from msgraph.generated.service_principals.service_principals_request_builder import (
     ServicePrincipalsRequestBuilder,
 )
@@ -46,7 +50,13 @@ from msgraph_core import GraphClientFactory
 from reconciler.adapters.metering import RequestMeter, httpx_meter_hook
 from reconciler.cloud import Cloud
 from reconciler.core.identifiers import Guid
-from reconciler.core.model import APPLICATION_TAG, TOKEN_EXCHANGE_AUDIENCE, Application, FederatedCredential
+from reconciler.core.model import (
+    APPLICATION_TAG,
+    TOKEN_EXCHANGE_AUDIENCE,
+    Application,
+    FederatedCredential,
+    Ownership,
+)
 from reconciler.core.tenancy import tenant_of_tags
 from reconciler.failures import (
     Conflict,
@@ -73,6 +83,7 @@ GRAPH_RETRY = RetryHandlerOption(delay=3.0, max_retries=5)
 # before the ticket-driven passes when the tenant is busy.
 throttle_priority: ContextVar[str | None] = ContextVar("wif_graph_throttle_priority", default=None)
 BATCH_ATTEMPTS = 4  # first try plus retries of throttled sub-requests
+OWNED_PAGE_SIZE = 999  # $top for the ownedObjects listing (no $expand, so Graph's largest page)
 _APP_FIELDS = ["id", "appId", "displayName", "tags"]
 # Clashes with an existing object, whatever the status (a credential's issuer and subject taken: 400).
 _CONFLICT_CODES = frozenset(
@@ -114,6 +125,8 @@ class GraphAdapter:
         self._client = GraphServiceClient(request_adapter=adapter)
         self._base_url = adapter.base_url
         self._limit = asyncio.Semaphore(concurrency)
+        self._credential, self._scope = credential, cloud.graph_scope
+        self._principal_id: str | None = None
 
     async def close(self) -> None:
         await self._http.aclose()
@@ -154,6 +167,29 @@ class GraphAdapter:
     async def _principal_ids(self, app_ids: Sequence[str]) -> dict[str, str]:
         requests = [self._principals_request(chunk) for chunk in _chunks(sorted(set(app_ids)), MAX_IN_VALUES)]
         return {str(sp["appId"]).lower(): str(sp["id"]) for sp in await self._batched(requests)}
+
+    async def read_ownership(self) -> Ownership:
+        """What the reconciler's identity owns: one paged listing of its applications
+        (`GET /servicePrincipals/{id}/ownedObjects/graph.application`, ids only)."""
+        principal_id = await self.own_principal_id()
+        builder = owned_applications.GraphApplicationRequestBuilder
+        query = builder.GraphApplicationRequestBuilderGetQueryParameters(select=["id"], top=OWNED_PAGE_SIZE)
+        owned = self._client.service_principals.by_service_principal_id(principal_id).owned_objects
+        config = RequestConfiguration(query_parameters=query)
+        info = owned.graph_application.to_get_request_information(config)
+        apps = await self._batched([self._relative(info.url)])
+        return Ownership(principal_id, frozenset(str(app["id"]) for app in apps))
+
+    async def own_principal_id(self) -> str:
+        """The object id of the reconciler's own service principal: the `oid` claim of its Graph token.
+
+        Read from the token it signs in with anyway: no request and no permission beyond its own
+        (a Graph lookup by client id would need Application.Read.All and the client id, which a
+        system-assigned identity does not configure)."""
+        if self._principal_id is None:
+            token = await self._credential.get_token(self._scope)
+            self._principal_id = principal_of_token(token.token)
+        return self._principal_id
 
     async def count_applications(self) -> int:
         """How many applications the tenant holds (one request; an advanced query)."""
@@ -376,6 +412,23 @@ def _priority_headers() -> dict[str, dict[str, str]]:
 def _guid(value: str, field: str) -> str:
     """The SDK escapes path parameters but leaves '..'; ids are GUIDs."""
     return str(Guid(value, field))
+
+
+def principal_of_token(token: str) -> str:
+    """The `oid` claim of an Entra access token (a JWT): the object id of the principal it was issued to.
+
+    Only this one documented claim is read, and only to name the reconciler itself; nothing is
+    trusted on it (Graph checks the token, not us)."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return str(Guid(claims["oid"], "oid"))
+    except (IndexError, KeyError, TypeError, ValueError) as error:  # ValueError covers bad base64 and GUIDs
+        raise PermanentFailure(
+            "the Graph access token carries no readable `oid` claim, so the reconciler cannot tell which "
+            "applications it owns",
+            code="UnreadableToken",
+        ) from error
 
 
 def _refuse_another_tenants(found: GraphApplication, tags: Sequence[str], display_name: str) -> None:

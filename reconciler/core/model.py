@@ -209,6 +209,18 @@ class CustomRole:
 
 
 @dataclass(frozen=True)
+class Ownership:
+    """What the reconciler's own identity owns in Entra: under Application.ReadWrite.OwnedBy it
+    may change only these applications (Graph refuses writes to any other with 403)."""
+
+    principal_id: str  # the object id of the reconciler's service principal
+    application_ids: frozenset[str]  # object ids of the applications it owns
+
+    def owns(self, app: Application) -> bool:
+        return app.object_id in self.application_ids
+
+
+@dataclass(frozen=True)
 class ObservedState:
     """What the clouds hold for the applications, principals and connections of a batch."""
 
@@ -219,6 +231,9 @@ class ObservedState:
     # ADO organization name (lower case) -> its id, read for organizations whose connections are
     # to be converted or moved: the subject on Entra's issuer carries it.
     organization_ids: Mapping[str, str] = field(default_factory=dict)
+    # None: not read, because no config of the batch adopts an existing application (the
+    # applications the reconciler creates are its own).
+    ownership: Ownership | None = None
 
     def organization_id(self, organization: str) -> str | None:
         return self.organization_ids.get(organization.lower())

@@ -44,7 +44,7 @@ from reconciler.core.model import (
     owner_of,
     role_assignment_name,
 )
-from reconciler.core.policy import GrantPolicy, Violation
+from reconciler.core.policy import GrantPolicy, Rule, Violation
 from reconciler.core.roles import builtin_role
 from reconciler.core.tenancy import Tenant, app_key, claim_key, tenant_of_tags, tenant_tag
 
@@ -120,6 +120,8 @@ def plan(
     project unless the policy shares it. `applied` (config id -> client id) is the
     application each config was last applied to: when a config now names another one, what
     it created on the old one is removed, so the old application no longer trusts its connection.
+    `observed.ownership`, when read, says which applications the reconciler's identity owns: the
+    configs of an adopted application it does not own are blocked, and nothing is written to it.
     """
     groups: dict[str, _AppGroup] = {}
     for config in sorted(configs, key=lambda c: c.id):
@@ -256,6 +258,8 @@ class _PlanBuilder:
         claimed = self._claimed_elsewhere(ref, app, active) + self._connections_of_others(active)
         frozen.update(c.id for c in claimed)
         active = [c for c in active if c not in claimed]
+        if app is not None and ref.app_id and not self._identity_owns(app, [*active, *group.retired]):
+            return  # Graph would refuse every write to it: plan nothing for it, not even roles
         target = AppTarget(app.app_id, app.display_name) if app else AppTarget(None, str(ref.display_name))
         if app is not None:
             self.applications.update((c.id, app.app_id) for c in active)
@@ -326,6 +330,23 @@ class _PlanBuilder:
                     "this project, or ask for it in the policy's sharedApplications",
                 )
         return refused
+
+    def _identity_owns(self, app: Application, configs: list[FederationConfig]) -> bool:
+        """Whether the reconciler's identity owns an adopted application; when not, its configs are
+        blocked with the command that fixes it (only an owner or an admin can add an owner)."""
+        ownership = self.observed.ownership
+        if ownership is None or ownership.owns(app):
+            return True
+        fix = f"az ad app owner add --id {app.app_id} --owner-object-id {ownership.principal_id}"
+        message = (
+            f"the reconciler's identity does not own application {app.app_id} ({app.display_name!r}), "
+            f"so Entra refuses its changes to it; an owner of the application or an Entra admin must "
+            f"add it as owner once: {fix}"
+        )
+        self.violations.extend(
+            Violation(config.id, Rule.NOT_OWNER, f"application {app.app_id}", message) for config in configs
+        )
+        return False
 
     def _connections_of_others(self, active: list[FederationConfig]) -> list[FederationConfig]:
         """The configs whose connection the reconciler created for another config: two configs on

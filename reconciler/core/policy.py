@@ -49,6 +49,9 @@ class Rule(StrEnum):
     UNKNOWN_ROLE = "role-not-classified"
     SCOPE = "scope-not-allowed"
     SOURCE = "source-not-allowed"
+    # Not a policy rule but Entra's: the reconciler's identity may write only to applications it
+    # owns (Application.ReadWrite.OwnedBy); a person must add it as owner (reconciler.core.plan).
+    NOT_OWNER = "application-not-owned-by-reconciler"
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 - Graph: the batch's applications by client id (and display name, for apps to create),
   15 per `in` filter, 20 filters per `$batch`, credentials expanded; their principals
-  the same way.
+  the same way. When the batch adopts existing applications, one paged listing of the
+  applications the reconciler's identity owns (it may change no others).
 - ARM: per subscription, either one listing of every assignment (then filtered to the
   batch's principals) or one filtered listing per principal, whichever costs fewer requests.
 - ADO: one endpoint listing per project; the organization's id (one request, cached) only
@@ -42,6 +43,7 @@ from reconciler.core.model import (
     CustomRole,
     FederationConfig,
     ObservedState,
+    Ownership,
     RoleAssignment,
     ServiceConnection,
 )
@@ -95,10 +97,11 @@ class Observer:
 
     async def observe(self, configs: Sequence[FederationConfig], *, pipelines: bool = False) -> Observation:
         failed = _ReadFailures()
-        apps, connections, custom_roles = await asyncio.gather(
+        apps, connections, custom_roles, ownership = await asyncio.gather(
             self._applications(configs, failed),
             self._connections(configs, failed),
             self._custom_roles(configs, failed),
+            self._ownership(configs, failed),
         )
         assignments, organization_ids = await asyncio.gather(
             self._assignments(configs, apps, failed), self._organization_ids(configs, connections, failed)
@@ -107,7 +110,12 @@ class Observer:
         if pipelines:
             connections, pipeline_reads = await self._with_pipeline_access(configs, connections, failed)
         state = ObservedState(
-            tuple(apps), tuple(assignments), tuple(connections), tuple(custom_roles), organization_ids
+            tuple(apps),
+            tuple(assignments),
+            tuple(connections),
+            tuple(custom_roles),
+            organization_ids,
+            ownership,
         )
         return Observation(state, pipeline_reads, dict(failed.by_config))
 
@@ -141,6 +149,21 @@ class Observer:
             elif result:
                 ids[organization] = result
         return ids
+
+    async def _ownership(
+        self, configs: Sequence[FederationConfig], failed: _ReadFailures
+    ) -> Ownership | None:
+        """What the reconciler's identity owns, read only when a config adopts an existing app
+        (by client id): the applications it creates are its own by construction. When the read
+        fails, the configs that adopt fail with it (None alone would block nothing)."""
+        adopting = [c for c in configs if c.application.app_id]
+        if not adopting:
+            return None
+        owned = await self._read("the applications the reconciler owns", self._graph.read_ownership())
+        if isinstance(owned, Failure):
+            failed.charge(adopting, owned)
+            return None
+        return owned
 
     async def _read(self, what: str, work: Awaitable[_T]) -> _T | Failure:
         """The read's result, or its failure naming what could not be read; never an exception."""

@@ -38,7 +38,7 @@ class Status(StrEnum):
     DRIFTED = "drifted"  # dry run: changes are needed
     FAILED_TEMPORARY = "failed-temporary"  # retry after retry_after seconds
     FAILED_PERMANENT = "failed-permanent"  # a person must act on the reason
-    BLOCKED = "blocked"  # the grant policy forbids what the config asks for
+    BLOCKED = "blocked"  # the grant policy forbids it, or its adopted application is not the reconciler's
 
 
 @dataclass

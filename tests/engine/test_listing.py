@@ -19,7 +19,13 @@ def seed(tenant: Tenant, count: int) -> list[str]:
     created = time.time() - 3600
     app_ids = []
     for n in range(count):
-        app = Application(id=new_id(), app_id=new_id(), display_name=f"bulk-{n}", created_at=created)
+        app = Application(
+            id=new_id(),
+            app_id=new_id(),
+            display_name=f"bulk-{n}",
+            created_at=created,
+            owners=[world.caller_object_id],  # adopted apps: the reconciler owns them
+        )
         world.applications.append(app)
         world.service_principals.append(ServicePrincipal(new_id(), app.app_id, app.display_name, created))
         app_ids.append(app.app_id)
@@ -32,9 +38,11 @@ async def test_the_cheaper_read_is_chosen_and_both_see_the_same_tenant(tenant: T
     # A budget of 0 units: every filter is over it, so the engine counts and compares units.
     listed = await tenant.run(configs, dry_run=True, options=EngineOptions(graph_units_per_window=0))
     # 620 apps: 42 filters (84 units) in 3 batches, and the principals' 3 batches, against one
-    # count, 7 pages of 100 (14 units) of the whole (620-app) tenant, and the same 3 principal batches.
-    assert filtered.requests["graph"]["reads"] == 6
-    assert listed.requests["graph"]["reads"] == 11
+    # count, 7 pages of 100 (14 units) of the whole (620-app) tenant, and the same 3 principal
+    # batches. Both also read the one page of what the reconciler's identity owns (the configs
+    # adopt existing apps).
+    assert filtered.requests["graph"]["reads"] == 7
+    assert listed.requests["graph"]["reads"] == 12
     assert listed.plan == filtered.plan
     assert not any(e.code == "application-not-found" for e in listed.plan.errors)
 
@@ -44,8 +52,9 @@ async def test_a_large_tenant_keeps_the_filtered_reads(tenant: Tenant) -> None:
     configs = [tenant.config(f"c{n}", app_id) for n, app_id in enumerate(app_ids[:150])]
     report = await tenant.run(configs, dry_run=True, options=EngineOptions(graph_units_per_window=0))
     # Listing 1,100 apps takes 11 pages (22 units), filtering 150 takes 10 filters (20 units):
-    # not cheaper, so filters (1 batch + 1 principal batch) and the count that decided it.
-    assert report.requests["graph"]["reads"] == 3
+    # not cheaper, so filters (1 batch + 1 principal batch), the count that decided it and the
+    # 2 pages (999 a page) of the 1,100 apps the reconciler owns.
+    assert report.requests["graph"]["reads"] == 5
 
 
 @pytest.mark.parametrize(

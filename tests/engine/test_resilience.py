@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from typing import Any
 
+import pytest
 from azure.identity.aio import ManagedIdentityCredential
 
 from cloudsim.faults import Faults
@@ -109,7 +110,8 @@ async def test_two_reconcilers_at_once_converge_without_duplicates(tenant: Tenan
     assert duplicates(tenant) == []
 
 
-async def test_three_passes_converge_through_ten_percent_faults_and_lag(tenant: Tenant) -> None:
+@pytest.mark.parametrize("seed", [2, 6, 7])
+async def test_three_passes_converge_through_ten_percent_faults_and_lag(tenant: Tenant, seed: int) -> None:
     configs = await seed_configs(tenant, 15)
     foreign = add_foreign_objects(tenant, configs[0].application.app_id or "")
     flaky = Faults(
@@ -118,7 +120,9 @@ async def test_three_passes_converge_through_ten_percent_faults_and_lag(tenant: 
         drop_rate=0.05,
         list_lag_s=0.5,
         retry_after_s=0,
-        seed=7,
+        # Which request fails follows from the number of requests before it: seeds 6 and 7 used to
+        # abort a pass on one failed $batch sub-request, before reads failed only their configs.
+        seed=seed,
     )
     await tenant.sim.admin.set_faults({"graph": flaky, "arm": flaky, "ado": flaky})
     options = EngineOptions(concurrency=8, principal_replication_window=5.0, retry_total=3)
