@@ -130,13 +130,16 @@ async def busy_pass(name: str, reconciler: Reconciler, configs: list[FederationC
 
 
 async def repair_under_faults(
-    admin: AdminClient, reconciler: Reconciler, configs: list[FederationConfig], latency_ms: float
+    admin: AdminClient,
+    reconciler: Reconciler,
+    configs: list[FederationConfig],
+    latency_ms: float,
+    seed: int,
 ) -> list[BusyPass]:
     """Up to three sweeps with limits on and faults everywhere; stops early once all converged."""
     await admin.set_limits(Limits())
-    await admin.set_faults(
-        {"graph": busy(latency_ms, 1), "arm": busy(latency_ms, 2), "ado": busy(latency_ms, 3)}
-    )
+    apis = ("graph", "arm", "ado")
+    await admin.set_faults({api: busy(latency_ms, seed * 10 + n) for n, api in enumerate(apis)})
     passes: list[BusyPass] = []
     for number in range(1, REPAIR_PASSES + 1):
         passes.append(await busy_pass(f"busy pass {number}", reconciler, configs))
@@ -188,7 +191,7 @@ async def run(args: argparse.Namespace) -> int:
                 f"{LIST_LAG_S} s list lag",
                 flush=True,
             )
-            passes = await repair_under_faults(admin, reconciler, configs, args.latency_ms)
+            passes = await repair_under_faults(admin, reconciler, configs, args.latency_ms, args.seed)
             final = await measure("dry run, calm", lambda: reconciler.run(configs, dry_run=True))
         found = duplicates(World.from_json(await admin.dump_state()))
         print(
@@ -223,7 +226,7 @@ def main() -> int:
     parser.add_argument("--unmanaged", type=int, default=15000)
     parser.add_argument("--latency-ms", type=float, default=25.0)
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=1, help="of the tenant, the drift and the faults")
     return asyncio.run(run(parser.parse_args()))
 
 
