@@ -18,6 +18,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -149,6 +150,25 @@ class AdminClient:
 
     async def change_connection(self, org: str, endpoint_id: str, **fields: object) -> None:
         await self._call("PATCH", f"/_sim/ado/{org}/endpoints/{endpoint_id}", fields)
+
+
+def duplicates(world: World) -> list[str]:
+    """Objects that exist twice where once is right: credential pairs per app, grants, connection names.
+
+    For an in-process world (`RunningSimulator.world`) or a dumped one (`World.from_json(await
+    admin.dump_state())`)."""
+    found: list[str] = []
+    for app in world.applications:
+        pairs = Counter((c.issuer, c.subject) for c in app.federated_credentials)
+        found += [f"credential {pair} on {app.app_id}" for pair, n in pairs.items() if n > 1]
+    grants = Counter(
+        (ra.scope.lower(), ra.role_definition_guid, ra.principal_id) for ra in world.role_assignments
+    )
+    found += [f"assignment {grant}" for grant, n in grants.items() if n > 1]
+    for org in world.organizations:
+        names = Counter((tuple(r.project_id for r in e.project_refs), e.name.lower()) for e in org.endpoints)
+        found += [f"connection {name}" for name, n in names.items() if n > 1]
+    return found
 
 
 @dataclass

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
 from typing import Any
 
 import pytest
@@ -13,6 +12,7 @@ from azure.identity.aio import ManagedIdentityCredential
 
 from cloudsim.faults import Faults
 from cloudsim.state import FederatedCredential, RoleAssignment, new_id
+from cloudsim.testing import duplicates as duplicates_in
 from reconciler.adapters.ado import AdoAdapter
 from reconciler.adapters.arm import ArmAdapter
 from reconciler.adapters.graph import GraphAdapter
@@ -64,20 +64,7 @@ def add_foreign_objects(tenant: Tenant, app_id: str) -> tuple[FederatedCredentia
 
 
 def duplicates(tenant: Tenant) -> list[str]:
-    """Objects that exist twice where once is right: credential pairs per app, grants, connection names."""
-    world = tenant.sim.world
-    found: list[str] = []
-    for app in world.applications:
-        pairs = Counter((c.issuer, c.subject) for c in app.federated_credentials)
-        found += [f"credential {pair} on {app.app_id}" for pair, n in pairs.items() if n > 1]
-    grants = Counter(
-        (ra.scope.lower(), ra.role_definition_guid, ra.principal_id) for ra in world.role_assignments
-    )
-    found += [f"assignment {grant}" for grant, n in grants.items() if n > 1]
-    for org in world.organizations:
-        names = Counter((tuple(r.project_id for r in e.project_refs), e.name.lower()) for e in org.endpoints)
-        found += [f"connection {name}" for name, n in names.items() if n > 1]
-    return found
+    return duplicates_in(tenant.sim.world)
 
 
 async def test_foreign_objects_are_untouched_and_reported(tenant: Tenant) -> None:
