@@ -164,7 +164,11 @@ async def tenant(
     monkeypatch.setenv("DRIFT_SCHEDULE", "0 */30 * * * *")
     await app_context.reset()
     world = Tenant(cloud_env, servicebus_peer, policy)
-    world.victim_app = await cloud_env.admin.seed_application("sc-payments-deployer")
-    world.other_app = await cloud_env.admin.seed_application("sc-identity-deployer")
+    world.victim_app = await cloud_env.admin.seed_application(
+        "sc-payments-deployer", tenant="contoso/payments"
+    )
+    world.other_app = await cloud_env.admin.seed_application(
+        "sc-identity-deployer", tenant="contoso/identity"
+    )
     yield world
     await app_context.reset()
