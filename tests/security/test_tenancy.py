@@ -78,7 +78,7 @@ async def test_a_squatter_that_asks_first_never_gets_the_application_its_owners_
 
     # The app's owners add the reconciler as owner and tag the app for their own project.
     await tenant.sim.admin.add_owner(app_id)
-    tenant.app(app_id).tags.append(f"{TENANT_TAG_PREFIX}contoso/payments")
+    tenant.hand_over(app_id, "payments")
     real = tenant.ticket("CHG-REAL", project="payments", name="api", application={"appId": app_id})
     await tenant.send(real)
     assert (await tenant.outcome("CHG-REAL"))[0] == "accepted"  # the squatter's row does not bind
