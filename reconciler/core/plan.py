@@ -358,12 +358,13 @@ class _PlanBuilder:
         if app.created_by_reconciler or tenant_of_tags(app.tags) is not None:
             return True
         for config in configs:
-            tags = json.dumps({"tags": [*sorted(app.tags), tenant_tag(Tenant.of(config))]})
+            kept = [tag for tag in sorted(app.tags) if not tag.startswith(TENANT_TAG_PREFIX)]
+            tags = json.dumps({"tags": [*kept, tenant_tag(Tenant.of(config))]})
             uri = f"https://graph.microsoft.com/v1.0/applications(appId='{app.app_id}')"
             body = f"--headers Content-Type=application/json --body '{tags}'"
             fix = f'az rest --method PATCH --uri "{uri}" {body}'
             message = (
-                f"application {app.app_id} ({app.display_name!r}) names no ADO project in a "
+                f"application {app.app_id} ({app.display_name!r}) names no single ADO project in a "
                 f"{TENANT_TAG_PREFIX}<organization>/<project> tag, so nothing proves its owners allow "
                 f"{Tenant.of(config)} to use it; an owner of the application must tag it once (this keeps "
                 f"its other tags): {fix}"

@@ -34,6 +34,15 @@ def test_an_untagged_application_is_blocked_with_the_command_for_its_owner() -> 
     assert not result.actions and not result.applications
 
 
+def test_two_tenant_tags_name_no_single_project_and_the_command_keeps_one() -> None:
+    tags = frozenset({tenant_tag(Tenant("contoso", "payments")), IDENTITY_TAG, "team:x"})
+    result = plan([PAYMENTS], ObservedState(applications=(app(tags=tags),)), policy())
+    (violation,) = result.violations
+    assert violation.rule is Rule.NOT_TAGGED and not result.actions
+    body = json.loads(shlex.split(violation.message[violation.message.index("az rest") :])[-1])
+    assert body == {"tags": ["team:x", "wif-reconciler:tenant=contoso/payments"]}
+
+
 def test_untagged_and_not_owned_reports_both_fixes_tag_first() -> None:
     observed = ObservedState(
         applications=(app(tags=frozenset()),),

@@ -70,7 +70,7 @@ async def test_a_squatter_that_asks_first_never_gets_the_application_its_owners_
     assert (await tenant.outcome("CHG-SQUAT"))[0] == "accepted"
     assert await tenant.deliver_reconciles() == 1
     outcome, reason = await tenant.outcome("CHG-SQUAT")
-    assert outcome == "failed" and "names no ADO project in a wif-reconciler:tenant=" in reason, reason
+    assert outcome == "failed" and "names no single ADO project in a wif-reconciler:tenant=" in reason, reason
     assert "wif-reconciler:tenant=contoso/identity" in reason  # the command an owner would run
     service = await tenant.service()
     squatted = await service._stores.claims.owner(f"app:{app_id}")
