@@ -158,19 +158,24 @@ class Admin:
 
         `owners` (object ids) defaults to the caller's identity: a seeded app stands for one a
         person made and then added the reconciler to as owner (docs/deploy.md); `[]` leaves it
-        foreign, so Graph refuses the caller's writes to it.
+        foreign, so Graph refuses the caller's writes to it. `tags` (strings) are the app's tags,
+        e.g. the tenant tag its owners write to hand it to an ADO project.
         """
         body = self._body(call)
         created = time.time() - float(body.get("createdSecondsAgo", 3600))
         owners = body.get("owners", [self.world.caller_object_id])
         if not isinstance(owners, list) or not all(isinstance(o, str) for o in owners):
             raise ApiError(400, "BadRequest", "owners must be a list of object ids.")
+        tags = body.get("tags", [])
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            raise ApiError(400, "BadRequest", "tags must be a list of strings.")
         app = Application(
             id=new_id(),
             app_id=str(body.get("appId") or new_id()),
             display_name=str(body["displayName"]),
             created_at=created,
             owners=list(owners),
+            tags=list(tags),
         )
         self.world.applications.append(app)
         reply: JsonObject = {"id": app.id, "appId": app.app_id}

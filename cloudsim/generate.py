@@ -85,15 +85,19 @@ def generate_tenant(configs: int, unmanaged_apps: int, seed: int = 1) -> Generat
     app: Application | None = None
     uses = 0
     for n in range(configs):
-        # Now and then a few configs share one app (one identity, several connections).
+        org = world.organizations[n % len(world.organizations)]
+        project = org.projects[(n // len(world.organizations)) % len(org.projects)]
+        # Now and then a few configs of one project share one app (one identity, several connections).
         if app is None or uses >= MAX_CONFIGS_PER_APP or rng.random() > 0.25:
-            # Configs adopt these apps, so the reconciler's identity owns them (docs/deploy.md).
+            # Configs adopt these apps, so the reconciler's identity owns them and their owners
+            # tagged them for the project that uses them (docs/deploy.md).
             app = Application(
                 id=new_id(),
                 app_id=new_id(),
                 display_name=f"wif-app-{n:05}",
                 created_at=created,
                 owners=[world.caller_object_id],
+                tags=[f"wif-reconciler:tenant={org.name}/{project.name}"],
             )
             world.applications.append(app)
             world.service_principals.append(
@@ -102,9 +106,9 @@ def generate_tenant(configs: int, unmanaged_apps: int, seed: int = 1) -> Generat
                 )
             )
             uses = 0
+            app_org, app_project = org, project
         uses += 1
-        org = world.organizations[n % len(world.organizations)]
-        project = org.projects[(n // len(world.organizations)) % len(org.projects)]
+        org, project = app_org, app_project  # a shared app's configs are all of its project
         subscription = list(subscriptions)[n % len(subscriptions)]
         roles = rng.sample(ROLES, rng.randint(1, 2))
         documents.append(

@@ -103,11 +103,14 @@ class AdminClient:
         service_principal: bool = True,
         *,
         owned: bool = True,
+        tenant: str | None = "contoso/payments",
     ) -> JsonObject:
         """Create an app (+ service principal): returns id, appId and servicePrincipalId.
 
         `owned`: the caller's identity (the reconciler) is its owner, as an adopted app must be;
-        False makes a foreign app, whose writes Graph refuses (403).
+        False makes a foreign app, whose writes Graph refuses (403). `tenant`: the ADO
+        `organization/project` its owners allow in its tenant tag, as an adopted app must name
+        (docs/deploy.md); None leaves it untagged.
         """
         body: JsonObject = {
             "displayName": display_name,
@@ -116,6 +119,8 @@ class AdminClient:
         }
         if not owned:
             body["owners"] = []
+        if tenant is not None:
+            body["tags"] = [f"wif-reconciler:tenant={tenant}"]
         result: JsonObject = await self._call("POST", "/_sim/applications", body)
         return result
 

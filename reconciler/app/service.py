@@ -286,6 +286,7 @@ class ReconcilerService:
             owner,
             config_id=record.config.id,
             request_id=record.request_id or "reconcile",
+            created=True,
         )
         context.claims[app_claim_key(app_id)] = owner
 

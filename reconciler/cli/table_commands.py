@@ -105,14 +105,16 @@ async def import_configs(
 
 
 async def _claim_problems(stores: Stores, configs: list[FederationConfig], policy: GrantPolicy) -> list[str]:
-    """Configs naming an application another project claimed (in the table, or earlier in these
-    files), or a connection another config manages."""
+    """Configs naming an application another project's claim binds (in the table, or earlier in
+    these files), or a connection another config manages. An adopted application's claim does not
+    bind here: its owners' tenant tag decides, which only the engine reads (reconciler.state.claims)."""
     claims = await stores.claims.owners(claim_key(c.application) for c in configs)
-    owners = first_claims(configs, claims)
+    binding = {key: tenant for key, tenant in claims.items() if await stores.claims.binds(key)}
+    owners = first_claims([c for c in configs if c.application.app_id is None], binding)
     problems: list[str] = []
     for config in configs:
         key = claim_key(config.application)
-        owner, _ = owners[key]
+        owner = owners[key][0] if key in owners else Tenant.of(config)
         if not policy.may_use_application([key], owner, Tenant.of(config)):
             problems.append(f"config {config.id}: {claimed_elsewhere(config, owner)}")
         holder = await stores.configs.connection_holder(config.organization, config.connection)

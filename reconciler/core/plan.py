@@ -8,6 +8,7 @@ and reported as foreign otherwise.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -46,7 +47,7 @@ from reconciler.core.model import (
 )
 from reconciler.core.policy import GrantPolicy, Rule, Violation
 from reconciler.core.roles import builtin_role
-from reconciler.core.tenancy import Tenant, app_key, claim_key, tenant_of_tags, tenant_tag
+from reconciler.core.tenancy import TENANT_TAG_PREFIX, Tenant, app_key, claim_key, tenant_of_tags, tenant_tag
 
 
 class ErrorCode(StrEnum):
@@ -66,6 +67,7 @@ class FindingKind(StrEnum):
     ADOPTED = "adopted"  # unmarked but exactly what a config wants: used as is
     ORPHANED = "orphaned"  # marked for a config that is neither desired nor retired
     KEPT = "kept"  # marked and not wanted, but its config says prune: none
+    OVERRULED = "claim-overruled"  # a claim row of an adopted application that its tenant tag contradicts
 
 
 @dataclass(frozen=True)
@@ -258,8 +260,11 @@ class _PlanBuilder:
         claimed = self._claimed_elsewhere(ref, app, active) + self._connections_of_others(active)
         frozen.update(c.id for c in claimed)
         active = [c for c in active if c not in claimed]
-        if app is not None and ref.app_id and not self._identity_owns(app, [*active, *group.retired]):
-            return  # Graph would refuse every write to it: plan nothing for it, not even roles
+        if app is not None and ref.app_id:
+            # Both are reported, so one round with the app's owner fixes both.
+            tagged = self._owners_allow(app, [*active, *group.retired])
+            if not (self._identity_owns(app, [*active, *group.retired]) and tagged):
+                return  # not ours to write to yet: plan nothing for it, not even roles
         target = AppTarget(app.app_id, app.display_name) if app else AppTarget(None, str(ref.display_name))
         if app is not None:
             self.applications.update((c.id, app.app_id) for c in active)
@@ -309,13 +314,17 @@ class _PlanBuilder:
     def _claimed_elsewhere(
         self, ref: ApplicationRef, app: Application | None, active: list[FederationConfig]
     ) -> list[FederationConfig]:
-        """The configs that may not use this application: another ADO project claimed it (in the
-        claims, or in the tag of an app the reconciler created) and the policy does not share it."""
+        """The configs that may not use this application: another ADO project owns it and the
+        policy does not share it. An adopted application belongs to the project its owners named
+        in its tenant tag (a claim row only says who asked first); one the reconciler created or
+        will create belongs to the project in the claims, or in the tag it wrote."""
         keys = {claim_key(ref)} | ({app_key(app.app_id)} if app else set())
         owners = {self.claims[key] for key in keys if key in self.claims}
-        if app is not None and app.created_by_reconciler:
-            tagged = tenant_of_tags(app.tags)
-            owners |= {tagged} if tagged else set()
+        tagged = tenant_of_tags(app.tags) if app else None
+        if app is not None and not app.created_by_reconciler:
+            self._report_overruled_claims(app, owners, tagged, active)
+            owners = set()
+        owners |= {tagged} if tagged else set()
         refused: list[FederationConfig] = []
         for config in active:
             tenant = Tenant.of(config)
@@ -330,6 +339,40 @@ class _PlanBuilder:
                     "this project, or ask for it in the policy's sharedApplications",
                 )
         return refused
+
+    def _report_overruled_claims(
+        self, app: Application, claimed: set[Tenant], tagged: Tenant | None, configs: list[FederationConfig]
+    ) -> None:
+        """A claim row of an adopted application that its owners' tag contradicts is reported, not obeyed."""
+        for tenant in sorted(claimed - {tagged} if tagged else set()):
+            self.find(
+                FindingKind.OVERRULED,
+                [c.id for c in configs],
+                f"app {app.app_id}",
+                f"claimed first by ADO project {tenant}, but its owners' tag names {tagged}; the tag decides",
+            )
+
+    def _owners_allow(self, app: Application, configs: list[FederationConfig]) -> bool:
+        """Whether an adopted application's owners named an ADO project in its tenant tag; when not,
+        its configs are blocked with the command for an owner (the tag is their proof of consent)."""
+        if app.created_by_reconciler or tenant_of_tags(app.tags) is not None:
+            return True
+        for config in configs:
+            kept = [tag for tag in sorted(app.tags) if not tag.startswith(TENANT_TAG_PREFIX)]
+            tags = json.dumps({"tags": [*kept, tenant_tag(Tenant.of(config))]})
+            uri = f"https://graph.microsoft.com/v1.0/applications(appId='{app.app_id}')"
+            body = f"--headers Content-Type=application/json --body '{tags}'"
+            fix = f'az rest --method PATCH --uri "{uri}" {body}'
+            message = (
+                f"application {app.app_id} ({app.display_name!r}) names no single ADO project in a "
+                f"{TENANT_TAG_PREFIX}<organization>/<project> tag, so nothing proves its owners allow "
+                f"{Tenant.of(config)} to use it; an owner of the application must tag it once (this keeps "
+                f"its other tags): {fix}"
+            )
+            self.violations.append(
+                Violation(config.id, Rule.NOT_TAGGED, f"application {app.app_id}", message)
+            )
+        return False
 
     def _identity_owns(self, app: Application, configs: list[FederationConfig]) -> bool:
         """Whether the reconciler's identity owns an adopted application; when not, its configs are

@@ -52,6 +52,9 @@ class Rule(StrEnum):
     # Not a policy rule but Entra's: the reconciler's identity may write only to applications it
     # owns (Application.ReadWrite.OwnedBy); a person must add it as owner (reconciler.core.plan).
     NOT_OWNER = "application-not-owned-by-reconciler"
+    # Nor this: an adopted application's owners name the ADO project allowed to use it in its
+    # tenant tag (reconciler.core.tenancy); without one it belongs to nobody yet.
+    NOT_TAGGED = "application-not-tagged"
 
 
 @dataclass(frozen=True)

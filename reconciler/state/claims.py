@@ -3,6 +3,11 @@
 The first config that names an application claims it for its organization/project. A claim is
 written once, by an insert (the insert is the concurrency guard: of two first claims at once,
 one gets 409 and reads the winner's), and never changed by the reconciler.
+
+A claim binds at upsert for an application the reconciler creates (`new:<display name>`, and
+`app:<client id>` once it created it: row property `Created`). For an existing application it
+adopts, the row only records who asked first: its owners' tenant tag says which project may use
+it, and only the engine can read the tag (reconciler.core.plan).
 """
 
 from __future__ import annotations
@@ -43,12 +48,25 @@ class ApplicationClaimStore:
 
     async def owner(self, key: str) -> Tenant | None:
         """The tenant that claimed the application of this claim key, or None when unclaimed."""
+        entity = await self._entity(key)
+        return self._tenant(entity) if entity is not None else None
+
+    async def binds(self, key: str) -> bool:
+        """Whether the claim of this key binds at upsert: see the module's docstring."""
+        if not key.startswith("app:"):
+            return True
+        entity = await self._entity(key)
+        return entity is not None and entity.get("Created") is True
+
+    async def _entity(self, key: str) -> TableEntity | None:
         partition, row = _keys(key)
         try:
-            entity = await translated(self._table.get_entity(partition, row), f"read claim {key!r}")
+            entity: TableEntity = await translated(
+                self._table.get_entity(partition, row), f"read claim {key!r}"
+            )
         except ResourceNotFoundError:
             return None
-        return self._tenant(entity)
+        return entity
 
     async def owners(self, keys: Iterable[str]) -> dict[str, Tenant]:
         """The claims among these keys (one point read each)."""
@@ -59,8 +77,11 @@ class ApplicationClaimStore:
                 found[key] = tenant
         return found
 
-    async def claim(self, key: str, tenant: Tenant, *, config_id: str, request_id: str) -> Tenant:
-        """Claims the application for `tenant` unless it is claimed already; returns its owner."""
+    async def claim(
+        self, key: str, tenant: Tenant, *, config_id: str, request_id: str, created: bool = False
+    ) -> Tenant:
+        """Claims the application for `tenant` unless it is claimed already; returns its owner.
+        `created`: the reconciler created the application for `tenant` (the claim then binds)."""
         partition, row = _keys(key)
         entity = {
             "PartitionKey": partition,
@@ -71,6 +92,7 @@ class ApplicationClaimStore:
             "ConfigId": config_id,
             "RequestId": request_id,
             "ClaimedAt": utc_now(),
+            "Created": created,
         }
         try:
             await translated(self._table.create_entity(entity), f"claim {key!r}")
@@ -83,11 +105,11 @@ class ApplicationClaimStore:
 
     async def claim_for(self, config: FederationConfig, policy: GrantPolicy, *, request_id: str) -> None:
         """Claims the config's application for its project, or raises ClaimRejected when another
-        project claimed it first and the policy does not share it."""
+        project's claim binds it (see the module's docstring) and the policy does not share it."""
         key = claim_key(config.application)
         tenant = Tenant.of(config)
         owner = await self.claim(key, tenant, config_id=config.id, request_id=request_id)
-        if not policy.may_use_application([key], owner, tenant):
+        if not policy.may_use_application([key], owner, tenant) and await self.binds(key):
             raise ClaimRejected([claimed_elsewhere(config, owner)])
 
     def _tenant(self, entity: TableEntity) -> Tenant:

@@ -22,6 +22,7 @@ from reconciler.core.model import (
 )
 from reconciler.core.policy import GrantPolicy
 from reconciler.core.roles import builtin_role
+from reconciler.core.tenancy import TENANT_TAG_PREFIX
 from reconciler.core.validation import derive_config_id
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
@@ -91,7 +92,7 @@ def app(
     app_id: str = APP_ID,
     sp: str | None = SP_ID,
     name: str = "sc-payments",
-    tags: frozenset[str] = frozenset(),
+    tags: frozenset[str] = frozenset({f"{TENANT_TAG_PREFIX}contoso/payments"}),  # its owners allow config()'s
 ) -> Application:
     return Application(
         object_id=OBJECT_ID if app_id == APP_ID else f"obj-{app_id}",

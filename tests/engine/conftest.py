@@ -30,8 +30,9 @@ class Tenant:
     sim: RunningSimulator
     cloud: Cloud
 
-    async def app(self, name: str) -> dict[str, Any]:
-        seeded: dict[str, Any] = await self.sim.admin.seed_application(name)
+    async def app(self, name: str, *, tenant: str = "contoso/payments") -> dict[str, Any]:
+        """An app a person made and handed over: the reconciler owns it, its tag names `tenant`."""
+        seeded: dict[str, Any] = await self.sim.admin.seed_application(name, tenant=tenant)
         return seeded
 
     def config(self, name: str, app_id: str | None, **changes: Any) -> FederationConfig:

@@ -31,7 +31,8 @@ def connections_named(tenant: Tenant, name: str) -> int:
 
 async def test_a_failing_connection_listing_fails_only_its_projects_configs(tenant: Tenant) -> None:
     payments = tenant.config("kv-payments", (await tenant.app("sc-payments"))["appId"])
-    identity = tenant.config("kv-identity", (await tenant.app("sc-identity"))["appId"], project="identity")
+    identity_app = await tenant.app("sc-identity", tenant="contoso/identity")
+    identity = tenant.config("kv-identity", identity_app["appId"], project="identity")
     broken = Faults(
         error_rate=1.0,
         error_statuses=[429, 503],

@@ -21,6 +21,7 @@ from cloudsim.state import Application, FederatedCredential, ProjectReference, S
 from cloudsim.testing import SAMPLE_SUBSCRIPTION, RunningSimulator, cloud_env, cloud_simulator
 from reconciler.app import context as app_context
 from reconciler.app.service import ReconcilerService
+from reconciler.core.tenancy import TENANT_TAG_PREFIX
 from servicebus_peer import ServiceBusPeer
 from servicebus_peer.testing import servicebus_peer
 from tests.azurite import azurite_tables, table_settings
@@ -108,6 +109,13 @@ class Tenant:
         assert app is not None
         return app
 
+    def hand_over(self, app_id: str, project: str) -> None:
+        """The app's owners tag it for `contoso/<project>` (replacing any tenant tag), as they would
+        with `az rest --method PATCH` (docs/deploy.md)."""
+        app = self.app(app_id)
+        app.tags = [t for t in app.tags if not t.startswith(TENANT_TAG_PREFIX)]
+        app.tags.append(f"{TENANT_TAG_PREFIX}contoso/{project}")
+
     def app_named(self, display_name: str) -> Application:
         (app,) = [a for a in self.sim.world.applications if a.display_name == display_name]
         return app
@@ -164,7 +172,11 @@ async def tenant(
     monkeypatch.setenv("DRIFT_SCHEDULE", "0 */30 * * * *")
     await app_context.reset()
     world = Tenant(cloud_env, servicebus_peer, policy)
-    world.victim_app = await cloud_env.admin.seed_application("sc-payments-deployer")
-    world.other_app = await cloud_env.admin.seed_application("sc-identity-deployer")
+    world.victim_app = await cloud_env.admin.seed_application(
+        "sc-payments-deployer", tenant="contoso/payments"
+    )
+    world.other_app = await cloud_env.admin.seed_application(
+        "sc-identity-deployer", tenant="contoso/identity"
+    )
     yield world
     await app_context.reset()

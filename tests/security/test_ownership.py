@@ -74,6 +74,7 @@ async def test_a_connection_the_reconciler_created_is_deleted_with_its_config(te
 
 async def test_a_config_moved_to_another_application_leaves_no_trust_on_the_old_one(tenant: Tenant) -> None:
     old, new = tenant.victim_app, tenant.other_app
+    tenant.hand_over(new["appId"], "payments")
     await tenant.send(tenant.ticket("CHG-1"))
     await tenant.deliver_reconciles()
     (connection,) = tenant.connections("payments")
@@ -97,6 +98,7 @@ async def test_a_config_moved_to_another_application_leaves_no_trust_on_the_old_
 
 async def test_a_move_keeps_what_the_old_applications_other_configs_still_want(tenant: Tenant) -> None:
     old, new = tenant.victim_app, tenant.other_app
+    tenant.hand_over(new["appId"], "payments")
     await tenant.send(tenant.ticket("CHG-1"))
     await tenant.send(tenant.ticket("CHG-2", name="kv-reader-staging"))  # same app, same role grant
     await tenant.deliver_reconciles()
@@ -110,6 +112,7 @@ async def test_a_move_keeps_what_the_old_applications_other_configs_still_want(t
 
 
 async def test_two_tickets_cannot_manage_one_connection_under_different_ids(tenant: Tenant) -> None:
+    tenant.hand_over(tenant.other_app["appId"], "payments")
     first = tenant.ticket("CHG-A", config_id="payments/reader")
     # Another id, and the connection's name in other letter case: ADO compares names case-insensitively.
     second = tenant.ticket("CHG-B", name="KV-Reader", config_id="payments/hijack",

@@ -1,5 +1,6 @@
-"""Application tenancy (issue 10, item 2): an application belongs to the ADO project of the first
-config that claimed it; another project cannot add a credential to it unless the policy shares it.
+"""Application tenancy (issue 10, item 2): an application the reconciler created belongs to the ADO
+project of the first config that claimed it, an adopted one to the project its owners named in its
+tenant tag; another project cannot add a credential to it unless the policy shares it.
 
 Through the real ticket handler, Azurite, the Service Bus peer and the simulator; the end state is
 read from the simulator.
@@ -42,19 +43,55 @@ async def victim_converged(tenant: Tenant, application: dict[str, object] | None
     assert (await tenant.outcome("CHG-VICTIM"))[0] == "applied"
 
 
-async def test_another_project_cannot_add_a_credential_to_a_claimed_application(tenant: Tenant) -> None:
+async def test_another_project_cannot_add_a_credential_to_an_adopted_application(tenant: Tenant) -> None:
+    """The victim's app is tagged for contoso/payments: the claim row of the first ask does not
+    decide at upsert (only the engine reads the tag), the engine refuses the other project."""
     await victim_converged(tenant)
     victim = tenant.victim_app["appId"]
     before = tenant.credentials(victim)
     await tenant.send(tenant.ticket("CHG-ATTACK", project="identity", name="steal"))
+    assert await tenant.deliver_reconciles() == 1
     outcome, reason = await tenant.outcome("CHG-ATTACK")
-    assert outcome == "rejected"
+    assert outcome == "failed"
     assert "belongs to ADO project contoso/payments" in reason and "contoso/identity" in reason
-    assert await tenant.deliver_reconciles() == 0  # nothing queued
     assert tenant.credentials(victim) == before and len(before) == 1
     assert tenant.connections("identity") == []
+
+
+async def test_a_squatter_that_asks_first_never_gets_the_application_its_owners_tag_for_their_team(
+    tenant: Tenant,
+) -> None:
+    """Claim squatting: contoso/identity names an existing app nobody handed over (not owned, not
+    tagged) before its real team, contoso/payments, does; then the owners hand it to payments."""
+    seeded = await tenant.sim.admin.seed_application("sc-payments-api", owned=False, tenant=None)
+    app_id = seeded["appId"]
+    squat = tenant.ticket("CHG-SQUAT", project="identity", name="squat", application={"appId": app_id})
+    await tenant.send(squat)
+    assert (await tenant.outcome("CHG-SQUAT"))[0] == "accepted"
+    assert await tenant.deliver_reconciles() == 1
+    outcome, reason = await tenant.outcome("CHG-SQUAT")
+    assert outcome == "failed" and "names no single ADO project in a wif-reconciler:tenant=" in reason, reason
+    assert "wif-reconciler:tenant=contoso/identity" in reason  # the command an owner would run
     service = await tenant.service()
-    assert await service._stores.configs.get("contoso/identity/steal") is None
+    squatted = await service._stores.claims.owner(f"app:{app_id}")
+    assert squatted is not None and squatted.project == "identity"  # it asked first
+
+    # The app's owners add the reconciler as owner and tag the app for their own project.
+    await tenant.sim.admin.add_owner(app_id)
+    tenant.hand_over(app_id, "payments")
+    real = tenant.ticket("CHG-REAL", project="payments", name="api", application={"appId": app_id})
+    await tenant.send(real)
+    assert (await tenant.outcome("CHG-REAL"))[0] == "accepted"  # the squatter's row does not bind
+    assert await tenant.deliver_reconciles() == 1  # one pass plans both configs of the app
+    report = await service.reconcile_now(["contoso/identity/squat", "contoso/payments/api"], dry_run=False)
+    outcomes = {o.config_id: o for o in report.outcomes}
+    assert outcomes["contoso/payments/api"].status == "converged"
+    assert outcomes["contoso/identity/squat"].status == "failed-permanent"
+    assert "belongs to ADO project contoso/payments" in outcomes["contoso/identity/squat"].reason
+    (credential,) = tenant.credentials(app_id)  # the real team's, and only theirs
+    (real_connection,) = tenant.connections("payments")[-1:]
+    assert real_connection.name == "api" and real_connection.id in credential.subject
+    assert tenant.connections("identity") == []
 
 
 async def test_an_application_the_reconciler_created_cannot_be_named_by_another_project(
@@ -147,19 +184,22 @@ async def test_a_created_application_renamed_since_is_not_taken_over_by_its_old_
     assert tenant.connections("identity") == []
 
 
-async def test_two_projects_claiming_one_application_at_once_leave_one_owner(tenant: Tenant) -> None:
+async def test_two_projects_claiming_one_application_at_once_leave_one_row_and_the_tag_decides(
+    tenant: Tenant,
+) -> None:
     bodies = [
         tenant.ticket("CHG-P", project="payments", name="first"),
         tenant.ticket("CHG-I", project="identity", name="second"),
     ]
     await tenant.service()  # built before the race: context.py's lock is bound to the first loop that waits
     await asyncio.gather(*(tenant.send(body) for body in bodies))
-    outcomes = {project: (await tenant.outcome(request_id))[0] for project, request_id in
-                (("payments", "CHG-P"), ("identity", "CHG-I"))}  # fmt: skip
-    assert sorted(outcomes.values()) == ["accepted", "rejected"]
-    (winner,) = [project for project, outcome in outcomes.items() if outcome == "accepted"]
+    for request_id in ("CHG-P", "CHG-I"):
+        assert (await tenant.outcome(request_id))[0] == "accepted"  # an adopted app: the engine decides
     service = await tenant.service()
     owner = await service._stores.claims.owner(f"app:{tenant.victim_app['appId']}")
-    assert owner is not None and owner.project == winner
-    assert await tenant.deliver_reconciles() == 1
+    assert owner is not None and owner.project in {"payments", "identity"}  # one row: who asked first
+    assert await tenant.deliver_reconciles() == 2
+    report = await service.reconcile_now(["contoso/payments/first", "contoso/identity/second"], dry_run=False)
+    outcomes = {o.config_id: o.status for o in report.outcomes}
+    assert outcomes == {"contoso/payments/first": "converged", "contoso/identity/second": "failed-permanent"}
     assert len(tenant.credentials(tenant.victim_app["appId"])) == 1
