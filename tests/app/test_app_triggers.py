@@ -21,6 +21,7 @@ from cloudsim.testing import SAMPLE_SUBSCRIPTION, RunningSimulator
 from reconciler.app import context as app_context
 from reconciler.app.service import ReconcilerService
 from servicebus_peer import PeerMessage, ServiceBusPeer
+from tests.app_settings import settle_app_settings
 
 VAULT = (
     f"/subscriptions/{SAMPLE_SUBSCRIPTION}/resourceGroups/rg-pay/providers/Microsoft.KeyVault/vaults/kv-pay"
@@ -41,14 +42,9 @@ async def app(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> AsyncIterator[App]:
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(POLICY)
-    monkeypatch.setenv("WIF_POLICY_FILE", str(policy))
-    for name, value in table_settings.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("ServiceBusConnection", servicebus_peer.connection_string)
-    monkeypatch.setenv("DRIFT_SCHEDULE", "0 */30 * * * *")
-    await app_context.reset()
+    await settle_app_settings(
+        monkeypatch, tmp_path, policy=POLICY, table_settings=table_settings, peer=servicebus_peer
+    )
     seeded = await cloud_env.admin.seed_application("sc-payments-kv-reader")
     yield App(cloud_env, servicebus_peer, seeded)
     await app_context.reset()

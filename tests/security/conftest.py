@@ -22,6 +22,7 @@ from reconciler.app import context as app_context
 from reconciler.app.service import ReconcilerService
 from servicebus_peer import ServiceBusPeer
 from servicebus_peer.testing import servicebus_peer
+from tests.app_settings import settle_app_settings
 from tests.azurite import azurite_tables, table_settings
 
 __all__ = ["azurite_tables", "cloud_env", "cloud_simulator", "servicebus_peer", "table_settings"]
@@ -94,14 +95,9 @@ async def host(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> AsyncIterator[Host]:
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(POLICY)
-    monkeypatch.setenv("WIF_POLICY_FILE", str(policy))
-    for name, value in table_settings.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("ServiceBusConnection", servicebus_peer.connection_string)
-    monkeypatch.setenv("DRIFT_SCHEDULE", "0 */30 * * * *")
-    await app_context.reset()
+    await settle_app_settings(
+        monkeypatch, tmp_path, policy=POLICY, table_settings=table_settings, peer=servicebus_peer
+    )
     async with (
         ServiceBusClient.from_connection_string(servicebus_peer.connection_string, retry_total=0) as client,
         client.get_queue_receiver("requests") as receiver,

@@ -24,6 +24,7 @@ from reconciler.app.service import ReconcilerService
 from reconciler.core.tenancy import TENANT_TAG_PREFIX
 from servicebus_peer import ServiceBusPeer
 from servicebus_peer.testing import servicebus_peer
+from tests.app_settings import settle_app_settings
 from tests.azurite import azurite_tables, table_settings
 
 __all__ = ["azurite_tables", "cloud_env", "cloud_simulator", "servicebus_peer", "table_settings"]
@@ -163,14 +164,9 @@ async def tenant(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> AsyncIterator[Tenant]:
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(POLICY)
-    monkeypatch.setenv("WIF_POLICY_FILE", str(policy))
-    for name, value in table_settings.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("ServiceBusConnection", servicebus_peer.connection_string)
-    monkeypatch.setenv("DRIFT_SCHEDULE", "0 */30 * * * *")
-    await app_context.reset()
+    policy = await settle_app_settings(
+        monkeypatch, tmp_path, policy=POLICY, table_settings=table_settings, peer=servicebus_peer
+    )
     world = Tenant(cloud_env, servicebus_peer, policy)
     world.victim_app = await cloud_env.admin.seed_application(
         "sc-payments-deployer", tenant="contoso/payments"
