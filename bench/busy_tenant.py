@@ -26,11 +26,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
 import signal
 import sys
-import tempfile
 import time
 import traceback
 from collections import Counter
@@ -40,16 +37,14 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from reconcile import bench_policy, inject_drift, measure, peak_rss_mb  # noqa: E402 - bench/ is on the path
+from reconcile import bench_policy, inject_drift, measure, peak_rss_mb, start_bench_tenant  # noqa: E402 - bench/ is on the path
 
 from cloudsim.faults import Faults  # noqa: E402 - after making the repo importable
-from cloudsim.generate import generate_tenant  # noqa: E402
 from cloudsim.limits import Limits  # noqa: E402
 from cloudsim.state import World  # noqa: E402
-from cloudsim.testing import AdminClient, duplicates, start_simulator_process  # noqa: E402
+from cloudsim.testing import AdminClient, duplicates  # noqa: E402
 from reconciler.cloud import cloud_from_settings  # noqa: E402
 from reconciler.core.model import FederationConfig  # noqa: E402
-from reconciler.documents import load_configs  # noqa: E402
 from reconciler.engine.run import EngineOptions, Reconciler, RunReport, Status, connect  # noqa: E402
 
 REPAIR_PASSES = 3
@@ -152,29 +147,9 @@ async def repair_under_faults(
 
 
 async def run(args: argparse.Namespace) -> int:
-    workdir = Path(tempfile.mkdtemp(prefix="bench-busy-"))
-    tenant = generate_tenant(configs=args.configs, unmanaged_apps=args.unmanaged, seed=args.seed)
-    state_path, configs_path, faults_path = (
-        workdir / "state.json",
-        workdir / "configs.yaml",
-        workdir / "faults.json",
-    )
-    state = tenant.world.to_json()
-    state_path.write_text(json.dumps(state))
-    configs_path.write_text(tenant.configs_yaml())
-    latency = {"latency_ms": args.latency_ms}
-    faults_path.write_text(json.dumps({"graph": latency, "arm": latency, "ado": latency}))
-    process, env = await start_simulator_process(state_path, None, "--faults", str(faults_path), "--lenient")
-    os.environ.update(env)
+    bench = await start_bench_tenant(args, "bench-busy-")
+    process, env, state, configs, admin = bench.process, bench.env, bench.state, bench.configs, bench.admin
     try:
-        configs = load_configs([configs_path])
-        admin = AdminClient(env["WIF_SIMULATOR_ADMIN_URL"], Path(env["REQUESTS_CA_BUNDLE"]))
-        print(
-            f"tenant: {len(configs)} configs, {len({c.application.app_id for c in configs})} apps, "
-            f"{args.unmanaged} unmanaged apps; {args.latency_ms:.0f} ms added latency per request; "
-            f"machine: {os.cpu_count()} cores",
-            flush=True,
-        )
         options = EngineOptions(concurrency=args.concurrency)
         async with connect(cloud_from_settings(env), bench_policy(configs), options=options) as reconciler:
             print(

@@ -126,8 +126,22 @@ async def inject_drift(admin: AdminClient, state: dict[str, object], share: floa
     return len(chosen) + len(removed)
 
 
-async def run(args: argparse.Namespace) -> int:
-    workdir = Path(tempfile.mkdtemp(prefix="bench-reconcile-"))
+@dataclass
+class BenchTenant:
+    """A generated tenant served by the simulator in its own process, and the configs for it."""
+
+    process: asyncio.subprocess.Process
+    env: dict[str, str]
+    state: dict[str, object]
+    configs: list[FederationConfig]
+    admin: AdminClient
+    arm_page_size: int
+
+
+async def start_bench_tenant(args: argparse.Namespace, prefix: str) -> BenchTenant:
+    """Generates the tenant, starts the simulator on it (lenient: creating 5,000 configs at once is
+    past ARM's write buckets) with the added latency, and prints what it is."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
     tenant = generate_tenant(configs=args.configs, unmanaged_apps=args.unmanaged, seed=args.seed)
     state_path, configs_path, faults_path = (
         workdir / "state.json",
@@ -139,18 +153,24 @@ async def run(args: argparse.Namespace) -> int:
     configs_path.write_text(tenant.configs_yaml())
     latency = {"latency_ms": args.latency_ms}
     faults_path.write_text(json.dumps({"graph": latency, "arm": latency, "ado": latency}))
-    # --lenient: creating 5,000 configs at once is past ARM's write buckets.
     process, env = await start_simulator_process(state_path, None, "--faults", str(faults_path), "--lenient")
     os.environ.update(env)
+    configs = load_configs([configs_path])
+    admin = AdminClient(env["WIF_SIMULATOR_ADMIN_URL"], Path(env["REQUESTS_CA_BUNDLE"]))
+    print(
+        f"tenant: {len(configs)} configs, {len({c.application.app_id for c in configs})} apps, "
+        f"{args.unmanaged} unmanaged apps; {args.latency_ms:.0f} ms added latency per request; "
+        f"machine: {os.cpu_count()} cores",
+        flush=True,
+    )
+    return BenchTenant(process, env, state, configs, admin, tenant.world.settings.arm_page_size)
+
+
+async def run(args: argparse.Namespace) -> int:
+    bench = await start_bench_tenant(args, "bench-reconcile-")
+    process, env, state, configs, admin = bench.process, bench.env, bench.state, bench.configs, bench.admin
     try:
-        configs = load_configs([configs_path])
-        lower_bound = read_lower_bound(state, configs, tenant.world.settings.arm_page_size)
-        admin = AdminClient(env["WIF_SIMULATOR_ADMIN_URL"], Path(env["REQUESTS_CA_BUNDLE"]))
-        print(
-            f"tenant: {len(configs)} configs, {len({c.application.app_id for c in configs})} apps, "
-            f"{args.unmanaged} unmanaged apps; {args.latency_ms:.0f} ms added latency per request; "
-            f"machine: {os.cpu_count()} cores"
-        )
+        lower_bound = read_lower_bound(state, configs, bench.arm_page_size)
         options = EngineOptions(concurrency=args.concurrency)
         async with connect(cloud_from_settings(env), bench_policy(configs), options=options) as reconciler:
             await print_pass("initial (creates)", reconciler, configs, len(configs), lower_bound)

@@ -652,21 +652,7 @@ class _PlanBuilder:
             )
             return
         drift = Drift(DriftKind.NOT_WANTED, f"trusts {cred.issuer}, which the connection moves off")
-        self.actions.append(
-            CredentialAction(
-                ActionKind.DELETE_CREDENTIAL,
-                (config.id,),
-                drift,
-                target,
-                cred.name,
-                cred.id,
-                None,
-                None,
-                None,
-                "",
-                superseded=True,
-            )
-        )
+        self.actions.append(_delete_credential(config.id, drift, target, cred, superseded=True))
 
     def _credential_write(
         self, want: _CredentialWant, current: list[FederatedCredential], target: AppTarget, kept: set[str]
@@ -751,21 +737,7 @@ class _PlanBuilder:
         drift = owners.prune_drift(cred.description, where, self)
         if drift is None:
             return []
-        owner = str(owner_of(cred.description))
-        return [
-            CredentialAction(
-                ActionKind.DELETE_CREDENTIAL,
-                (owner,),
-                drift,
-                target,
-                cred.name,
-                cred.id,
-                None,
-                None,
-                None,
-                "",
-            )
-        ]
+        return [_delete_credential(str(owner_of(cred.description)), drift, target, cred)]
 
     def _within_capacity(self, writes: list[CredentialAction], remaining: int) -> list[CredentialAction]:
         """Drop the creates that would exceed Entra's limit, as planning errors rather than failed writes."""
@@ -934,3 +906,21 @@ def _missing_pipelines(wanted: PipelineAccess, current: PipelineAccess) -> Pipel
     if wanted.all_pipelines:
         return PipelineAccess(all_pipelines=True)
     return PipelineAccess(pipeline_ids=wanted.pipeline_ids - current.pipeline_ids)
+
+
+def _delete_credential(
+    config_id: str, drift: Drift, target: AppTarget, cred: FederatedCredential, *, superseded: bool = False
+) -> CredentialAction:
+    return CredentialAction(
+        ActionKind.DELETE_CREDENTIAL,
+        (config_id,),
+        drift,
+        target,
+        cred.name,
+        cred.id,
+        None,
+        None,
+        None,
+        "",
+        superseded=superseded,
+    )
