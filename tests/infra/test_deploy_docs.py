@@ -59,3 +59,17 @@ def test_the_first_deployment_checklist_names_every_right_the_deployer_needs() -
         "v0.36.1",
     ):
         assert right in checklist, right
+
+
+# The Bicep CLI each Microsoft Graph Bicep types release needs: v1.0:1.0.0 (GA, July 2025) needs
+# Bicep v0.36.1 ("Microsoft Graph Bicep templates: what's new",
+# https://learn.microsoft.com/graph/templates/bicep/whats-new).
+MINIMUM_BICEP_FOR_GRAPH_TYPES = {"1.0.0": "v0.36.1"}
+
+
+def test_the_docs_state_the_bicep_version_the_pinned_graph_extension_needs() -> None:
+    reference = load_json(INFRA / "bicepconfig.json")["extensions"]["microsoftGraphV1"]
+    version = reference.rsplit(":", 1)[1]
+    assert version in MINIMUM_BICEP_FOR_GRAPH_TYPES, f"look up the Bicep version Graph types {version} need"
+    text = " ".join(DOC.read_text(encoding="utf-8").split())
+    assert f"must be **{MINIMUM_BICEP_FOR_GRAPH_TYPES[version]} or later**" in text
