@@ -21,15 +21,8 @@ param location string
 @description('Name of the resource group; default rg-{environmentName}.')
 param resourceGroupName string = ''
 
-@description('Object id of the operator running azd (AZURE_PRINCIPAL_ID); may send tickets to the requests queue. Empty: none.')
+@description('Object id of the operator running azd (AZURE_PRINCIPAL_ID, a user or a CI service principal); may send tickets to the requests queue. Empty: none.')
 param principalId string = ''
-
-@allowed([
-  'User'
-  'ServicePrincipal'
-  'Group'
-])
-param principalType string = 'User'
 
 @description('Comma-separated object ids of ticketing-system service principals that may send to the requests queue.')
 param ticketSenderPrincipalIds string = ''
@@ -64,15 +57,20 @@ var tableNames = [
   'federationclaims'
 ]
 
-// The ABAC condition on the reconciler's Role Based Access Control Administrator assignments:
-// it may create or delete a role assignment only when the role is one that policy.yaml
-// `roles:` allows, so even a compromised reconciler cannot grant Owner, User Access
-// Administrator or itself more rights. Format: "Constrain roles" from the Azure RBAC docs
-// ("Delegate Azure role assignment management to others with conditions").
+// The ABAC condition on the reconciler's role-assignment rights on each target scope: it may
+// create or delete a role assignment only when (1) the role is one policy.yaml `roles:` allows,
+// (2) the assignee is a service principal, and (3) the assignee is not the reconciler itself.
+// So even a compromised reconciler cannot grant Owner, User Access Administrator or any role to a
+// user or group, nor give itself (say) Key Vault Secrets User on a whole subscription, nor remove
+// other people's assignments of other roles. docs/deploy.md says what it does not prevent.
+// Format: Microsoft's "Constrain roles and principal types" and "Constrain roles and specific
+// groups" examples (delegate-role-assignments-examples), with the documented PrincipalId operator
+// ForAnyOfAllValues:GuidNotEquals; tests/infra/test_rbac_condition.py checks it with those sources.
 // The GUIDs, in the order of policy.yaml: Key Vault Reader, Key Vault Secrets User, Reader,
 // Storage Blob Data Reader, AcrPull. tests/infra/test_rbac_condition.py checks that both lists
-// equal the policy's roles; change the two together.
-var rbacAdminCondition = '''
+// equal the policy's roles; change the two together. RECONCILER_PRINCIPAL_ID is replaced by the
+// identity's object id below (a multi-line string cannot interpolate).
+var rbacAdminConditionTemplate = '''
 (
  (
   !(ActionMatches{'Microsoft.Authorization/roleAssignments/write'})
@@ -80,6 +78,10 @@ var rbacAdminCondition = '''
  OR
  (
   @Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {21090545-7ca7-4776-b22c-e363652d74d2, 4633458b-17de-408a-b874-0445c86b69e6, acdd72a7-3385-48ef-bd42-f606fba81ae7, 2a2b9908-6ea1-4ae2-8e65-a410df84e7d1, 7f951dda-4ed3-4680-a7ca-43fe172d538d}
+  AND
+  @Request[Microsoft.Authorization/roleAssignments:PrincipalType] ForAnyOfAnyValues:StringEqualsIgnoreCase {'ServicePrincipal'}
+  AND
+  @Request[Microsoft.Authorization/roleAssignments:PrincipalId] ForAnyOfAllValues:GuidNotEquals {RECONCILER_PRINCIPAL_ID}
  )
 )
 AND
@@ -90,22 +92,18 @@ AND
  OR
  (
   @Resource[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {21090545-7ca7-4776-b22c-e363652d74d2, 4633458b-17de-408a-b874-0445c86b69e6, acdd72a7-3385-48ef-bd42-f606fba81ae7, 2a2b9908-6ea1-4ae2-8e65-a410df84e7d1, 7f951dda-4ed3-4680-a7ca-43fe172d538d}
+  AND
+  @Resource[Microsoft.Authorization/roleAssignments:PrincipalType] ForAnyOfAnyValues:StringEqualsIgnoreCase {'ServicePrincipal'}
+  AND
+  @Resource[Microsoft.Authorization/roleAssignments:PrincipalId] ForAnyOfAllValues:GuidNotEquals {RECONCILER_PRINCIPAL_ID}
  )
 )
 '''
+var rbacAdminCondition = replace(rbacAdminConditionTemplate, 'RECONCILER_PRINCIPAL_ID', identity.outputs.principalId)
 
 var targetSubscriptionIds = empty(rbacTargetSubscriptionIds) ? [] : split(rbacTargetSubscriptionIds, ',')
 var targetResourceGroups = empty(rbacTargetResourceGroups) ? [] : split(rbacTargetResourceGroups, ',')
-var ticketSenderServicePrincipals = [for senderId in (empty(ticketSenderPrincipalIds) ? [] : split(ticketSenderPrincipalIds, ',')): {
-  principalId: trim(senderId)
-  principalType: 'ServicePrincipal'
-}]
-var operatorSender = empty(principalId) ? [] : [
-  {
-    principalId: principalId
-    principalType: principalType
-  }
-]
+var ticketSenderIds = [for senderId in (empty(ticketSenderPrincipalIds) ? [] : split(ticketSenderPrincipalIds, ',')): trim(senderId)]
 
 resource rg 'Microsoft.Resources/resourceGroups@2021-04-01' = {
   name: !empty(resourceGroupName) ? resourceGroupName : 'rg-${environmentName}'
@@ -144,7 +142,8 @@ module serviceBus 'app/servicebus.bicep' = {
     location: location
     tags: tags
     reconcilerPrincipalId: identity.outputs.principalId
-    ticketSenders: concat(operatorSender, ticketSenderServicePrincipals)
+    operatorPrincipalId: principalId
+    ticketSenderPrincipalIds: ticketSenderIds
   }
 }
 
@@ -182,9 +181,13 @@ module functionApp 'app/function-app.bicep' = {
   }
 }
 
-// The reconciler's right to manage role assignments, on each target scope, limited by the
-// ABAC condition above. The deployer needs Owner, User Access Administrator or Role Based
-// Access Control Administrator (unconstrained) on each of these scopes.
+// The reconciler's right to manage role assignments, on each target scope: a custom role (role
+// assignments read/write/delete, role definitions read) created there and assigned with the ABAC
+// condition above. Each module is a nested deployment in that subscription or resource group, so
+// the deployer needs there: Microsoft.Resources/deployments/* (to run it), and
+// Microsoft.Authorization/roleDefinitions/write and roleAssignments/write (what it creates), that
+// is Owner, or User Access Administrator plus a role with Microsoft.Resources/deployments/*.
+// Role Based Access Control Administrator is not enough. docs/deploy.md, "First deployment".
 module rbacAdminOnSubscriptions 'app/rbac-admin-subscription.bicep' = [for subscriptionId in targetSubscriptionIds: {
   name: 'rbac-admin-${uniqueString(trim(subscriptionId))}'
   scope: subscription(trim(subscriptionId))

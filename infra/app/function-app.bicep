@@ -18,8 +18,8 @@ param serviceBusFullyQualifiedNamespace string
 param applicationInsightsConnectionString string
 @description('NCRONTAB schedule of the drift sweep.')
 param driftSchedule string
-@description('Azure cloud the reconciler talks to (Graph and ARM endpoints).')
-param cloud string = 'AzureCloud'
+@description('Azure cloud the reconciler talks to (Graph and ARM endpoints): by default the one deployed to.')
+param cloud string = environment().name
 @description('Flex allows 40 to 1000; the lowest keeps parallel Graph, ARM and Azure DevOps calls under their throttling limits.')
 param maximumInstanceCount int = 40
 param instanceMemoryMB int = 2048
@@ -45,6 +45,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   //checkov:skip=CKV_AZURE_212: Flex Consumption scales from zero per trigger; there is no instance count to pin (always-ready instances are an optional cost decision).
   //checkov:skip=CKV_AZURE_213: Flex Consumption scales to zero, so platform health-check probes do not apply; the app serves GET /api/health for operators and uptime tests.
   //checkov:skip=CKV_AZURE_153: Rule for deployment slots; Flex Consumption has no slots.
+  //checkov:skip=CKV_AZURE_78: Flex Consumption has no FTP(S) deployment endpoint and ARM rejects siteConfig.ftpsState on it ("Flex Consumption plan deprecations"), so there is nothing to disable.
   name: name
   location: location
   tags: union(tags, { 'azd-service-name': 'reconciler' })
@@ -82,9 +83,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       }
     }
     siteConfig: {
+      // No ftpsState: Flex Consumption has no FTP(S) endpoint and ARM rejects the property there
+      // (Functions app settings reference, "Flex Consumption plan deprecations").
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
-      ftpsState: 'Disabled'
       http20Enabled: true
       appSettings: [
         // Host storage (timer locks, host state) through the identity.

@@ -7,12 +7,15 @@ param location string
 param tags object
 @description('Principal id of the reconciler\'s managed identity.')
 param reconcilerPrincipalId string
-@description('Principals (ticketing systems, operators) allowed to send to the requests queue only.')
-param ticketSenders array = []
+@description('Object id of the operator running azd, allowed to send to the requests queue only; empty: none.')
+param operatorPrincipalId string = ''
+@description('Object ids of ticketing-system service principals allowed to send to the requests queue only.')
+param ticketSenderPrincipalIds array = []
 
 // Built-in role definition GUIDs.
 var serviceBusDataSender = '69a216fc-b8fb-44d8-bc22-1f3c2cd27a39'
 var serviceBusDataReceiver = '4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0'
+var serviceBusDataOwner = '090c5cfd-751d-490a-894a-3ce6f1109419'
 
 resource namespace 'Microsoft.ServiceBus/namespaces@2024-01-01' = {
   name: name
@@ -59,20 +62,28 @@ resource reconcileQueue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' = {
   }
 }
 
-// The reconciler receives from both queues and sends to `reconcile` only (ticket hand-off, sweep
-// shards, scheduled follow-ups): it never needs to send a ticket, so the only principals that can
-// put a message on `requests` are the ticketSenders below. Not Data Owner: it manages no
-// entities. (Without the Manage claim the scale controller estimates queue length by peeking.)
-resource reconcilerSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(reconcileQueue.id, reconcilerPrincipalId, serviceBusDataSender)
+// The reconciler's rights on `reconcile`: it sends there (ticket hand-offs, sweep shards, scheduled
+// follow-ups), receives, and reads the queue's runtime properties. That last right is Manage, which
+// only Data Owner grants: without it the Service Bus extension's target scaler cannot read the queue
+// length and the platform falls back to incremental scaling, adding one instance at a time
+// (azure-sdk-for-net ServiceBusMetricsProvider rethrows UnauthorizedAccessException "to fallback to
+// incremental scale"; the official Flex Service Bus sample grants Data Owner for the same reason).
+// Scoped to this queue only: Manage on `reconcile` cannot reach `requests` (auto-forwarding needs
+// Manage on the destination too). docs/deploy.md, "Scaling", has the decision.
+resource reconcilerQueueOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(reconcileQueue.id, reconcilerPrincipalId, serviceBusDataOwner)
   scope: reconcileQueue
   properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', serviceBusDataSender)
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', serviceBusDataOwner)
     principalId: reconcilerPrincipalId
     principalType: 'ServicePrincipal'
   }
 }
+// Other queues the reconciler sends to get their own assignment here, scoped to that queue and
+// never to the namespace (the `events` queue of issue 13 needs Azure Service Bus Data Sender on it).
 
+// Receiving from `requests` (and every queue the app triggers on). Receiving cannot forge a ticket;
+// sending can, so no sending right is granted on the namespace.
 resource reconcilerReceiver 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(namespace.id, reconcilerPrincipalId, serviceBusDataReceiver)
   scope: namespace
@@ -83,18 +94,32 @@ resource reconcilerReceiver 'Microsoft.Authorization/roleAssignments@2022-04-01'
   }
 }
 
-// Ticketing systems and operators may send tickets, to the `requests` queue only: the only
-// Data Sender on that queue (main.bicep's principalId and ticketSenderPrincipalIds).
-resource ticketSenderRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for sender in ticketSenders: {
-  name: guid(requestsQueue.id, sender.principalId, serviceBusDataSender)
+// Ticketing systems and the operator may send tickets, to the `requests` queue only: they are the
+// only principals with a sending right there. Its trigger scales incrementally (the reconciler has
+// no Manage right on `requests`, which would come with sending): tickets arrive at human pace.
+resource ticketSenderRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for senderId in ticketSenderPrincipalIds: {
+  name: guid(requestsQueue.id, senderId, serviceBusDataSender)
   scope: requestsQueue
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', serviceBusDataSender)
-    principalId: sender.principalId
-    principalType: sender.principalType
+    principalId: senderId
+    principalType: 'ServicePrincipal'
   }
 }]
 
+// The operator's type (user, or a service principal when azd runs in CI) is left for ARM to look
+// up: principalType is only needed for a principal created moments before (replication delay).
+resource operatorSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(operatorPrincipalId)) {
+  name: guid(requestsQueue.id, operatorPrincipalId, serviceBusDataSender)
+  scope: requestsQueue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', serviceBusDataSender)
+    principalId: operatorPrincipalId
+  }
+}
+
 output name string = namespace.name
 output id string = namespace.id
-output fullyQualifiedNamespace string = '${namespace.name}.servicebus.windows.net'
+// The host name from the namespace's own endpoint ("https://{name}.servicebus.windows.net:443/" in
+// the public cloud), so sovereign clouds get their own suffix.
+output fullyQualifiedNamespace string = split(split(namespace.properties.serviceBusEndpoint, '/')[2], ':')[0]

@@ -13,6 +13,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 
+# Levels by Python logger. The Functions host files every line of the Python worker under one
+# category, Function.<function name>.User, whatever logger wrote it, so host.json cannot tell the
+# reconciler from the Azure SDKs (whose INFO lines log every HTTP request and token): the levels are
+# set here, and host.json passes the Function category at Information (docs/deploy.md, "Logs").
+LOGGER_LEVELS = {"reconciler": logging.INFO, "azure": logging.WARNING}
+
 _request_id: ContextVar[str] = ContextVar("request_id", default="")
 _config_ids: ContextVar[tuple[str, ...]] = ContextVar("config_ids", default=())
 MAX_IDS_IN_TEXT = 5
@@ -46,11 +52,13 @@ class ContextFilter(logging.Filter):
 
 
 def install() -> None:
-    """Stamp the context on every record of the `reconciler` loggers (idempotent).
+    """Set LOGGER_LEVELS and stamp the context on every record of the `reconciler` loggers (idempotent).
 
     A logger's filters see only records logged on that logger, not its children's, so the
     filter goes on each one that exists (call this after importing the modules that log).
     """
+    for name, level in LOGGER_LEVELS.items():
+        logging.getLogger(name).setLevel(level)
     names = [n for n in logging.Logger.manager.loggerDict if n == "reconciler" or n.startswith("reconciler.")]
     for name in {"reconciler", *names}:
         logger = logging.getLogger(name)

@@ -115,7 +115,7 @@ def render(expression: Any) -> str:
             return f"{operator['type']}({', '.join(render(o) for o in operands.values())})"
         if "function" in expression:
             function = expression["function"]
-            arguments = ", ".join(render(a) for a in function["parameters"].values() if a is not None)
+            arguments = ", ".join(render(a) for a in function.get("parameters", {}).values() if a is not None)
             return f"{function['type']}({arguments})"
     return str(expression)
 

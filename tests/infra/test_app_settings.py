@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from reconciler.cloud import CLOUDS
 from tests.infra.bicep import INFRA, ROOT, app_settings, body, load_json, parse, render, resolve
 
 FUNCTION_APP = "app/function-app.bicep"
@@ -103,7 +104,12 @@ def test_fixed_values_match_the_sample() -> None:
     sample = sample_settings()
     settings = app_settings()
     assert settings["WIF_POLICY_FILE"] == sample["WIF_POLICY_FILE"]
-    assert resolve(FUNCTION_APP, settings["WIF_CLOUD"]) == sample["WIF_CLOUD"]
+    # The cloud deployed to: environment().name is "AzureCloud" in the public cloud ("Bicep
+    # functions - deployment", environment: https://learn.microsoft.com/azure/azure-resource-manager/bicep/bicep-functions-deployment#environment),
+    # the value the sample sets, and the ARM metadata name of each cloud reconciler/cloud.py knows.
+    assert render(resolve(FUNCTION_APP, settings["WIF_CLOUD"])) == "environment().name"
+    assert sample["WIF_CLOUD"] == "AzureCloud"
+    assert {"AzureCloud", "AzureUSGovernment", "AzureChinaCloud"} <= set(CLOUDS)
     assert settings["DRIFT_SCHEDULE"] == "driftSchedule"
     assert render(function_app_param("driftSchedule")) == "driftSchedule"
     assert resolve("main.bicep", "driftSchedule") == sample["DRIFT_SCHEDULE"]

@@ -40,11 +40,16 @@ def role_assignments() -> list[Resource]:
     return [r for r in all_resources() if r.type == "Microsoft.Authorization/roleAssignments"]
 
 
+CUSTOM_ROLE = "custom: roleAssignmentManager"
+
+
 def role_of(assignment: Resource) -> Any:
-    return resolve(
+    """The built-in role GUID an assignment grants, or CUSTOM_ROLE for the reconciler's custom role."""
+    role = resolve(
         assignment.file,
         path(assignment.body, "properties.roleDefinitionId.function.parameters.resource_name_1"),
     )
+    return CUSTOM_ROLE if render(role) == "roleAssignmentManager.name" else role
 
 
 def test_the_reconciler_holds_exactly_the_roles_it_needs() -> None:
@@ -55,12 +60,13 @@ def test_the_reconciler_holds_exactly_the_roles_it_needs() -> None:
     }
     assert held == {
         STORAGE_BLOB_DATA_OWNER,  # host storage and the Flex deployment package
-        STORAGE_TABLE_DATA_CONTRIBUTOR,  # desired state, status, requests
-        SERVICE_BUS_DATA_SENDER,  # hand-offs, sweep shards, follow-ups to `reconcile`
-        SERVICE_BUS_DATA_RECEIVER,  # the two queue triggers
+        STORAGE_TABLE_DATA_CONTRIBUTOR,  # desired state, status, requests, host diagnostics
+        SERVICE_BUS_DATA_OWNER,  # `reconcile` only: send, receive, queue length for scaling
+        SERVICE_BUS_DATA_RECEIVER,  # the `requests` trigger
         MONITORING_METRICS_PUBLISHER,  # Entra-authenticated telemetry
-        RBAC_ADMINISTRATOR,  # on the target scopes, with the ABAC condition
+        CUSTOM_ROLE,  # role assignments on the target scopes, with the ABAC condition
     }
+    assert RBAC_ADMINISTRATOR not in held  # the built-in role also brings */read and Microsoft.Support/*
 
 
 def test_role_assignments_follow_the_sample_conventions() -> None:
@@ -82,32 +88,56 @@ def test_data_roles_are_scoped_to_the_apps_own_resources() -> None:
     scopes = {(a.file, a.symbol): a.body.get("scope") for a in role_assignments()}
     assert scopes[("app/storage.bicep", "blobDataOwner")] == "storage"
     assert scopes[("app/storage.bicep", "tableDataContributor")] == "storage"
-    assert scopes[("app/servicebus.bicep", "reconcilerSender")] == "reconcileQueue"
+    assert scopes[("app/servicebus.bicep", "reconcilerQueueOwner")] == "reconcileQueue"
     assert scopes[("app/servicebus.bicep", "reconcilerReceiver")] == "namespace"
     assert scopes[("app/servicebus.bicep", "ticketSenderRoles")] == "requestsQueue"
+    assert scopes[("app/servicebus.bicep", "operatorSender")] == "requestsQueue"
     assert scopes[("app/monitoring.bicep", "metricsPublisher")] == "applicationInsights"
 
 
-def test_only_the_listed_ticket_senders_may_send_to_the_requests_queue() -> None:
-    """Sending rights on the namespace would include `requests`: nobody holds them there, the reconciler
-    sends to `reconcile` only, and `requests` has one Data Sender assignment per listed principal."""
+def test_the_reconciler_cannot_send_to_the_requests_queue() -> None:
+    """A ticket on `requests` is an order to grant access: only the listed ticketing systems and the
+    operator may put one there. Sending is granted by Data Sender and Data Owner (whose Manage also
+    covers the queue's runtime properties); the reconciler holds one of them on `reconcile` only, and
+    nobody holds one on the namespace, which would include `requests`."""
     senders = {
         a.symbol: (a.body.get("scope"), a.body["properties"]["principalId"])
         for a in role_assignments()
         if role_of(a) in {SERVICE_BUS_DATA_SENDER, SERVICE_BUS_DATA_OWNER}
     }
-    assert set(senders) == {"reconcilerSender", "ticketSenderRoles"}
-    assert senders["reconcilerSender"] == ("reconcileQueue", "reconcilerPrincipalId")
-    scope, principal = senders["ticketSenderRoles"]
-    assert scope == "requestsQueue"
-    assert render(principal) == "sender.principalId"  # one assignment per element of the parameter
-    service_bus = body(parse("main.bicep")["modules"]["serviceBus"])
-    assert (
-        render(service_bus["params"]["ticketSenders"])
-        == "concat(operatorSender, ticketSenderServicePrincipals)"
+    assert set(senders) == {"reconcilerQueueOwner", "ticketSenderRoles", "operatorSender"}
+    assert senders["reconcilerQueueOwner"] == ("reconcileQueue", "reconcilerPrincipalId")
+    assert all(
+        principal != "reconcilerPrincipalId"
+        for scope, principal in senders.values()
+        if scope != "reconcileQueue"
     )
-    parameter = parse("main.bicep")["parameters"]["ticketSenderPrincipalIds"]
-    assert (parameter["type"], parameter["default"]) == ("string", "")  # nobody unless listed
+    assert {scope for scope, _ in senders.values()} == {"reconcileQueue", "requestsQueue"}
+
+
+def test_only_the_listed_ticket_senders_may_send_to_the_requests_queue() -> None:
+    assignments = {a.symbol: a for a in role_assignments() if a.file == "app/servicebus.bicep"}
+    tickets = assignments["ticketSenderRoles"].body["properties"]
+    assert tickets["principalId"] == "senderId"  # one assignment per listed service principal
+    assert tickets["principalType"] == "ServicePrincipal"
+    service_bus = body(parse("main.bicep")["modules"]["serviceBus"])
+    assert service_bus["params"]["ticketSenderPrincipalIds"] == "ticketSenderIds"
+    assert service_bus["params"]["operatorPrincipalId"] == "principalId"
+    for name in ("ticketSenderPrincipalIds", "principalId"):
+        parameter = parse("main.bicep")["parameters"][name]
+        assert (parameter["type"], parameter["default"]) == ("string", ""), name  # nobody unless listed
+
+
+def test_the_operators_principal_type_is_left_to_arm() -> None:
+    """azd's principal is a user at a desk and a service principal in CI: a fixed principalType
+    fails one of them (UnmatchedPrincipalType). ARM looks the type up when none is sent; it is
+    needed only for a principal created moments before ("Assign Azure roles using Azure Resource
+    Manager templates", New service principal: https://learn.microsoft.com/azure/role-based-access-control/role-assignments-template#new-service-principal)."""
+    (operator,) = [a for a in role_assignments() if a.symbol == "operatorSender"]
+    assert "principalType" not in operator.body["properties"]
+    assert "principalType" not in parse("main.bicep")["parameters"]
+    given = load_json(INFRA / "main.parameters.json")["parameters"]
+    assert all("AZURE_PRINCIPAL_TYPE" not in entry["value"] for entry in given.values())
 
 
 def test_function_app_runs_on_flex_consumption_with_the_user_assigned_identity() -> None:
@@ -119,7 +149,6 @@ def test_function_app_runs_on_flex_consumption_with_the_user_assigned_identity()
     properties = site.body["properties"]
     assert properties["httpsOnly"] is True
     assert path(properties, "siteConfig.minTlsVersion") == "1.2"
-    assert path(properties, "siteConfig.ftpsState") == "Disabled"
     assert path(properties, "functionAppConfig.runtime") == {"name": "python", "version": "3.11"}
     deployment = path(properties, "functionAppConfig.deployment.storage")
     assert deployment["type"] == "blobContainer"
@@ -127,6 +156,34 @@ def test_function_app_runs_on_flex_consumption_with_the_user_assigned_identity()
         "type": "UserAssignedIdentity",
         "userAssignedIdentityResourceId": "identityId",
     }
+
+
+# Site properties Flex Consumption does not accept, from the "Flex Consumption plan deprecations"
+# table of the Functions app settings reference
+# (https://learn.microsoft.com/azure/azure-functions/functions-app-settings#flex-consumption-plan-deprecations):
+# ftpsState ("FTPS not supported"), use32BitWorkerProcess, alwaysOn,
+# windowsFxVersion, and the renamed preWarmedInstanceCount and functionAppScaleLimit.
+FLEX_REJECTED_SITE_PROPERTIES = {
+    "ftpsState",
+    "use32BitWorkerProcess",
+    "alwaysOn",
+    "windowsFxVersion",
+    "preWarmedInstanceCount",
+    "functionAppScaleLimit",
+}
+
+
+def test_no_site_property_flex_consumption_rejects() -> None:
+    (site,) = of_type("app/function-app.bicep", "Microsoft.Web/sites")
+    properties = site.body["properties"]
+    present = FLEX_REJECTED_SITE_PROPERTIES & (set(properties) | set(properties["siteConfig"]))
+    assert not present, f"Flex Consumption rejects or ignores: {sorted(present)}"
+    code = [
+        line
+        for line in (INFRA / "app" / "function-app.bicep").read_text(encoding="utf-8").splitlines()
+        if not line.strip().startswith("//")
+    ]
+    assert not [line for line in code if "ftpsState" in line]
 
 
 def test_storage_holds_the_apps_tables_and_a_private_deployment_container() -> None:
@@ -145,6 +202,18 @@ def test_storage_holds_the_apps_tables_and_a_private_deployment_container() -> N
         storage_module["params"]["deploymentContainerName"]
         == function_module["params"]["deploymentContainerName"]
     )
+
+
+def test_service_bus_host_name_comes_from_the_namespace_endpoint() -> None:
+    """The namespace's serviceBusEndpoint is "https://{name}.servicebus.windows.net:443/" in the
+    public cloud and carries the sovereign clouds' own suffix elsewhere; the host name is its
+    authority without the port, never a hard-coded public suffix."""
+    output = parse("app/servicebus.bicep")["outputs"]["fullyQualifiedNamespace"]["value"]
+    assert (
+        render(output)
+        == "index_accessor(split(index_accessor(split(namespace.properties.serviceBusEndpoint, /), 2), :), 0)"
+    )
+    assert "servicebus.windows.net" not in render(output)
 
 
 def test_service_bus_has_the_two_queues_the_app_uses() -> None:
