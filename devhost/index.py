@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ import azure.functions as func
 from devhost.ncrontab import Schedule, ScheduleError
 from devhost.settings import SettingsError, resolve
 
+# Route parameters devhost serves: `{name}` and the catch-all `{*name}`, not `{a?}`, `{a:int}`, `{a=x}`.
+UNSERVED_PARAMETER = re.compile(r"\{[^}]*[?:=][^}]*\}")
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE")
 
 
@@ -131,6 +134,10 @@ def _typed(name: str, function: func.Function, settings: Mapping[str, str]) -> S
         case "httpTrigger":
             methods = tuple(m.upper() for m in trigger.get("methods") or HTTP_METHODS)
             route = str(trigger.get("route") or name).strip("/")
+            if UNSERVED_PARAMETER.search(route):
+                raise NotServed(
+                    f"route {route!r}: optional, constrained and default parameters are not served"
+                )
             return HttpFunction(
                 name, handler, arg_name, route, methods, str(trigger.get("authLevel", "FUNCTION")).upper()
             )
