@@ -83,7 +83,7 @@ async def _serve(indexed: Index, options: HostOptions, args: argparse.Namespace)
     if args.env_file:
         _write_env_file(args.env_file, url, keys)
     await stopping.wait()
-    log.info("devhost: stopping (invocations under way finish first)")
+    log.info("stopping: invocations under way finish first")
     await host.stop()
     return 0
 
