@@ -45,7 +45,6 @@ class HostOptions:
     max_concurrent_sessions: int = 8
     session_idle_timeout: float = 60.0  # the SDK's default wait for the next message of a session
     max_auto_lock_renewal: float = 300.0
-    auto_complete: bool = True
     log_levels: Mapping[str, int] | None = None
 
     @classmethod
@@ -57,6 +56,8 @@ class HostOptions:
             extensions = document.get("extensions", {})
             bus = extensions.get("serviceBus", {})
             levels = document.get("logging", {}).get("logLevel", {})
+            if bus.get("autoCompleteMessages", True) is not True:
+                raise ValueError("autoCompleteMessages: devhost settles messages as the host does with true")
             return cls(
                 route_prefix=str(extensions.get("http", {}).get("routePrefix", cls.route_prefix)).strip("/"),
                 max_concurrent_calls=int(bus.get("maxConcurrentCalls", cls.max_concurrent_calls)),
@@ -65,7 +66,6 @@ class HostOptions:
                 max_auto_lock_renewal=_seconds(
                     bus.get("maxAutoLockRenewalDuration"), cls.max_auto_lock_renewal
                 ),
-                auto_complete=bool(bus.get("autoCompleteMessages", True)),
                 log_levels={name: LOG_LEVELS[str(level).lower()] for name, level in levels.items()},
             )
         except (OSError, ValueError, AttributeError, KeyError, TypeError) as error:

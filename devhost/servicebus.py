@@ -2,8 +2,8 @@
 
 Per function, `maxConcurrentCalls` receivers (or `maxConcurrentSessions` session receivers, each
 holding the next available session until it is idle for `sessionIdleTimeout`) in peek-lock mode,
-one message per invocation, locks renewed up to `maxAutoLockRenewalDuration`. With
-`autoCompleteMessages` (the default) a message is completed when the function returns and abandoned
+one message per invocation, locks renewed up to `maxAutoLockRenewalDuration`. As the host does with
+`autoCompleteMessages` (the default), a message is completed when the function returns and abandoned
 when it raises; dead-lettering at the queue's max delivery count is the broker's job.
 """
 
@@ -147,8 +147,6 @@ class QueueListener:
             settle = receiver.abandon_message  # delivered again, up to the queue's max delivery count
         else:
             settle = receiver.complete_message
-        if not self.options.auto_complete:
-            return  # the function settles (not possible from Python without SDK-type bindings)
         try:
             await settle(message)
         except ServiceBusError as error:  # e.g. the lock was lost: the broker delivers it again
