@@ -3,7 +3,15 @@
 # (from requirements-dev.txt), checkov in .venv-checkov (from tests/infra/checkov-requirements.txt)
 # and, when package.json exists, the npm packages (Azurite).
 # Safe to run again: it reinstalls only when a requirements or lock file changed.
+# --no-checkov skips checkov (only scripts/test.sh needs it; the demo does not).
 set -euo pipefail
+with_checkov=true
+for argument in "$@"; do
+  case "$argument" in
+    --no-checkov) with_checkov=false ;;
+    *) echo "bootstrap: unknown option $argument (known: --no-checkov)" >&2; exit 2 ;;
+  esac
+done
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
@@ -25,7 +33,7 @@ fi
 # checkov (Bicep security scan) lives in its own venv: its pinned dependencies clash with the app's.
 checkov_stamp=.venv-checkov/.requirements.sha256
 checkov_wanted=$(sha256sum tests/infra/checkov-requirements.txt | cut -d' ' -f1)
-if [ ! -x .venv-checkov/bin/checkov ] || [ "$(cat "$checkov_stamp" 2>/dev/null)" != "$checkov_wanted" ]; then
+if $with_checkov && { [ ! -x .venv-checkov/bin/checkov ] || [ "$(cat "$checkov_stamp" 2>/dev/null)" != "$checkov_wanted" ]; }; then
   echo "bootstrap: installing checkov into .venv-checkov" >&2
   "$python" -m venv .venv-checkov
   .venv-checkov/bin/python -m pip install --quiet --disable-pip-version-check -r tests/infra/checkov-requirements.txt

@@ -218,7 +218,9 @@ class Observer:
                 failed.charge((c for c in needing if _app_key(c) in wanted), result)
             else:
                 apps.extend(result)
-        return apps
+        # A created application that a moved config left is read by its name and by its client id:
+        # twice in the state, it would resolve to no application at all.
+        return list({app.app_id: app for app in apps}.values())
 
     async def _list_all(self, wanted: int) -> bool:
         if filtered_units(wanted) <= self._graph_units:

@@ -36,6 +36,19 @@ async def test_a_created_app_gets_its_principal_connection_credential_and_roles(
     assert again.plan.is_empty, kinds(again.plan.actions)
 
 
+async def test_a_created_app_the_config_was_last_applied_to_is_its_own_not_one_it_left(
+    tenant: Tenant,
+) -> None:
+    # The Functions app passes the application each config was last applied to (`applied`); for a
+    # created app the engine reads it by client id as well as by name, and must see one application.
+    config = tenant.config("kv-new", None, create_as="sc-payments-new")
+    created = await tenant.run([config])
+    app_id = created.outcomes[0].application_id
+    assert app_id is not None
+    again = await tenant.run([config], dry_run=True, applied={config.id: str(app_id)})
+    assert again.plan.is_empty, kinds(again.plan.actions)
+
+
 async def test_two_reconcilers_creating_the_same_app_make_one(tenant: Tenant) -> None:
     config = tenant.config("kv-new", None, create_as="sc-payments-new")
     await asyncio.gather(tenant.run([config]), tenant.run([config]))
