@@ -28,6 +28,7 @@ reconciler/app/logs.py). Metrics are the instruments below, recorded from the en
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -49,6 +50,7 @@ from reconciler.engine.run import RunReport
 CONNECTION_STRING_SETTING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
 NAME = "reconciler"
 APIS = ("graph", "arm", "ado")
+SDK_LOGGERS = ("azure", "httpx", "kiota_http", "msgraph", "msgraph_core")
 MAX_IDS_ON_SPAN = 20  # a sweep's pass may hold hundreds of configs; the count says how many
 REPAIRED = frozenset({"applied", "adopted"})  # ActionResult outcomes that leave the drift repaired
 
@@ -122,6 +124,7 @@ def install(settings: Mapping[str, str] = os.environ) -> bool:
         provider.add_span_processor(_RequestContextStamp())
         _stamped.append(provider)
     _trace_azure_sdks()
+    _quiet_sdk_loggers()
     return True
 
 
@@ -135,6 +138,15 @@ def unwatch(meter: RequestMeter) -> None:
     if any(m is meter for m in _watched):
         _unwatched.update({api: meter.throttled(api) for api in APIS})
         _watched[:] = [m for m in _watched if m is not meter]
+
+
+def _quiet_sdk_loggers() -> None:
+    """The SDKs log every request at INFO. host.json's log levels filter only the host's own logs, not
+    what the worker exports itself, so their warnings are what the worker exports (unless set already)."""
+    for name in SDK_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.WARNING)
 
 
 def _trace_azure_sdks() -> None:

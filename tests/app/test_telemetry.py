@@ -5,6 +5,7 @@ detected and repaired, requests and throttled answers per API, against the cloud
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -94,8 +95,11 @@ def session_telemetry() -> Telemetry:
 
 @pytest.fixture
 def otel(session_telemetry: Telemetry) -> Iterator[Telemetry]:
-    """Telemetry on, as install() turns it on in the worker; Azure SDK tracing off again afterwards."""
+    """Telemetry on, as install() turns it on in the worker; Azure SDK tracing and the SDK loggers' levels
+    as they were afterwards."""
+    levels = {name: logging.getLogger(name).level for name in telemetry.SDK_LOGGERS}
     assert telemetry.install({}) is True
+    assert logging.getLogger("azure").getEffectiveLevel() >= logging.WARNING
     session_telemetry.spans.clear()
     session_telemetry.gate.on = True
     try:
@@ -104,6 +108,8 @@ def otel(session_telemetry: Telemetry) -> Iterator[Telemetry]:
         session_telemetry.gate.on = False
         session_telemetry.spans.clear()
         azure_core_settings.tracing_implementation.unset_value()
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def as_the_host_passes_it(message: ServiceBusReceivedMessage) -> func.ServiceBusMessage:
