@@ -12,9 +12,10 @@ https://learn.microsoft.com/azure/azure-functions/opentelemetry-howto):
   Application Insights' local authentication off). Do not set `PYTHON_ENABLE_OPENTELEMETRY` on its own:
   the 3.11 worker then makes the host's context current with a propagator it never created, and every
   async invocation fails.
-- `install()` (function_app.py calls it) configures the distro itself only when no OpenTelemetry SDK is
-  installed yet and `APPLICATIONINSIGHTS_CONNECTION_STRING` is set (the app hosted without that worker
-  setting); without a connection string nothing is exported and every call below costs next to nothing.
+- `install()` (function_app.py calls it) configures the distro itself, for traces and metrics, only when
+  no OpenTelemetry SDK is installed yet and `APPLICATIONINSIGHTS_CONNECTION_STRING` is set (the app hosted
+  without that worker setting, whose logs the host forwards); without a connection string nothing is
+  exported and every call below costs next to nothing.
 
 Traces: a ticket's span, the `reconcile` message it sends (its W3C `traceparent` in the message's
 application properties, written by reconciler/state/queues.py) and the reconcile that message starts,
@@ -115,8 +116,8 @@ def install(settings: Mapping[str, str] = os.environ) -> bool:
     if not isinstance(provider, TracerProvider) and (settings.get(CONNECTION_STRING_SETTING) or "").strip():
         from azure.monitor.opentelemetry import configure_azure_monitor  # noqa: PLC0415 - heavy, rarely
 
-        # Only the reconciler's loggers: the host already forwards the rest of the worker's output.
-        configure_azure_monitor(logger_name=NAME)
+        # Traces and metrics only: without the worker setting the host forwards the worker's logs itself.
+        configure_azure_monitor(disable_logging=True)
         provider = trace.get_tracer_provider()
     if not isinstance(provider, TracerProvider):
         return False
