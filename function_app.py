@@ -15,18 +15,20 @@ import logging
 
 import azure.functions as func
 
-from reconciler.app import http_api, logs
+from reconciler.app import http_api, logs, telemetry
 from reconciler.app.context import service
 from reconciler.state.queues import ReconcileMessageInvalid, parse_reconcile_message
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 log = logging.getLogger("reconciler")
 logs.install()
+telemetry.install()  # OpenTelemetry when the worker or APPLICATIONINSIGHTS_CONNECTION_STRING configures it
 
 
 @app.service_bus_queue_trigger(arg_name="message", queue_name="requests", connection="ServiceBusConnection")
 async def ticket_requests(message: func.ServiceBusMessage) -> None:
-    outcome = await (await service()).handle_ticket(message.get_body())
+    with telemetry.processing("requests", message.application_properties, message.enqueued_time_utc):
+        outcome = await (await service()).handle_ticket(message.get_body())
     log.info("ticket %s: %s (%s)", outcome.request_id, outcome.outcome, outcome.reason)
 
 
@@ -55,7 +57,8 @@ async def reconcile_apps(message: func.ServiceBusMessage) -> None:
             message.message_id, message.delivery_count, rejected,
         )  # fmt: skip
         raise
-    await (await service()).reconcile(request)
+    with telemetry.processing("reconcile", message.application_properties, message.enqueued_time_utc):
+        await (await service()).reconcile(request)
 
 
 @app.route(route="reconcile", methods=["POST"])

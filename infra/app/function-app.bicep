@@ -146,6 +146,13 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
           value: 'Authorization=AAD;ClientId=${identityClientId}'
         }
+        // With host.json's telemetryMode OpenTelemetry: the Python worker configures
+        // azure-monitor-opentelemetry itself and exports the worker's traces, metrics and logs
+        // (reconciler/app/telemetry.py; learn.microsoft.com/azure/azure-functions/opentelemetry-howto).
+        {
+          name: 'PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY'
+          value: 'true'
+        }
       ]
     }
   }

@@ -18,6 +18,7 @@ from azure.core.pipeline.policies import (
     AsyncBearerTokenCredentialPolicy,
     AsyncRetryPolicy,
     ContentDecodePolicy,
+    DistributedTracingPolicy,
     HeadersPolicy,
     UserAgentPolicy,
 )
@@ -59,6 +60,7 @@ class AdoAdapter:
             ),
             AsyncBearerTokenCredentialPolicy(credential, cloud.ado_scope),
             MeteringPolicy(meter, "ado"),
+            DistributedTracingPolicy(),  # a span per attempt when tracing is on, as azure-core's own clients
             ContentDecodePolicy(),
         ]
         self._client: AsyncPipelineClient[HttpRequest, AsyncHttpResponse] = AsyncPipelineClient(

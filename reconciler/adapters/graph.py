@@ -47,7 +47,7 @@ from msgraph.graph_request_adapter import GraphRequestAdapter
 from msgraph.graph_service_client import GraphServiceClient
 from msgraph_core import GraphClientFactory
 
-from reconciler.adapters.metering import RequestMeter, httpx_meter_hook
+from reconciler.adapters.metering import THROTTLED, RequestMeter, ThrottleMeteringTransport, httpx_meter_hook
 from reconciler.cloud import Cloud
 from reconciler.core.identifiers import Guid
 from reconciler.core.model import (
@@ -109,7 +109,7 @@ class GraphAdapter:
             limits=httpx.Limits(max_connections=concurrency * 2),
         )
         http = httpx.AsyncClient(
-            transport=self._transport,
+            transport=ThrottleMeteringTransport(self._transport, meter, "graph"),
             timeout=timeout,
             event_hooks={"request": [httpx_meter_hook(meter, "graph"), _send_priority]},  # type: ignore[list-item]
         )
@@ -126,6 +126,7 @@ class GraphAdapter:
         self._base_url = adapter.base_url
         self._limit = asyncio.Semaphore(concurrency)
         self._credential, self._scope = credential, cloud.graph_scope
+        self._meter = meter
         self._principal_id: str | None = None
 
     async def close(self) -> None:
@@ -258,6 +259,8 @@ class GraphAdapter:
             wait = 0.0
             for response in responses:
                 request_id, status = str(response.get("id")), int(response.get("status", 0))
+                if status == THROTTLED:
+                    self._meter.record_throttled("graph")  # the $batch itself answered 200
                 if status == 200:
                     done.append(response.get("body") or {})
                 elif status in {429, 503, 504} and not last:

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from contextlib import AsyncExitStack, nullcontext
 from pathlib import Path
 
+from reconciler.app import telemetry
 from reconciler.app.service import ReconcilerService
 from reconciler.cloud import cloud_from_settings
 from reconciler.documents import load_policy
@@ -61,6 +62,8 @@ async def build_service(settings: Mapping[str, str]) -> tuple[ReconcilerService,
         queues = Queues.from_settings(settings, credential=credential)
         opened.push_async_callback(queues.close)
         engine = await opened.enter_async_context(connect(cloud, policy, credential=credential))
+        telemetry.watch(engine.meter)
+        opened.callback(telemetry.unwatch, engine.meter)
     except BaseException:
         await opened.aclose()  # a half-built service leaves nothing open
         raise

@@ -37,6 +37,11 @@ def log_context(*, request_id: str | None = None, config_ids: Sequence[str] | No
             _request_id.reset(request_token)
 
 
+def current_context() -> tuple[str, tuple[str, ...]]:
+    """The request id and config ids set by the innermost log_context (empty when none is)."""
+    return _request_id.get(), _config_ids.get()
+
+
 class ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         request_id, config_ids = _request_id.get(), _config_ids.get()

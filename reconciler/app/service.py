@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from reconciler.app import telemetry
 from reconciler.app.logs import log_context
 from reconciler.core.policy import GrantPolicy
 from reconciler.core.sharding import shard
@@ -65,6 +66,7 @@ class ReconcilerService:
 
     # ------------------------------------------------------------------ tickets
 
+    @telemetry.traced("ticket")
     async def handle_ticket(self, body: bytes) -> TicketOutcome:
         """Record one ticket request. Invalid or forbidden requests are recorded as rejected and
         not retried; a temporary failure raises, so Service Bus delivers the message again."""
@@ -72,8 +74,10 @@ class ReconcilerService:
             ticket = parse_ticket(body, self._policy)
         except TicketRejected as rejected:
             request_id = rejected.request_id or rejection_key(body)
+            telemetry.annotate(request_id=request_id)
             with log_context(request_id=request_id):
                 return await self._reject(request_id, body, _reason(rejected))
+        telemetry.annotate(request_id=ticket.request_id, action=ticket.action)
         with log_context(request_id=ticket.request_id):
             return await self._handle_ticket(ticket, body)
 
@@ -159,6 +163,7 @@ class ReconcilerService:
 
     # ------------------------------------------------------------------ sweeps
 
+    @telemetry.traced("sweep")
     async def sweep(self) -> int:
         """Send one reconcile message per application group; returns how many configs it covers."""
         invalid: list[str] = []
@@ -175,9 +180,15 @@ class ReconcilerService:
 
     # ------------------------------------------------------------------ reconcile
 
+    @telemetry.traced("reconcile")
     async def reconcile(self, request: ReconcileRequest) -> RunReport:
         with log_context(request_id=request.request_id or request.sweep_id or ""):
             records = await self._stores.configs.list_for_apps(list(request.apps))
+            telemetry.annotate(
+                request_id=request.request_id or request.sweep_id,
+                config_ids=[r.config.id for r in records],
+                reason=request.reason,
+            )
             with log_context(config_ids=[r.config.id for r in records]):
                 return await self._reconcile(request, records)
 
@@ -185,6 +196,7 @@ class ReconcilerService:
         context = await self._pass_context(records)
         sweep = request.reason == "sweep"
         report = await self._run(context, pipelines=sweep, low_priority=sweep)
+        telemetry.record_pass(report, source=_source(request))
         await self._record(report, context)
         await self._follow_up(report, request)
         if request.request_id and request.reason in {"ticket", "follow-up"}:
@@ -322,13 +334,17 @@ class ReconcilerService:
 
     # ------------------------------------------------------------------ HTTP API
 
+    @telemetry.traced("plan")
     async def plan_config(self, config_id: str) -> RunReport | None:
         record = await self._stores.configs.get(config_id)
         if record is None:
             return None
         records = await self._stores.configs.list_for_apps([record.config.application.key])
-        return await self._run(await self._pass_context(records), dry_run=True)
+        report = await self._run(await self._pass_context(records), dry_run=True)
+        telemetry.record_pass(report, source="http")
+        return report
 
+    @telemetry.traced("reconcile now")
     async def reconcile_now(self, config_ids: Sequence[str] | None, *, dry_run: bool) -> RunReport:
         """Reconcile these configs (and every config sharing their applications), or all."""
         if config_ids is None:
@@ -342,6 +358,7 @@ class ReconcilerService:
             records = await self._stores.configs.list_for_apps(app_keys)
         context = await self._pass_context(records)
         report = await self._run(context, dry_run=dry_run)
+        telemetry.record_pass(report, source="http")
         if not dry_run:
             await self._record(report, context)
         return report
@@ -361,6 +378,13 @@ class _PassContext:
     records: list[ConfigRecord]
     applied: dict[str, str]  # config id -> client id of the application last applied
     claims: dict[str, Tenant]  # claim key -> the ADO project that claimed the application
+
+
+def _source(request: ReconcileRequest) -> str:
+    """What started a pass, for its metrics: a follow-up counts for the ticket or sweep it follows up."""
+    if request.reason != "follow-up":
+        return request.reason
+    return "ticket" if request.request_id else "sweep"
 
 
 def _reason(refused: TicketRejected | InputError | CorruptRow) -> str:

@@ -10,7 +10,8 @@ Two queues, named by infra:
 
 A reconcile message is versioned JSON (`parse_reconcile_message` is its validator):
 `{"schemaVersion": 1, "apps": [...], "configIds": [...], "reason": "sweep" | "ticket" | "follow-up",
-"requestId": "...", "sweepId": "..."}`.
+"requestId": "...", "sweepId": "..."}`. Its application properties carry the sender's W3C trace
+context (`traceparent`) besides the reason and ids.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from azure.servicebus import (
 from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver, ServiceBusSender
 from azure.servicebus.amqp import AmqpMessageBodyType
 from azure.servicebus.exceptions import MessageSizeExceededError, ServiceBusError
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from reconciler.core.identifiers import ApplicationDisplayName, ConfigId, Guid, RequestId
 from reconciler.core.policy import GrantPolicy
@@ -141,8 +143,22 @@ def reconcile_message(
         content_type=JSON,
         session_id=sessions.pop(),
         message_id=f"{reason}-{digest}",
-        application_properties={"reason": reason, "requestId": request_id or "", "sweepId": sweep_id or ""},
+        application_properties={
+            "reason": reason,
+            "requestId": request_id or "",
+            "sweepId": sweep_id or "",
+            **_trace_context(),
+        },
     )
+
+
+def _trace_context() -> dict[str | bytes, str]:
+    """The current W3C trace context (`traceparent`, `tracestate`): the reconcile continues the trace of
+    the ticket, sweep or reconcile that sent it (reconciler/app/telemetry.py). Empty when nothing traces.
+    With azure-core tracing on, the SDK then writes its own send span's context there, in the same trace."""
+    carrier: dict[str, str] = {}
+    TraceContextTextMapPropagator().inject(carrier)
+    return {name: value for name, value in carrier.items()}  # as application properties are typed
 
 
 def parse_reconcile_message(body: bytes | str, *, session_id: str | None = None) -> ReconcileRequest:
