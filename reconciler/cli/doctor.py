@@ -151,7 +151,8 @@ async def diagnose(
             roles = await graph.own_token_roles()
             principal_id = await graph.own_principal_id()
         except (ClientAuthenticationError, Failure) as error:
-            return None, [Finding("Sign-in", "a token for Microsoft Graph", Verdict.ERROR, _one_line(error))]
+            detail = f"{_one_line(error)} (it checks the identity it signs in as: docs/doctor.md)"
+            return None, [Finding("Sign-in", "a token for Microsoft Graph", Verdict.ERROR, detail)]
         doctor = Doctor(policy, configs, settings, token_source, principal_id, roles, graph, arm, ado)
         checks: list[Check] = [_graph, _devops, _rbac, _tables, _queues, *EXTRA_CHECKS]
         found = await asyncio.gather(*(check(doctor) for check in checks))
@@ -202,7 +203,7 @@ async def _devops(doctor: Doctor) -> list[Finding]:
             user = await doctor.ado.authenticated_user(organization)
         except Failure as failure:
             if failure.code == _CONNECTION_FAILED:
-                return [_error("Azure DevOps", "reachable", failure)]
+                return [_error("Azure DevOps", "endpoint", failure)]
             findings.append(_membership_problem(organization, failure, doctor.principal_id))
             findings += [
                 _skipped("Azure DevOps", f"Endpoint Administrator in {o}/{p}", "until it is a member")
@@ -286,7 +287,7 @@ async def _rbac(doctor: Doctor) -> list[Finding]:
             roles = await _role_definitions(doctor.arm, root, assignments)
         except Failure as failure:
             if failure.code == _CONNECTION_FAILED:
-                return [_error("Azure RBAC", "reachable", failure)]
+                return [_error("Azure RBAC", "endpoint", failure)]
             findings.append(_error("Azure RBAC", f"role assignments in {root}", failure))
             continue
         findings += _rbac_findings(root, targets, assignments, roles, doctor.principal_id)

@@ -75,7 +75,7 @@ async def _check_table(service: TableServiceClient, name: str, where: str) -> Fi
             "Tables", "sign-in", Verdict.ERROR, f"cannot sign in to Table Storage: {_first_line(error)}"
         )
     except (ServiceRequestError, ServiceResponseError) as error:
-        return Finding("Tables", "reachable", Verdict.ERROR, f"cannot reach {where}: {_first_line(error)}")
+        return Finding("Tables", "endpoint", Verdict.ERROR, f"cannot reach {where}: {_first_line(error)}")
     except HttpResponseError as error:
         if error.status_code == 403:
             return Finding(
@@ -129,7 +129,7 @@ async def _check_queue(queues: Queues, queue: str, where: str) -> Finding:
         )
     except (ServiceBusConnectionError, OperationTimeoutError) as error:
         return Finding(
-            "Service Bus", "reachable", Verdict.ERROR, f"cannot reach {where}: {_first_line(error)}"
+            "Service Bus", "endpoint", Verdict.ERROR, f"cannot reach {where}: {_first_line(error)}"
         )
     except ServiceBusError as error:
         return Finding("Service Bus", subject, Verdict.ERROR, f"the peek failed: {_first_line(error)}")
