@@ -87,9 +87,10 @@ class Doctor:
 
 
 Check = Callable[[Doctor], Awaitable[list[Finding]]]
-# Checks other parts of the product add to the report: each returns its findings. Issue 13's event
-# subscriptions are to add theirs here once they exist; until then nothing is reported for them.
-EXTRA_CHECKS: list[Check] = []
+# Checks other parts of the product add to the report, as (area, check): each returns its findings.
+# Issue 13's event subscriptions are to add theirs here once they exist; until then nothing is
+# reported for them.
+EXTRA_CHECKS: list[tuple[str, Check]] = []
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -154,8 +155,15 @@ async def diagnose(
             detail = f"{_one_line(error)} (it checks the identity it signs in as: docs/doctor.md)"
             return None, [Finding("Sign-in", "a token for Microsoft Graph", Verdict.ERROR, detail)]
         doctor = Doctor(policy, configs, settings, token_source, principal_id, roles, graph, arm, ado)
-        checks: list[Check] = [_graph, _devops, _rbac, _tables, _queues, *EXTRA_CHECKS]
-        found = await asyncio.gather(*(check(doctor) for check in checks))
+        checks: list[tuple[str, Check]] = [
+            ("Microsoft Graph", _graph),
+            ("Azure DevOps", _devops),
+            ("Azure RBAC", _rbac),
+            ("Tables", _tables),
+            ("Service Bus", _queues),
+            *EXTRA_CHECKS,
+        ]
+        found = await asyncio.gather(*(_guarded(area, check, doctor) for area, check in checks))
         return principal_id, [finding for findings in found for finding in findings]
     finally:
         await graph.close()
@@ -163,6 +171,16 @@ async def diagnose(
         await ado.close()
         if credential is None:
             await token_source.close()
+
+
+async def _guarded(area: str, check: Check, doctor: Doctor) -> list[Finding]:
+    """A check's findings; an error it did not expect becomes one line, so the others still report."""
+    try:
+        return await check(doctor)
+    except (CloudError, QueueSettingsError):
+        raise  # a bad setting: exit 2
+    except Exception as error:  # an SDK error no adapter maps must not end in a traceback
+        return [Finding(area, "the check", Verdict.ERROR, f"failed unexpectedly: {_one_line(error)}")]
 
 
 # ---------------------------------------------------------------- Microsoft Graph
@@ -216,7 +234,7 @@ async def _devops(doctor: Doctor) -> list[Finding]:
                 "Azure DevOps", f"member of organization {organization}", Verdict.OK, f"signed in as {user}"
             )
         )
-        for _, project in (p for p in projects if p[0] == organization):
+        for project in (p for o, p in projects if o == organization):
             findings.append(await _endpoint_administrator(doctor, organization, project))
     return findings
 

@@ -223,3 +223,15 @@ async def test_an_unreachable_endpoint_is_one_clear_line(tmp_path: Path) -> None
     assert [f["verdict"] for f in ado] == ["error"] and "Azure DevOps connection failed" in ado[0]["detail"]
     signed_out = [line for line in no_identity.stdout.splitlines() if "[error]" in line]
     assert len(signed_out) == 1 and "a token for Microsoft Graph" in signed_out[0]
+
+
+async def test_bad_settings_and_input_exit_2_with_one_line(tmp_path: Path) -> None:
+    async with simulator(tenant(), tmp_path) as env:
+        table = doctor({**env, "WIF_TABLE_ENDPOINT": "http://plain.example"})
+        bus = doctor({**env, "ServiceBusConnection__fullyQualifiedNamespace": " "}, "--cloud", "nowhere")
+        policy = doctor(env, "--policy", str(tmp_path / "missing.yaml"))
+    assert table.returncode == 2 and "WIF_TABLE_ENDPOINT must be an https URL" in table.stderr
+    assert bus.returncode == 2 and "nowhere" in bus.stderr
+    assert policy.returncode == 2 and "missing.yaml" in policy.stderr
+    for result in (table, bus, policy):
+        assert "Traceback" not in result.stderr and result.stderr.startswith("error:")
