@@ -32,7 +32,7 @@ QUEUES = [QueueSpec("requests"), QueueSpec("reconcile", requires_session=True)]
 
 def tenant(change: Callable[[dict[str, Any]], None] = lambda _: None) -> dict[str, Any]:
     """The demo tenant (every right granted), changed by `change`."""
-    state = json.loads(json.dumps(TENANT))
+    state: dict[str, Any] = json.loads(json.dumps(TENANT))
     change(state)
     return state
 
