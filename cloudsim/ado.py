@@ -14,6 +14,7 @@ import uuid
 from dataclasses import replace
 
 from cloudsim.api import Api, ApiError, Call, Reply, RequestCounters, Route
+from cloudsim.rights import ENDPOINT_ADMINISTRATOR_BITS, SERVICE_ENDPOINTS_NAMESPACE
 from cloudsim.state import (
     ADO_RESOURCE_APP_ID,
     JsonObject,
@@ -25,7 +26,7 @@ from cloudsim.state import (
     iso,
     new_id,
 )
-from cloudsim.tokens import ADO_AUDIENCES
+from cloudsim.tokens import ADO_AUDIENCES, caller_of
 
 WIF = "WorkloadIdentityFederation"
 SECRET_PARAMETERS = frozenset({"serviceprincipalkey", "servicePrincipalKey", "password", "apitoken"})
@@ -133,10 +134,16 @@ class Ado:
     def __init__(self, world: World, counters: RequestCounters) -> None:
         self.world = world
         self.api = Api("ado", world, counters, ado_error, ADO_AUDIENCES)
-        self.api.precondition = self._check_api_version
+        self.api.precondition = self._check_request
         add = self.api.routes.add
         org, project = _ORG, _ORG + _PROJECT
         add("GET", org + "/_apis/connectionData", "connectionData", self.connection_data)
+        add(
+            "GET",
+            org + r"/_apis/permissions/(?P<ns>[^/]+)/(?P<bits>\d+)",
+            "permissions.has",
+            self.has_permissions,
+        )
         add("GET", org + "/_apis/projects", "projects.list", self.list_projects)
         add("GET", org + "/_apis/projects/(?P<project>[^/]+)", "projects.get", self.get_project)
         add("GET", project + _ENDPOINTS, "endpoints.list", self.list_endpoints)
@@ -148,6 +155,35 @@ class Ado:
         add("GET", project + _PERMISSION, "pipelinePermissions.get", self.get_permissions)
         add("PATCH", project + _PERMISSION, "pipelinePermissions.update", self.patch_permissions)
         add("PATCH", project + _PERMISSIONS, "pipelinePermissions.batchUpdate", self.patch_permissions_batch)
+
+    def _check_request(self, call: Call, route: Route) -> None:
+        self._check_member(call)
+        self._check_api_version(call, route)
+
+    def _check_member(self, call: Call) -> None:
+        """An organization answers only its members (identities added under Organization settings >
+        Users): anyone else gets 401 (status per the service-principal docs; wording unconfirmed)."""
+        org = self.world.organization(call.path.strip("/").split("/", 1)[0])
+        caller = caller_of(call.headers.get("Authorization"))
+        if org is not None and caller not in org.members:
+            raise ApiError(
+                401,
+                "UnauthorizedRequestException",
+                f"TF400813: The user '{caller}' is not authorized to access this resource.",
+            )
+
+    def _require_administrator(self, call: Call, org: Organization, project_ids: set[str]) -> None:
+        """Writing a project's service connections (create, update, convert, delete, authorize
+        pipelines) needs the Endpoint Administrator role there (403; status and wording unconfirmed)."""
+        caller = caller_of(call.headers.get("Authorization"))
+        for project in org.projects:
+            if project.id.lower() in project_ids and caller not in project.endpoint_administrators:
+                raise ApiError(
+                    403,
+                    "AccessCheckException",
+                    f"Access denied. '{caller}' needs Administer and Create permissions on the service "
+                    f"connections of project {project.name} (the Endpoint Administrator role).",
+                )
 
     @staticmethod
     def _check_api_version(call: Call, route: Route) -> None:
@@ -218,6 +254,31 @@ class Ado:
             },
         )
 
+    def has_permissions(self, call: Call, match: re.Match[str]) -> Reply:
+        """Permissions - Has Permissions: whether the caller holds every requested bit on each token.
+
+        Only the ServiceEndpoints namespace is modelled (tokens `endpoints/{projectId}[/{endpointId}]`:
+        an Endpoint Administrator of the project holds every bit); anything else answers false."""
+        org = self._org(match)
+        caller = caller_of(call.headers.get("Authorization"))
+        wanted = int(match["bits"])
+        delimiter = call.query.get("delimiter") or ","
+        tokens = [t for t in call.query.get("tokens", "").split(delimiter) if t] or [""]
+        answers = []
+        for token in tokens:
+            held = 0
+            parts = token.split("/")
+            if (
+                match["ns"].lower() == SERVICE_ENDPOINTS_NAMESPACE
+                and parts[0] == "endpoints"
+                and len(parts) > 1
+            ):
+                project = org.project(parts[1])
+                if project is not None and project.id.lower() == parts[1].lower():
+                    held = ENDPOINT_ADMINISTRATOR_BITS if caller in project.endpoint_administrators else 0
+            answers.append(wanted & held == wanted)
+        return Reply(200, {"count": len(answers), "value": answers})
+
     def list_projects(self, call: Call, match: re.Match[str]) -> Reply:
         org = self._org(match)
         value = [render_project(org, p, call.base_url) for p in org.projects]
@@ -277,6 +338,7 @@ class Ado:
                 "ArgumentException",
                 "Value cannot be null. Parameter name: serviceEndpointProjectReferences",
             )
+        self._require_administrator(call, org, {ref.project_id.lower() for ref in refs})
         for ref in refs:
             self._check_unique_name(org, ref, None)
         authorization = body.get("authorization") or {}
@@ -303,6 +365,7 @@ class Ado:
     def update_endpoint(self, call: Call, match: re.Match[str]) -> Reply:
         org = self._org(match)
         endpoint = self._endpoint(org, match["id"])
+        self._require_administrator(call, org, {ref.project_id.lower() for ref in endpoint.project_refs})
         body = call.body if isinstance(call.body, dict) else {}
         authorization = body.get("authorization") or {}
         target_scheme = str(authorization.get("scheme") or endpoint.scheme)
@@ -412,6 +475,7 @@ class Ado:
         project_ids = _csv(call, "projectIds")
         if not project_ids:
             raise ApiError(400, "ArgumentException", "Value cannot be null. Parameter name: projectIds")
+        self._require_administrator(call, org, project_ids)
         endpoint.project_refs = [
             ref for ref in endpoint.project_refs if ref.project_id.lower() not in project_ids
         ]
@@ -479,14 +543,16 @@ class Ado:
 
     def patch_permissions(self, call: Call, match: re.Match[str]) -> Reply:
         org = self._org(match)
-        self._project(org, match["project"])
+        project = self._project(org, match["project"])
+        self._require_administrator(call, org, {project.id.lower()})
         endpoint = self._endpoint(org, match["id"])
         self._merge_permissions(endpoint, call.body if isinstance(call.body, dict) else {})
         return Reply(200, self._permission_view(endpoint))
 
     def patch_permissions_batch(self, call: Call, match: re.Match[str]) -> Reply:
         org = self._org(match)
-        self._project(org, match["project"])
+        project = self._project(org, match["project"])
+        self._require_administrator(call, org, {project.id.lower()})
         items = call.body if isinstance(call.body, list) else []
         results = []
         for item in items:

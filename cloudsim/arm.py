@@ -12,8 +12,9 @@ import uuid
 from urllib.parse import urlencode
 
 from cloudsim.api import Api, ApiError, Call, Reply, RequestCounters, Route
+from cloudsim.rights import rbac_allows
 from cloudsim.state import JsonObject, RoleAssignment, RoleDefinition, World, iso
-from cloudsim.tokens import ARM_AUDIENCES
+from cloudsim.tokens import ARM_AUDIENCES, caller_of
 
 _PROVIDER = r"/providers/Microsoft\.Authorization"
 _ASSIGNMENT = rf"(?P<scope>.*){_PROVIDER}/roleAssignments/(?P<name>[^/]+)"
@@ -173,7 +174,7 @@ class Arm:
 
     def put_assignment(self, call: Call, match: re.Match[str]) -> Reply:
         scope, name = match["scope"], match["name"]
-        self._check_write_permission(scope, "write")
+        self._check_write_permission(call, scope, "write")
         if not _is_guid(name):
             raise ApiError(
                 400,
@@ -237,8 +238,8 @@ class Arm:
         existing.updated_at = time.time()
         return Reply(200, render_assignment(existing, self.world.caller_object_id))
 
-    def delete_assignment(self, _call: Call, match: re.Match[str]) -> Reply:
-        self._check_write_permission(match["scope"], "delete")
+    def delete_assignment(self, call: Call, match: re.Match[str]) -> Reply:
+        self._check_write_permission(call, match["scope"], "delete")
         assignment = self._find(match["scope"], match["name"])
         if assignment is None:
             return Reply(204)
@@ -317,15 +318,16 @@ class Arm:
                 f"different from specified PrincipalType '{principal_type}'.",
             )
 
-    def _check_write_permission(self, scope: str, verb: str) -> None:
-        manageable = self.world.settings.manageable_scopes
-        if manageable and not any(is_within(scope, allowed) for allowed in manageable):
-            caller = self.world.caller_object_id
+    def _check_write_permission(self, call: Call, scope: str, verb: str) -> None:
+        """Azure RBAC: the caller needs a role assignment at or above the scope whose role allows the
+        operation (cloudsim.rights); none by default, until the tenant setup grants one."""
+        caller = caller_of(call.headers.get("Authorization")) or ""
+        operation = f"Microsoft.Authorization/roleAssignments/{verb}"
+        if not rbac_allows(self.world, caller, scope, operation):
             raise ApiError(
                 403,
                 "AuthorizationFailed",
                 f"The client '{caller}' with object id '{caller}' does not have authorization to perform "
-                f"action 'Microsoft.Authorization/roleAssignments/{verb}' over scope '{scope}' or the scope "
-                "is invalid. "
+                f"action '{operation}' over scope '{scope}' or the scope is invalid. "
                 "If access was recently granted, please refresh your credentials.",
             )

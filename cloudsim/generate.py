@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import yaml
 
+from cloudsim.rights import grant_reconciler_rights
 from cloudsim.state import (
     Application,
     FederatedCredential,
@@ -81,6 +82,7 @@ def generate_tenant(configs: int, unmanaged_apps: int, seed: int = 1) -> Generat
         Organization(name=org, id=new_id(), projects=[Project(id=new_id(), name=p) for p in PROJECTS])
         for org in ORGANIZATIONS
     ]
+    grant_reconciler_rights(world)  # what a deployment grants the reconciler's identity
     documents: list[JsonObject] = []
     app: Application | None = None
     uses = 0

@@ -15,8 +15,9 @@ from typing import TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from cloudsim.api import EMPTY, Api, ApiError, Call, Reply, RequestCounters, Route
+from cloudsim.rights import GRAPH_READ_ROLES, GRAPH_WRITE_ROLES
 from cloudsim.state import Application, FederatedCredential, JsonObject, ServicePrincipal, World, iso, new_id
-from cloudsim.tokens import GRAPH_AUDIENCES, caller_of
+from cloudsim.tokens import GRAPH_AUDIENCES, caller_of, roles_of
 
 T = TypeVar("T")
 
@@ -241,6 +242,7 @@ class Graph:
         self.world = world
         self.api = Api("graph", world, counters, graph_error, GRAPH_AUDIENCES, cost=request_cost)
         self.api.reports_resource_units = True
+        self.api.precondition = self._check_permission
         self._busy_apps: set[str] = set()
         add = self.api.routes.add
         add("GET", r"/v1\.0/applications", "applications.list", self.list_applications)
@@ -260,6 +262,19 @@ class Graph:
         add("GET", _SP, "servicePrincipals.get", self.get_sp)
         add("GET", _OWNED, "servicePrincipals.ownedObjects", self.list_owned_objects)
         add("POST", r"/v1\.0/\$batch", "batch", self.batch)
+
+    @staticmethod
+    def _check_permission(call: Call, route: Route) -> None:
+        """The application permissions in the token's `roles` claim: reading applications and service
+        principals needs one of GRAPH_READ_ROLES, writing them one of GRAPH_WRITE_ROLES; without,
+        Graph answers 403 `Authorization_RequestDenied` (each request of a $batch on its own)."""
+        if route.operation == "batch":
+            return
+        needed = GRAPH_WRITE_ROLES if route.write else GRAPH_READ_ROLES
+        if not roles_of(call.headers.get("Authorization")) & needed:
+            raise ApiError(
+                403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation."
+            )
 
     # applications
 

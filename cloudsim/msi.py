@@ -37,7 +37,11 @@ class ManagedIdentity:
             return msi_error(400, "invalid_request", "Required query variable 'resource' is missing.")
         if not call.query.get("api-version"):
             return msi_error(400, "invalid_request", "Required query variable 'api-version' is missing.")
-        token, expires_on = tokens.mint(resource, self.world.tenant_id, self.world.caller_object_id)
+        caller = self.world.caller_object_id
+        # App roles are per resource: only Graph tokens carry the Graph application permissions.
+        graph = tokens.normalise_resource(resource) in tokens.GRAPH_AUDIENCES
+        roles = self.world.graph_app_roles.get(caller, []) if graph else []
+        token, expires_on = tokens.mint(resource, self.world.tenant_id, caller, roles=roles)
         return Reply(
             200,
             {

@@ -125,6 +125,9 @@ class Project(_Record):
     id: str
     name: str
     description: str = ""
+    # Object ids of the identities holding the Endpoint Administrator role on the project's
+    # service connections (Administer and Create, among others).
+    endpoint_administrators: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -168,6 +171,9 @@ class Organization(_Record):
     id: str  # the organization (collection) id that vstoken issuers and Entra subjects carry
     projects: list[Project] = field(default_factory=list)
     endpoints: list[ServiceEndpoint] = field(default_factory=list)
+    # Object ids of the Entra identities added to the organization (Organization settings > Users);
+    # it refuses every other caller with 401.
+    members: list[str] = field(default_factory=list)
 
     @classmethod
     def from_json(cls, raw: JsonObject) -> Self:
@@ -191,8 +197,6 @@ class Settings(_Record):
 
     # A principal younger than this is unknown to ARM unless principalType is sent.
     replication_delay_s: float = 0.0
-    # Scopes the caller may write role assignments under; empty means everywhere.
-    manageable_scopes: list[str] = field(default_factory=list)
     # How long two FIC writes to one application count as overlapping (Entra rejects the second).
     fic_write_hold_s: float = 0.0
     arm_page_size: int = 100
@@ -208,6 +212,9 @@ class Settings(_Record):
 class World(_Record):
     tenant_id: str = field(default_factory=new_id)
     caller_object_id: str = field(default_factory=new_id)  # the managed identity the sim issues tokens to
+    # Microsoft Graph application permissions (app role values) granted to each principal, by
+    # object id: the `roles` claim of the Graph tokens it gets. None unless the tenant setup grants them.
+    graph_app_roles: dict[str, list[str]] = field(default_factory=dict)
     applications: list[Application] = field(default_factory=list)
     service_principals: list[ServicePrincipal] = field(default_factory=list)
     role_definitions: list[RoleDefinition] = field(default_factory=list)
@@ -219,6 +226,7 @@ class World(_Record):
         return {
             "tenant_id": self.tenant_id,
             "caller_object_id": self.caller_object_id,
+            "graph_app_roles": {k: list(v) for k, v in self.graph_app_roles.items()},
             "applications": [a.to_json() for a in self.applications],
             "service_principals": [s.to_json() for s in self.service_principals],
             "role_definitions": [r.to_json() for r in self.role_definitions],
@@ -232,6 +240,9 @@ class World(_Record):
         world = cls(
             tenant_id=raw.get("tenant_id") or new_id(),
             caller_object_id=raw.get("caller_object_id") or new_id(),
+            graph_app_roles={
+                str(k): [str(r) for r in v] for k, v in (raw.get("graph_app_roles") or {}).items()
+            },
             applications=[Application.from_json(a) for a in raw.get("applications", [])],
             service_principals=[ServicePrincipal.from_json(s) for s in raw.get("service_principals", [])],
             role_definitions=[RoleDefinition.from_json(r) for r in raw.get("role_definitions", [])],

@@ -30,6 +30,7 @@ import pytest
 
 from cloudsim.faults import Faults
 from cloudsim.limits import Limits
+from cloudsim.rights import grant_reconciler_rights
 from cloudsim.server import Simulator
 from cloudsim.state import JsonObject, Organization, Project, World, new_id
 
@@ -48,7 +49,7 @@ def sample_world() -> World:
         )
     )
     world.settings.subscriptions = {SAMPLE_SUBSCRIPTION: "Payments Prod"}
-    return world
+    return grant_reconciler_rights(world)  # the rights a deployment grants the reconciler
 
 
 class AdminClient:

@@ -36,11 +36,18 @@ def _b64url_decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def mint(resource: str, tenant_id: str, object_id: str, now: float | None = None) -> tuple[str, int]:
-    """A token for `resource` and its expiry (epoch seconds)."""
+def mint(
+    resource: str,
+    tenant_id: str,
+    object_id: str,
+    now: float | None = None,
+    roles: list[str] | None = None,
+) -> tuple[str, int]:
+    """A token for `resource` and its expiry (epoch seconds); `roles` are the application permissions
+    the principal holds on that resource (Entra leaves the claim out when there are none)."""
     issued = int(now if now is not None else time.time())
     expires = issued + TOKEN_LIFETIME_S
-    claims = {
+    claims: dict[str, object] = {
         "aud": normalise_resource(resource),
         "iss": f"https://sts.windows.net/{tenant_id}/",
         "tid": tenant_id,
@@ -50,6 +57,8 @@ def mint(resource: str, tenant_id: str, object_id: str, now: float | None = None
         "nbf": issued,
         "exp": expires,
     }
+    if roles:
+        claims["roles"] = list(roles)
     header = _b64url(json.dumps({"alg": "none", "typ": "JWT"}).encode())
     payload = _b64url(json.dumps(claims).encode())
     return f"{header}.{payload}.", expires
@@ -69,6 +78,16 @@ def caller_of(authorization: str | None) -> str | None:
     except (IndexError, ValueError, AttributeError):
         return None
     return oid if isinstance(oid, str) else None
+
+
+def roles_of(authorization: str | None) -> frozenset[str]:
+    """The `roles` claim (application permissions) of a bearer token; empty when absent or unreadable."""
+    token = (authorization or "")[len("bearer ") :].strip()
+    try:
+        roles = json.loads(_b64url_decode(token.split(".")[1])).get("roles") or []
+    except (IndexError, ValueError, AttributeError):
+        return frozenset()
+    return frozenset(str(r) for r in roles) if isinstance(roles, list) else frozenset()
 
 
 def check_bearer(authorization: str | None, audiences: frozenset[str]) -> TokenProblem | None:

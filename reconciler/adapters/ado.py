@@ -108,6 +108,40 @@ class AdoAdapter:
             self._organization_ids[key] = str(instance).lower()
         return self._organization_ids[key]
 
+    async def authenticated_user(self, organization: str) -> str:
+        """Who the organization sees signing in (connectionData's `authenticatedUser`): a member's name.
+
+        A caller that is not a member of the organization is refused (401), so the answer itself
+        is the membership check."""
+        body = await self._send(
+            "GET",
+            url_path(organization, "_apis", "connectionData"),
+            {"api-version": CONNECTION_DATA_API_VERSION},
+        )
+        user = (body or {}).get("authenticatedUser") if isinstance(body, dict) else None
+        if not isinstance(user, dict) or not user.get("id"):
+            raise PermanentFailure(
+                f"Azure DevOps organization {organization} answered connectionData without an "
+                "authenticated user",
+                code="AnonymousCaller",
+            )
+        return str(user.get("providerDisplayName") or user["id"])
+
+    async def has_permission(self, organization: str, namespace: str, permissions: int, token: str) -> bool:
+        """Whether the caller holds every bit of `permissions` on `token` in a security namespace
+        (Permissions - Has Permissions; organization administrators pass, as they would when acting)."""
+        body = await self._send(
+            "GET",
+            url_path(organization, "_apis", "permissions", namespace, str(permissions)),
+            {"tokens": token, "alwaysAllowAdministrators": "true", "api-version": API_VERSION},
+        )
+        values = (body or {}).get("value") if isinstance(body, dict) else body
+        if not isinstance(values, list) or len(values) != 1 or not isinstance(values[0], bool):
+            raise PermanentFailure(
+                f"Azure DevOps answered a permission check with {str(body)[:200]!r}", code="UnexpectedAnswer"
+            )
+        return values[0]
+
     async def read_pipeline_access(
         self, organization: str, project: str, connection_id: str
     ) -> PipelineAccess:

@@ -83,6 +83,18 @@ class ArmAdapter:
         result: list[RoleAssignment] = await self._call(collect())
         return result
 
+    async def list_assignments_of(self, scope: ArmScope, principal_id: str) -> list[RoleAssignment]:
+        """A principal's assignments at, above and below `scope`, those through its groups included
+        (ARM's `assignedTo()` filter)."""
+        query = f"assignedTo('{Guid(principal_id, 'principal id')}')"
+
+        async def collect() -> list[RoleAssignment]:
+            pages = self._client.role_assignments.list_for_scope(scope_path(scope), filter=query)
+            return [_assignment(item) async for item in pages]
+
+        result: list[RoleAssignment] = await self._call(collect())
+        return result
+
     async def create_assignment(
         self, scope: ArmScope, name: str, role_id: str, principal_id: str, description: str
     ) -> RoleAssignment:

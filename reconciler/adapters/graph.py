@@ -192,6 +192,13 @@ class GraphAdapter:
             self._principal_id = principal_of_token(token.token)
         return self._principal_id
 
+    async def own_token_roles(self) -> frozenset[str]:
+        """The application permissions the identity holds in Graph: the `roles` claim of its Graph
+        token (absent when it holds none). Read from the token it signs in with: no request."""
+        token = await self._credential.get_token(self._scope)
+        self._principal_id = self._principal_id or principal_of_token(token.token)
+        return roles_of_token(token.token)
+
     async def count_applications(self) -> int:
         """How many applications the tenant holds (one request; an advanced query)."""
         info = RequestInformation(method=Method.GET)
@@ -420,18 +427,37 @@ def _guid(value: str, field: str) -> str:
 def principal_of_token(token: str) -> str:
     """The `oid` claim of an Entra access token (a JWT): the object id of the principal it was issued to.
 
-    Only this one documented claim is read, and only to name the reconciler itself; nothing is
-    trusted on it (Graph checks the token, not us)."""
+    Only documented claims are read, and only to describe the reconciler itself; nothing is
+    trusted on them (Graph checks the token, not us)."""
     try:
-        payload = token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        return str(Guid(claims["oid"], "oid"))
-    except (IndexError, KeyError, TypeError, ValueError) as error:  # ValueError covers bad base64 and GUIDs
+        return str(Guid(_claims_of_token(token)["oid"], "oid"))
+    except (KeyError, TypeError, ValueError) as error:  # ValueError covers bad GUIDs
         raise PermanentFailure(
             "the Graph access token carries no readable `oid` claim, so the reconciler cannot tell which "
             "applications it owns",
             code="UnreadableToken",
         ) from error
+
+
+def roles_of_token(token: str) -> frozenset[str]:
+    """The `roles` claim of an Entra access token: the app roles (application permissions) it carries."""
+    try:
+        roles = _claims_of_token(token).get("roles") or []
+    except ValueError:
+        return frozenset()
+    return frozenset(str(role) for role in roles) if isinstance(roles, list) else frozenset()
+
+
+def _claims_of_token(token: str) -> dict[str, Any]:
+    """The payload of a JWT, unverified. Raises ValueError when it is not one."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError) as error:  # ValueError covers bad base64 and JSON
+        raise ValueError("not a JWT") from error
+    if not isinstance(claims, dict):
+        raise ValueError("not a JWT")
+    return claims
 
 
 def _refuse_another_tenants(found: GraphApplication, tags: Sequence[str], display_name: str) -> None:

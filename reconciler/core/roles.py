@@ -105,6 +105,18 @@ def privileged_witness(actions: Sequence[str], not_actions: Sequence[str]) -> st
     return None
 
 
+def allows(actions: Sequence[str], not_actions: Sequence[str], operation: str) -> bool:
+    """Whether `actions` minus `not_actions` allow this one concrete operation (no wildcards in it).
+
+    ARM's evaluation: some action matches the operation and no not-action does (`*` matches
+    any text, ASCII letters compared without case).
+    """
+    wanted = operation.translate(_ASCII_LOWER)
+    return any(_Glob(a).matches(wanted) for a in actions) and not any(
+        _Glob(n).matches(wanted) for n in not_actions
+    )
+
+
 class _Glob:
     """An ARM operation pattern as an automaton: a state is a bit set of positions in the
     pattern, and `*` (the only wildcard) matches any characters, `/` included."""
@@ -122,6 +134,13 @@ class _Glob:
 
     def accepts(self, states: int) -> bool:
         return bool(states >> len(self.pattern) & 1)
+
+    def matches(self, text: str) -> bool:
+        """Whether the pattern matches this (lower-case) text."""
+        states = self.start
+        for char in text:
+            states = self.step(states, self.literal_positions(char))
+        return self.accepts(states)
 
     def may_match_under(self, prefix: str) -> bool:
         """Whether some string starting with `prefix` could match (a quick filter, never wrong)."""

@@ -54,7 +54,7 @@ async def open_stores(settings: Mapping[str, str], credential: AsyncTokenCredent
     WIF_TABLE_CONNECTION_STRING (Azurite locally) wins; else WIF_TABLE_ENDPOINT, an https account
     URL, with `credential` (the managed identity in Azure). Open once per process and share it.
     """
-    service = _service_client(settings, credential)
+    service = service_client(settings, credential)
     try:
         for name in (CONFIGS_TABLE, STATUS_TABLE, REQUESTS_TABLE, CLAIMS_TABLE):
             with contextlib.suppress(ResourceExistsError):
@@ -71,9 +71,10 @@ async def open_stores(settings: Mapping[str, str], credential: AsyncTokenCredent
     )
 
 
-def _service_client(
+def service_client(
     settings: Mapping[str, str], credential: AsyncTokenCredential | None
 ) -> TableServiceClient:
+    """The Table service client the settings name; nothing is created or read yet."""
     connection_string = (settings.get("WIF_TABLE_CONNECTION_STRING") or "").strip()
     endpoint = (settings.get("WIF_TABLE_ENDPOINT") or "").strip()
     if connection_string:

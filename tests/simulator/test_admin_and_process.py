@@ -82,7 +82,7 @@ async def test_drift_removes_a_role_assignment(
     )
     assert created.id
     await cloud_env.admin.delete_role_assignment(created.id)
-    assert [a async for a in arm.role_assignments.list_for_subscription()] == []
+    assert created.id not in [a.id async for a in arm.role_assignments.list_for_subscription()]
 
 
 async def test_state_dump_load_and_reset(cloud_env: RunningSimulator) -> None:
@@ -119,7 +119,10 @@ def test_generator_builds_apps_orgs_and_matching_configs() -> None:
     assert set(per_app) <= app_ids and set(per_app) <= {s.app_id for s in world.service_principals}
     unmanaged = [a for a in world.applications if a.display_name.startswith("unmanaged-")]
     assert len(unmanaged) == 7 and all(a.federated_credentials for a in unmanaged)
-    assert not world.role_assignments and not any(o.endpoints for o in world.organizations)
+    assert not any(o.endpoints for o in world.organizations)
+    # The only role assignments are the reconciler's own, one per subscription (the tenant setup).
+    assert {a.principal_id for a in world.role_assignments} == {world.caller_object_id}
+    assert len(world.role_assignments) == len(world.settings.subscriptions)
     assert generate_tenant(configs=60, unmanaged_apps=7, seed=5).configs_yaml() == tenant.configs_yaml()
 
 

@@ -10,6 +10,7 @@ from azure.identity.aio import ManagedIdentityCredential
 from azure.mgmt.authorization.aio import AuthorizationManagementClient
 from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreateParameters
 
+from cloudsim.state import RoleAssignment, RoleDefinition
 from cloudsim.testing import SAMPLE_SUBSCRIPTION, RunningSimulator
 
 from .conftest import arm_client
@@ -70,16 +71,24 @@ async def test_role_assignment_create_get_list_delete(
         a.id
         async for a in arm.role_assignments.list_for_subscription(filter=f"principalId eq '{principal_id}'")
     ]
-    at_rg = [a.id async for a in arm.role_assignments.list_for_resource_group("rg-pay")]
+    # Lists show assignments above the scope too: the reconciler's own RBAC administrator role on
+    # the subscription (the sample world's tenant setup) is left out by principal.
+    at_rg = [
+        a.id
+        async for a in arm.role_assignments.list_for_resource_group("rg-pay")
+        if a.principal_id == principal_id
+    ]
     at_vault = [
         a.id
         async for a in arm.role_assignments.list_for_resource(
             "rg-pay", "Microsoft.KeyVault", "vaults", "kv-pay"
         )
+        if a.principal_id == principal_id
     ]
     assert at_sub == at_rg == at_vault == [created.id]
     # atScope() at the subscription leaves out assignments below it.
-    assert [a async for a in arm.role_assignments.list_for_scope(SUB, filter="atScope()")] == []
+    at_scope = arm.role_assignments.list_for_scope(SUB, filter="atScope()")
+    assert [a.principal_id async for a in at_scope] == [cloud_env.world.caller_object_id]
     assigned = [
         a.id async for a in arm.role_assignments.list_for_scope(VAULT, filter=f"assignedTo('{principal_id}')")
     ]
@@ -105,7 +114,9 @@ async def test_list_follows_next_link(
     ]
     for role in roles:
         await arm.role_assignments.create(RG, str(uuid.uuid4()), grant(principal_id, role))
-    listed = [a async for a in arm.role_assignments.list_for_subscription()]
+    listed = [
+        a async for a in arm.role_assignments.list_for_subscription(filter=f"principalId eq '{principal_id}'")
+    ]
     assert len(listed) == 4
     counters = await cloud_env.admin.counters()
     assert counters["arm"]["operations"]["roleAssignments.list"]["reads"] == 2
@@ -151,16 +162,40 @@ async def test_principal_not_found_for_unknown_or_young_principal_without_type(
     assert created.principal_type == "ServicePrincipal"
 
 
-async def test_scope_outside_manageable_scopes_is_authorization_failed(
+async def test_writes_need_a_role_allowing_them_at_or_above_the_scope(
     arm: AuthorizationManagementClient, cloud_env: RunningSimulator
 ) -> None:
-    await cloud_env.admin.update_settings(manageable_scopes=[RG])
+    """Strict by default: the caller writes role assignments only where a role of its own allows it."""
+    world = cloud_env.world
+    me = world.caller_object_id
+    world.role_assignments = [a for a in world.role_assignments if a.principal_id != me]
     principal_id = await principal(cloud_env)
-    await arm.role_assignments.create(VAULT, str(uuid.uuid4()), grant(principal_id))
-    with pytest.raises(HttpResponseError) as refused:
+    with pytest.raises(HttpResponseError) as nothing:
+        await arm.role_assignments.create(VAULT, str(uuid.uuid4()), grant(principal_id))
+    assert nothing.value.status_code == 403
+    # A custom role with the two actions, on the resource group: enough below it, not above it.
+    world.role_definitions.append(
+        RoleDefinition(
+            "0d0c7000-0000-4000-8000-000000000001",
+            "WIF reconciler assignments",
+            ["Microsoft.Authorization/roleAssignments/*", "*/read"],
+            ["Microsoft.Authorization/roleAssignments/delete"],
+            role_type="CustomRole",
+        )
+    )
+    world.role_assignments.append(
+        RoleAssignment(str(uuid.uuid4()), RG, "0d0c7000-0000-4000-8000-000000000001", me)
+    )
+    name = str(uuid.uuid4())
+    await arm.role_assignments.create(VAULT, name, grant(principal_id))
+    with pytest.raises(HttpResponseError) as above:
         await arm.role_assignments.create(SUB, str(uuid.uuid4()), grant(principal_id))
-    assert refused.value.status_code == 403
-    assert refused.value.error is not None and refused.value.error.code == "AuthorizationFailed"
+    assert above.value.status_code == 403
+    assert above.value.error is not None and above.value.error.code == "AuthorizationFailed"
+    with pytest.raises(HttpResponseError) as denied:  # its notActions remove delete
+        await arm.role_assignments.delete(VAULT, name)
+    assert denied.value.status_code == 403
+    assert "roleAssignments/delete" in str(denied.value.message)
 
 
 async def test_token_for_another_audience_is_refused(

@@ -146,12 +146,14 @@ async def test_new_objects_stay_out_of_lists_for_the_lag(
     listed = await graph.applications.get()
     assert listed is not None and listed.value == []
     assert await graph.applications.by_application_id(app.id).get() is not None  # reads by id are current
-    await arm.role_assignments.create(SUB, str(uuid.uuid4()), grant(await principal(cloud_env)))
-    assert [a async for a in arm.role_assignments.list_for_subscription()] == []
+    grantee = await principal(cloud_env)
+    await arm.role_assignments.create(SUB, str(uuid.uuid4()), grant(grantee))
+    mine = f"principalId eq '{grantee}'"
+    assert [a async for a in arm.role_assignments.list_for_subscription(filter=mine)] == []
     await asyncio.sleep(1.6)
     listed = await graph.applications.get()
     assert listed is not None and app.id in [a.id for a in listed.value or []]
-    assert len([a async for a in arm.role_assignments.list_for_subscription()]) == 1
+    assert len([a async for a in arm.role_assignments.list_for_subscription(filter=mine)]) == 1
 
 
 def test_faults_round_trip_through_json() -> None:

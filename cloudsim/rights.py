@@ -1,0 +1,109 @@
+"""The rights of a caller in each simulated API, strict by default, and the tenant setup that grants them.
+
+A right is missing unless the world grants it (docs/simulator.md, "Rights"):
+- Microsoft Graph: the application permissions in the `roles` claim of the caller's token
+  (`World.graph_app_roles`, minted into the token by the managed-identity endpoint);
+- Azure DevOps: membership of the organization (`Organization.members`) and the Endpoint
+  Administrator role on a project's service connections (`Project.endpoint_administrators`);
+- ARM: role assignments of the caller at or above a scope whose role's effective permissions
+  (actions minus notActions) allow the operation.
+
+`grant_reconciler_rights` is the tenant setup a deployment does for the reconciler's identity
+(docs/deploy.md); the sample world, the generator and examples/tenant.yaml run it or spell it out.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from cloudsim.state import RoleAssignment, RoleDefinition, World
+
+GRAPH_OWNED_BY = "Application.ReadWrite.OwnedBy"
+# Application permissions that allow reading applications and service principals, and writing them
+# (learn.microsoft.com graph/api/application-list, application-post-applications: "Permissions").
+GRAPH_READ_ROLES = frozenset(
+    {
+        "Application.Read.All",
+        "Application.ReadWrite.OwnedBy",
+        "Application.ReadWrite.All",
+        "Directory.Read.All",
+        "Directory.ReadWrite.All",
+    }
+)
+GRAPH_WRITE_ROLES = frozenset({"Application.ReadWrite.OwnedBy", "Application.ReadWrite.All"})
+RBAC_ADMINISTRATOR = "f58310d9-a9f6-439a-9e8d-f62e7b41a168"  # Role Based Access Control Administrator
+# Azure DevOps ServiceEndpoints security namespace: Use 1, Administer 2, Create 4, ViewAuthorization 8,
+# ViewEndpoint 16; the Endpoint Administrator role holds them all.
+SERVICE_ENDPOINTS_NAMESPACE = "49b48001-ca20-4adc-8111-5b60c903a50c"
+ENDPOINT_ADMINISTRATOR_BITS = 1 | 2 | 4 | 8 | 16
+
+
+def operation_allowed(definition: RoleDefinition, operation: str) -> bool:
+    """ARM's evaluation: an action matches and no notAction does (`*` any text, case ignored)."""
+    return any(_matches(a, operation) for a in definition.actions) and not any(
+        _matches(n, operation) for n in definition.not_actions
+    )
+
+
+def _matches(pattern: str, operation: str) -> bool:
+    regex = ".*".join(re.escape(part) for part in pattern.split("*"))
+    return re.fullmatch(regex, operation, re.IGNORECASE | re.DOTALL) is not None
+
+
+def scope_is_within(inner: str, outer: str) -> bool:
+    """Whether scope `inner` is `outer` or below it (case-insensitive; `/` is the root)."""
+    inner, outer = _normal(inner), _normal(outer)
+    return outer in ("/", inner) or inner.startswith(outer + "/")
+
+
+def _normal(scope: str) -> str:
+    return "/" + scope.strip("/").lower() if scope.strip("/") else "/"
+
+
+def rbac_allows(world: World, principal: str, scope: str, operation: str) -> bool:
+    """Whether the principal's role assignments at or above `scope` allow `operation` there.
+
+    Conditions (ABAC) on an assignment are not evaluated: a conditioned assignment counts as
+    granting its role's permissions (docs/simulator.md lists this as a gap)."""
+    for assignment in world.role_assignments:
+        if assignment.principal_id != principal or not scope_is_within(scope, assignment.scope):
+            continue
+        definition = world.role_definition(assignment.role_definition_guid)
+        if definition is not None and operation_allowed(definition, operation):
+            return True
+    return False
+
+
+def grant_reconciler_rights(world: World, principal: str | None = None) -> World:
+    """What a deployment grants the reconciler's identity (by default the caller the simulator issues
+    tokens to): Graph `Application.ReadWrite.OwnedBy`; membership of every organization and Endpoint
+    Administrator in every project; Role Based Access Control Administrator on every subscription
+    the world lists. Idempotent; returns the world."""
+    who = principal or world.caller_object_id
+    roles = world.graph_app_roles.setdefault(who, [])
+    if GRAPH_OWNED_BY not in roles:
+        roles.append(GRAPH_OWNED_BY)
+    for organization in world.organizations:
+        if who not in organization.members:
+            organization.members.append(who)
+        for project in organization.projects:
+            if who not in project.endpoint_administrators:
+                project.endpoint_administrators.append(who)
+    for subscription in world.settings.subscriptions:
+        scope = f"/subscriptions/{subscription}"
+        name = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{scope}|{RBAC_ADMINISTRATOR}|{who}"))
+        if not any(a.name == name for a in world.role_assignments):
+            world.role_assignments.append(
+                RoleAssignment(
+                    name=name,
+                    scope=scope,
+                    role_definition_guid=RBAC_ADMINISTRATOR,
+                    principal_id=who,
+                    principal_type="ServicePrincipal",
+                    description="the reconciler's RBAC administrator role (tenant setup)",
+                    created_at=0.0,
+                    updated_at=0.0,
+                )
+            )
+    return world

@@ -1,0 +1,426 @@
+"""`python -m reconciler doctor`: does the identity the app runs as have what it needs? (as `flux check`)
+
+With read-only calls it checks, in each system, the rights of the identity the credential signs in
+as (run it as the app's identity: docs/doctor.md), and prints, per missing piece, the command or
+portal step that grants it:
+
+- Microsoft Graph: the application permission, from the `roles` claim of its Graph token (no
+  request), and that it owns every application a config adopts (the engine's ownership reading);
+- Azure DevOps: membership of each organization the policy names (connectionData answers members
+  only) and the Endpoint Administrator rights (Administer and Create on service connections) in each
+  project the configs and the policy name (Permissions - Has Permissions);
+- Azure RBAC: at each target scope, role assignments write and delete, by the effective permissions
+  of the roles assigned to it at or above the scope (not by a role's name);
+- the app's tables and queues: they exist and it may read them (tables) and receive (queues).
+
+Exit codes: 0 everything is in place, 1 something is missing or could not be checked, 2 bad input
+or settings (the policy, the configs, the cloud settings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from azure.core.credentials_async import AsyncTokenCredential
+from azure.core.exceptions import ClientAuthenticationError
+
+from reconciler.adapters.ado import AdoAdapter
+from reconciler.adapters.arm import ArmAdapter
+from reconciler.adapters.graph import GraphAdapter
+from reconciler.adapters.metering import RequestMeter
+from reconciler.cloud import Cloud, CloudError, cloud_from_settings
+from reconciler.core.identifiers import ArmScope
+from reconciler.core.model import CustomRole, FederationConfig, RoleAssignment
+from reconciler.core.policy import GrantPolicy
+from reconciler.core.rights import (
+    ENDPOINT_ADMINISTER,
+    ENDPOINT_CREATE,
+    GRAPH_PERMISSION,
+    RBAC_OPERATIONS,
+    SERVICE_ENDPOINTS_NAMESPACE,
+    Finding,
+    Verdict,
+    adopted_applications,
+    endpoint_administrator_fix,
+    graph_permission,
+    membership_fix,
+    organizations_to_check,
+    ownership,
+    projects_to_check,
+    rbac_fix,
+    rbac_grants,
+    target_scopes,
+)
+from reconciler.documents import load_configs, load_policy
+from reconciler.engine.run import default_credential
+from reconciler.failures import Failure, NotFound
+from reconciler.state.probes import check_queues, check_tables
+from reconciler.state.queues import QueueSettingsError
+
+EXIT_OK, EXIT_MISSING, EXIT_BAD_INPUT = 0, 1, 2
+DEFAULT_POLICY = "policy.yaml"
+# One retry at most: a check that cannot reach an API says so at once instead of backing off for a minute.
+RETRY_TOTAL = 1
+_CONNECTION_FAILED = "ConnectionError"
+
+
+@dataclass
+class Doctor:
+    """What every check needs: the desired state, the identity, and one adapter per API."""
+
+    policy: GrantPolicy
+    configs: Sequence[FederationConfig]
+    settings: Mapping[str, str]
+    credential: AsyncTokenCredential
+    principal_id: str
+    graph_roles: frozenset[str]
+    graph: GraphAdapter
+    arm: ArmAdapter
+    ado: AdoAdapter
+
+
+Check = Callable[[Doctor], Awaitable[list[Finding]]]
+# Checks other parts of the product add to the report, as (area, check): each returns its findings.
+# Issue 13's event subscriptions are to add theirs here once they exist; until then nothing is
+# reported for them.
+EXTRA_CHECKS: list[tuple[str, Check]] = []
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    doctor = commands.add_parser(
+        "doctor",
+        help="check, with read-only calls, that the identity the app runs as has every right it needs, "
+        "and print the fix for each missing one",
+    )
+    doctor.add_argument(
+        "--configs",
+        type=Path,
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="FILE",
+        help="the desired configs (`export` writes the table's): their projects, target scopes and adopted "
+        "applications are checked too; without them, only what the policy names",
+    )
+    doctor.add_argument(
+        "--policy", type=Path, help=f"grant policy (default: $WIF_POLICY_FILE or {DEFAULT_POLICY})"
+    )
+    doctor.add_argument(
+        "--cloud",
+        help="AzureCloud, AzureUSGovernment, AzureChinaCloud, or simulator/custom; "
+        "default $WIF_CLOUD or AzureCloud",
+    )
+    doctor.add_argument("--output", choices=["table", "json"], default="table")
+    doctor.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    policy = load_policy(args.policy or Path(os.environ.get("WIF_POLICY_FILE", DEFAULT_POLICY)))
+    configs = load_configs(args.configs) if args.configs else []
+    cloud = cloud_from_settings(os.environ, args.cloud)
+    try:
+        principal_id, findings = asyncio.run(diagnose(cloud, policy, configs, os.environ))
+    except QueueSettingsError as error:
+        raise CloudError(str(error)) from None  # a bad setting: exit 2, as every other one
+    print(_as_json(principal_id, findings) if args.output == "json" else _as_table(principal_id, findings))
+    failed = any(f.verdict in (Verdict.MISSING, Verdict.ERROR) for f in findings)
+    return EXIT_MISSING if failed else EXIT_OK
+
+
+async def diagnose(
+    cloud: Cloud,
+    policy: GrantPolicy,
+    configs: Sequence[FederationConfig],
+    settings: Mapping[str, str],
+    credential: AsyncTokenCredential | None = None,
+) -> tuple[str | None, list[Finding]]:
+    """The identity's object id (None when it cannot sign in) and every finding, in report order."""
+    token_source = credential or default_credential(cloud)
+    meter = RequestMeter()
+    graph = GraphAdapter(token_source, cloud, meter)
+    arm = ArmAdapter(token_source, cloud, meter, retry_total=RETRY_TOTAL)
+    ado = AdoAdapter(token_source, cloud, meter, retry_total=RETRY_TOTAL)
+    try:
+        try:
+            roles = await graph.own_token_roles()
+            principal_id = await graph.own_principal_id()
+        except (ClientAuthenticationError, Failure) as error:
+            detail = f"{_one_line(error)} (it checks the identity it signs in as: docs/doctor.md)"
+            return None, [Finding("Sign-in", "a token for Microsoft Graph", Verdict.ERROR, detail)]
+        doctor = Doctor(policy, configs, settings, token_source, principal_id, roles, graph, arm, ado)
+        checks: list[tuple[str, Check]] = [
+            ("Microsoft Graph", _graph),
+            ("Azure DevOps", _devops),
+            ("Azure RBAC", _rbac),
+            ("Tables", _tables),
+            ("Service Bus", _queues),
+            *EXTRA_CHECKS,
+        ]
+        found = await asyncio.gather(*(_guarded(area, check, doctor) for area, check in checks))
+        return principal_id, [finding for findings in found for finding in findings]
+    finally:
+        await graph.close()
+        await arm.close()
+        await ado.close()
+        if credential is None:
+            await token_source.close()
+
+
+async def _guarded(area: str, check: Check, doctor: Doctor) -> list[Finding]:
+    """A check's findings; an error it did not expect becomes one line, so the others still report."""
+    try:
+        return await check(doctor)
+    except (CloudError, QueueSettingsError):
+        raise  # a bad setting: exit 2
+    except Exception as error:  # an SDK error no adapter maps must not end in a traceback
+        return [Finding(area, "the check", Verdict.ERROR, f"failed unexpectedly: {_one_line(error)}")]
+
+
+# ---------------------------------------------------------------- Microsoft Graph
+
+
+async def _graph(doctor: Doctor) -> list[Finding]:
+    permission = graph_permission(doctor.graph_roles, doctor.principal_id)
+    findings = [permission]
+    adopted = adopted_applications(doctor.configs)
+    if not adopted:
+        return findings
+    if permission.verdict is not Verdict.OK:
+        return [
+            *findings,
+            _skipped("Microsoft Graph", "adopted applications", f"until {GRAPH_PERMISSION} is granted"),
+        ]
+    try:
+        owned = await doctor.graph.read_ownership()
+        apps = {a.app_id.lower(): a for a in await doctor.graph.read_applications(sorted(adopted))}
+    except Failure as failure:
+        return [*findings, _error("Microsoft Graph", "the adopted applications and their owners", failure)]
+    for app_id, config_ids in sorted(adopted.items()):
+        app = apps.get(app_id)
+        findings.append(
+            ownership(app_id, config_ids, None if app is None else owned.owns(app), doctor.principal_id)
+        )
+    return findings
+
+
+# ---------------------------------------------------------------- Azure DevOps
+
+
+async def _devops(doctor: Doctor) -> list[Finding]:
+    projects = projects_to_check(doctor.policy, doctor.configs)
+    findings: list[Finding] = []
+    for organization in organizations_to_check(doctor.policy):
+        try:
+            user = await doctor.ado.authenticated_user(organization)
+        except Failure as failure:
+            if failure.code == _CONNECTION_FAILED:
+                return [_error("Azure DevOps", "endpoint", failure)]
+            findings.append(_membership_problem(organization, failure, doctor.principal_id))
+            findings += [
+                _skipped("Azure DevOps", f"Endpoint Administrator in {o}/{p}", "until it is a member")
+                for o, p in projects
+                if o == organization
+            ]
+            continue
+        findings.append(
+            Finding(
+                "Azure DevOps", f"member of organization {organization}", Verdict.OK, f"signed in as {user}"
+            )
+        )
+        for project in (p for o, p in projects if o == organization):
+            findings.append(await _endpoint_administrator(doctor, organization, project))
+    return findings
+
+
+def _membership_problem(organization: str, failure: Failure, principal_id: str) -> Finding:
+    subject = f"member of organization {organization}"
+    if failure.status in (401, 403):
+        return Finding(
+            "Azure DevOps",
+            subject,
+            Verdict.MISSING,
+            f"the organization refuses the identity ({failure.status})",
+            fix=membership_fix(organization, principal_id),
+        )
+    if isinstance(failure, NotFound):
+        return Finding(
+            "Azure DevOps", subject, Verdict.ERROR, "no such organization: check the policy's organizations"
+        )
+    return _error("Azure DevOps", subject, failure)
+
+
+async def _endpoint_administrator(doctor: Doctor, organization: str, project: str) -> Finding:
+    subject = f"Endpoint Administrator in {organization}/{project}"
+    try:
+        project_id = await doctor.ado.project_id(organization, project)
+        allowed = await doctor.ado.has_permission(
+            organization,
+            SERVICE_ENDPOINTS_NAMESPACE,
+            ENDPOINT_ADMINISTER | ENDPOINT_CREATE,
+            f"endpoints/{project_id}",
+        )
+    except NotFound:
+        return Finding(
+            "Azure DevOps",
+            subject,
+            Verdict.MISSING,
+            "the project does not exist, or the identity is not a member of it",
+            fix=membership_fix(organization, doctor.principal_id),
+        )
+    except Failure as failure:
+        return _error("Azure DevOps", subject, failure)
+    if allowed:
+        return Finding("Azure DevOps", subject, Verdict.OK, "may create and administer service connections")
+    return Finding(
+        "Azure DevOps",
+        subject,
+        Verdict.MISSING,
+        "it may not create and administer the project's service connections",
+        fix=endpoint_administrator_fix(organization, project, doctor.principal_id),
+    )
+
+
+# ---------------------------------------------------------------- Azure RBAC
+
+
+async def _rbac(doctor: Doctor) -> list[Finding]:
+    scopes, unexpanded = target_scopes(doctor.policy, doctor.configs)
+    findings = [
+        _skipped("Azure RBAC", f"scopes under {pattern}", "no config names one: give --configs to check them")
+        for pattern in unexpanded
+    ]
+    by_root: dict[ArmScope, list[ArmScope]] = defaultdict(list)
+    for scope in scopes:
+        by_root[scope.root].append(scope)
+    for root, targets in sorted(by_root.items(), key=lambda item: str(item[0])):
+        try:
+            assignments = await doctor.arm.list_assignments_of(root, doctor.principal_id)
+            roles = await _role_definitions(doctor.arm, root, assignments)
+        except Failure as failure:
+            if failure.code == _CONNECTION_FAILED:
+                return [_error("Azure RBAC", "endpoint", failure)]
+            findings.append(_error("Azure RBAC", f"role assignments in {root}", failure))
+            continue
+        findings += _rbac_findings(root, targets, assignments, roles, doctor.principal_id)
+    return findings
+
+
+async def _role_definitions(
+    arm: ArmAdapter, root: ArmScope, assignments: Sequence[RoleAssignment]
+) -> dict[str, CustomRole]:
+    if root.subscription is None:
+        return {}  # management-group definitions are read under a subscription: none to read them under
+    found = await asyncio.gather(
+        *(
+            arm.get_role_definition(str(root.subscription), r)
+            for r in sorted({a.role_id for a in assignments})
+        )
+    )
+    return {role.id: role for role in found if role is not None}
+
+
+def _rbac_findings(
+    root: ArmScope,
+    targets: Sequence[ArmScope],
+    assignments: Sequence[RoleAssignment],
+    roles: Mapping[str, CustomRole],
+    principal_id: str,
+) -> list[Finding]:
+    findings: list[Finding] = []
+    granted_by: set[str] = set()
+    for target in targets:
+        grants = rbac_grants(target, assignments, roles)
+        missing = [operation.rsplit("/", 1)[-1] for operation, grant in grants.items() if grant is None]
+        if missing:
+            findings.append(
+                Finding(
+                    "Azure RBAC",
+                    f"role assignments {' and '.join(missing)} at {target}",
+                    Verdict.MISSING,
+                    "no role assigned to the identity at or above the scope allows it",
+                    fix=rbac_fix(target, principal_id),
+                )
+            )
+        granted_by.update(f"{roles[g.role_id].name} at {g.scope}" for g in grants.values() if g is not None)
+    held = len(targets) - len(findings)
+    if held:
+        operations = " and ".join(o.rsplit("/", 1)[-1] for o in RBAC_OPERATIONS)
+        findings.insert(
+            0,
+            Finding(
+                "Azure RBAC",
+                f"role assignments {operations} on {held} target scope(s) in {root}",
+                Verdict.OK,
+                f"through {', '.join(sorted(granted_by))}",
+            ),
+        )
+    return findings
+
+
+# ---------------------------------------------------------------- tables and queues
+
+
+async def _tables(doctor: Doctor) -> list[Finding]:
+    return await check_tables(doctor.settings, doctor.credential)
+
+
+async def _queues(doctor: Doctor) -> list[Finding]:
+    return await check_queues(doctor.settings, doctor.credential)
+
+
+# ---------------------------------------------------------------- output
+
+
+def _error(area: str, subject: str, failure: Failure) -> Finding:
+    return Finding(area, subject, Verdict.ERROR, f"could not check: {_one_line(failure)}")
+
+
+def _skipped(area: str, subject: str, why: str) -> Finding:
+    return Finding(area, subject, Verdict.SKIPPED, f"not checked {why}")
+
+
+def _one_line(error: BaseException) -> str:
+    text = (error.message if isinstance(error, Failure) else str(error)).strip().splitlines()
+    return text[0][:400] if text else type(error).__name__
+
+
+def _as_table(principal_id: str | None, findings: Sequence[Finding]) -> str:
+    lines = [f"Checking the rights of the identity {principal_id or '(not signed in)'}"]
+    area = ""
+    for finding in findings:
+        if finding.area != area:
+            area = finding.area
+            lines += ["", area]
+        detail = f": {finding.detail}" if finding.detail else ""
+        lines.append(f"  [{finding.verdict}] {finding.subject}{detail}")
+        if finding.fix:
+            lines.append(f"      fix: {finding.fix}")
+    missing = sum(f.verdict is Verdict.MISSING for f in findings)
+    errors = sum(f.verdict is Verdict.ERROR for f in findings)
+    lines.append("")
+    if missing or errors:
+        lines.append(
+            f"{missing} missing, {errors} not checked: apply the fixes above, then run "
+            "`python -m reconciler doctor` again."
+        )
+    else:
+        lines.append("Everything the reconciler needs is in place.")
+    return "\n".join(lines)
+
+
+def _as_json(principal_id: str | None, findings: Sequence[Finding]) -> str:
+    return json.dumps(
+        {
+            "principalId": principal_id,
+            "ok": not any(f.verdict in (Verdict.MISSING, Verdict.ERROR) for f in findings),
+            "findings": [asdict(f) for f in findings],
+        },
+        indent=2,
+    )
