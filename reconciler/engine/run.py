@@ -49,6 +49,7 @@ class ConfigOutcome:
     actions: list[ActionResult] = field(default_factory=list)
     reason: str = ""
     retry_after: float | None = None
+    code: str = ""  # the failure's code, when it failed (CONNECTION_ERROR: an API was not reachable)
     application_id: str | None = None  # the client id of the application it is applied to, when known
 
 
@@ -262,7 +263,7 @@ def _outcomes(
             outcomes[config_id].actions.append(action_result)
     for config_id, failure in failures.items():
         outcome = outcomes[config_id]
-        outcome.reason = failure.message
+        outcome.reason, outcome.code = failure.message, failure.code
         if isinstance(failure, TemporaryFailure):
             outcome.status, outcome.retry_after = Status.FAILED_TEMPORARY, failure.retry_after
         else:
