@@ -27,9 +27,9 @@ from reconciler.core.model import FederationConfig
 from reconciler.core.plan import plan
 from reconciler.core.policy import GrantPolicy
 from reconciler.documents import InputError, load_configs, load_policy
-from reconciler.engine.run import RunReport, connect, default_credential
+from reconciler.engine.run import RunReport, connect, default_credential, offline_report
 from reconciler.failures import CONNECTION_ERROR
-from reconciler.render import plan_to_json, plan_to_table, report_to_json, report_to_table
+from reconciler.render import report_to_json, report_to_table
 from reconciler.state.configs import split_retired
 from reconciler.state.stores import open_stores
 
@@ -152,9 +152,9 @@ def _plan(args: argparse.Namespace) -> int:
     if args.observed is None:
         return _apply(args)
     configs, retired, policy = _desired_state(args)
-    result = plan(configs, load_snapshot(args.observed), policy, retired)
-    print(plan_to_json(result) if args.output == "json" else plan_to_table(result))
-    return EXIT_OK if result.is_empty and not result.errors and not result.violations else EXIT_DRIFT
+    report = offline_report(configs, retired, plan(configs, load_snapshot(args.observed), policy, retired))
+    print(report_to_json(report) if args.output == "json" else report_to_table(report))
+    return EXIT_OK if report.all_converged else EXIT_DRIFT
 
 
 def _apply(args: argparse.Namespace) -> int:

@@ -181,7 +181,9 @@ class Reconciler:
         ]
         # Only this pass's requests: the worker runs several passes at once on one engine.
         with self.meter.counting_this_pass() as this_pass:
-            observation = await self._observer.observe([*configs, *retired, *left], pipelines=pipelines)
+            # A config the policy blocks is not even read: it gets no actions, whatever the clouds hold.
+            allowed = [c for c in [*configs, *left] if not self._policy.check(c)]
+            observation = await self._observer.observe([*allowed, *retired], pipelines=pipelines)
             unread = _left_out(observation, [*configs, *retired])
             ready = [c for c in configs if c.id not in unread]
             ready_retired = [c for c in retired if c.id not in unread]
@@ -212,6 +214,22 @@ class Reconciler:
             apply_seconds=time.monotonic() - observed_at,
             dry_run=dry_run,
         )
+
+
+def offline_report(
+    configs: Sequence[FederationConfig], retired: Sequence[FederationConfig], result: Plan
+) -> RunReport:
+    """The report of a plan made offline against a snapshot: the same shape as a live dry run's,
+    with no requests sent."""
+    return RunReport(
+        plan=result,
+        outcomes=_outcomes([*configs, *retired], result, [], {}, dry_run=True),
+        requests={},
+        pipeline_reads=0,
+        observe_seconds=0.0,
+        apply_seconds=0.0,
+        dry_run=True,
+    )
 
 
 def _left_out(observation: Observation, configs: Sequence[FederationConfig]) -> dict[str, Failure]:

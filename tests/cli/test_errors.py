@@ -104,3 +104,17 @@ def test_validate_and_import_check_the_default_policy(tmp_path: Path) -> None:
     env = {**_clean_environment(), "WIF_POLICY_FILE": str(tmp_path / "none.yaml")}
     missing = run("validate", str(greedy), env=env)
     assert missing.returncode == 2 and "none.yaml: cannot read" in missing.stderr
+
+
+def test_an_unknown_cloud_lists_every_name_the_option_takes() -> None:
+    result = run("plan", "--configs", "examples/configs.yaml", "--cloud", "azure")
+    one_clear_line(result, 2, "unknown cloud 'azure'")
+    assert "AzureCloud" in result.stderr and "simulator" in result.stderr and "custom" in result.stderr
+
+
+def test_a_yaml_error_names_the_file(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("a: [unclosed\n")
+    result = run("validate", str(broken))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f'in "{broken}", line 1' in result.stderr and "<unicode string>" not in result.stderr
