@@ -1,6 +1,7 @@
 """`python -m reconciler`: validate configs, plan, and apply.
 
-Exit codes: 0 valid / converged, 1 drift or failures remain, 2 bad input.
+Exit codes: 0 valid / converged, 1 drift or failures remain (or something could not be reached),
+2 bad input or bad settings; errors the environment causes are one line (reconciler/cli/errors.py).
 """
 
 from __future__ import annotations

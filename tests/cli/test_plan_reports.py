@@ -100,3 +100,12 @@ def test_an_empty_plan_with_blocked_configs_does_not_say_everything_matches(
     assert "No changes planned for the other configs; 1 config(s) blocked or in error (below)." in stdout
     assert "apply 0.00s" not in stdout and ", apply " not in stdout  # a dry run applies nothing
     assert "1 write," not in stdout and " 0 writes" in stdout
+
+
+def test_progress_goes_to_stderr_only_when_asked_or_at_a_terminal(simulator_env: dict[str, str]) -> None:
+    configs = ROOT / "examples" / "configs.yaml"
+    _, quiet_out, quiet = live_plan(simulator_env, configs)
+    assert quiet == ""  # stderr is a pipe here: nothing unasked
+    _, asked_out, asked = live_plan(simulator_env, configs, "--progress")
+    assert "observed 4 config(s): " in asked and "graph " in asked and "\r" not in asked  # plain lines
+    assert asked_out.splitlines()[:-1] == quiet_out.splitlines()[:-1]  # the report is the same (timing aside)
