@@ -109,3 +109,18 @@ def test_progress_goes_to_stderr_only_when_asked_or_at_a_terminal(simulator_env:
     _, asked_out, asked = live_plan(simulator_env, configs, "--progress")
     assert "observed 4 config(s): " in asked and "graph " in asked and "\r" not in asked  # plain lines
     assert asked_out.splitlines()[:-1] == quiet_out.splitlines()[:-1]  # the report is the same (timing aside)
+
+
+def test_a_config_removed_from_the_file_is_reported_orphaned_by_a_live_plan(
+    simulator_env: dict[str, str], tmp_path: Path
+) -> None:
+    assert run("apply", "--configs", "examples/configs.yaml", "--cloud", "simulator",
+               env={**os.environ, **simulator_env}).returncode == 0  # fmt: skip
+    documents = EXAMPLE.split("\n---\n")
+    without_staging = tmp_path / "configs.yaml"  # kv-reader-staging (the 2nd) shares kv-reader's app
+    without_staging.write_text("\n---\n".join([documents[0], *documents[2:]]))
+    code, stdout, _ = live_plan(simulator_env, without_staging, "--output", "json")
+    orphaned = [f for f in json.loads(stdout)["plan"]["findings"] if f["kind"] == "orphaned"]
+    assert code == 0  # nothing is changed: an orphan is reported, never removed without --retired
+    assert {f["configIds"][0] for f in orphaned} == {"contoso/payments/kv-reader-staging"}
+    assert {f["target"].split(" ")[0] for f in orphaned} == {"credential", "role"}
