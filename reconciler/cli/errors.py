@@ -56,14 +56,20 @@ def explain(error: BaseException) -> Explained | None:
             "(its key) or the identity's Azure Service Bus Data Sender/Receiver role",
             EXIT_BAD_SETTINGS,
         )
-    if isinstance(error, (ServiceBusConnectionError, ServiceBusError)):
+    if isinstance(error, ServiceBusConnectionError):
         return Explained(
             f"cannot reach Service Bus: {first_line(error)}. Check ServiceBusConnection (or "
             "ServiceBusConnection__fullyQualifiedNamespace) and that the namespace is reachable, "
             "then run again",
             EXIT_FAILED,
         )
-    if isinstance(error, Failure):  # the tables' own translation: unreachable, or busy
+    if isinstance(error, ServiceBusError):  # a missing queue, a busy namespace, a timeout
+        return Explained(
+            f"Service Bus did not accept the request: {first_line(error)}. Check that the queues "
+            "exist (requests, reconcile) and run again",
+            EXIT_FAILED,
+        )
+    if isinstance(error, Failure):  # only the tables raise one here: unreachable, or busy
         return Explained(
             f"{first_line(error)}. Check WIF_TABLE_CONNECTION_STRING or WIF_TABLE_ENDPOINT and that the "
             "account is reachable, then run again",
