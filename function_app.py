@@ -16,7 +16,7 @@ import logging
 import azure.functions as func
 
 from reconciler.app import http_api, logs, telemetry
-from reconciler.app.context import service
+from reconciler.app.context import ServiceUnavailable, service
 from reconciler.state.queues import ReconcileMessageInvalid, parse_reconcile_message
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
@@ -36,7 +36,11 @@ async def ticket_requests(message: func.ServiceBusMessage) -> None:
 async def drift_sweep(timer: func.TimerRequest) -> None:
     if timer.past_due:
         log.warning("drift sweep is past due: running it now")
-    covered = await (await service()).sweep()
+    try:
+        reconciler = await service()
+    except ServiceUnavailable:
+        return  # logged as one line by service(); the next run tries again, and nothing is lost
+    covered = await reconciler.sweep()
     log.info("drift sweep queued %d configs", covered)
 
 
@@ -64,22 +68,22 @@ async def reconcile_apps(message: func.ServiceBusMessage) -> None:
 @app.route(route="reconcile", methods=["POST"])
 async def http_reconcile(req: func.HttpRequest) -> func.HttpResponse:
     body, content_type = req.get_body(), req.headers.get("content-type")
-    return _http(await http_api.guarded(http_api.reconcile, await service(), body, content_type))
+    return _http(await http_api.answer(service, http_api.reconcile, body, content_type))
 
 
 @app.route(route="configs/{config_id}/plan", methods=["GET"])
 async def http_plan(req: func.HttpRequest) -> func.HttpResponse:
-    return _http(await http_api.guarded(http_api.plan, await service(), req.route_params["config_id"]))
+    return _http(await http_api.answer(service, http_api.plan, req.route_params["config_id"]))
 
 
 @app.route(route="configs/{config_id}/status", methods=["GET"])
 async def http_status(req: func.HttpRequest) -> func.HttpResponse:
-    return _http(await http_api.guarded(http_api.status, await service(), req.route_params["config_id"]))
+    return _http(await http_api.answer(service, http_api.status, req.route_params["config_id"]))
 
 
 @app.route(route="requests/{request_id}", methods=["GET"])
 async def http_request(req: func.HttpRequest) -> func.HttpResponse:
-    return _http(await http_api.guarded(http_api.request, await service(), req.route_params["request_id"]))
+    return _http(await http_api.answer(service, http_api.request, req.route_params["request_id"]))
 
 
 @app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)

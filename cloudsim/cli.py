@@ -42,20 +42,30 @@ async def serve(args: argparse.Namespace) -> int:
         identity_header=args.identity_header,
         limits=Limits.lenient() if args.lenient else Limits(),
     )
-    ca_path = args.ca_file or Path(tempfile.mkdtemp(prefix="cloudsim-")) / "ca.pem"
-    await simulator.start(ca_path, port=args.port)
-    lines = [f"{name}={value}" for name, value in simulator.env().items()]
-    if args.env_file:
-        args.env_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines), flush=True)
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stopping.set)
-    await stopping.wait()
-    await simulator.stop()
+    stopping = _stop_on_signals()  # before the environment is printed: a caller may stop us at once
+    # The CA goes to a temporary folder unless asked elsewhere, removed however the server stops
+    # (a signal, or an error while starting): nothing is left behind in /tmp.
+    with tempfile.TemporaryDirectory(prefix="cloudsim-") as scratch:
+        await simulator.start(args.ca_file or Path(scratch) / "ca.pem", port=args.port)
+        try:
+            lines = [f"{name}={value}" for name, value in simulator.env().items()]
+            if args.env_file:
+                args.env_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+            print("\n".join(lines), flush=True)
+            await stopping.wait()
+        finally:
+            await simulator.stop()
     print("cloudsim: stopped", file=sys.stderr, flush=True)
     return 0
+
+
+def _stop_on_signals() -> asyncio.Event:
+    """Set at SIGTERM, SIGINT (Ctrl-C) or SIGHUP (the terminal closed)."""
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        loop.add_signal_handler(signum, stopping.set)
+    return stopping
 
 
 def _generate(args: argparse.Namespace) -> int:

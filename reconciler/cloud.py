@@ -75,7 +75,9 @@ def cloud_from_settings(settings: Mapping[str, str], name: str | None = None) ->
     if chosen in CLOUDS:
         return CLOUDS[chosen]
     if chosen not in {"custom", "simulator"}:
-        raise CloudError(f"unknown cloud {chosen!r}: expected one of {', '.join([*CLOUDS, 'custom'])}")
+        raise CloudError(
+            f"unknown cloud {chosen!r}: expected one of {', '.join([*CLOUDS, 'simulator', 'custom'])}"
+        )
     missing = [key for key in CUSTOM_SETTINGS if not settings.get(key)]
     if missing:
         raise CloudError(

@@ -68,6 +68,10 @@ def _yaml_documents(text: str, source: str) -> list[Any]:
     try:
         return list(yaml.load_all(text, Loader=_BoundedLoader))  # a SafeLoader: plain data only
     except yaml.YAMLError as error:
+        if isinstance(error, yaml.MarkedYAMLError):  # name the file, not the parser's "<unicode string>"
+            for mark in (error.context_mark, error.problem_mark):
+                if mark is not None:
+                    mark.name = source
         raise InputError(
             [f"{source}: not valid YAML: {_shortened(str(error), MAX_PROBLEM_CHARS)}"]
         ) from error

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 DEFAULT_RETRY_AFTER = 30.0
+CONNECTION_ERROR = "ConnectionError"  # the code of a failure whose API could not be reached at all
 _SECONDS = re.compile(r"[0-9]{1,9}(\.[0-9]{1,6})?")  # RFC 9110 delay-seconds, and decimals some APIs send
 
 

@@ -42,12 +42,11 @@ def _action_to_dict(action: Action) -> dict[str, Any]:
     }
 
 
-def plan_to_json(plan: Plan) -> str:
-    return json.dumps(plan_to_dict(plan), indent=2)
+def plan_to_table(plan: Plan, *, not_compared: int = 0) -> str:
+    """One block per action: what and where on the first line, then for which config, why and what it sets.
 
-
-def plan_to_table(plan: Plan) -> str:
-    """One block per action: what and where on the first line, then for which config, why and what it sets."""
+    `not_compared`: configs left out of the plan because a read failed (reported with the outcomes).
+    """
     lines: list[str] = []
     width = len(str(len(plan.actions)))
     for number, action in enumerate(plan.actions, start=1):
@@ -58,7 +57,7 @@ def plan_to_table(plan: Plan) -> str:
         if action.changes:
             lines.append(f"{indent}sets:   " + ", ".join(f"{k}={v}" for k, v in action.changes.items()))
     if not plan.actions:
-        lines.append("No changes: the live state matches the desired state.")
+        lines.append(_no_actions(plan, not_compared))
     for title, entries in (
         ("Policy violations (nothing is changed for these configs)", [str(v) for v in plan.violations]),
         ("Errors (nothing is changed for these configs)", [str(e) for e in plan.errors]),
@@ -72,6 +71,20 @@ def plan_to_table(plan: Plan) -> str:
         f"{len(plan.errors)} error(s), {len(plan.findings)} finding(s)."
     )
     return "\n".join(lines)
+
+
+def _no_actions(plan: Plan, not_compared: int) -> str:
+    """What an empty plan means: a match only when every config was compared and may be applied."""
+    stopped = len({v.config_id for v in plan.violations} | {e.config_id for e in plan.errors})
+    if not stopped and not not_compared:
+        return "No changes: the live state matches the desired state."
+    parts = [f"{stopped} config(s) blocked or in error (below)"] if stopped else []
+    parts += [f"{not_compared} config(s) not compared: a read failed (below)"] if not_compared else []
+    return f"No changes planned for the other configs; {' and '.join(parts)}."
+
+
+def _counted(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def report_to_dict(report: RunReport) -> dict[str, Any]:
@@ -109,7 +122,12 @@ def report_to_json(report: RunReport) -> str:
 
 def report_to_table(report: RunReport) -> str:
     """The plan, then what happened to each config that is not simply converged, then the figures."""
-    lines = [plan_to_table(report.plan), ""]
+    not_compared = {o.config_id for o in report.outcomes if o.status is not Status.CONVERGED} - {
+        *(v.config_id for v in report.plan.violations),
+        *(e.config_id for e in report.plan.errors),
+        *(c for a in report.plan.actions for c in a.config_ids),
+    }
+    lines = [plan_to_table(report.plan, not_compared=len(not_compared)), ""]
     noteworthy = [o for o in report.outcomes if o.status is not Status.CONVERGED or o.actions]
     for outcome in noteworthy:
         done = ", ".join(f"{r.action.kind}: {r.outcome}" for r in outcome.actions)
@@ -121,15 +139,25 @@ def report_to_table(report: RunReport) -> str:
     for outcome in report.outcomes:
         counts[str(outcome.status)] = counts.get(str(outcome.status), 0) + 1
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-    requests = "; ".join(
-        f"{api} {c['reads']} reads, {c['writes']} writes" for api, c in report.requests.items()
-    )
     lines.append(
         f"{'Dry run' if report.dry_run else 'Applied'}: {len(report.outcomes)} config(s): {summary}."
     )
-    lines.append(
-        f"Requests: {requests or 'none'} "
-        f"(of the ado reads, {report.pipeline_reads} read pipeline permissions). "
-        f"Observe {report.observe_seconds:.2f}s, apply {report.apply_seconds:.2f}s."
-    )
+    lines.append(_figures(report))
     return "\n".join(lines)
+
+
+def _figures(report: RunReport) -> str:
+    """Requests per API and the time of each phase that ran (a dry run applies nothing)."""
+    if not report.requests:
+        return "Requests: none."
+    requests = "; ".join(
+        f"{api} {_counted(c['reads'], 'read')}, {_counted(c['writes'], 'write')}"
+        for api, c in report.requests.items()
+    )
+    timing = f"Observe {report.observe_seconds:.2f}s"
+    if not report.dry_run:
+        timing += f", apply {report.apply_seconds:.2f}s"
+    return (
+        f"Requests: {requests} (of the ado reads, {report.pipeline_reads} read pipeline permissions). "
+        f"{timing}."
+    )

@@ -8,30 +8,74 @@ their connection pools open between messages. reset() closes all of it.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Mapping
 from contextlib import AsyncExitStack, nullcontext
 from pathlib import Path
 
+from azure.core.exceptions import AzureError
+
 from reconciler.app import telemetry
 from reconciler.app.service import ReconcilerService
-from reconciler.cloud import cloud_from_settings
-from reconciler.documents import load_policy
+from reconciler.cloud import CloudError, cloud_from_settings
+from reconciler.documents import InputError, load_policy
 from reconciler.engine.run import connect, default_credential
-from reconciler.state.queues import Queues
+from reconciler.failures import Failure
+from reconciler.state.queues import Queues, QueueSettingsError
 from reconciler.state.stores import open_stores
 
+log = logging.getLogger("reconciler")
 _built: tuple[ReconcilerService, AsyncExitStack] | None = None
 _lock = asyncio.Lock()
 
 
+class ServiceUnavailable(Exception):
+    """The service could not be built. `str()` is one line for the logs, saying what to fix;
+    `public` is what an HTTP caller may be told (no setting values, no hosts)."""
+
+    def __init__(self, message: str, *, public: str, temporary: bool) -> None:
+        super().__init__(message)
+        self.public = public
+        self.temporary = temporary  # a store was unreachable: the next invocation may succeed
+
+
 async def service() -> ReconcilerService:
-    """The worker's service, built on first use."""
+    """The worker's service, built on first use.
+
+    A wrong setting or an unreachable store is logged as one line and raised as
+    ServiceUnavailable (without the SDK's traceback): a Service Bus trigger must raise so that
+    the message is delivered again, and the next invocation tries to build the service again.
+    """
     global _built  # noqa: PLW0603 - one service per worker process
     async with _lock:
         if _built is None:
-            _built = await build_service(os.environ)
+            try:
+                _built = await build_service(os.environ)
+            except (InputError, CloudError, QueueSettingsError) as error:
+                raise _unavailable(f"a setting is wrong: {_first_line(error)}", temporary=False) from None
+            except (Failure, AzureError, OSError) as error:
+                raise _unavailable(
+                    f"a store could not be reached: {_first_line(error)}", temporary=True
+                ) from None
     return _built[0]
+
+
+def _unavailable(problem: str, *, temporary: bool) -> ServiceUnavailable:
+    message = f"the reconciler service could not start, {problem}"
+    log.error(message)
+    public = "a store could not be reached" if temporary else "the app's settings are wrong"
+    return ServiceUnavailable(
+        message, public=f"the service could not start: {public}; see its logs", temporary=temporary
+    )
+
+
+def _first_line(error: BaseException) -> str:
+    """One line: every problem of an InputError, else the message up to its first line break."""
+    if isinstance(error, InputError):
+        return "; ".join(error.problems)
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]
 
 
 async def reset() -> None:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from reconciler.app.context import ServiceUnavailable
 from reconciler.app.service import ReconcilerService
 from reconciler.core.identifiers import ConfigId, IdentifierError, RequestId
 from reconciler.documents import InputError, NotText, json_nesting_depth, strict_json_loads
@@ -139,6 +140,18 @@ async def request(service: ReconcilerService, request_id: str) -> Response:
     if found is None:
         return problem(404, "Unknown request", f"no request {request_id}")
     return Response(200, _plain(found))
+
+
+async def answer(
+    get_service: Callable[[], Awaitable[ReconcilerService]], handler: Any, *args: Any
+) -> Response:
+    """`guarded(handler, service, *args)` with the worker's service; a service that cannot start
+    (a wrong setting: 500, an unreachable store: 503) is a problem answer, never a stack trace."""
+    try:
+        service = await get_service()
+    except ServiceUnavailable as error:  # already logged, as one line, by the context
+        return problem(503 if error.temporary else 500, "Service unavailable", error.public)
+    return await guarded(handler, service, *args)
 
 
 async def guarded(handler: Any, *args: Any) -> Response:

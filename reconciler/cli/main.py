@@ -1,37 +1,49 @@
 """`python -m reconciler`: validate configs, plan, and apply.
 
-Exit codes: 0 valid / converged, 1 drift or failures remain, 2 bad input.
+Exit codes: 0 valid / converged, 1 drift or failures remain (or something could not be reached),
+2 bad input or bad settings; errors the environment causes are one line (reconciler/cli/errors.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 
+from azure.core.credentials_async import AsyncTokenCredential
+from azure.core.exceptions import ClientAuthenticationError
+
 from reconciler.cli import doctor, queue_commands, table_commands
+from reconciler.cli.defaults import POLICY_HELP, policy_path
+from reconciler.cli.errors import NOT_SIGNED_IN, SettingsProblem, explain, first_line
+from reconciler.cli.progress import Progress, wanted
 from reconciler.cli.snapshot import load_snapshot
-from reconciler.cloud import Cloud, CloudError, cloud_from_settings
+from reconciler.cloud import Cloud, cloud_from_settings
 from reconciler.core.model import FederationConfig
 from reconciler.core.plan import plan
 from reconciler.core.policy import GrantPolicy
 from reconciler.documents import InputError, load_configs, load_policy
-from reconciler.engine.run import RunReport, connect, default_credential
-from reconciler.render import plan_to_json, plan_to_table, report_to_json, report_to_table
+from reconciler.engine.run import RunReport, connect, default_credential, offline_report
+from reconciler.failures import CONNECTION_ERROR
+from reconciler.render import report_to_json, report_to_table
 from reconciler.state.configs import split_retired
 from reconciler.state.stores import open_stores
 
 EXIT_OK = 0
 EXIT_DRIFT = 1
 EXIT_BAD_INPUT = 2
-DEFAULT_POLICY = "policy.yaml"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # azure-identity logs every credential it tried, a page long, before it raises; the one line
+    # printed below for that error says what to do instead.
+    logging.getLogger("azure.identity").setLevel(logging.ERROR)
     try:
         code: int = args.run(args)
     except BrokenPipeError:
@@ -43,9 +55,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in error.problems:
             print(f"  - {problem}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except CloudError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    except Exception as error:  # the environment's errors get one line; anything else is a bug
+        explained = explain(error)
+        if explained is None:
+            raise
+        print(f"error: {explained.message}", file=sys.stderr)
+        return explained.exit_code
     return code
 
 
@@ -57,10 +72,10 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     validate = commands.add_parser(
-        "validate", help="check config files (and, with --policy, the grant policy)"
+        "validate", help="check config files, and every config against the grant policy"
     )
     validate.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    validate.add_argument("--policy", type=Path, help="also check every config against this grant policy")
+    validate.add_argument("--policy", type=Path, help=POLICY_HELP)
     validate.set_defaults(run=_validate)
 
     plan_cmd = commands.add_parser(
@@ -83,7 +98,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_desired_state_arguments(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--configs", type=Path, action="append", default=[], metavar="FILE")
+    command.add_argument(
+        "--configs",
+        type=Path,
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="FILE",
+        help="desired-state YAML files (one or more; several configs per file, separated by ---)",
+    )
     command.add_argument(
         "--from-table",
         action="store_true",
@@ -98,9 +121,7 @@ def _add_desired_state_arguments(command: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="configs that were deleted: what they own is pruned (as their prune mode says)",
     )
-    command.add_argument(
-        "--policy", type=Path, help=f"grant policy (default: $WIF_POLICY_FILE or {DEFAULT_POLICY})"
-    )
+    command.add_argument("--policy", type=Path, help=POLICY_HELP)
     command.add_argument(
         "--cloud",
         help="AzureCloud, AzureUSGovernment, AzureChinaCloud, or simulator/custom (endpoints from "
@@ -112,15 +133,19 @@ def _add_desired_state_arguments(command: argparse.ArgumentParser) -> None:
         help="also read every connection's pipeline permissions (one request each; no bulk read exists)",
     )
     command.add_argument("--output", choices=["table", "json"], default="table")
+    command.add_argument(
+        "--progress",
+        action="store_true",
+        help="show progress on stderr even when it is not a terminal (at a terminal it is always shown)",
+    )
 
 
 def _validate(args: argparse.Namespace) -> int:
     configs = load_configs(args.files)
-    if args.policy:
-        policy = load_policy(args.policy)
-        violations = [str(v) for config in configs for v in policy.check(config)]
-        if violations:
-            raise InputError(violations)
+    policy = load_policy(policy_path(args.policy))
+    violations = [str(v) for config in configs for v in policy.check(config)]
+    if violations:
+        raise InputError(violations)
     print(f"{len(configs)} config(s) valid in {len(args.files)} file(s).")
     return EXIT_OK
 
@@ -129,18 +154,28 @@ def _plan(args: argparse.Namespace) -> int:
     if args.observed is None:
         return _apply(args)
     configs, retired, policy = _desired_state(args)
-    result = plan(configs, load_snapshot(args.observed), policy, retired)
-    print(plan_to_json(result) if args.output == "json" else plan_to_table(result))
-    return EXIT_OK if result.is_empty and not result.errors and not result.violations else EXIT_DRIFT
+    report = offline_report(configs, retired, plan(configs, load_snapshot(args.observed), policy, retired))
+    print(report_to_json(report) if args.output == "json" else report_to_table(report))
+    return EXIT_OK if report.all_converged else EXIT_DRIFT
 
 
 def _apply(args: argparse.Namespace) -> int:
     configs, retired, policy = _desired_state(args)
     cloud = cloud_from_settings(os.environ, args.cloud)
+    progress = Progress(sys.stderr, len(configs) + len(retired)) if wanted(args.progress) else None
     report = asyncio.run(
-        _run(cloud, policy, configs, retired, dry_run=args.dry_run, pipelines=args.pipelines)
+        _run(
+            cloud, policy, configs, retired, dry_run=args.dry_run, pipelines=args.pipelines, progress=progress
+        )
     )
     print(report_to_json(report) if args.output == "json" else report_to_table(report))
+    unreachable = [o for o in report.outcomes if o.code == CONNECTION_ERROR]
+    if unreachable:
+        print(
+            f"error: {len(unreachable)} config(s) failed because an API could not be reached: check the "
+            "network and --cloud (or WIF_GRAPH_URL, WIF_ARM_URL, WIF_ADO_URL), then run again",
+            file=sys.stderr,
+        )
     return EXIT_OK if report.all_converged else EXIT_DRIFT
 
 
@@ -152,29 +187,32 @@ async def _run(
     *,
     dry_run: bool,
     pipelines: bool,
+    progress: Progress | None,
 ) -> RunReport:
-    async with connect(cloud, policy) as reconciler:
-        return await reconciler.run(
-            configs, retired, dry_run=dry_run, pipelines=pipelines, progress=_progress_bar()
-        )
+    credential = default_credential(cloud)
+    try:
+        await _signed_in(credential, cloud)
+        async with connect(cloud, policy, credential=credential) as reconciler:
+            observing = progress.observing(reconciler.meter) if progress else nullcontext()
+            async with observing:
+                return await reconciler.run(
+                    configs,
+                    retired,
+                    dry_run=dry_run,
+                    pipelines=pipelines,
+                    progress=progress.applied if progress else None,
+                )
+    finally:
+        await credential.close()
 
 
-def _progress_bar() -> Callable[[int, int], None] | None:
-    """A one-line progress bar on stderr, for people at a terminal; nothing for pipes and logs."""
-    if not sys.stderr.isatty():
-        return None
-
-    def show(done: int, total: int) -> None:
-        width = 30
-        filled = width * done // max(total, 1)
-        end = "\n" if done == total else ""
-        print(
-            f"\rapplying [{'#' * filled}{'.' * (width - filled)}] {done}/{total} applications",
-            end=end,
-            file=sys.stderr,
-        )
-
-    return show
+async def _signed_in(credential: AsyncTokenCredential, cloud: Cloud) -> None:
+    """Gets the first token before anything else, so that not being signed in is one clear error
+    and not the same failure repeated for every config (the credential caches the token)."""
+    try:
+        await credential.get_token(cloud.graph_scope)
+    except ClientAuthenticationError as error:
+        raise SettingsProblem(NOT_SIGNED_IN.format(cause=first_line(error))) from error
 
 
 def _desired_state(
@@ -191,8 +229,7 @@ def _desired_state(
         retired = []
     if args.retired:
         retired += load_configs(args.retired)
-    path = args.policy or Path(os.environ.get("WIF_POLICY_FILE", DEFAULT_POLICY))
-    return configs, retired, load_policy(path)
+    return configs, retired, load_policy(policy_path(args.policy))
 
 
 async def _table_state() -> tuple[list[FederationConfig], list[FederationConfig]]:

@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from reconciler.cli.defaults import POLICY_HELP, policy_path
 from reconciler.core.validation import Document, parse_config
 from reconciler.documents import InputError, load_policy, read_documents
 from reconciler.state.queues import (
@@ -34,7 +35,6 @@ from reconciler.state.tickets import SCHEMA_VERSION, TicketRejected
 EXIT_OK = 0
 EXIT_PARTIAL = 1
 EXIT_BAD_INPUT = 2
-DEFAULT_POLICY = "policy.yaml"
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -48,9 +48,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     submit.add_argument("--request-id", help="for a config file (default: cli-<random>)")
     submit.add_argument("--requested-by", help="for a config file (default: the current user)")
     submit.add_argument("--action", choices=["upsert", "delete", "reconcile"], default="upsert")
-    submit.add_argument(
-        "--policy", type=Path, help=f"grant policy (default: $WIF_POLICY_FILE or {DEFAULT_POLICY})"
-    )
+    submit.add_argument("--policy", type=Path, help=POLICY_HELP)
     submit.set_defaults(run=_submit)
 
     dlq = commands.add_parser("dlq", help="inspect and replay dead-lettered messages")
@@ -69,7 +67,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 
 def _submit(args: argparse.Namespace) -> int:
     try:
-        policy = load_policy(args.policy or Path(os.environ.get("WIF_POLICY_FILE", DEFAULT_POLICY)))
+        policy = load_policy(policy_path(args.policy))
         body = _ticket_body(args)
     except InputError as error:
         return _bad_input(error.problems)

@@ -19,6 +19,7 @@ from typing import Any, TextIO
 import yaml
 from azure.identity.aio import DefaultAzureCredential
 
+from reconciler.cli.defaults import POLICY_HELP, policy_path
 from reconciler.core.model import FederationConfig
 from reconciler.core.policy import GrantPolicy
 from reconciler.core.serialise import config_to_document
@@ -49,7 +50,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--request-id",
         help="recorded on every changed config as the request that changed it (default: cli-import-<time>)",
     )
-    import_cmd.add_argument("--policy", type=Path, help="also check every config against this grant policy")
+    import_cmd.add_argument("--policy", type=Path, help=POLICY_HELP)
     import_cmd.set_defaults(run=run_import)
 
     export_cmd = commands.add_parser(
@@ -61,12 +62,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def run_import(args: argparse.Namespace) -> int:
     configs = load_configs(args.files)  # every file together: ids and shared apps span files
-    policy = None
-    if args.policy:
-        policy = load_policy(args.policy)
-        violations = [str(v) for config in configs for v in policy.check(config)]
-        if violations:
-            raise InputError(violations)
+    policy = load_policy(policy_path(args.policy))
+    violations = [str(v) for config in configs for v in policy.check(config)]
+    if violations:
+        raise InputError(violations)
     request_id = args.request_id or f"cli-import-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
     return asyncio.run(
         import_configs(os.environ, configs, request_id=request_id, out=sys.stdout, policy=policy)

@@ -428,6 +428,29 @@ class ScopePattern:
         return all(p == "*" or p == a.lower() for p, a in zip(self.segments, actual, strict=False))
 
 
+_SCOPE_KEYWORDS = frozenset({"subscriptions", "resourceGroups", "providers", "managementGroups"})
+
+
+def spelled_scope(text: str) -> str:
+    """A valid scope in the canonical form, but with its names in the case they were written.
+
+    ARM compares scopes case-insensitively and keeps names as written: the keywords and the
+    subscription id take the canonical spelling, resource groups, providers, types and names
+    the author's, so an exported config reads as it was written. Raises IdentifierError as parse.
+    """
+    canonical = ArmScope.parse(text).segments
+    written = text[1:].split("/")
+    if len(written) != len(canonical):  # not expected: the grammar maps segments one to one
+        return "/" + "/".join(canonical)
+    keep = {index for index, segment in enumerate(canonical) if segment in _SCOPE_KEYWORDS}
+    if canonical[0] == "subscriptions":
+        keep.add(1)  # a GUID: lower case, as every GUID here
+    if canonical[:2] == ("providers", MANAGEMENT_NAMESPACE):
+        keep.add(1)
+    pairs = enumerate(zip(canonical, written, strict=True))
+    return "/" + "/".join(ours if index in keep else theirs for index, (ours, theirs) in pairs)
+
+
 def canonical_scope(text: str) -> str:
     """A scope as ARM reported it, in canonical form when it parses, else just lower-cased.
 

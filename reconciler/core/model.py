@@ -17,7 +17,7 @@ from enum import StrEnum
 from functools import cached_property
 from typing import TypeVar
 
-from reconciler.core.identifiers import ArmScope, ConfigId, CredentialName, canonical_scope
+from reconciler.core.identifiers import ArmScope, ConfigId, CredentialName, canonical_scope, spelled_scope
 
 _T = TypeVar("_T")
 
@@ -49,9 +49,13 @@ class RoleGrant:
     role_id: str
     scope: str  # canonical text of a parsed ArmScope (see reconciler/core/identifiers.py)
     role_name: str = ""  # as the config wrote it, for messages
+    # The scope in the author's case (ARM keeps names as written), for documents people read
+    # back; never compared: `scope` is what the reconciler compares.
+    written_scope: str = field(default="", compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # A grant can only exist for a scope that parses: no '..', no encodings, one spelling.
+        object.__setattr__(self, "written_scope", spelled_scope(self.written_scope or self.scope))
         object.__setattr__(self, "scope", str(ArmScope.parse(self.scope)))
 
     @property

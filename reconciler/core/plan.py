@@ -253,6 +253,8 @@ class _PlanBuilder:
                 frozen.add(config.id)
             else:
                 active.append(config)
+        if not active and not group.retired:
+            return  # every config is blocked: nothing to write, and nothing of theirs was read
         app = self._resolve_application(group.active + group.retired)
         if isinstance(app, _Unresolved):
             return

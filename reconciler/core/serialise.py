@@ -39,7 +39,8 @@ def config_to_document(config: FederationConfig) -> dict[str, Any]:
         "serviceConnection": connection,
         "application": application,
         "roleAssignments": [
-            {"role": grant.role_name or grant.role_id, "scope": grant.scope} for grant in config.role_grants
+            {"role": grant.role_name or grant.role_id, "scope": grant.written_scope}
+            for grant in config.role_grants
         ],
         "prune": config.prune.value,
     }

@@ -267,8 +267,10 @@ def _grants(reader: _Reader, value: object) -> tuple[RoleGrant, ...]:
 
 
 def _scope(reader: _Reader, scope: str, field: str) -> str:
+    """The scope as written when it is valid (RoleGrant keeps the canonical form and the spelling)."""
     try:
-        return str(ArmScope.parse(scope, field))
+        ArmScope.parse(scope, field)
+        return scope
     except IdentifierError as error:
         reader.fail(field, error.message)
         return ""

@@ -49,6 +49,7 @@ class ConfigOutcome:
     actions: list[ActionResult] = field(default_factory=list)
     reason: str = ""
     retry_after: float | None = None
+    code: str = ""  # the failure's code, when it failed (CONNECTION_ERROR: an API was not reachable)
     application_id: str | None = None  # the client id of the application it is applied to, when known
 
 
@@ -180,7 +181,9 @@ class Reconciler:
         ]
         # Only this pass's requests: the worker runs several passes at once on one engine.
         with self.meter.counting_this_pass() as this_pass:
-            observation = await self._observer.observe([*configs, *retired, *left], pipelines=pipelines)
+            # A config the policy blocks is not even read: it gets no actions, whatever the clouds hold.
+            allowed = [c for c in [*configs, *left] if not self._policy.check(c)]
+            observation = await self._observer.observe([*allowed, *retired], pipelines=pipelines)
             unread = _left_out(observation, [*configs, *retired])
             ready = [c for c in configs if c.id not in unread]
             ready_retired = [c for c in retired if c.id not in unread]
@@ -211,6 +214,22 @@ class Reconciler:
             apply_seconds=time.monotonic() - observed_at,
             dry_run=dry_run,
         )
+
+
+def offline_report(
+    configs: Sequence[FederationConfig], retired: Sequence[FederationConfig], result: Plan
+) -> RunReport:
+    """The report of a plan made offline against a snapshot: the same shape as a live dry run's,
+    with no requests sent."""
+    return RunReport(
+        plan=result,
+        outcomes=_outcomes([*configs, *retired], result, [], {}, dry_run=True),
+        requests={},
+        pipeline_reads=0,
+        observe_seconds=0.0,
+        apply_seconds=0.0,
+        dry_run=True,
+    )
 
 
 def _left_out(observation: Observation, configs: Sequence[FederationConfig]) -> dict[str, Failure]:
@@ -262,7 +281,7 @@ def _outcomes(
             outcomes[config_id].actions.append(action_result)
     for config_id, failure in failures.items():
         outcome = outcomes[config_id]
-        outcome.reason = failure.message
+        outcome.reason, outcome.code = failure.message, failure.code
         if isinstance(failure, TemporaryFailure):
             outcome.status, outcome.retry_after = Status.FAILED_TEMPORARY, failure.retry_after
         else:

@@ -76,7 +76,7 @@ def test_plan_json_is_machine_readable() -> None:
         "--output",
         "json",
     )
-    document = json.loads(result.stdout)
+    document = json.loads(result.stdout)["plan"]  # the shape of a live plan's report (schemas/)
     kinds = [a["kind"] for a in document["actions"]]
     assert kinds[0] == "create-application"
     assert document["summary"]["actions"] == len(kinds)

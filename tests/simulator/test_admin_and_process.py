@@ -7,11 +7,13 @@ import base64
 import json
 import signal
 import ssl
+import subprocess
 import uuid
 from collections import Counter
 from pathlib import Path
 
 import aiohttp
+import pytest
 import yaml
 from azure.mgmt.authorization.aio import AuthorizationManagementClient
 from msgraph.generated.models.application import Application
@@ -154,6 +156,24 @@ async def test_process_serves_writes_env_file_and_stops_on_sigterm(tmp_path: Pat
             assert (await response.json())["tenant_id"] == printed["AZURE_TENANT_ID"]
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), timeout=10) == 0
+        assert not Path(printed["SSL_CERT_FILE"]).parent.exists()  # its CA's temporary folder is gone
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGHUP])
+async def test_the_process_removes_its_ca_folder_on_ctrl_c_and_hangup(
+    tmp_path: Path, stop: signal.Signals
+) -> None:
+    process, printed = await start_simulator_process(tmp_path / "missing-state.json")
+    try:
+        folder = Path(printed["SSL_CERT_FILE"]).parent
+        assert folder.is_dir()
+        process.send_signal(stop)
+        assert await asyncio.wait_for(process.wait(), timeout=10) == 0
+        assert not folder.exists()
     finally:
         if process.returncode is None:
             process.kill()
@@ -187,3 +207,13 @@ async def test_default_azure_credential_uses_the_simulated_managed_identity(
         token = await credential.get_token(f"{ADO_RESOURCE_APP_ID}/.default")
     claims = json.loads(base64.urlsafe_b64decode(token.token.split(".")[1] + "=="))
     assert claims["aud"] == ADO_RESOURCE_APP_ID and claims["tid"] == cloud_env.tenant_id
+
+
+def test_the_files_the_readme_has_the_simulator_write_are_git_ignored() -> None:
+    generated = ["sim.env", "tenant.json", "configs.yaml"]  # `serve --env-file`, `generate`
+    ignored = subprocess.run(
+        ["git", "check-ignore", *generated], cwd=REPO_ROOT, capture_output=True, text=True, check=False
+    )
+    assert ignored.stdout.split() == generated
+    kept = subprocess.run(["git", "check-ignore", "examples/configs.yaml"], cwd=REPO_ROOT, check=False)
+    assert kept.returncode == 1  # the example stays tracked

@@ -44,6 +44,9 @@ def test_import_then_export_gives_the_same_configs(
     assert text.startswith("---\napiVersion: wif-reconciler/v1\nkind: FederationConfig\nid: ")
     assert main(["export"]) == 0
     assert capsys.readouterr().out == text  # deterministic
+    # Scopes read as they were written (ARM keeps names' case), not lower-cased.
+    assert "/resourceGroups/rg-pay/providers/Microsoft.KeyVault/vaults/kv-pay" in text
+    assert "/providers/Microsoft.Storage/storageAccounts/stweb" in text
 
 
 def test_import_again_changes_only_what_changed(
