@@ -35,6 +35,7 @@ from reconciler.adapters.ado import AdoAdapter
 from reconciler.adapters.arm import ArmAdapter
 from reconciler.adapters.graph import GraphAdapter
 from reconciler.adapters.metering import RequestMeter
+from reconciler.cli.errors import NOT_SIGNED_IN
 from reconciler.cloud import Cloud, CloudError, cloud_from_settings
 from reconciler.core.identifiers import ArmScope
 from reconciler.core.model import CustomRole, FederationConfig, RoleAssignment
@@ -151,7 +152,10 @@ async def diagnose(
         try:
             roles = await graph.own_token_roles()
             principal_id = await graph.own_principal_id()
-        except (ClientAuthenticationError, Failure) as error:
+        except ClientAuthenticationError as error:
+            detail = NOT_SIGNED_IN.format(cause=_one_line(error))  # the same advice as every command
+            return None, [Finding("Sign-in", "a token for Microsoft Graph", Verdict.ERROR, detail)]
+        except Failure as error:
             detail = f"{_one_line(error)} (it checks the identity it signs in as: docs/doctor.md)"
             return None, [Finding("Sign-in", "a token for Microsoft Graph", Verdict.ERROR, detail)]
         doctor = Doctor(policy, configs, settings, token_source, principal_id, roles, graph, arm, ado)
