@@ -168,7 +168,7 @@ def parse_reconcile_message(body: bytes | str, *, session_id: str | None = None)
     reason = message.get("reason")
     if reason not in REASONS:
         raise ReconcileMessageInvalid(f"reason: expected one of {', '.join(REASONS)}, got {reason!r:.100}")
-    apps = _strings(message, "apps", _is_app_key, required=True)
+    apps = _strings(message, "apps", is_app_key, required=True)
     config_ids = _strings(message, "configIds", ConfigId.is_valid, required=False)
     request_id = _token(message, "requestId")
     sweep_id = _token(message, "sweepId")
@@ -188,7 +188,7 @@ def parse_reconcile_message(body: bytes | str, *, session_id: str | None = None)
     return ReconcileRequest(apps, reason, config_ids, request_id, sweep_id)
 
 
-def _is_app_key(key: object) -> bool:
+def is_app_key(key: object) -> bool:
     """`app:<client id>` (lower case, as ApplicationRef.key writes it) or `new:<display name>`."""
     if not isinstance(key, str):
         return False
