@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from reconciler.cli import queue_commands, table_commands
+from reconciler.cli import history_command, queue_commands, table_commands
 from reconciler.cli.snapshot import load_snapshot
 from reconciler.cloud import Cloud, CloudError, cloud_from_settings
 from reconciler.core.model import FederationConfig
@@ -78,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     apply_cmd.set_defaults(run=_apply, observed=None)
     table_commands.register(commands)
     queue_commands.register(commands)
+    history_command.register(commands)
     return parser
 
 
