@@ -32,7 +32,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from reconciler.core.identifiers import ArmScope, Guid, IdentifierError, RequestId
-from reconciler.core.model import Application, FederationConfig, ObservedState
+from reconciler.core.model import Application, FederationConfig, ObservedState, role_assignment_name
 
 MAX_EVENTS_PER_MESSAGE = 1_000  # Event Grid sends one event per message; Event Hubs batches records
 MAX_ACTOR_CHARS = 256
@@ -67,7 +67,7 @@ class Source(StrEnum):
     ENTRA = "entra-audit"  # Entra audit logs through Event Hubs
 
 
-IndexKind = Literal["principal", "application", "connection", "scope"]
+IndexKind = Literal["principal", "application", "connection", "roleAssignment"]
 
 
 @dataclass(frozen=True, order=True)
@@ -75,7 +75,7 @@ class IndexKey:
     """An object the reconciler manages, as events name it: what the index maps to applications."""
 
     kind: IndexKind
-    value: str  # canonical: lower-case GUID, or a canonical ARM scope
+    value: str  # canonical: a lower-case GUID, or a role assignment's id (canonical scope + lower-case name)
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.value}"
@@ -178,11 +178,17 @@ def _role_assignment_event(
         scope = ArmScope.parse(uri[: match.start()], f"{where}.resourceUri")
     except IdentifierError:
         return None  # a scope no config can name (the root, a management group, path syntax)
+    if not Guid.is_valid(match.group(1)):
+        return None  # ARM names role assignments by GUID: not one the reconciler can have
     claims = data.get("claims")
     actor = _claims_actor(claims if isinstance(claims, Mapping) else {}, f"{where}.claims")
-    return DriftEvent(
-        Source.ARM, event_id, occurred, f"roleAssignments/{operation}", IndexKey("scope", str(scope)), actor
-    )
+    key = IndexKey("roleAssignment", assignment_key(str(scope), match.group(1)))
+    return DriftEvent(Source.ARM, event_id, occurred, f"roleAssignments/{operation}", key, actor)
+
+
+def assignment_key(scope: str, name: str) -> str:
+    """A role assignment's id as the index keys it: the canonical scope and the lower-case name."""
+    return f"{scope}/providers/Microsoft.Authorization/roleAssignments/{name.lower()}"
 
 
 def _claims_actor(claims: Mapping[str, Any], where: str) -> Actor:
@@ -301,7 +307,10 @@ def _initiated_by(value: object, where: str) -> Actor:
 
 def index_entries(configs: Sequence[FederationConfig], observed: ObservedState) -> dict[IndexKey, set[str]]:
     """What events about these configs' objects name, mapped to the configs' application keys:
-    the application's object id, its service principal, the connection and each granted scope."""
+    the application's object id, its service principal, the connection, and the role assignments
+    of its grants (the deterministic name the reconciler creates, and any it adopted). Keyed by
+    assignment rather than scope: a scope such as a resource group is shared by many applications,
+    and an event about it would reconcile them all."""
     entries: dict[IndexKey, set[str]] = {}
 
     def add(key: IndexKey, app_key: str) -> None:
@@ -309,16 +318,23 @@ def index_entries(configs: Sequence[FederationConfig], observed: ObservedState) 
 
     for config in configs:
         app_key = config.application.key
-        for grant in config.role_grants:
-            add(IndexKey("scope", str(grant.scope)), app_key)
-        app = _observed_application(config, observed)
-        if app is not None:
-            add(IndexKey("application", app.object_id.lower()), app_key)
-            if app.service_principal_id:
-                add(IndexKey("principal", app.service_principal_id.lower()), app_key)
         connection = observed.connection(config.connection)
         if connection is not None and Guid.is_valid(connection.id):
             add(IndexKey("connection", connection.id.lower()), app_key)
+        app = _observed_application(config, observed)
+        if app is not None:
+            add(IndexKey("application", app.object_id.lower()), app_key)
+        if app is None or not app.service_principal_id:
+            continue
+        principal = app.service_principal_id.lower()
+        add(IndexKey("principal", principal), app_key)
+        wanted = {(g.scope, g.role_id.lower()) for g in config.role_grants}
+        for grant in config.role_grants:
+            name = role_assignment_name(grant.scope, grant.role_id, principal)
+            add(IndexKey("roleAssignment", assignment_key(grant.scope, name)), app_key)
+        for assignment in observed.assignments_of(app.service_principal_id):
+            if (assignment.scope, assignment.role_id.lower()) in wanted:
+                add(IndexKey("roleAssignment", assignment_key(assignment.scope, assignment.name)), app_key)
     return entries
 
 

@@ -11,11 +11,18 @@ from reconciler.core.events import (
     IndexKey,
     OwnIdentity,
     Source,
+    assignment_key,
     index_entries,
     parse_entra_records,
     parse_event_grid,
 )
-from reconciler.core.model import Application, ObservedState, ServiceConnection
+from reconciler.core.model import (
+    Application,
+    ObservedState,
+    RoleAssignment,
+    ServiceConnection,
+    role_assignment_name,
+)
 from tests.core.builders import config
 
 SUB = "6b1e2c5a-3f4d-4e8a-9c7b-1a2b3c4d5e6f"
@@ -23,6 +30,7 @@ SCOPE = f"/subscriptions/{SUB}/resourceGroups/rg-pay"
 ASSIGNMENT = f"{SCOPE}/providers/Microsoft.Authorization/roleAssignments/0b3c1e6e-1f4b-4c1e-8f5e-111111111111"
 USER = "11111111-2222-3333-4444-555555555555"
 OBJECT = "aaaaaaaa-0000-0000-0000-000000000001"
+ROLE_OTHER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
 
 
 def arm_event(operation: str = "delete", **data: Any) -> dict[str, Any]:
@@ -49,10 +57,10 @@ def arm_event(operation: str = "delete", **data: Any) -> dict[str, Any]:
     }
 
 
-def test_a_role_assignment_delete_names_its_scope_and_who_did_it() -> None:
+def test_a_role_assignment_delete_names_the_assignment_and_who_did_it() -> None:
     [event] = parse_event_grid(arm_event())
     assert event.source is Source.ARM
-    assert event.key == IndexKey("scope", SCOPE.replace("rg-pay", "rg-pay"))
+    assert event.key == IndexKey("roleAssignment", ASSIGNMENT)
     assert event.operation == "roleAssignments/delete"
     assert event.actor.object_id == USER and event.actor.name == "jane@contoso.com"
 
@@ -179,10 +187,21 @@ def test_the_index_maps_objects_to_their_application() -> None:
     connection = ServiceConnection(
         OBJECT, wanted.organization, wanted.project, wanted.connection_name, "WorkloadIdentityFederation"
     )
-    entries = index_entries([wanted], ObservedState(applications=(app,), connections=(connection,)))
+    [grant] = wanted.role_grants
+    adopted = RoleAssignment(f"{grant.scope}/x", "0B3C1E6E-0000-0000-0000-000000000001", grant.scope,
+                             grant.role_id, USER)  # fmt: skip
+    foreign = RoleAssignment(f"{grant.scope}/y", "0b3c1e6e-0000-0000-0000-000000000002", grant.scope,
+                             ROLE_OTHER, USER)  # fmt: skip
+    observed = ObservedState(
+        applications=(app,), connections=(connection,), role_assignments=(adopted, foreign)
+    )
+    entries = index_entries([wanted], observed)
     key = wanted.application.key
     assert entries[IndexKey("application", OBJECT)] == {key}
     assert entries[IndexKey("principal", USER)] == {key}
     assert entries[IndexKey("connection", OBJECT)] == {key}
-    scopes = {IndexKey("scope", g.scope) for g in wanted.role_grants}
-    assert {k for k in entries if k.kind == "scope"} == scopes
+    deterministic = role_assignment_name(grant.scope, grant.role_id, USER)
+    assert {k.value for k in entries if k.kind == "roleAssignment"} == {
+        assignment_key(grant.scope, deterministic),
+        assignment_key(grant.scope, adopted.name),
+    }

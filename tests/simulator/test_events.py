@@ -20,7 +20,13 @@ from .test_arm_sdk import grant, principal
 VAULT = (
     f"/subscriptions/{SAMPLE_SUBSCRIPTION}/resourceGroups/rg-pay/providers/Microsoft.KeyVault/vaults/kv-pay"
 )
-SCOPE_KEY = IndexKey("scope", VAULT.replace("Microsoft.KeyVault", "microsoft.keyvault"))
+CANONICAL_VAULT = VAULT.replace("Microsoft.KeyVault", "microsoft.keyvault")
+
+
+def assignment(name: str) -> IndexKey:
+    return IndexKey(
+        "roleAssignment", f"{CANONICAL_VAULT}/providers/Microsoft.Authorization/roleAssignments/{name}"
+    )
 
 
 async def test_role_assignment_writes_and_deletes_are_event_grid_events(
@@ -33,8 +39,8 @@ async def test_role_assignment_writes_and_deletes_are_event_grid_events(
     kept = await cloud_env.admin.take_events()
     events = parse_event_grid(kept["eventGrid"])
     assert [(e.source, e.operation, e.key) for e in events] == [
-        (Source.ARM, "roleAssignments/write", SCOPE_KEY),
-        (Source.ARM, "roleAssignments/delete", SCOPE_KEY),
+        (Source.ARM, "roleAssignments/write", assignment(str(created.name))),
+        (Source.ARM, "roleAssignments/delete", assignment(str(created.name))),
     ]
     assert {e.actor.object_id for e in events} == {cloud_env.world.caller_object_id}
     assert (await cloud_env.admin.take_events())["eventGrid"] == []  # taken once
@@ -48,7 +54,7 @@ async def test_drift_injected_by_hand_is_attributed_to_a_person(
     await cloud_env.admin.take_events()
     await cloud_env.admin.delete_role_assignment(str(created.id))
     [event] = parse_event_grid((await cloud_env.admin.take_events())["eventGrid"])
-    assert event.operation == "roleAssignments/delete" and event.key == SCOPE_KEY
+    assert event.operation == "roleAssignments/delete" and event.key == assignment(str(created.name))
     assert (event.actor.object_id, event.actor.name) == (PERSON["objectId"], PERSON["upn"])
 
 

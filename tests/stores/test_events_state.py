@@ -8,7 +8,11 @@ from reconciler.core.events import IndexKey
 from reconciler.state.history import Repair
 from reconciler.state.stores import Stores
 
-SCOPE = IndexKey("scope", "/subscriptions/6b1e2c5a-3f4d-4e8a-9c7b-1a2b3c4d5e6f/resourceGroups/rg-pay")
+SCOPE = IndexKey(
+    "roleAssignment",
+    "/subscriptions/6b1e2c5a-3f4d-4e8a-9c7b-1a2b3c4d5e6f/resourceGroups/rg-pay"
+    "/providers/Microsoft.Authorization/roleAssignments/0b3c1e6e-0000-0000-0000-000000000001",
+)
 PRINCIPAL = IndexKey("principal", "aaaaaaaa-0000-0000-0000-000000000001")
 APP_A = "app:0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0"
 APP_B = "new:sc-payments"
