@@ -144,7 +144,9 @@ class Host:
     async def _events(self) -> None:
         async with self.client.get_queue_receiver("events") as receiver:
             while not self._stop.is_set():
-                batch = await receiver.receive_messages(max_message_count=BATCH, max_wait_time=0.2)
+                # A long wait: a receive that times out with credit left makes the SDK release what
+                # arrives late, which the peer counts as a delivery (dead-lettered at the fifth).
+                batch = await receiver.receive_messages(max_message_count=BATCH, max_wait_time=5)
                 if not batch:
                     continue
                 self.busy += 1
@@ -175,8 +177,11 @@ async def quiet(peer: Any, host: Host, settle: float = 1.5, within: float = 600)
     raise TimeoutError("the queues did not drain")
 
 
-async def figures(name: str, admin: Any, work: Callable[[], Awaitable[str]]) -> None:
+async def figures(
+    name: str, admin: Any, work: Callable[[], Awaitable[str]], outcomes: Outcomes, host: Host, peer: Any
+) -> None:
     await admin.reset_counters()
+    before = Counter(outcomes.total)
     wall, cpu = time.perf_counter(), time.process_time()
     result = await work()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
@@ -191,6 +196,10 @@ async def figures(name: str, admin: Any, work: Callable[[], Awaitable[str]]) -> 
         f"requests {requests}"
     )
     print(line, flush=True)
+    delta = Counter(outcomes.total)
+    delta.subtract(before)
+    dead = {q: len(peer.dead_letters(q)) for q in ("reconcile", "events") if peer.dead_letters(q)}
+    print(f"    drift_events said: {dict(+delta)}; trigger errors {dict(host.errors)}; dead letters {dead}")
 
 
 def pick_one_config_per_app(configs: list[FederationConfig], count: int) -> list[FederationConfig]:
@@ -242,13 +251,28 @@ async def run(args: argparse.Namespace) -> int:
                 await quiet(peer, host)
                 print(f"scene: {sum(host.passes.values())} passes; events {dict(outcomes.total)}", flush=True)
                 await figures(
-                    "100 deletions", bench.admin, lambda: deletions(args, bench, host, peer, failures)
+                    "100 deletions",
+                    bench.admin,
+                    lambda: deletions(args, bench, host, peer, failures),
+                    outcomes,
+                    host,
+                    peer,
                 )
                 await figures(
-                    "1,000-event burst", bench.admin, lambda: burst(bench, host, peer, outcomes, failures)
+                    "1,000-event burst",
+                    bench.admin,
+                    lambda: burst(bench, host, peer, outcomes, failures),
+                    outcomes,
+                    host,
+                    peer,
                 )
                 await figures(
-                    "10,000 unmanaged", bench.admin, lambda: unmanaged(bench, host, peer, outcomes, failures)
+                    "10,000 unmanaged",
+                    bench.admin,
+                    lambda: unmanaged(bench, host, peer, outcomes, failures),
+                    outcomes,
+                    host,
+                    peer,
                 )
                 if host.errors:
                     print(f"trigger errors (redelivered): {dict(host.errors)}", flush=True)
