@@ -123,7 +123,7 @@ class Host:
         while not self._stop.is_set():
             try:
                 receiver = self.client.get_queue_receiver(
-                    "reconcile", session_id=NEXT_AVAILABLE_SESSION, max_wait_time=0.5
+                    "reconcile", session_id=NEXT_AVAILABLE_SESSION, max_wait_time=0.5, prefetch_count=10
                 )
                 async with receiver:
                     while batch := await receiver.receive_messages(max_message_count=10, max_wait_time=0.3):
@@ -142,11 +142,11 @@ class Host:
                 continue
 
     async def _events(self) -> None:
-        async with self.client.get_queue_receiver("events") as receiver:
+        # Prefetch, as the Functions host does: without it the SDK releases a message that arrives
+        # after a receive returned, which counts as a delivery (dead-lettered at the fifth).
+        async with self.client.get_queue_receiver("events", prefetch_count=BATCH) as receiver:
             while not self._stop.is_set():
-                # A long wait: a receive that times out with credit left makes the SDK release what
-                # arrives late, which the peer counts as a delivery (dead-lettered at the fifth).
-                batch = await receiver.receive_messages(max_message_count=BATCH, max_wait_time=5)
+                batch = await receiver.receive_messages(max_message_count=BATCH, max_wait_time=0.2)
                 if not batch:
                     continue
                 self.busy += 1

@@ -33,6 +33,7 @@ from reconciler.core.events import (
     parse_event_grid,
 )
 from reconciler.core.identifiers import IdentifierError
+from reconciler.core.model import FederationConfig, ObservedState
 from reconciler.documents import MAX_FILE_DEPTH, json_nesting_depth, strict_json_loads
 from reconciler.engine.run import RunReport
 from reconciler.state.configs import ConfigRecord
@@ -189,8 +190,7 @@ async def after_pass(
 ) -> None:
     """The index from what the pass observed, and the history of the drift it repaired (a ticket's
     changes are the request's record, not drift: state/requests.py keeps them)."""
-    live = [r.config for r in records if not r.deleted]
-    await stores.index.record(index_entries(live, report.observed))
+    await record_index(stores, [r.config for r in records if not r.deleted], report.observed)
     if request.reason == "ticket" or (request.reason == "follow-up" and request.request_id):
         return
     for outcome in report.outcomes:
@@ -209,6 +209,13 @@ async def after_pass(
             "; ".join(changes),
             extra={"drift_source": repair.source, "drift_actor": repair.actor},
         )  # fmt: skip
+
+
+async def record_index(stores: Stores, configs: Sequence[FederationConfig], observed: ObservedState) -> int:
+    """Writes the index for these configs from what a pass observed (rows this process wrote
+    before are not written again). A bulk sweep that observes every config should call it too:
+    the objects a pass creates are indexed only once a later pass has observed them."""
+    return await stores.index.record(index_entries(configs, observed))
 
 
 def _repair(
