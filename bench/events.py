@@ -186,10 +186,13 @@ async def figures(
     result = await work()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     counters = await admin.counters()
-    requests = ", ".join(
-        f"{api} {sum(o['reads'] + o['writes'] for o in counters[api]['operations'].values())}"
-        for api in ("graph", "arm", "ado")
-        if api in counters
+    requests = (
+        ", ".join(
+            f"{api} {sum(o['reads'] + o['writes'] for o in counters[api]['operations'].values())}"
+            for api in ("graph", "arm", "ado")
+            if api in counters
+        )
+        or "none to the clouds"
     )
     line = (
         f"{name}: {result}; wall {wall:.1f} s, CPU {cpu:.1f} s, peak RSS {peak_rss_mb():.0f} MB; "
