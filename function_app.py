@@ -5,13 +5,16 @@
 | ticket_requests | Service Bus queue `requests` | validate and record a ticket, queue its reconcile |
 | drift_sweep | timer `%DRIFT_SCHEDULE%` | send one reconcile message per application group |
 | reconcile_apps | Service Bus queue `reconcile` (sessions) | reconcile the configs of one application group |
-| http_* | HTTP | `POST /api/reconcile`, `GET /api/configs/{id}/plan` and `/status`, |
+| drift_events | Service Bus queue `events` (batches) | Event Grid events -> coalesced reconcile messages |
+| entra_audit | Event Hubs `%ENTRA_AUDIT_HUB%` (only when set) | the same, for Entra audit logs |
+| http_* | HTTP | `POST /api/reconcile`, `GET /api/configs/{id}/plan`, `/status` and `/history`, |
 | | | `GET /api/requests/{id}`, `GET /api/health` (anonymous) |
 """
 
 from __future__ import annotations
 
 import logging
+import os
 
 import azure.functions as func
 
@@ -65,6 +68,31 @@ async def reconcile_apps(message: func.ServiceBusMessage) -> None:
         await (await service()).reconcile(request)
 
 
+@app.service_bus_queue_trigger(
+    arg_name="messages", queue_name="events", connection="ServiceBusConnection", cardinality="many"
+)
+async def drift_events(messages: list[func.ServiceBusMessage]) -> None:
+    outcome = await (await service()).handle_drift_events([m.get_body() for m in messages], "event-grid")
+    log.info("drift events: %s", outcome)
+
+
+async def entra_audit(events: list[func.EventHubEvent]) -> None:
+    outcome = await (await service()).handle_drift_events([e.get_body() for e in events], "entra")
+    log.info("Entra audit records: %s", outcome)
+
+
+# Entra audit logs reach the app only where a tenant administrator set up the diagnostic setting
+# (infra/app/events-entra.bicep, which sets ENTRA_AUDIT_HUB and EntraAuditConnection__*): without
+# it the trigger is not registered at all.
+if os.environ.get("ENTRA_AUDIT_HUB"):
+    app.event_hub_message_trigger(
+        arg_name="events",
+        connection="EntraAuditConnection",
+        event_hub_name="%ENTRA_AUDIT_HUB%",
+        cardinality="many",
+    )(entra_audit)
+
+
 @app.route(route="reconcile", methods=["POST"])
 async def http_reconcile(req: func.HttpRequest) -> func.HttpResponse:
     body, content_type = req.get_body(), req.headers.get("content-type")
@@ -79,6 +107,11 @@ async def http_plan(req: func.HttpRequest) -> func.HttpResponse:
 @app.route(route="configs/{config_id}/status", methods=["GET"])
 async def http_status(req: func.HttpRequest) -> func.HttpResponse:
     return _http(await http_api.answer(service, http_api.status, req.route_params["config_id"]))
+
+
+@app.route(route="configs/{config_id}/history", methods=["GET"])
+async def http_history(req: func.HttpRequest) -> func.HttpResponse:
+    return _http(await http_api.guarded(http_api.history, await service(), req.route_params["config_id"]))
 
 
 @app.route(route="requests/{request_id}", methods=["GET"])

@@ -60,6 +60,7 @@ class ApiError(Exception):
 Handler = Callable[[Call, "re.Match[str]"], Reply | Awaitable[Reply]]
 ErrorFactory = Callable[[int, str, str], Reply]
 Precondition = Callable[[Call, "Route"], None]  # raises ApiError to refuse a request
+ChangeHook = Callable[[str, str, Call, "re.Match[str]", Reply], None]  # api, operation, call, match, reply
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,8 @@ class Api:
         self.limit: LimitRule | None = None
         # The admin API answers malformed input with 400 instead of failing with 500.
         self.input_errors_are_bad_requests = False
+        # Told of every write's reply (cloudsim/events.py emits Azure's events from them).
+        self.on_change: ChangeHook | None = None
 
     def visible(self, created_at: float) -> bool:
         return self.faults.visible(created_at)
@@ -171,6 +174,8 @@ class Api:
             or self._rate_limited(call, route, units)
             or await self._handle(route, call, match)
         )
+        if self.on_change is not None and route.write:
+            self.on_change(self.name, route.operation, call, match, reply)
         if self.reports_resource_units:
             reply.headers["x-ms-resource-unit"] = str(units)
             reply.headers["x-ms-throttle-limit-percentage"] = str(self.faults.usage_percent())

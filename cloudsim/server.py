@@ -7,6 +7,7 @@ managed-identity endpoint, admin) and knows the environment a client needs.
 from __future__ import annotations
 
 import json
+import re
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -19,6 +20,7 @@ from cloudsim.admin import Admin
 from cloudsim.ado import Ado
 from cloudsim.api import EMPTY, Api, Call, Reply, RequestCounters
 from cloudsim.arm import Arm
+from cloudsim.events import EventEmitter
 from cloudsim.faults import Faults
 from cloudsim.graph import Graph
 from cloudsim.limits import Limits, Throttle
@@ -120,6 +122,11 @@ class Simulator:
             self.throttle,
         )
         self.apis: dict[str, Api] = {**apis, "admin": self.admin.api}
+        self.events = EventEmitter(self.world)
+        for api in self.apis.values():
+            api.on_change = self.events.observe
+        self.admin.api.routes.add("GET", r"/_sim/events", "events.take", self._take_events)
+        self.admin.api.routes.add("PUT", r"/_sim/events", "events.configure", self._configure_events)
         for name, settings in (faults or {}).items():
             self.apis[name].faults.configure(settings)
         self.tls = LoopbackTls()
@@ -142,7 +149,17 @@ class Simulator:
             bound = runner.addresses[0][1]
             self.urls[name] = f"https://{HOST}:{bound}"
 
+    def _take_events(self, _call: Call, _match: re.Match[str]) -> Reply:
+        return Reply(200, self.events.take())
+
+    async def _configure_events(self, call: Call, _match: re.Match[str]) -> Reply:
+        """Body `{"serviceBus": "<connection string>", "queue": "events"}`; no serviceBus: keep them."""
+        body = call.body if isinstance(call.body, dict) else {}
+        await self.events.deliver_to(body.get("serviceBus") or None, str(body.get("queue") or "events"))
+        return Reply(204)
+
     async def stop(self) -> None:
+        await self.events.close()
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners.clear()

@@ -157,6 +157,16 @@ class AdminClient:
     async def change_connection(self, org: str, endpoint_id: str, **fields: object) -> None:
         await self._call("PATCH", f"/_sim/ado/{org}/endpoints/{endpoint_id}", fields)
 
+    async def deliver_events_to(self, connection_string: str | None, queue: str = "events") -> None:
+        """Send the Event Grid events of every change to this Service Bus queue (None: keep them)."""
+        await self._call("PUT", "/_sim/events", {"serviceBus": connection_string, "queue": queue})
+
+    async def take_events(self) -> JsonObject:
+        """The events kept since the last call: `eventGrid` (a list of Event Grid events) and
+        `entra` (the Entra audit records as one diagnostic-settings body, `{"records": [...]}`)."""
+        result: JsonObject = await self._call("GET", "/_sim/events")
+        return result
+
 
 def duplicates(world: World) -> list[str]:
     """Objects that exist twice where once is right: credential pairs per app, grants, connection names.

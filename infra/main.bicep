@@ -42,6 +42,15 @@ param alertEmail string = ''
 @description('NCRONTAB schedule of the drift sweep (DRIFT_SCHEDULE).')
 param driftSchedule string = '0 */30 * * * *'
 
+@description('Drift events (docs/events.md): an Event Grid system topic and subscription on every target subscription, delivering role-assignment writes and deletes to the events queue.')
+param driftEvents bool = true
+
+@description('Entra audit logs as drift events: an Event Hub and the tenant\'s Entra diagnostic setting (needs a Global or Security Administrator).')
+param entraAuditEvents bool = false
+
+@description('The reconciler\'s identity id in Azure DevOps (connectionData authenticatedUser.id), so that its own changes in the ADO audit stream are ignored.')
+param adoReconcilerIdentityId string = ''
+
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = {
   'azd-env-name': environmentName
@@ -55,6 +64,9 @@ var tableNames = [
   'federationstatus'
   'federationrequests'
   'federationclaims'
+  'federationindex'
+  'federationhistory'
+  'federationpending'
 ]
 
 // The ABAC condition on the reconciler's role-assignment rights on each target scope: it may
@@ -104,6 +116,10 @@ var rbacAdminCondition = replace(rbacAdminConditionTemplate, 'RECONCILER_PRINCIP
 var targetSubscriptionIds = empty(rbacTargetSubscriptionIds) ? [] : split(rbacTargetSubscriptionIds, ',')
 var targetResourceGroups = empty(rbacTargetResourceGroups) ? [] : split(rbacTargetResourceGroups, ',')
 var ticketSenderIds = [for senderId in (empty(ticketSenderPrincipalIds) ? [] : split(ticketSenderPrincipalIds, ',')): trim(senderId)]
+// Drift events come from every subscription the reconciler grants roles in.
+var resourceGroupSubscriptionIds = [for target in targetResourceGroups: trim(split(trim(target), '/')[0])]
+var trimmedSubscriptionIds = [for subscriptionId in targetSubscriptionIds: trim(subscriptionId)]
+var eventSubscriptionIds = union(trimmedSubscriptionIds, resourceGroupSubscriptionIds)
 
 resource rg 'Microsoft.Resources/resourceGroups@2021-04-01' = {
   name: !empty(resourceGroupName) ? resourceGroupName : 'rg-${environmentName}'
@@ -178,6 +194,53 @@ module functionApp 'app/function-app.bicep' = {
     serviceBusFullyQualifiedNamespace: serviceBus.outputs.fullyQualifiedNamespace
     applicationInsightsConnectionString: monitoring.outputs.connectionString
     driftSchedule: driftSchedule
+    reconcilerIdentities: empty(adoReconcilerIdentityId) ? identity.outputs.principalId : '${identity.outputs.principalId},${adoReconcilerIdentityId}'
+    entraAuditHub: entraAuditEvents ? entraAudit.outputs.hubName : ''
+    entraAuditNamespace: entraAuditEvents ? entraAudit.outputs.fullyQualifiedNamespace : ''
+  }
+}
+
+// Drift events (docs/events.md): the events queue, and on each target subscription the Event
+// Grid system topic and subscription that deliver role-assignment writes and deletes to it.
+module eventsQueue 'app/events-queue.bicep' = {
+  name: 'events-queue'
+  scope: rg
+  params: {
+    serviceBusNamespaceName: serviceBus.outputs.name
+  }
+}
+
+module driftEventSources 'app/events-subscription.bicep' = [for subscriptionId in (driftEvents ? eventSubscriptionIds : []): {
+  name: 'wif-events-${uniqueString(subscriptionId, environmentName)}'
+  scope: subscription(subscriptionId)
+  params: {
+    location: location
+    tags: tags
+    resourceToken: resourceToken
+    appSubscriptionId: subscription().subscriptionId
+    appResourceGroupName: rg.name
+    serviceBusNamespaceName: serviceBus.outputs.name
+    eventsQueueId: eventsQueue.outputs.id
+  }
+}]
+
+module entraAudit 'app/events-entra.bicep' = if (entraAuditEvents) {
+  name: 'entra-audit'
+  scope: rg
+  params: {
+    name: 'evhns-wif-${resourceToken}'
+    location: location
+    tags: tags
+    reconcilerPrincipalId: identity.outputs.principalId
+  }
+}
+
+module entraDiagnostic 'app/events-entra-diagnostic.bicep' = if (entraAuditEvents) {
+  name: 'entra-audit-diagnostic-${resourceToken}'
+  scope: tenant()
+  params: {
+    eventHubAuthorizationRuleId: entraAuditEvents ? entraAudit.outputs.authorizationRuleId : ''
+    eventHubName: entraAuditEvents ? entraAudit.outputs.hubName : ''
   }
 }
 

@@ -48,7 +48,7 @@ azurite_port=$($py -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 
 node_modules/.bin/azurite-table --tableHost 127.0.0.1 --tablePort "$azurite_port" --inMemoryPersistence \
   --disableTelemetry --skipApiVersionCheck > "$run_dir/azurite.log" 2>&1 &
 pids+=($!); azurite=$!
-$py -m servicebus_peer serve --port 0 --queue requests --session-queue reconcile --max-delivery-count 5 \
+$py -m servicebus_peer serve --port 0 --queue requests --queue events --session-queue reconcile --max-delivery-count 5 \
   > "$run_dir/peer.out" 2> "$run_dir/peer.log" &
 pids+=($!); peer=$!
 wait_for "the simulator" "$simulator" test -s "$run_dir/simulator.env"

@@ -20,6 +20,7 @@ from servicebus_peer.server import ServiceBusPeer, running_peer
 PRODUCT_QUEUES: tuple[QueueSpec, ...] = (
     QueueSpec("requests", max_delivery_count=5, lock_duration=30.0),
     QueueSpec("reconcile", requires_session=True, max_delivery_count=5, lock_duration=30.0),
+    QueueSpec("events", max_delivery_count=5, lock_duration=30.0),
 )
 
 PeerFactory = Callable[[Iterable[QueueSpec]], ServiceBusPeer]
@@ -27,7 +28,7 @@ PeerFactory = Callable[[Iterable[QueueSpec]], ServiceBusPeer]
 
 @pytest.fixture
 def servicebus_peer() -> Iterator[ServiceBusPeer]:
-    """A fresh peer with the product's queues (`requests`, session queue `reconcile`)."""
+    """A fresh peer with the product's queues (`requests`, session queue `reconcile`, `events`)."""
     with running_peer(PRODUCT_QUEUES) as peer:
         yield peer
 

@@ -20,7 +20,15 @@ from pathlib import Path
 import pytest
 from azure.data.tables import TableServiceClient
 
-from reconciler.state.tables import CLAIMS_TABLE, CONFIGS_TABLE, REQUESTS_TABLE, STATUS_TABLE
+from reconciler.state.tables import (
+    CLAIMS_TABLE,
+    CONFIGS_TABLE,
+    HISTORY_TABLE,
+    INDEX_TABLE,
+    PENDING_TABLE,
+    REQUESTS_TABLE,
+    STATUS_TABLE,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 AZURITE_TABLE = ROOT / "node_modules" / ".bin" / "azurite-table"
@@ -115,5 +123,6 @@ def table_settings(azurite_tables: str) -> Iterator[dict[str, str]]:
     """
     yield {"WIF_TABLE_CONNECTION_STRING": azurite_tables}
     with TableServiceClient.from_connection_string(azurite_tables) as service:
-        for table in (CONFIGS_TABLE, STATUS_TABLE, REQUESTS_TABLE, CLAIMS_TABLE):
+        tables = (CONFIGS_TABLE, STATUS_TABLE, REQUESTS_TABLE, CLAIMS_TABLE, INDEX_TABLE, HISTORY_TABLE)
+        for table in (*tables, PENDING_TABLE):
             service.delete_table(table)

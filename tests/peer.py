@@ -22,6 +22,7 @@ from servicebus_peer import QueueSpec, ServiceBusPeer, running_peer
 TEST_QUEUES = (
     QueueSpec("requests", max_delivery_count=3, lock_duration=5.0),
     QueueSpec("reconcile", requires_session=True, max_delivery_count=3, lock_duration=5.0),
+    QueueSpec("events", max_delivery_count=3, lock_duration=5.0),
     QueueSpec("shortlock", max_delivery_count=3, lock_duration=0.5),
     QueueSpec("shortsession", requires_session=True, max_delivery_count=3, lock_duration=0.6),
 )

@@ -18,6 +18,11 @@ param serviceBusFullyQualifiedNamespace string
 param applicationInsightsConnectionString string
 @description('NCRONTAB schedule of the drift sweep.')
 param driftSchedule string
+@description('The reconciler\'s own identity ids (comma-separated): events they caused are ignored.')
+param reconcilerIdentities string
+@description('The Event Hub of Entra audit logs, and its namespace; empty: no entra_audit trigger.')
+param entraAuditHub string = ''
+param entraAuditNamespace string = ''
 @description('Azure cloud the reconciler talks to (Graph and ARM endpoints): by default the one deployed to.')
 param cloud string = environment().name
 @description('Flex allows 40 to 1000; the lowest keeps parallel Graph, ARM and Azure DevOps calls under their throttling limits.')
@@ -135,6 +140,31 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'DRIFT_SCHEDULE'
           value: driftSchedule
+        }
+        // Drift events (docs/events.md).
+        {
+          name: 'WIF_RECONCILER_IDENTITIES'
+          value: reconcilerIdentities
+        }
+        {
+          name: 'EVENT_COALESCE_SECONDS'
+          value: '2'
+        }
+        {
+          name: 'ENTRA_AUDIT_HUB'
+          value: entraAuditHub
+        }
+        {
+          name: 'EntraAuditConnection__fullyQualifiedNamespace'
+          value: entraAuditNamespace
+        }
+        {
+          name: 'EntraAuditConnection__credential'
+          value: 'managedidentity'
+        }
+        {
+          name: 'EntraAuditConnection__clientId'
+          value: identityClientId
         }
         // The connection string only locates the component; with local auth off, telemetry
         // is accepted only with the Entra token named by the authentication string.

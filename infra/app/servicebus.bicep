@@ -79,8 +79,8 @@ resource reconcilerQueueOwner 'Microsoft.Authorization/roleAssignments@2022-04-0
     principalType: 'ServicePrincipal'
   }
 }
-// Other queues the reconciler sends to get their own assignment here, scoped to that queue and
-// never to the namespace (the `events` queue of issue 13 needs Azure Service Bus Data Sender on it).
+// The reconciler sends to no other queue. Drift events reach `events` from Event Grid's system
+// topics, whose own identities hold Data Sender on that queue only (events-sender-role.bicep).
 
 // Receiving from `requests` (and every queue the app triggers on). Receiving cannot forge a ticket;
 // sending can, so no sending right is granted on the namespace.

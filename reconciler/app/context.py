@@ -17,6 +17,7 @@ from pathlib import Path
 from azure.core.exceptions import AzureError
 
 from reconciler.app import telemetry
+from reconciler.app.events import EventSettings
 from reconciler.app.service import ReconcilerService
 from reconciler.cloud import CloudError, cloud_from_settings
 from reconciler.documents import InputError, load_policy
@@ -96,6 +97,7 @@ async def build_service(settings: Mapping[str, str]) -> tuple[ReconcilerService,
     simulator's token endpoint locally. Tables, Service Bus and the engine share it.
     """
     policy = load_policy(Path(settings.get("WIF_POLICY_FILE") or "policy.yaml"))
+    event_settings = EventSettings.from_settings(settings)
     cloud = cloud_from_settings(settings)
     opened = AsyncExitStack()
     try:
@@ -112,4 +114,7 @@ async def build_service(settings: Mapping[str, str]) -> tuple[ReconcilerService,
         await opened.aclose()  # a half-built service leaves nothing open
         raise
     # Every invocation borrows the one engine; only reset() closes it.
-    return ReconcilerService(stores, queues, policy, lambda: nullcontext(engine)), opened
+    return (
+        ReconcilerService(stores, queues, policy, lambda: nullcontext(engine), event_settings=event_settings),
+        opened,
+    )

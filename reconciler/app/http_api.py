@@ -127,6 +127,18 @@ async def status(service: ReconcilerService, raw_id: str) -> Response:
     return Response(200, _plain(found))
 
 
+async def history(service: ReconcilerService, raw_id: str) -> Response:
+    """GET /api/configs/{id}/history: the drift repaired for the config, newest first, with its
+    source and who made the change (docs/events.md)."""
+    config_id = config_id_from_route(raw_id)
+    if config_id is None:
+        return _bad_config_id()
+    repairs = await service.history(config_id)
+    if repairs is None:
+        return problem(404, "Unknown config", f"no config {config_id}")
+    return Response(200, {"configId": config_id, "repairs": [r.as_json() for r in repairs]})
+
+
 def _bad_config_id() -> Response:
     return problem(
         400, "Invalid config id", "use the id with '~' in place of '/', e.g. contoso~payments~kv-reader"

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from reconciler.app import telemetry
+from reconciler.app import events, telemetry
 from reconciler.app.logs import log_context
 from reconciler.core.policy import GrantPolicy
 from reconciler.core.sharding import shard
@@ -28,6 +28,7 @@ from reconciler.core.tenancy import app_key as app_claim_key
 from reconciler.documents import InputError
 from reconciler.engine.run import ConfigOutcome, Reconciler, RunReport, Status
 from reconciler.state.configs import ConfigRecord, split_retired
+from reconciler.state.history import Repair
 from reconciler.state.queues import Queues, ReconcileRequest
 from reconciler.state.requests import Outcome
 from reconciler.state.status import ConfigStatus, summarise_plan
@@ -57,12 +58,14 @@ class ReconcilerService:
         policy: GrantPolicy,
         engine: EngineFactory,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        event_settings: events.EventSettings = events.EventSettings(),  # noqa: B008 - frozen value
     ) -> None:
         self._stores = stores
         self._queues = queues
         self._policy = policy
         self._engine = engine
         self._clock = clock
+        self._events = events.EventRouter(stores, queues, event_settings, clock)
 
     # ------------------------------------------------------------------ tickets
 
@@ -182,6 +185,7 @@ class ReconcilerService:
 
     @telemetry.traced("reconcile")
     async def reconcile(self, request: ReconcileRequest) -> RunReport:
+        await events.before_pass(self._stores, request)
         with log_context(request_id=request.request_id or request.sweep_id or ""):
             records = await self._stores.configs.list_for_apps(list(request.apps))
             telemetry.annotate(
@@ -193,11 +197,13 @@ class ReconcilerService:
                 return await self._reconcile(request, records)
 
     async def _reconcile(self, request: ReconcileRequest, records: Sequence[ConfigRecord]) -> RunReport:
+        started_at = self._clock()
         context = await self._pass_context(records)
         sweep = request.reason == "sweep"
         report = await self._run(context, pipelines=sweep, low_priority=sweep)
         telemetry.record_pass(report, source=_source(request))
         await self._record(report, context)
+        await events.after_pass(self._stores, request, report, context.records, started_at, self._clock())
         await self._follow_up(report, request)
         if request.request_id and request.reason in {"ticket", "follow-up"}:
             await self._finish_request(request.request_id, report)
@@ -328,9 +334,27 @@ class ReconcilerService:
         # A ticket's follow-up records the request's outcome; a sweep's carries the sweep's id
         # (never as a request id: there is no such request), so its log lines tie back to the sweep.
         for app_key in request.apps:
+            if request.event is not None:  # drift events: the follow-up keeps who changed what
+                await self._queues.schedule_event_reconcile(app_key, at, request.event)
+                continue
             await self._queues.schedule_follow_up(
                 app_key, at, request_id=request.request_id, sweep_id=request.sweep_id
             )
+
+    # ------------------------------------------------------------------ drift events
+
+    async def handle_drift_events(
+        self, bodies: Sequence[bytes], delivery: events.Delivery
+    ) -> events.EventsOutcome:
+        """A delivery from `events` (Event Grid) or Event Hubs (Entra audit logs): reconcile messages
+        for the applications its events touch (reconciler/app/events.py)."""
+        return await self._events.route(bodies, delivery)
+
+    async def history(self, config_id: str, limit: int = 100) -> list[Repair] | None:
+        """The config's repaired drift, newest first; None when there is no such config."""
+        if await self._stores.configs.get(config_id) is None:
+            return None
+        return await self._stores.history.list(config_id, limit)
 
     # ------------------------------------------------------------------ HTTP API
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import ClientAuthenticationError
 
-from reconciler.cli import doctor, queue_commands, table_commands
+from reconciler.cli import doctor, history_command, queue_commands, table_commands
 from reconciler.cli.defaults import POLICY_HELP, policy_path
 from reconciler.cli.errors import NOT_SIGNED_IN, SettingsProblem, explain, first_line
 from reconciler.cli.progress import Progress, wanted
@@ -94,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     table_commands.register(commands)
     queue_commands.register(commands)
     doctor.register(commands)
+    history_command.register(commands)
     return parser
 
 

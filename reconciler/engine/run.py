@@ -22,7 +22,7 @@ from reconciler.adapters.arm import ArmAdapter
 from reconciler.adapters.graph import GRAPH_UNITS_PER_WINDOW, GraphAdapter, throttle_priority
 from reconciler.adapters.metering import RequestMeter
 from reconciler.cloud import Cloud
-from reconciler.core.model import ApplicationRef, FederationConfig
+from reconciler.core.model import ApplicationRef, FederationConfig, ObservedState
 from reconciler.core.plan import Plan, plan
 from reconciler.core.policy import GrantPolicy
 from reconciler.core.tenancy import Tenant
@@ -62,6 +62,8 @@ class RunReport:
     observe_seconds: float
     apply_seconds: float
     dry_run: bool
+    # What the pass read: the drift-event index is written from it (reconciler/app/events.py).
+    observed: ObservedState = field(default_factory=ObservedState)
 
     @property
     def all_converged(self) -> bool:
@@ -213,6 +215,7 @@ class Reconciler:
             observe_seconds=observed_at - started,
             apply_seconds=time.monotonic() - observed_at,
             dry_run=dry_run,
+            observed=observation.state,
         )
 
 

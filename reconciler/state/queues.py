@@ -1,17 +1,19 @@
 """The Service Bus side of the product, on `azure.servicebus.aio`: reconcile fan-out, follow-ups,
 ticket submission, and dead-letter inspection and replay.
 
-Two queues, named by infra:
+Three queues, named by infra:
 - `requests` (no sessions): ticket requests from ticketing systems (see reconciler/state/tickets.py);
 - `reconcile` (sessions): reconcile messages. Every message about an application goes to the
   session `session_for(app key)` (reconciler/core/sharding.py), and Service Bus gives a session
   to one receiver at a time, so one application is never reconciled by two instances at once,
-  whether the work came from a sweep, a ticket or a follow-up.
+  whether the work came from a sweep, a ticket, an event or a follow-up;
+- `events` (no sessions): drift events from Event Grid (reconciler/app/events.py, docs/events.md).
 
 A reconcile message is versioned JSON (`parse_reconcile_message` is its validator):
-`{"schemaVersion": 1, "apps": [...], "configIds": [...], "reason": "sweep" | "ticket" | "follow-up",
-"requestId": "...", "sweepId": "..."}`. Its application properties carry the sender's W3C trace
-context (`traceparent`) besides the reason and ids.
+`{"schemaVersion": 1, "apps": [...], "configIds": [...], "reason": "sweep" | "ticket" | "follow-up" | "event",
+"requestId": "...", "sweepId": "...", "event": {"source", "id", "actor", "detectedAt", "pending"}}`
+(`event` with reason `event` only: the first event of the burst it coalesces). Its application
+properties carry the sender's W3C trace context (`traceparent`) besides the reason and ids.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from azure.servicebus.amqp import AmqpMessageBodyType
 from azure.servicebus.exceptions import MessageSizeExceededError, ServiceBusError
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from reconciler.core.events import EventTrigger, Source
 from reconciler.core.identifiers import ApplicationDisplayName, ConfigId, Guid, RequestId
 from reconciler.core.policy import GrantPolicy
 from reconciler.core.sharding import Shard, session_for
@@ -46,7 +49,8 @@ from reconciler.state.tickets import Ticket, parse_ticket
 
 REQUESTS_QUEUE = "requests"
 RECONCILE_QUEUE = "reconcile"
-QUEUES = (REQUESTS_QUEUE, RECONCILE_QUEUE)
+EVENTS_QUEUE = "events"
+QUEUES = (REQUESTS_QUEUE, RECONCILE_QUEUE, EVENTS_QUEUE)
 # The Functions app's connection setting: a connection string, or (identity-based, in Azure)
 # the namespace and optionally the client id of a user-assigned managed identity.
 CONNECTION_SETTING = "ServiceBusConnection"
@@ -55,7 +59,7 @@ CLIENT_ID_SETTING = "ServiceBusConnection__clientId"
 
 RECONCILE_SCHEMA_VERSION = 1
 JSON = "application/json"
-Reason = Literal["sweep", "ticket", "follow-up"]
+Reason = Literal["sweep", "ticket", "follow-up", "event"]
 REASONS: tuple[Reason, ...] = get_args(Reason)
 MAX_APPS_PER_MESSAGE = 1000
 EXCERPT_CHARS = 200
@@ -90,6 +94,7 @@ class ReconcileRequest:
     config_ids: tuple[str, ...] = ()  # a hint for loading rows: the apps are what is reconciled
     request_id: str | None = None
     sweep_id: str | None = None
+    event: EventTrigger | None = None  # reason "event": what was detected, when, and by whom
 
 
 @dataclass(frozen=True)
@@ -122,6 +127,7 @@ def reconcile_message(
     request_id: str | None = None,
     sweep_id: str | None = None,
     discriminator: str = "",
+    event: EventTrigger | None = None,
 ) -> ServiceBusMessage:
     """One reconcile message for applications that share a session."""
     sessions = {session_for(app) for app in apps}
@@ -134,6 +140,14 @@ def reconcile_message(
         body["requestId"] = request_id
     if sweep_id is not None:
         body["sweepId"] = sweep_id
+    if event is not None:
+        body["event"] = {
+            "source": str(event.source),
+            "id": event.event_id,
+            "actor": event.actor,
+            "detectedAt": event.detected_at,
+            "pending": event.pending,
+        }
     data = json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
     parse_reconcile_message(data)  # never send what the receiver would refuse
     # The same work gets the same id, so Service Bus duplicate detection (if turned on) drops resends.
@@ -175,7 +189,7 @@ def parse_reconcile_message(body: bytes | str, *, session_id: str | None = None)
         raise ReconcileMessageInvalid(f"not JSON: {str(error)[:200]}") from error
     if not isinstance(message, dict):
         raise ReconcileMessageInvalid("not a JSON object")
-    unknown = set(message) - {"schemaVersion", "apps", "configIds", "reason", "requestId", "sweepId"}
+    unknown = set(message) - {"schemaVersion", "apps", "configIds", "reason", "requestId", "sweepId", "event"}
     if unknown:
         raise ReconcileMessageInvalid(f"unknown fields: {', '.join(sorted(map(str, unknown)))[:200]}")
     version = message.get("schemaVersion")
@@ -184,7 +198,7 @@ def parse_reconcile_message(body: bytes | str, *, session_id: str | None = None)
     reason = message.get("reason")
     if reason not in REASONS:
         raise ReconcileMessageInvalid(f"reason: expected one of {', '.join(REASONS)}, got {reason!r:.100}")
-    apps = _strings(message, "apps", _is_app_key, required=True)
+    apps = _strings(message, "apps", is_app_key, required=True)
     config_ids = _strings(message, "configIds", ConfigId.is_valid, required=False)
     request_id = _token(message, "requestId")
     sweep_id = _token(message, "sweepId")
@@ -195,16 +209,46 @@ def parse_reconcile_message(body: bytes | str, *, session_id: str | None = None)
     if reason == "follow-up" and request_id is None and sweep_id is None:
         # A follow-up carries what it follows up: a ticket's request id, or a sweep's id.
         raise ReconcileMessageInvalid("requestId or sweepId: required when reason is follow-up")
+    event = _event_trigger(message.get("event"), reason)
     if session_id is not None:
         strays = [app for app in apps if session_for(app) != session_id]
         if strays:
             raise ReconcileMessageInvalid(
                 f"apps not of session {session_id!r:.60}: {', '.join(strays)[:200]}"
             )
-    return ReconcileRequest(apps, reason, config_ids, request_id, sweep_id)
+    return ReconcileRequest(apps, reason, config_ids, request_id, sweep_id, event)
 
 
-def _is_app_key(key: object) -> bool:
+def _event_trigger(value: object, reason: str) -> EventTrigger | None:
+    if value is None:
+        if reason == "event":
+            raise ReconcileMessageInvalid("event: required when reason is event")
+        return None
+    if reason != "event" or not isinstance(value, dict):
+        raise ReconcileMessageInvalid("event: expected an object, with reason event only")
+    unknown = set(value) - {"source", "id", "actor", "detectedAt", "pending"}
+    if unknown:
+        raise ReconcileMessageInvalid(f"event: unknown fields {', '.join(sorted(map(str, unknown)))[:200]}")
+    source, actor, detected_at = value.get("source"), value.get("actor"), value.get("detectedAt")
+    if source not in set(Source):
+        raise ReconcileMessageInvalid(f"event.source: expected one of {', '.join(Source)}")
+    if not isinstance(actor, str) or len(actor) > 1_000:
+        raise ReconcileMessageInvalid("event.actor: expected a string of at most 1,000 characters")
+    if not isinstance(detected_at, str) or len(detected_at) > 40:
+        raise ReconcileMessageInvalid("event.detectedAt: expected an ISO 8601 time")
+    return EventTrigger(
+        Source(source), _required_token(value, "id"), actor, detected_at, _required_token(value, "pending")
+    )
+
+
+def _required_token(value: Mapping[str, Any], key: str) -> str:
+    token = value.get(key)
+    if not RequestId.is_valid(token):
+        raise ReconcileMessageInvalid(f"event.{key}: expected {RequestId.what}")
+    return str(token)
+
+
+def is_app_key(key: object) -> bool:
     """`app:<client id>` (lower case, as ApplicationRef.key writes it) or `new:<display name>`."""
     if not isinstance(key, str):
         return False
@@ -349,6 +393,17 @@ class Queues:
             sweep_id=sweep_id,
             discriminator=when.isoformat(),  # two follow-ups at two times are two messages
         )
+        async with self._sender(RECONCILE_QUEUE) as sender:
+            [sequence_number] = await sender.schedule_messages(message, when)
+        return sequence_number
+
+    async def schedule_event_reconcile(self, app_key: str, at: datetime, event: EventTrigger) -> int:
+        """Reconcile one application at `at` because of a burst of events (reconciler/app/events.py),
+        or again after a temporary failure of such a reconcile (it keeps what the events said)."""
+        when = at if at.tzinfo else at.replace(tzinfo=UTC)
+        # Each scheduling is its own message, a follow-up of the same trigger too.
+        discriminator = f"{event.pending}@{when.isoformat()}"
+        message = reconcile_message([app_key], reason="event", event=event, discriminator=discriminator)
         async with self._sender(RECONCILE_QUEUE) as sender:
             [sequence_number] = await sender.schedule_messages(message, when)
         return sequence_number

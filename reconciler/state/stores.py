@@ -13,12 +13,18 @@ from azure.core.exceptions import AzureError, ResourceExistsError
 from azure.data.tables.aio import TableServiceClient
 
 from reconciler.state.claims import ApplicationClaimStore
+from reconciler.state.coalesce import PendingReconciles
 from reconciler.state.configs import DesiredConfigStore
+from reconciler.state.event_index import EventIndex
+from reconciler.state.history import HistoryStore
 from reconciler.state.requests import RequestStore
 from reconciler.state.status import StatusStore
 from reconciler.state.tables import (
     CLAIMS_TABLE,
     CONFIGS_TABLE,
+    HISTORY_TABLE,
+    INDEX_TABLE,
+    PENDING_TABLE,
     REQUESTS_TABLE,
     STATUS_TABLE,
     SettingsError,
@@ -35,6 +41,10 @@ class Stores:
     requests: RequestStore
     _service: TableServiceClient
     claims: ApplicationClaimStore
+    # Drift events (docs/events.md): object -> application, repairs per config, coalescing.
+    index: EventIndex
+    history: HistoryStore
+    pending: PendingReconciles
 
     async def close(self) -> None:
         await self._service.close()
@@ -56,7 +66,8 @@ async def open_stores(settings: Mapping[str, str], credential: AsyncTokenCredent
     """
     service = service_client(settings, credential)
     try:
-        for name in (CONFIGS_TABLE, STATUS_TABLE, REQUESTS_TABLE, CLAIMS_TABLE):
+        tables = (CONFIGS_TABLE, STATUS_TABLE, REQUESTS_TABLE, CLAIMS_TABLE, INDEX_TABLE, HISTORY_TABLE)
+        for name in (*tables, PENDING_TABLE):
             with contextlib.suppress(ResourceExistsError):
                 await translated(service.create_table(name), f"create table {name}")
     except BaseException:
@@ -68,6 +79,9 @@ async def open_stores(settings: Mapping[str, str], credential: AsyncTokenCredent
         requests=RequestStore(service.get_table_client(REQUESTS_TABLE)),
         _service=service,
         claims=ApplicationClaimStore(service.get_table_client(CLAIMS_TABLE)),
+        index=EventIndex(service.get_table_client(INDEX_TABLE)),
+        history=HistoryStore(service.get_table_client(HISTORY_TABLE)),
+        pending=PendingReconciles(service.get_table_client(PENDING_TABLE)),
     )
 
 

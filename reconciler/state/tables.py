@@ -33,6 +33,9 @@ CONFIGS_TABLE = "federationconfigs"
 STATUS_TABLE = "federationstatus"
 REQUESTS_TABLE = "federationrequests"
 CLAIMS_TABLE = "federationclaims"
+INDEX_TABLE = "federationindex"  # drift events: object -> application (docs/events.md)
+HISTORY_TABLE = "federationhistory"
+PENDING_TABLE = "federationpending"
 
 # A string property holds at most 64 KiB, that is 32,768 UTF-16 code units. Stay below it.
 MAX_TEXT_UNITS = 32_000

@@ -103,7 +103,8 @@ async def test_a_malformed_reconcile_message_is_dead_lettered_with_its_problem(
 
     assert await run_like_the_host(app.peer) == ["abandoned"] * MAX_DELIVERY_COUNT
     assert app.peer.messages("reconcile") == []
-    assert "problem: reason: expected one of sweep, ticket, follow-up, got None" in await dlq_list(capsys)
+    expected = "problem: reason: expected one of sweep, ticket, follow-up, event, got None"
+    assert expected in await dlq_list(capsys)
 
 
 def connections_to(ports: set[int]) -> int:

@@ -31,6 +31,7 @@ SERVICE_BUS_DATA_RECEIVER = "4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0"
 SERVICE_BUS_DATA_OWNER = "090c5cfd-751d-490a-894a-3ce6f1109419"
 MONITORING_METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
 RBAC_ADMINISTRATOR = "f58310d9-a9f6-439a-9e8d-f62e7b41a168"
+EVENT_HUBS_DATA_RECEIVER = "a638d3c7-ab3a-418d-83e6-5f17a39d4fde"
 
 MICROSOFT_GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 APPLICATION_READWRITE_OWNEDBY = "18a4783c-866b-4cc7-a460-3d5e5662c884"
@@ -65,6 +66,7 @@ def test_the_reconciler_holds_exactly_the_roles_it_needs() -> None:
         SERVICE_BUS_DATA_RECEIVER,  # the `requests` trigger
         MONITORING_METRICS_PUBLISHER,  # Entra-authenticated telemetry
         CUSTOM_ROLE,  # role assignments on the target scopes, with the ABAC condition
+        EVENT_HUBS_DATA_RECEIVER,  # the Entra audit hub only, when entraAuditEvents is on
     }
     assert RBAC_ADMINISTRATOR not in held  # the built-in role also brings */read and Microsoft.Support/*
 
@@ -105,14 +107,18 @@ def test_the_reconciler_cannot_send_to_the_requests_queue() -> None:
         for a in role_assignments()
         if role_of(a) in {SERVICE_BUS_DATA_SENDER, SERVICE_BUS_DATA_OWNER}
     }
-    assert set(senders) == {"reconcilerQueueOwner", "ticketSenderRoles", "operatorSender"}
+    assert set(senders) == {
+        "reconcilerQueueOwner", "ticketSenderRoles", "operatorSender", "eventsTopicSender"
+    }  # fmt: skip
     assert senders["reconcilerQueueOwner"] == ("reconcileQueue", "reconcilerPrincipalId")
+    # Event Grid system topics deliver drift events to `events` only, with their own identity.
+    assert senders["eventsTopicSender"] == ("eventsQueue", "senderPrincipalId")
     assert all(
         principal != "reconcilerPrincipalId"
         for scope, principal in senders.values()
         if scope != "reconcileQueue"
     )
-    assert {scope for scope, _ in senders.values()} == {"reconcileQueue", "requestsQueue"}
+    assert {scope for scope, _ in senders.values()} == {"reconcileQueue", "requestsQueue", "eventsQueue"}
 
 
 def test_only_the_listed_ticket_senders_may_send_to_the_requests_queue() -> None:
@@ -192,6 +198,9 @@ def test_storage_holds_the_apps_tables_and_a_private_deployment_container() -> N
         "federationstatus",
         "federationrequests",
         "federationclaims",
+        "federationindex",
+        "federationhistory",
+        "federationpending",
     }
     (container,) = of_type("app/storage.bicep", "Microsoft.Storage/storageAccounts/blobServices/containers")
     assert container.body["properties"]["publicAccess"] == "None"
@@ -230,6 +239,31 @@ def test_service_bus_has_the_two_queues_the_app_uses() -> None:
         assert queue["deadLetteringOnMessageExpiration"] is True, name
         assert isinstance(queue["maxDeliveryCount"], int) and 1 < queue["maxDeliveryCount"] <= 10, name
         assert queue["lockDuration"] == "PT5M", name
+
+
+def test_drift_events_reach_the_events_queue_filtered_and_with_the_topics_identity() -> None:
+    (queue,) = of_type("app/events-queue.bicep", "Microsoft.ServiceBus/namespaces/queues")
+    assert queue.body["name"] == "events" and queue.body["properties"]["requiresSession"] is False
+    (topic,) = of_type("app/events-topic.bicep", "Microsoft.EventGrid/systemTopics")
+    assert topic.body["properties"]["topicType"] == "Microsoft.Resources.Subscriptions"
+    assert topic.body["identity"]["type"] == "SystemAssigned"
+    (subscription,) = of_type(
+        "app/events-topic-subscription.bicep", "Microsoft.EventGrid/systemTopics/eventSubscriptions"
+    )
+    properties = subscription.body["properties"]
+    delivery = properties["deliveryWithResourceIdentity"]
+    assert delivery["identity"]["type"] == "SystemAssigned"
+    assert delivery["destination"]["endpointType"] == "ServiceBusQueue"
+    assert set(properties["filter"]["includedEventTypes"]) == {
+        "Microsoft.Resources.ResourceWriteSuccess",
+        "Microsoft.Resources.ResourceDeleteSuccess",
+    }
+    (only_role_assignments,) = properties["filter"]["advancedFilters"]
+    assert only_role_assignments["key"] == "data.operationName"
+    assert set(only_role_assignments["values"]) == {
+        "Microsoft.Authorization/roleAssignments/write",
+        "Microsoft.Authorization/roleAssignments/delete",
+    }
 
 
 def test_graph_app_role_module_grants_only_application_readwrite_ownedby() -> None:

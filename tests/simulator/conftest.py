@@ -21,8 +21,9 @@ from msgraph_core import GraphClientFactory
 
 from cloudsim.state import ADO_RESOURCE_APP_ID
 from cloudsim.testing import SAMPLE_SUBSCRIPTION, RunningSimulator, cloud_env, cloud_simulator
+from servicebus_peer.testing import servicebus_peer
 
-__all__ = ["cloud_env", "cloud_simulator"]
+__all__ = ["cloud_env", "cloud_simulator", "servicebus_peer"]
 
 ADO_SCOPE = f"{ADO_RESOURCE_APP_ID}/.default"
 

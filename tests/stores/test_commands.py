@@ -13,6 +13,7 @@ from reconciler.cli.main import main
 from reconciler.core.model import FederationConfig
 from reconciler.core.serialise import config_to_document
 from reconciler.documents import load_configs
+from reconciler.state.history import Repair
 from reconciler.state.stores import open_stores
 from reconciler.state.tables import CONFIGS_TABLE
 
@@ -119,3 +120,28 @@ def test_import_checks_the_policy_when_given(
 
     assert main(["export"]) == 0
     assert capsys.readouterr().out == ""
+
+
+def test_history_shows_the_repairs_of_a_config_and_refuses_an_unknown_one(
+    env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["import", str(EXAMPLES), "--request-id", "CHG1"]) == 0
+    repair = Repair(
+        "contoso/payments/kv-reader", "2026-12-05T01:00:02+00:00", "2026-12-05T01:00:00Z", "arm-event",
+        "jane@contoso.com", ("create-role-assignment Key Vault Reader on /x: applied",), "e1",
+    )  # fmt: skip
+
+    async def add() -> None:
+        async with await open_stores(env, None) as stores:
+            await stores.history.add(repair)
+
+    asyncio.run(add())
+    capsys.readouterr()
+    assert main(["history", "contoso/payments/kv-reader"]) == 0
+    shown = capsys.readouterr().out
+    assert "arm-event" in shown and "by jane@contoso.com" in shown and "create-role-assignment" in shown
+    assert main(["history", "contoso/payments/kv-reader", "--output", "json"]) == 0
+    assert '"actor": "jane@contoso.com"' in capsys.readouterr().out
+    assert main(["history", "contoso/payments/nope"]) == 2
+    assert "no config contoso/payments/nope" in capsys.readouterr().err
+    assert main(["history", "../x"]) == 2
