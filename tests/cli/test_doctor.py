@@ -27,7 +27,7 @@ ME = TENANT["caller_object_id"]
 PAYMENTS_SUB = "6b1e2c5a-3f4d-4e8a-9c7b-1a2b3c4d5e6f"
 WEB_SUB = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
 KV_READER_APP = "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0"
-QUEUES = [QueueSpec("requests"), QueueSpec("reconcile", requires_session=True)]
+QUEUES = [QueueSpec("requests"), QueueSpec("reconcile", requires_session=True), QueueSpec("events")]
 
 
 def tenant(change: Callable[[dict[str, Any]], None] = lambda _: None) -> dict[str, Any]:
@@ -88,6 +88,7 @@ async def test_everything_in_place_exits_0(tmp_path: Path, table_settings: dict[
         "Tables: table federationconfigs",
         "Service Bus: queue requests",
         "Service Bus: queue reconcile",
+        "Service Bus: queue events",
     }
     rbac = [f for key, f in found.items() if key.startswith("Azure RBAC")]
     assert len(rbac) == 2 and all("Role Based Access Control Administrator" in f["detail"] for f in rbac)
