@@ -191,7 +191,7 @@ class ReconcilerService:
         report = SweepReport(self._clock().strftime("sweep-%Y%m%dT%H%M%SZ"))
         with log_context(request_id=report.sweep_id):
             try:
-                context = await self._sweep_context(report)
+                context = await self._whole_state(report)
             except TemporaryFailure as failure:
                 report.problems.append(f"the state tables could not be read: {failure.message}")
             else:
@@ -199,8 +199,10 @@ class ReconcilerService:
             self._log_sweep(report)
         return report
 
-    async def _sweep_context(self, report: SweepReport) -> _PassContext:
-        """Every row of the desired state, with every status and claim: three listings."""
+    async def _whole_state(self, report: SweepReport) -> _PassContext:
+        """Every row of the desired state, with every status and claim: three listings. An unreadable
+        row is logged, counted and skipped: fine for a dry run, whose repairs re-read what they need
+        (a writing pass reads each claim with `owners`, which refuses an unreadable one)."""
 
         def skipped(row: InvalidRow) -> None:
             log.error("row skipped: %s", row)
@@ -262,8 +264,9 @@ class ReconcilerService:
 
     async def _reconcile(self, request: ReconcileRequest, records: Sequence[ConfigRecord]) -> RunReport:
         context = await self._pass_context(records)
-        sweep = request.reason == "sweep"
-        report = await self._run(context, pipelines=sweep, low_priority=sweep)
+        # A sweep's repair yields to interactive callers at Graph. Pipeline permissions are read only
+        # where a connection is created (no bulk read: one GET per connection), as in the sweep.
+        report = await self._run(context, low_priority=request.reason == "sweep")
         await self._record(report, context)
         await self._follow_up(report, request)
         if request.request_id and request.reason in {"ticket", "follow-up"}:
@@ -308,7 +311,6 @@ class ReconcilerService:
         context: _PassContext,
         *,
         dry_run: bool = False,
-        pipelines: bool = False,
         low_priority: bool = False,
     ) -> RunReport:
         """One engine pass over these rows: the live configs desired, the tombstones retired."""
@@ -318,7 +320,6 @@ class ReconcilerService:
                 active,
                 retired,
                 dry_run=dry_run,
-                pipelines=pipelines,
                 low_priority=low_priority,
                 claims=context.claims,
                 applied=context.applied,

@@ -11,6 +11,7 @@ import azure.functions as func
 from azure.functions.timer import TimerRequest
 
 import function_app
+from cloudsim.faults import Faults
 from cloudsim.testing import SAMPLE_SUBSCRIPTION
 from tests.app.test_app_triggers import App, app, upsert_and_reconcile
 from tests.azurite import TableRequests
@@ -108,3 +109,26 @@ async def test_a_status_change_is_written_once_in_a_batch(app: App, table_settin
     tables.mark()
     await sweep()
     assert tables.writes_since_mark() == [] and app.peer.messages("reconcile") == []
+
+
+async def test_a_failed_read_fails_its_configs_not_the_sweep_and_is_not_fanned_out(
+    app: App, table_settings: dict[str, str]
+) -> None:
+    await two_converged_configs(app)
+    tables = TableRequests.of(table_settings)
+    service = await app.service()
+    await app.sim.admin.set_faults({"ado": Faults(error_rate=1.0, error_statuses=[403])})
+    tables.mark()
+    await sweep()  # the project's connection listing fails: no exception
+    assert app.peer.messages("reconcile") == []  # nothing a reconcile could do better now
+    assert tables.writes_since_mark() == [BATCH]  # both configs say so, in one transaction
+    for config_id in (PAYMENTS, BILLING):
+        status = await service.status(config_id)
+        assert status is not None and status.phase == "failed-permanent"
+        assert "service connections of contoso/payments" in status.last_error
+
+    await app.sim.admin.set_faults({"ado": Faults()})
+    await sweep()
+    assert app.peer.messages("reconcile") == []
+    status = await service.status(PAYMENTS)
+    assert status is not None and status.phase == "converged" and status.last_error == ""
