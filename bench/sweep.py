@@ -48,8 +48,8 @@ sys.path.insert(0, str(REPO_ROOT))
 from azure.functions.servicebus import ServiceBusMessage as TriggerMessage  # noqa: E402
 from azure.functions.timer import TimerRequest  # noqa: E402
 from azure.servicebus import NEXT_AVAILABLE_SESSION, ServiceBusReceivedMessage  # noqa: E402
-from azure.servicebus.aio import ServiceBusClient  # noqa: E402
-from azure.servicebus.exceptions import OperationTimeoutError  # noqa: E402
+from azure.servicebus.aio import AutoLockRenewer, ServiceBusClient, ServiceBusReceiver  # noqa: E402
+from azure.servicebus.exceptions import OperationTimeoutError, ServiceBusError  # noqa: E402
 from reconcile import BenchTenant, bench_policy, inject_drift, start_bench_tenant  # noqa: E402 - bench/ is on the path
 
 import function_app  # noqa: E402
@@ -63,6 +63,8 @@ from reconciler.engine.run import connect  # noqa: E402
 from tests.azurite import TableRequests, connection_string, start_azurite, stop_azurite  # noqa: E402
 
 MAX_CONCURRENT_SESSIONS = 8  # host.json's extensions.serviceBus.maxConcurrentSessions
+MAX_LOCK_RENEWAL_S = 600.0  # host.json's extensions.serviceBus.maxAutoLockRenewalDuration
+IMPORTERS = 8  # concurrent importers for the set-up (each config is written ETag-guarded)
 SESSION_IDLE_S = 0.5  # how long a session receiver waits for another message before letting go
 
 
@@ -72,6 +74,7 @@ class Case:
     requests: dict[str, dict[str, int]] = field(default_factory=dict)  # per API: reads, writes
     messages: int = 0
     apps: int = 0  # applications named in the messages
+    unsettled: int = 0  # messages whose settlement failed (the host would see them again)
     table_writes: list[tuple[str, str]] = field(default_factory=list)
     wall: float = 0.0
     cpu: float = 0.0
@@ -140,31 +143,44 @@ def as_the_host_passes_it(message: ServiceBusReceivedMessage) -> TriggerMessage:
 
 
 async def run_reconcile_trigger(connection: str, case: Case) -> None:
-    """Receive `reconcile` as the host does (sessions, peek-lock; complete on return, abandon on a raise),
-    MAX_CONCURRENT_SESSIONS at a time, until no session has messages."""
-    async with ServiceBusClient.from_connection_string(connection, retry_total=0) as client:
+    """Receive `reconcile` as the host does (sessions, peek-lock, the session lock renewed while a message
+    runs; complete on return, abandon on a raise), MAX_CONCURRENT_SESSIONS at a time, until no session
+    has messages."""
+    renewer = AutoLockRenewer(max_lock_renewal_duration=MAX_LOCK_RENEWAL_S)
+    async with ServiceBusClient.from_connection_string(connection, retry_total=0) as client, renewer:
 
         async def one_worker() -> None:
             while True:
                 try:
                     receiver = client.get_queue_receiver(
-                        "reconcile", session_id=NEXT_AVAILABLE_SESSION, max_wait_time=SESSION_IDLE_S
+                        "reconcile",
+                        session_id=NEXT_AVAILABLE_SESSION,
+                        max_wait_time=SESSION_IDLE_S,
+                        auto_lock_renewer=renewer,
                     )
                     async with receiver:
                         while batch := await receiver.receive_messages(max_wait_time=SESSION_IDLE_S):
                             for received in batch:
                                 case.messages += 1
                                 case.apps += len(json.loads(b"".join(received.body))["apps"])
-                                try:
-                                    await function_app.reconcile_apps(as_the_host_passes_it(received))
-                                except Exception:
-                                    await receiver.abandon_message(received)
-                                else:
-                                    await receiver.complete_message(received)
+                                await handle(receiver, received, case)
                 except OperationTimeoutError:  # no session has messages
                     return
 
         await asyncio.gather(*(one_worker() for _ in range(MAX_CONCURRENT_SESSIONS)))
+
+
+async def handle(receiver: ServiceBusReceiver, received: ServiceBusReceivedMessage, case: Case) -> None:
+    try:
+        await function_app.reconcile_apps(as_the_host_passes_it(received))
+    except Exception:
+        settle = receiver.abandon_message
+    else:
+        settle = receiver.complete_message
+    try:
+        await settle(received)
+    except ServiceBusError:  # e.g. the session lock was lost: the host would get the message again
+        case.unsettled += 1
 
 
 async def sweep(name: str, connection: str, tables: TableRequests) -> Case:
@@ -269,6 +285,9 @@ async def cases(
         f"(b) requests {repair.total} <= bulk {bulk.total} + writes {repair.writes} + 3 x {repair.apps} "
         f"apps = {repair_budget}": repair.total <= repair_budget,
         f"(b) a sweep after the repair sends {after.messages} messages (0)": after.messages == 0,
+        f"every message settled ({sum(c.unsettled for c in (first, converged, repair, after))} not)": not any(
+            c.unsettled for c in (first, converged, repair, after)
+        ),
     }
     print()
     for check, ok in checks.items():
