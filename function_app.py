@@ -3,7 +3,7 @@
 | function | trigger | does |
 |---|---|---|
 | ticket_requests | Service Bus queue `requests` | validate and record a ticket, queue its reconcile |
-| drift_sweep | timer `%DRIFT_SCHEDULE%` | one bulk dry run; reconcile messages for drifted applications only |
+| drift_sweep | timer `%DRIFT_SCHEDULE%` | one bulk dry run; reconcile messages for drifted applications |
 | reconcile_apps | Service Bus queue `reconcile` (sessions) | reconcile the configs of one application group |
 | http_* | HTTP | `POST /api/reconcile`, `GET /api/configs/{id}/plan` and `/status`, |
 | | | `GET /api/requests/{id}`, `GET /api/health` (anonymous) |
