@@ -211,12 +211,8 @@ class ReconcilerService:
         records = [r async for r in self._stores.configs.list_all(on_invalid=skipped)]
         statuses = {s.config_id: s async for s in self._stores.status.list_all(on_invalid=skipped)}
         claims = await self._stores.claims.list_all(on_invalid=skipped)
-        live = {r.config.id for r in records if not r.deleted}
-        applied = {
-            cid: s.applied_application for cid, s in statuses.items() if cid in live and s.applied_application
-        }
         report.configs = len(records)
-        return _PassContext(records, applied, claims, statuses)
+        return _PassContext(records, _applied(records, statuses), claims, statuses)
 
     async def _sweep(self, context: _PassContext, report: SweepReport) -> None:
         # Pipeline permissions have no bulk read (one GET per connection): the sweep leaves them out.
@@ -234,6 +230,8 @@ class ReconcilerService:
             for o in result.outcomes
             if o.config_id in by_id and _needs_reconcile(o, by_id[o.config_id])
         }
+        if not to_repair:
+            return  # converged: not even a connection to Service Bus
         configs = [r.config for r in context.records if r.config.application.key in to_repair]
         try:
             sent = await self._queues.send_reconcile(shard(configs), reason="sweep", sweep_id=report.sweep_id)
