@@ -11,9 +11,14 @@ reconciler's tables afterwards, so every test starts from empty tables.
 
 from __future__ import annotations
 
+import contextlib
+import re
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,6 +44,10 @@ DEV_ACCOUNT = "devstoreaccount1"
 DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 STARTUP_TIMEOUT = 20.0
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "MERGE", "DELETE"})
+# Azurite's access log (its console output), one line per request: `... "METHOD /path HTTP/1.1" status -`
+_ACCESS_LINE = re.compile(r'"(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[0-9.]+" (?P<status>\d{3})')
+_access_logs: dict[str, Path] = {}  # connection string -> the log of the Azurite serving it
 
 
 def connection_string(port: int) -> str:
@@ -108,11 +117,64 @@ def stop_azurite(process: subprocess.Popen[bytes]) -> None:
 @pytest.fixture(scope="session")
 def azurite_tables(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One Azurite table service for the whole test session; yields its connection string."""
-    process, port = start_azurite(tmp_path_factory.mktemp("azurite") / "azurite.log")
+    log_path = tmp_path_factory.mktemp("azurite") / "azurite.log"
+    process, port = start_azurite(log_path)
+    _access_logs[connection_string(port)] = log_path
     try:
         yield connection_string(port)
     finally:
         stop_azurite(process)
+
+
+class TableRequests:
+    """The requests Azurite served, from its access log: what the tests count table writes with, at
+    the network boundary (a transaction is one `POST .../$batch`)."""
+
+    def __init__(self, log_path: Path, port: int) -> None:
+        self._log_path = log_path
+        self._port = port
+        self._start = 0
+
+    @classmethod
+    def of(cls, settings: dict[str, str]) -> TableRequests:
+        connection = settings["WIF_TABLE_CONNECTION_STRING"]
+        port = int(re.search(r"127\.0\.0\.1:(\d+)", connection).group(1))  # type: ignore[union-attr]
+        return cls(_access_logs[connection], port)
+
+    def mark(self) -> None:
+        """Count from here on."""
+        self._start = len(self._settled_lines())
+
+    def since_mark(self) -> list[tuple[str, str]]:
+        """(method, path) of every request served since mark(), up to now."""
+        found = []
+        for line in self._settled_lines()[self._start :]:
+            match = _ACCESS_LINE.search(line)
+            if match and "/sentinel-" not in match["path"]:
+                found.append((match["method"], match["path"]))
+        return found
+
+    def writes_since_mark(self) -> list[tuple[str, str]]:
+        return [(method, path) for method, path in self.since_mark() if method in WRITE_METHODS]
+
+    def _settled_lines(self) -> list[str]:
+        """The log once every request served so far is in it: Azurite logs a request when its response
+        is done, a moment after the client has it. So send one of our own and wait for its line."""
+        sentinel = f"sentinel-{uuid.uuid4().hex}"
+        with contextlib.suppress(urllib.error.HTTPError):
+            urllib.request.urlopen(
+                f"http://127.0.0.1:{self._port}/{DEV_ACCOUNT}/{sentinel}", timeout=5
+            ).close()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            lines = self._lines()
+            if any(sentinel in line for line in lines):
+                return lines
+            time.sleep(0.02)
+        raise TimeoutError(f"Azurite did not log request {sentinel} within 5 s")
+
+    def _lines(self) -> list[str]:
+        return self._log_path.read_text(errors="replace").splitlines()
 
 
 @pytest.fixture

@@ -62,8 +62,8 @@ resource reconcileQueue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' = {
   }
 }
 
-// The reconciler's rights on `reconcile`: it sends there (ticket hand-offs, sweep shards, scheduled
-// follow-ups), receives, and reads the queue's runtime properties. That last right is Manage, which
+// The reconciler's rights on `reconcile`: it sends there (ticket hand-offs, sweep and event repairs,
+// scheduled follow-ups), receives, and reads the queue's runtime properties. That last right is Manage, which
 // only Data Owner grants: without it the Service Bus extension's target scaler cannot read the queue
 // length and the platform falls back to incremental scaling, adding one instance at a time
 // (azure-sdk-for-net ServiceBusMetricsProvider rethrows UnauthorizedAccessException "to fallback to

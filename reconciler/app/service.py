@@ -2,8 +2,9 @@
 
 - a ticket request (Service Bus `requests`): validate, check policy, record the desired state
   under the request id (ETag-guarded), hand the reconcile to the `reconcile` queue;
-- a sweep (timer): enumerate the desired state and send one reconcile message per
-  application group, batched, to the `reconcile` queue;
+- a sweep (timer): one bulk pass over the whole desired state, a dry run (observe with the
+  engine's bulk reads, plan); record the statuses that changed, and send reconcile messages
+  (batched, in sessions) only for the applications that drifted;
 - a reconcile message (Service Bus `reconcile`, sessions keyed by a hash of the application): load every
   config of those applications, run one engine pass, record status and the requests'
   outcomes, schedule a follow-up for temporary failures, purge tombstones that converged;
@@ -13,11 +14,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from azure.servicebus.exceptions import ServiceBusError
 
 from reconciler.app import events, telemetry
 from reconciler.app.logs import log_context
@@ -27,19 +31,35 @@ from reconciler.core.tenancy import Tenant, claim_key
 from reconciler.core.tenancy import app_key as app_claim_key
 from reconciler.documents import InputError
 from reconciler.engine.run import ConfigOutcome, Reconciler, RunReport, Status
+from reconciler.failures import TemporaryFailure
 from reconciler.state.configs import ConfigRecord, split_retired
 from reconciler.state.history import Repair
 from reconciler.state.queues import Queues, ReconcileRequest
 from reconciler.state.requests import Outcome
-from reconciler.state.status import ConfigStatus, summarise_plan
+from reconciler.state.status import ConfigStatus, changed, summarise_plan
 from reconciler.state.stores import Stores
-from reconciler.state.tables import ConcurrencyConflict, CorruptRow
+from reconciler.state.tables import ConcurrencyConflict, CorruptRow, InvalidRow
 from reconciler.state.tickets import MAX_TICKET_BYTES, Ticket, TicketRejected, parse_ticket, rejection_key
 
 log = logging.getLogger("reconciler.app.service")
 
 PUT_ATTEMPTS = 5  # optimistic-concurrency retries for one ticket's write
 EngineFactory = Callable[[], AbstractAsyncContextManager[Reconciler]]
+
+
+@dataclass
+class SweepReport:
+    """What one sweep found and did (its log line says the same)."""
+
+    sweep_id: str
+    configs: int = 0  # rows swept, tombstones included
+    invalid_rows: int = 0  # rows of the desired state, status or claims tables skipped as unreadable
+    outcomes: dict[str, int] = field(default_factory=dict)  # configs per phase of the dry run
+    apps_queued: int = 0  # applications sent to `reconcile`
+    messages: int = 0
+    status_writes: int = 0  # status rows written (changed), in table transactions
+    requests: dict[str, dict[str, int]] = field(default_factory=dict)  # the bulk pass's, per API
+    problems: list[str] = field(default_factory=list)  # what the sweep could not do, for the log
 
 
 @dataclass(frozen=True)
@@ -167,19 +187,92 @@ class ReconcilerService:
     # ------------------------------------------------------------------ sweeps
 
     @telemetry.traced("sweep")
-    async def sweep(self) -> int:
-        """Send one reconcile message per application group; returns how many configs it covers."""
-        invalid: list[str] = []
-        records = [
-            r async for r in self._stores.configs.list_all(on_invalid=lambda row: invalid.append(str(row)))
-        ]
-        for problem in invalid:
-            log.error("desired-state row skipped: %s", problem)
-        configs = [r.config for r in records]
-        sweep_id = self._clock().strftime("sweep-%Y%m%dT%H%M%SZ")
-        sent = await self._queues.send_reconcile(shard(configs), reason="sweep", sweep_id=sweep_id)
-        log.info("sweep %s: %d configs in %d messages", sweep_id, len(configs), sent.messages)
-        return len(configs)
+    async def sweep(self) -> SweepReport:
+        """One bulk pass over the whole desired state: observe and plan it all (a dry run), record
+        the statuses that changed, and send reconcile messages only for the applications to repair.
+
+        Observe centrally, write in sessions: reads are cheap only in bulk, so detection is one pass;
+        the writes happen in the `reconcile` sessions, which re-observe their applications first.
+        Never raises: a bad row is skipped and logged, a failed read fails only its configs (their
+        status says so), and what could not be done is in the report's problems and the log.
+        """
+        report = SweepReport(self._clock().strftime("sweep-%Y%m%dT%H%M%SZ"))
+        with log_context(request_id=report.sweep_id):
+            try:
+                context = await self._whole_state(report)
+            except TemporaryFailure as failure:
+                report.problems.append(f"the state tables could not be read: {failure.message}")
+            else:
+                await self._sweep(context, report)
+            self._log_sweep(report)
+        return report
+
+    async def _whole_state(self, report: SweepReport) -> _PassContext:
+        """Every row of the desired state, with every status and claim: three listings. An unreadable
+        row is logged, counted and skipped: fine for a dry run, whose repairs re-read what they need
+        (a writing pass reads each claim with `owners`, which refuses an unreadable one)."""
+
+        def skipped(row: InvalidRow) -> None:
+            log.error("row skipped: %s", row)
+            report.invalid_rows += 1
+
+        records = [r async for r in self._stores.configs.list_all(on_invalid=skipped)]
+        statuses = {s.config_id: s async for s in self._stores.status.list_all(on_invalid=skipped)}
+        claims = await self._stores.claims.list_all(on_invalid=skipped)
+        report.configs = len(records)
+        return _PassContext(records, _applied(records, statuses), claims, statuses)
+
+    async def _sweep(self, context: _PassContext, report: SweepReport) -> None:
+        # Pipeline permissions have no bulk read (one GET per connection): the sweep leaves them out.
+        result = await self._run(context, dry_run=True, low_priority=True)
+        telemetry.record_pass(result, source="sweep")  # a dry run: requests and phases, no drift counts
+        report.requests = result.requests
+        report.outcomes = dict(Counter(str(o.status) for o in result.outcomes))
+        await self._index(context, result, report)
+
+        def unrecorded(config_ids: Sequence[str], error: Exception) -> None:
+            report.problems.append(f"status of {len(config_ids)} configs not recorded: {error}")
+
+        report.status_writes = await self._record(result, context, on_failure=unrecorded)
+        by_id = {r.config.id: r for r in context.records}
+        to_repair = {
+            by_id[o.config_id].config.application.key
+            for o in result.outcomes
+            if o.config_id in by_id and _needs_reconcile(o, by_id[o.config_id])
+        }
+        if not to_repair:
+            return  # converged: not even a connection to Service Bus
+        configs = [r.config for r in context.records if r.config.application.key in to_repair]
+        try:
+            sent = await self._queues.send_reconcile(shard(configs), reason="sweep", sweep_id=report.sweep_id)
+        except ServiceBusError as error:  # the next sweep finds the same drift and sends again
+            report.problems.append(f"reconcile messages not sent for {len(to_repair)} applications: {error}")
+            return
+        report.apps_queued, report.messages = len(to_repair), sent.messages
+
+    async def _index(self, context: _PassContext, result: RunReport, report: SweepReport) -> None:
+        """The event index from the sweep's observation, so events about configs that only the sweep
+        has seen (imported straight into the table, or created by a pass that ran before) find their
+        application. Rows already in the table are not written again: a converged sweep writes nothing."""
+        try:
+            await self._stores.index.seed()
+            await events.record_index(
+                self._stores, [r.config for r in context.records if not r.deleted], result.observed
+            )
+        except TemporaryFailure as failure:  # events about these objects wait for the next sweep
+            report.problems.append(f"the event index could not be written: {failure.message}")
+
+    @staticmethod
+    def _log_sweep(report: SweepReport) -> None:
+        requests = sum(c["reads"] + c["writes"] for c in report.requests.values())
+        log.info(
+            "sweep %s: %d configs (%s), %d requests; %d status rows written; %d applications to repair "
+            "in %d messages; %d unreadable rows",
+            report.sweep_id, report.configs, report.outcomes, requests, report.status_writes,
+            report.apps_queued, report.messages, report.invalid_rows,
+        )  # fmt: skip
+        for problem in report.problems:
+            log.error("sweep %s: %s", report.sweep_id, problem)
 
     # ------------------------------------------------------------------ reconcile
 
@@ -199,8 +292,9 @@ class ReconcilerService:
     async def _reconcile(self, request: ReconcileRequest, records: Sequence[ConfigRecord]) -> RunReport:
         started_at = self._clock()
         context = await self._pass_context(records)
-        sweep = request.reason == "sweep"
-        report = await self._run(context, pipelines=sweep, low_priority=sweep)
+        # A sweep's repair yields to interactive callers at Graph. Pipeline permissions are read only
+        # where a connection is created (no bulk read: one GET per connection), as in the sweep.
+        report = await self._run(context, low_priority=request.reason == "sweep")
         telemetry.record_pass(report, source=_source(request))
         await self._record(report, context)
         await events.after_pass(self._stores, request, report, context.records, started_at, self._clock())
@@ -214,7 +308,8 @@ class ReconcilerService:
         was last applied to (and the configs of those applications too, so that removing what a
         moved config left never removes what another still wants), and the applications' claims."""
         rows = {r.config.id: r for r in records}
-        applied = await self._applied_applications(rows.values())
+        statuses = await self._statuses(rows.values())
+        applied = _applied(rows.values(), statuses)
         left = {
             app_claim_key(app_id)
             for cid, app_id in applied.items()
@@ -223,31 +318,29 @@ class ReconcilerService:
         if left:
             for record in await self._stores.configs.list_for_apps(sorted(left)):
                 rows.setdefault(record.config.id, record)
-            applied.update(
-                await self._applied_applications(r for r in rows.values() if r.config.id not in applied)
-            )
+            more = [r for r in rows.values() if r.config.id not in statuses]
+            statuses.update(await self._statuses(more))
+            applied.update(_applied(more, statuses))
         keys = {claim_key(r.config.application) for r in rows.values()} | {
             app_claim_key(a) for a in applied.values()
         }
         claims = await self._stores.claims.owners(keys)
-        return _PassContext(list(rows.values()), applied, claims)
+        return _PassContext(list(rows.values()), applied, claims, statuses)
 
-    async def _applied_applications(self, records: Iterable[ConfigRecord]) -> dict[str, str]:
-        applied: dict[str, str] = {}
+    async def _statuses(self, records: Iterable[ConfigRecord]) -> dict[str, ConfigStatus]:
+        """The stored status of each of these configs that has one (a point read each)."""
+        found: dict[str, ConfigStatus] = {}
         for record in records:
-            if record.deleted:
-                continue
             status = await self._stores.status.get(record.config.id, record.config.organization)
-            if status is not None and status.applied_application:
-                applied[record.config.id] = status.applied_application
-        return applied
+            if status is not None:
+                found[record.config.id] = status
+        return found
 
     async def _run(
         self,
         context: _PassContext,
         *,
         dry_run: bool = False,
-        pipelines: bool = False,
         low_priority: bool = False,
     ) -> RunReport:
         """One engine pass over these rows: the live configs desired, the tombstones retired."""
@@ -257,7 +350,6 @@ class ReconcilerService:
                 active,
                 retired,
                 dry_run=dry_run,
-                pipelines=pipelines,
                 low_priority=low_priority,
                 claims=context.claims,
                 applied=context.applied,
@@ -275,22 +367,40 @@ class ReconcilerService:
         except KeyError:
             log.warning("reconciled for request %s, which was never recorded", request_id)
 
-    async def _record(self, report: RunReport, context: _PassContext) -> None:
+    async def _record(
+        self,
+        report: RunReport,
+        context: _PassContext,
+        on_failure: Callable[[Sequence[str], Exception], None] | None = None,
+    ) -> int:
+        """Each config's status, written only where it changed (in table transactions); after a
+        pass that wrote, the tombstones it converged are purged and created applications claimed.
+        Returns how many status rows were written; `on_failure` is as StatusStore.put_many takes it."""
         by_id = {r.config.id: r for r in context.records}
+        planned: dict[str, list[str]] = defaultdict(list)
+        for action in report.plan.actions:
+            for config_id in action.config_ids:
+                planned[config_id].append(str(action.kind))
+        statuses: list[ConfigStatus] = []
         for outcome in report.outcomes:
             record = by_id.get(outcome.config_id)
             if record is None:
                 continue
             if record.deleted and outcome.status is Status.CONVERGED:
-                # What the retired config owned is gone: the tombstone and its status can go too.
-                await self._stores.configs.purge(record.config.id, record.etag, record.config.organization)
-                await self._stores.status.delete(record.config.id, record.config.organization)
+                if not report.dry_run:
+                    # What the retired config owned is gone: the tombstone and its status can go too.
+                    await self._stores.configs.purge(
+                        record.config.id, record.etag, record.config.organization
+                    )
+                    await self._stores.status.delete(record.config.id, record.config.organization)
                 continue
-            previous = context.applied.get(record.config.id, "")
-            planned = [str(a.kind) for a in report.plan.actions if outcome.config_id in a.config_ids]
-            await self._stores.status.put(self._status(record, outcome, planned, previous))
-            if outcome.status is Status.CONVERGED and outcome.application_id:
+            previous = context.statuses.get(record.config.id)
+            status = self._status(record, outcome, planned[outcome.config_id], context, previous)
+            if changed(previous, status):
+                statuses.append(status)
+            if not report.dry_run and outcome.status is Status.CONVERGED and outcome.application_id:
                 await self._claim_created(record, outcome.application_id, context)
+        return await self._stores.status.put_many(statuses, on_failure)
 
     async def _claim_created(self, record: ConfigRecord, app_id: str, context: _PassContext) -> None:
         """An application created for a display name is claimed by its client id too (for the same
@@ -309,17 +419,33 @@ class ReconcilerService:
         context.claims[app_claim_key(app_id)] = owner
 
     def _status(
-        self, record: ConfigRecord, outcome: ConfigOutcome, planned: Sequence[str], previous_application: str
+        self,
+        record: ConfigRecord,
+        outcome: ConfigOutcome,
+        planned: Sequence[str],
+        context: _PassContext,
+        previous: ConfigStatus | None,
     ) -> ConfigStatus:
         # The application is remembered once everything was applied: until then, what the config
         # left on its previous application may still have to be removed.
         converged = outcome.status is Status.CONVERGED and outcome.application_id
+        previous_application = context.applied.get(record.config.id, "")
+        last_plan = summarise_plan(planned)
+        if (
+            not planned
+            and outcome.status is Status.CONVERGED
+            and previous
+            and previous.phase is Status.CONVERGED
+        ):
+            # Still converged: the row keeps the changes that converged it (a pass that finds
+            # nothing to do has nothing new to say, and writes nothing).
+            last_plan = previous.last_plan
         return ConfigStatus(
             config_id=record.config.id,
             organization=record.config.organization,
             phase=outcome.status,
             observed_generation=record.generation,
-            last_plan=summarise_plan(planned),
+            last_plan=last_plan,
             last_error=outcome.reason,
             retry_after=outcome.retry_after,
             last_reconcile=self._now(),
@@ -402,6 +528,27 @@ class _PassContext:
     records: list[ConfigRecord]
     applied: dict[str, str]  # config id -> client id of the application last applied
     claims: dict[str, Tenant]  # claim key -> the ADO project that claimed the application
+    statuses: dict[str, ConfigStatus]  # config id -> its stored status, where it has one
+
+
+def _applied(records: Iterable[ConfigRecord], statuses: Mapping[str, ConfigStatus]) -> dict[str, str]:
+    """The application each live config was last applied to, where its status says."""
+    applied: dict[str, str] = {}
+    for record in records:
+        status = statuses.get(record.config.id)
+        if not record.deleted and status is not None and status.applied_application:
+            applied[record.config.id] = status.applied_application
+    return applied
+
+
+def _needs_reconcile(outcome: ConfigOutcome, record: ConfigRecord) -> bool:
+    """Whether the sweep's dry run found something a reconcile message would change: drift, or a
+    tombstone whose prune is done (the reconcile purges it). Not a failed read (the next sweep reads
+    again; fanning out to a throttled API helps nobody), not a config blocked by policy or ownership,
+    nor a permanent failure: those wait for a person, and once one acts the sweep sees the drift."""
+    if outcome.status is Status.DRIFTED:
+        return True
+    return record.deleted and outcome.status is Status.CONVERGED
 
 
 def _source(request: ReconcileRequest) -> str:

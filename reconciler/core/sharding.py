@@ -1,4 +1,4 @@
-"""Splitting a sweep into shards for the `reconcile` queue, and the session each application uses.
+"""Splitting reconcile work into shards for the `reconcile` queue, and the session each application uses.
 
 The rule this module keeps: **one application is never reconciled by two instances at once**,
 whether the work came from a ticket, a sweep or a follow-up. The `reconcile` queue has
@@ -8,9 +8,9 @@ in the same session.
 
 Sessions are *buckets* of a stable hash of the application key (SESSION_COUNT of them), not
 one session per application, so that a shard message can hold a few hundred configs of many
-applications and be reconciled in bulk (Graph `$batch`, one role-assignment listing per
-subscription) while every application still has exactly one session. docs/tickets.md
-weighs this against one session per application.
+applications (the drifted applications a sweep found, say) and be reconciled in bulk (Graph
+`$batch`, role-assignment listings) while every application still has exactly one session.
+docs/tickets.md weighs this against one session per application.
 
 Pure: no I/O, no clock, no SDK.
 """

@@ -13,7 +13,8 @@ it, and only the engine can read the tag (reconciler.core.plan).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+import logging
+from collections.abc import Callable, Iterable
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableEntity
@@ -28,9 +29,12 @@ from reconciler.state.tables import (
     ConcurrencyConflict,
     CorruptRow,
     InvalidRow,
+    iterate,
     translated,
     utc_now,
 )
+
+log = logging.getLogger(__name__)
 
 
 class ClaimRejected(InputError):
@@ -75,6 +79,26 @@ class ApplicationClaimStore:
             tenant = await self.owner(key)
             if tenant is not None:
                 found[key] = tenant
+        return found
+
+    async def list_all(self, on_invalid: Callable[[InvalidRow], None] | None = None) -> dict[str, Tenant]:
+        """Every claim, by claim key: one paged listing, for a pass over the whole desired state.
+        A row that cannot be read goes to `on_invalid` (logged when None) and the listing goes on."""
+        found: dict[str, Tenant] = {}
+        async for entity in iterate(self._table.list_entities(), "list claims"):
+            key = entity.get("Application")
+            try:
+                if not isinstance(key, str) or _keys(key) != (entity["PartitionKey"], entity["RowKey"]):
+                    problem = ("Application does not match the row's key",)
+                    raise CorruptRow(
+                        InvalidRow(self.table_name, entity["PartitionKey"], entity["RowKey"], problem)
+                    )
+                found[key] = self._tenant(entity)
+            except CorruptRow as corrupt:
+                if on_invalid is None:
+                    log.error("%s", corrupt.row)
+                else:
+                    on_invalid(corrupt.row)
         return found
 
     async def claim(

@@ -35,6 +35,7 @@ class EventIndex:
     def __init__(self, table: TableClient) -> None:
         self._table = table
         self._written: set[tuple[str, str]] = set()
+        self._seeded = False
 
     async def applications(self, key: IndexKey) -> set[str]:
         """The application keys of this object: one query on one partition."""
@@ -47,6 +48,16 @@ class EventIndex:
             if row.get("Key") == str(key) and is_app_key(row.get("AppKey")):
                 found.add(str(row["AppKey"]))
         return found
+
+    async def seed(self) -> None:
+        """Remembers every row the table already holds (one listing, once per process), so a bulk
+        pass in a fresh worker writes only the rows that are missing, not all of them again."""
+        if self._seeded:
+            return
+        async for row in iterate(self._table.list_entities(select=["Key", "AppKey"]), "list index"):
+            if isinstance(row.get("Key"), str) and is_app_key(row.get("AppKey")):
+                self._written.add((row["Key"], str(row["AppKey"])))
+        self._seeded = True
 
     async def record(self, entries: Mapping[IndexKey, Iterable[str]]) -> int:
         """Adds these mappings (idempotent upserts); returns how many rows were written."""

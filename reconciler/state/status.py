@@ -1,17 +1,25 @@
-"""Table federationstatus: the latest reconcile of each config, keyed as the configs."""
+"""Table federationstatus: the latest reconcile of each config, keyed as the configs.
+
+A status row is written only when what it says changes (`changed`): a sweep that finds
+everything as it was writes nothing. Writes of many rows go in table transactions
+(`put_many`): up to 100 rows of one partition (one organization) per request.
+"""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
-from dataclasses import dataclass
+import logging
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
-from azure.data.tables import TableEntity, UpdateMode
+from azure.data.tables import TableEntity, TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableClient
 
 from reconciler.engine.run import Status
+from reconciler.failures import TemporaryFailure
 from reconciler.state.tables import (
     MAX_PLAN_SUMMARY,
     STATUS_TABLE,
@@ -24,6 +32,11 @@ from reconciler.state.tables import (
     translated,
 )
 
+log = logging.getLogger(__name__)
+
+# Table Storage's limit of operations in one transaction (all in one partition).
+MAX_TRANSACTION_ROWS = 100
+
 
 @dataclass(frozen=True)
 class ConfigStatus:
@@ -34,10 +47,19 @@ class ConfigStatus:
     last_plan: str = ""  # summarise_plan(...)
     last_error: str = ""
     retry_after: float | None = None
-    last_reconcile: str = ""  # ISO 8601 UTC, from the caller: the store keeps no clock
+    # ISO 8601 UTC, from the caller (the store keeps no clock): when the row last changed. Not
+    # when the config was last checked: a sweep that changes nothing writes nothing.
+    last_reconcile: str = ""
     # The client id of the application the config was last applied to: when the config moves to
     # another one, what it created on this one is removed.
     applied_application: str = ""
+
+
+def changed(previous: ConfigStatus | None, status: ConfigStatus) -> bool:
+    """Whether `status` says something `previous` (the stored row) does not: anything but the time."""
+    if previous is None:
+        return True
+    return replace(_stored(status), last_reconcile="") != replace(previous, last_reconcile="")
 
 
 def summarise_plan(action_kinds: Sequence[str], limit: int = MAX_PLAN_SUMMARY) -> str:
@@ -66,33 +88,65 @@ class StatusStore:
         Replaces the whole row rather than merging: a merge would keep a cleared field
         (retry_after None, no error any more) at its old value.
         """
-        stored = ConfigStatus(
-            config_id=status.config_id,
-            organization=status.organization.lower(),
-            phase=Status(status.phase),  # refuses a phase outside the vocabulary
-            observed_generation=status.observed_generation,
-            last_plan=fit(status.last_plan, MAX_PLAN_SUMMARY)[0],
-            last_error=fit(status.last_error)[0],
-            retry_after=status.retry_after,
-            last_reconcile=status.last_reconcile,
-            applied_application=status.applied_application,
-        )
-        entity: dict[str, Any] = {
-            "PartitionKey": stored.organization,
-            "RowKey": encode_row_key(stored.config_id),
-            "Phase": str(stored.phase),
-            "ObservedGeneration": stored.observed_generation,
-            "LastPlan": stored.last_plan,
-            "LastError": stored.last_error,
-            "LastReconcile": stored.last_reconcile,
-            "AppliedApplication": stored.applied_application,
-        }
-        if stored.retry_after is not None:
-            entity["RetryAfter"] = float(stored.retry_after)
+        stored = _stored(status)
         await translated(
-            self._table.upsert_entity(entity, mode=UpdateMode.REPLACE), f"write status {status.config_id!r}"
+            self._table.upsert_entity(_entity(stored), mode=UpdateMode.REPLACE),
+            f"write status {status.config_id!r}",
         )
         return stored
+
+    async def put_many(
+        self,
+        statuses: Iterable[ConfigStatus],
+        on_failure: Callable[[Sequence[str], Exception], None] | None = None,
+    ) -> int:
+        """Stores these statuses (as `put` does) in transactions of up to 100 rows of one partition;
+        returns how many rows were written.
+
+        A failed transaction writes none of its rows. Without `on_failure` it raises; with it, the
+        failure and the config ids of the transaction go there and the other transactions go on.
+        """
+        by_partition: dict[str, list[ConfigStatus]] = defaultdict(list)
+        for status in statuses:
+            stored = _stored(status)
+            by_partition[stored.organization].append(stored)
+        written = 0
+        for partition in sorted(by_partition):
+            rows = by_partition[partition]
+            for start in range(0, len(rows), MAX_TRANSACTION_ROWS):
+                batch = rows[start : start + MAX_TRANSACTION_ROWS]
+                try:
+                    await self._transact(batch)
+                except Exception as error:
+                    if on_failure is None:
+                        raise
+                    on_failure([s.config_id for s in batch], error)
+                    continue
+                written += len(batch)
+        return written
+
+    async def _transact(self, batch: Sequence[ConfigStatus]) -> None:
+        what = f"write {len(batch)} status rows of {batch[0].organization!r}"
+        operations = [("upsert", _entity(s), {"mode": UpdateMode.REPLACE}) for s in batch]
+        try:
+            await translated(self._table.submit_transaction(operations), what)
+        except TableTransactionError as error:
+            # An upsert conflicts with nothing: what fails it is the service (or a bug), not a race.
+            raise TemporaryFailure(f"{what}: {error.message}", status=error.status_code) from error
+
+    async def list_all(
+        self, on_invalid: Callable[[InvalidRow], None] | None = None
+    ) -> AsyncIterator[ConfigStatus]:
+        """Every status row (the SDK pages through the table). A row that cannot be read goes to
+        `on_invalid` (logged when None) and the listing goes on: the next write replaces it."""
+        async for entity in iterate(self._table.list_entities(), "list statuses"):
+            try:
+                yield _status_of(entity)
+            except CorruptRow as corrupt:
+                if on_invalid is None:
+                    log.error("%s", corrupt.row)
+                else:
+                    on_invalid(corrupt.row)
 
     async def get(self, config_id: str, organization: str | None = None) -> ConfigStatus | None:
         row_key = encode_row_key(config_id)
@@ -111,18 +165,7 @@ class StatusStore:
                 break
         if entity is None:
             return None
-        retry_after = entity.get("RetryAfter")
-        return ConfigStatus(
-            config_id=decode_row_key(entity["RowKey"]),
-            organization=entity["PartitionKey"],
-            phase=_phase(entity),
-            observed_generation=int(entity.get("ObservedGeneration", 0)),
-            last_plan=str(entity.get("LastPlan", "")),
-            last_error=str(entity.get("LastError", "")),
-            retry_after=None if retry_after is None else float(retry_after),
-            last_reconcile=str(entity.get("LastReconcile", "")),
-            applied_application=str(entity.get("AppliedApplication") or ""),
-        )
+        return _status_of(entity)
 
     async def delete(self, config_id: str, organization: str) -> None:
         """Forgets the status of a purged config (nothing happens when there is none)."""
@@ -131,6 +174,52 @@ class StatusStore:
                 self._table.delete_entity(organization.lower(), encode_row_key(config_id)),
                 f"delete status {config_id!r}",
             )
+
+
+def _stored(status: ConfigStatus) -> ConfigStatus:
+    """The status as the table keeps it: organization in lower case, texts cut to fit."""
+    return ConfigStatus(
+        config_id=status.config_id,
+        organization=status.organization.lower(),
+        phase=Status(status.phase),  # refuses a phase outside the vocabulary
+        observed_generation=status.observed_generation,
+        last_plan=fit(status.last_plan, MAX_PLAN_SUMMARY)[0],
+        last_error=fit(status.last_error)[0],
+        retry_after=None if status.retry_after is None else float(status.retry_after),
+        last_reconcile=status.last_reconcile,
+        applied_application=status.applied_application,
+    )
+
+
+def _entity(stored: ConfigStatus) -> dict[str, Any]:
+    entity: dict[str, Any] = {
+        "PartitionKey": stored.organization,
+        "RowKey": encode_row_key(stored.config_id),
+        "Phase": str(stored.phase),
+        "ObservedGeneration": stored.observed_generation,
+        "LastPlan": stored.last_plan,
+        "LastError": stored.last_error,
+        "LastReconcile": stored.last_reconcile,
+        "AppliedApplication": stored.applied_application,
+    }
+    if stored.retry_after is not None:
+        entity["RetryAfter"] = stored.retry_after
+    return entity
+
+
+def _status_of(entity: TableEntity) -> ConfigStatus:
+    retry_after = entity.get("RetryAfter")
+    return ConfigStatus(
+        config_id=decode_row_key(entity["RowKey"]),
+        organization=entity["PartitionKey"],
+        phase=_phase(entity),
+        observed_generation=int(entity.get("ObservedGeneration", 0)),
+        last_plan=str(entity.get("LastPlan", "")),
+        last_error=str(entity.get("LastError", "")),
+        retry_after=None if retry_after is None else float(retry_after),
+        last_reconcile=str(entity.get("LastReconcile", "")),
+        applied_application=str(entity.get("AppliedApplication") or ""),
+    )
 
 
 def _phase(entity: TableEntity) -> Status:

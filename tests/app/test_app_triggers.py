@@ -215,12 +215,15 @@ async def test_concurrent_upserts_of_one_config_never_lose_an_update(app: App) -
         assert request is not None and request.outcome == "accepted"
 
 
-async def test_the_timer_sweeps_every_application_even_when_past_due(app: App) -> None:
+async def test_the_timer_sweeps_even_when_past_due(app: App) -> None:
     await upsert_and_reconcile(app)
+    (credential,) = app.credentials()
+    await app.sim.admin.delete_fic(app.seeded["appId"], credential.name)  # drift: someone deleted it
     await function_app.drift_sweep(TimerRequest(past_due=True))
     (message,) = app.peer.messages("reconcile")
     assert json.loads(message.body)["reason"] == "sweep"
     assert await app.deliver_reconciles() == 1
+    assert len(app.credentials()) == 1
 
 
 def http(method: str, url: str, body: bytes = b"", **route: str) -> func.HttpRequest:

@@ -131,7 +131,8 @@ async def test_a_sweeps_follow_up_carries_the_sweep_id_and_records_no_request(
     body = ticket(cloud_env, "CHG7003", {"displayName": "sc-swept", "create": True})
     assert (await svc.handle_ticket(body)).outcome == "accepted"
     servicebus_peer.reset()  # the ticket's own reconcile is not delivered: the sweep finds the config
-    assert await svc.sweep() == 1
+    swept_report = await svc.sweep()
+    assert (swept_report.configs, swept_report.apps_queued, swept_report.messages) == (1, 1, 1)
     (swept,) = servicebus_peer.messages("reconcile")
     servicebus_peer.reset()
     sweep = parse_reconcile_message(swept.body)

@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 
 from reconciler.engine.run import Status
-from reconciler.state.status import ConfigStatus, summarise_plan
+from reconciler.state.status import ConfigStatus, changed, summarise_plan
 from reconciler.state.stores import Stores
 from reconciler.state.tables import MAX_PLAN_SUMMARY, MAX_TEXT_UNITS, TRUNCATED_MARKER, CorruptRow
+from tests.azurite import TableRequests
 
 CONFIG_ID = "contoso/payments/kv-reader"
 
@@ -96,3 +97,18 @@ async def test_the_status_of_a_purged_config_can_be_forgotten(stores: Stores) ->
     await stores.status.delete(CONFIG_ID, "contoso")  # again: nothing to do
 
     assert await stores.status.get(CONFIG_ID) is None
+
+
+async def test_many_statuses_go_in_transactions_of_up_to_100_rows_of_one_partition(
+    stores: Stores, table_settings: dict[str, str]
+) -> None:
+    rows = [status(config_id=f"contoso/payments/kv-{n}") for n in range(150)]
+    rows += [status(config_id=f"fabrikam/web/kv-{n}", organization="Fabrikam") for n in range(30)]
+    tables = TableRequests.of(table_settings)
+    tables.mark()
+    assert await stores.status.put_many(rows) == 180
+    assert tables.writes_since_mark() == [("POST", "/devstoreaccount1/$batch")] * 3  # 100 + 50, and 30
+    listed = {s.config_id: s async for s in stores.status.list_all()}
+    assert len(listed) == 180 and listed["fabrikam/web/kv-7"].organization == "fabrikam"
+    assert not changed(listed["contoso/payments/kv-3"], replace(rows[3], last_reconcile="later"))
+    assert changed(listed["contoso/payments/kv-3"], replace(rows[3], phase=Status.CONVERGED))
