@@ -24,6 +24,7 @@ from azure.core.pipeline.policies import (
 from azure.core.rest import AsyncHttpResponse, HttpRequest
 
 from reconciler.adapters.metering import MeteringPolicy, RequestMeter
+from reconciler.adapters.pacing import AZURE_BUDGETS, AdoPacingPolicy, Budgets
 from reconciler.adapters.transport import aiohttp_transport
 from reconciler.cloud import Cloud
 from reconciler.core.model import WORKLOAD_IDENTITY_SCHEME, PipelineAccess, ServiceConnection
@@ -47,7 +48,13 @@ RETRY_BACKOFF_MAX = 30
 
 class AdoAdapter:
     def __init__(
-        self, credential: AsyncTokenCredential, cloud: Cloud, meter: RequestMeter, *, retry_total: int = 5
+        self,
+        credential: AsyncTokenCredential,
+        cloud: Cloud,
+        meter: RequestMeter,
+        *,
+        retry_total: int = 5,
+        budgets: Budgets = AZURE_BUDGETS,
     ) -> None:
         policies = [
             HeadersPolicy({"Accept": "application/json"}),
@@ -58,6 +65,7 @@ class AdoAdapter:
                 retry_backoff_max=RETRY_BACKOFF_MAX,
             ),
             AsyncBearerTokenCredentialPolicy(credential, cloud.ado_scope),
+            AdoPacingPolicy(budgets),  # after the retry policy: every attempt is paced
             MeteringPolicy(meter, "ado"),
             ContentDecodePolicy(),
         ]

@@ -13,10 +13,11 @@ from collections.abc import Mapping
 from contextlib import AsyncExitStack, nullcontext
 from pathlib import Path
 
+from reconciler.adapters.pacing import Budgets
 from reconciler.app.service import ReconcilerService
 from reconciler.cloud import cloud_from_settings
 from reconciler.documents import load_policy
-from reconciler.engine.run import connect, default_credential
+from reconciler.engine.run import EngineOptions, connect, default_credential
 from reconciler.state.queues import Queues
 from reconciler.state.stores import open_stores
 
@@ -60,7 +61,10 @@ async def build_service(settings: Mapping[str, str]) -> tuple[ReconcilerService,
         opened.push_async_callback(stores.close)
         queues = Queues.from_settings(settings, credential=credential)
         opened.push_async_callback(queues.close)
-        engine = await opened.enter_async_context(connect(cloud, policy, credential=credential))
+        options = EngineOptions(budgets=Budgets.from_settings(settings))
+        engine = await opened.enter_async_context(
+            connect(cloud, policy, credential=credential, options=options)
+        )
     except BaseException:
         await opened.aclose()  # a half-built service leaves nothing open
         raise

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from reconciler.adapters.pacing import Budgets
 from reconciler.cli import queue_commands, table_commands
 from reconciler.cli.snapshot import load_snapshot
 from reconciler.cloud import Cloud, CloudError, cloud_from_settings
@@ -19,7 +20,7 @@ from reconciler.core.model import FederationConfig
 from reconciler.core.plan import plan
 from reconciler.core.policy import GrantPolicy
 from reconciler.documents import InputError, load_configs, load_policy
-from reconciler.engine.run import RunReport, connect, default_credential
+from reconciler.engine.run import EngineOptions, RunReport, connect, default_credential
 from reconciler.render import plan_to_json, plan_to_table, report_to_json, report_to_table
 from reconciler.state.configs import split_retired
 from reconciler.state.stores import open_stores
@@ -152,7 +153,8 @@ async def _run(
     dry_run: bool,
     pipelines: bool,
 ) -> RunReport:
-    async with connect(cloud, policy) as reconciler:
+    options = EngineOptions(budgets=Budgets.from_settings(os.environ))
+    async with connect(cloud, policy, options=options) as reconciler:
         return await reconciler.run(
             configs, retired, dry_run=dry_run, pipelines=pipelines, progress=_progress_bar()
         )

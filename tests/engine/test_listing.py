@@ -8,9 +8,12 @@ import time
 import pytest
 
 from cloudsim.state import Application, ServicePrincipal, new_id
+from reconciler.adapters.pacing import Budgets
 from reconciler.engine.observe import listing_is_cheaper
 from reconciler.engine.run import EngineOptions
 from tests.engine.conftest import Tenant
+
+NO_GRAPH_BUDGET = Budgets(graph_units_per_10s=0)  # every filter is over it (and nothing is paced)
 
 
 def seed(tenant: Tenant, count: int) -> list[str]:
@@ -36,7 +39,7 @@ async def test_the_cheaper_read_is_chosen_and_both_see_the_same_tenant(tenant: T
     configs = [tenant.config(f"c{n}", app_id) for n, app_id in enumerate(seed(tenant, 620))]
     filtered = await tenant.run(configs, dry_run=True)
     # A budget of 0 units: every filter is over it, so the engine counts and compares units.
-    listed = await tenant.run(configs, dry_run=True, options=EngineOptions(graph_units_per_window=0))
+    listed = await tenant.run(configs, dry_run=True, options=EngineOptions(budgets=NO_GRAPH_BUDGET))
     # 620 apps: 42 filters (84 units) in 3 batches, and the principals' 3 batches, against one
     # count, 7 pages of 100 (14 units) of the whole (620-app) tenant, and the same 3 principal
     # batches. Both also read the one page of what the reconciler's identity owns (the configs
@@ -50,7 +53,7 @@ async def test_the_cheaper_read_is_chosen_and_both_see_the_same_tenant(tenant: T
 async def test_a_large_tenant_keeps_the_filtered_reads(tenant: Tenant) -> None:
     app_ids = seed(tenant, 1100)
     configs = [tenant.config(f"c{n}", app_id) for n, app_id in enumerate(app_ids[:150])]
-    report = await tenant.run(configs, dry_run=True, options=EngineOptions(graph_units_per_window=0))
+    report = await tenant.run(configs, dry_run=True, options=EngineOptions(budgets=NO_GRAPH_BUDGET))
     # Listing 1,100 apps takes 11 pages (22 units), filtering 150 takes 10 filters (20 units):
     # not cheaper, so filters (1 batch + 1 principal batch), the count that decided it and the
     # 2 pages (999 a page) of the 1,100 apps the reconciler owns.
