@@ -16,7 +16,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import httpx
 from azure.core.credentials_async import AsyncTokenCredential
@@ -30,7 +30,6 @@ from kiota_authentication_azure.azure_identity_authentication_provider import (
 )
 from kiota_http.kiota_client_factory import KiotaClientFactory
 from kiota_http.middleware.options import RetryHandlerOption
-from msgraph.generated.applications.applications_request_builder import ApplicationsRequestBuilder
 from msgraph.generated.applications.item.federated_identity_credentials import (
     federated_identity_credentials_request_builder as credentials_builder,
 )
@@ -40,9 +39,6 @@ from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.generated.models.service_principal import ServicePrincipal
 from msgraph.generated.service_principals.item.owned_objects.graph_application import (
     graph_application_request_builder as owned_applications,
-)
-from msgraph.generated.service_principals.service_principals_request_builder import (
-    ServicePrincipalsRequestBuilder,
 )
 from msgraph.graph_request_adapter import GraphRequestAdapter
 from msgraph.graph_service_client import GraphServiceClient
@@ -214,25 +210,15 @@ class GraphAdapter:
         return int(bytes(raw or b"0").decode().strip() or 0)
 
     def _apps_request(self, field: str | None, values: Sequence[str]) -> str:
-        query = ApplicationsRequestBuilder.ApplicationsRequestBuilderGetQueryParameters(
-            filter=_in_filter(field, values) if field else None,
-            select=_APP_FIELDS,
-            expand=["federatedIdentityCredentials"],
-            top=EXPANDED_PAGE_SIZE,
-        )
-        info = self._client.applications.to_get_request_information(
-            RequestConfiguration(query_parameters=query)
-        )
-        return self._relative(info.url)
+        query = {
+            "$select": ",".join(_APP_FIELDS),
+            "$expand": "federatedIdentityCredentials",
+            "$top": str(EXPANDED_PAGE_SIZE),
+        }
+        return _relative_url("/applications", query, field, values)
 
     def _principals_request(self, app_ids: Sequence[str]) -> str:
-        query = ServicePrincipalsRequestBuilder.ServicePrincipalsRequestBuilderGetQueryParameters(
-            filter=_in_filter("appId", app_ids), select=["id", "appId"], top=999
-        )
-        info = self._client.service_principals.to_get_request_information(
-            RequestConfiguration(query_parameters=query)
-        )
-        return self._relative(info.url)
+        return _relative_url("/servicePrincipals", {"$select": "id,appId", "$top": "999"}, "appId", app_ids)
 
     def _relative(self, url: str) -> str:
         # Graph wants URLs relative to the version root inside a batch; the SDK makes them absolute.
@@ -464,6 +450,15 @@ def _refuse_another_tenants(found: GraphApplication, tags: Sequence[str], displa
 def application_unique_name(display_name: str) -> str:
     """Entra's alternate key for the app the reconciler creates under this display name."""
     return "wif-reconciler-" + hashlib.sha256(display_name.encode()).hexdigest()[:32]
+
+
+def _relative_url(path: str, query: Mapping[str, str], field: str | None, values: Sequence[str]) -> str:
+    """A bulk read's URL relative to the version root, as a $batch wants it. Built here rather than
+    by the SDK's request builders, whose URI templates percent-encode one character per Python call
+    (a third of a 50,000-config sweep's CPU)."""
+    if field:
+        query = {"$filter": _in_filter(field, values), **query}
+    return f"{path}?{urlencode(query, quote_via=quote, safe='$,()')}"
 
 
 def _in_filter(field: str, values: Sequence[str]) -> str:

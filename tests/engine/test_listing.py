@@ -61,15 +61,19 @@ async def test_a_large_tenant_keeps_the_filtered_reads(tenant: Tenant) -> None:
 
 
 @pytest.mark.parametrize(
-    ("wanted", "tenant_size", "listed"),
+    ("wanted", "tenant_size", "round_trip_s", "listed"),
     [
-        (20_000, 40_000, False),  # issue 11: 2,668 units fit the 3,500 budget; filters take ~140 requests
-        (620, 620, False),  # a small tenant: always filters
-        (40_000, 45_000, True),  # 5,334 units of filters over the budget; the listing costs 900
-        (30_000, 400_000, False),  # over the budget, but listing 400,000 costs 8,000 units
+        (20_000, 40_000, 0.01, False),  # issue 11: 2,668 units fit the 3,500 budget; ~140 requests
+        (620, 620, 0.01, False),  # a small tenant: always filters
+        (40_000, 45_000, 0.01, True),  # 5,334 units of filters wait 5.2 s; 450 pages (900 units) 4.5 s
+        (40_000, 45_000, 0.05, False),  # the same pages at 50 ms take 22 s: the filters finish first
+        # issue 12's sweep: the listing spends 2,760 units instead of 5,068, but its 1,380 pages
+        # take 41 s at 30 ms where the filters wait 4.5 s for the budget
+        (38_000, 138_000, 0.03, False),
+        (30_000, 400_000, 0.001, False),  # over the budget, but listing 400,000 costs 8,000 units
     ],
 )
-def test_the_listing_is_chosen_by_resource_units_with_pages_of_100(
-    wanted: int, tenant_size: int, listed: bool
+def test_the_listing_is_chosen_by_resource_units_and_the_time_its_pages_take(
+    wanted: int, tenant_size: int, round_trip_s: float, listed: bool
 ) -> None:
-    assert listing_is_cheaper(wanted, tenant_size, 3500) is listed
+    assert listing_is_cheaper(wanted, tenant_size, 3500, round_trip_s) is listed
