@@ -16,6 +16,7 @@ from typing import TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from cloudsim.api import EMPTY, Api, ApiError, Call, Reply, RequestCounters, Route
+from cloudsim.lookups import ByAppId
 from cloudsim.paging import Listings
 from cloudsim.state import Application, FederatedCredential, JsonObject, ServicePrincipal, World, iso, new_id
 from cloudsim.tokens import GRAPH_AUDIENCES, caller_of
@@ -201,6 +202,19 @@ _DIRECTORY_FILTERS = {"appid": "app_id", "displayname": "display_name", "id": "i
 _FIC_FILTERS = {"name": "name", "subject": "subject", "issuer": "issuer"}
 
 
+_CLIENT_IDS = re.compile(r"\s*appId\s+(?:eq\s+'(?P<one>[^']*)'|in\s+\((?P<many>[^)]*)\))\s*", re.IGNORECASE)
+
+
+def _client_ids(text: str) -> set[str] | None:
+    """The client ids of a filter that is one `appId eq` or `appId in` clause (None for any other)."""
+    found = _CLIENT_IDS.fullmatch(text)
+    if found is None:
+        return None
+    if found["one"] is not None:
+        return {found["one"]}
+    return {v.strip().strip("'").replace("''", "'") for v in found["many"].split(",")}
+
+
 def filtered(
     call: Call,
     items: Iterable[T],
@@ -250,6 +264,7 @@ class Graph:
         self.api.reports_resource_units = True
         self._busy_apps: set[str] = set()
         self._listings = Listings()
+        self._by_app_id, self._sps_by_app_id = ByAppId(), ByAppId()
         add = self.api.routes.add
         add("GET", r"/v1\.0/applications", "applications.list", self.list_applications)
         add("GET", r"/v1\.0/applications/\$count", "applications.count", self.count_applications)
@@ -290,9 +305,23 @@ class Graph:
         return collection(
             call,
             self._listings,
-            lambda: filtered(call, self.world.applications, _DIRECTORY_FILTERS, "Application", self._visible),
+            lambda: filtered(
+                call, self._app_candidates(call), _DIRECTORY_FILTERS, "Application", self._visible
+            ),
             lambda app: render_app(app, expand),
         )
+
+    def _app_candidates(self, call: Call) -> Sequence[Application]:
+        """The applications a filter on client ids alone can match, from the index (the filter is
+        still applied to them); every one for any other query."""
+        ids = _client_ids(call.query.get("$filter", ""))
+        found = None if ids is None else self._by_app_id.find(self.world.applications, ids)
+        return self.world.applications if found is None else found
+
+    def _sp_candidates(self, call: Call) -> Sequence[ServicePrincipal]:
+        ids = _client_ids(call.query.get("$filter", ""))
+        found = None if ids is None else self._sps_by_app_id.find(self.world.service_principals, ids)
+        return self.world.service_principals if found is None else found
 
     def _visible(self, item: Application | ServicePrincipal | FederatedCredential) -> bool:
         return self.api.visible(item.created_at)
@@ -368,11 +397,12 @@ class Graph:
     # service principals
 
     def list_sps(self, call: Call, _match: re.Match[str]) -> Reply:
-        sps = self.world.service_principals
         return collection(
             call,
             self._listings,
-            lambda: filtered(call, sps, _DIRECTORY_FILTERS, "ServicePrincipal", self._visible),
+            lambda: filtered(
+                call, self._sp_candidates(call), _DIRECTORY_FILTERS, "ServicePrincipal", self._visible
+            ),
             render_sp,
         )
 
