@@ -17,7 +17,6 @@ from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 from azure.core.pipeline.policies import (
     AsyncBearerTokenCredentialPolicy,
     AsyncRetryPolicy,
-    ContentDecodePolicy,
     HeadersPolicy,
     UserAgentPolicy,
 )
@@ -67,7 +66,8 @@ class AdoAdapter:
             AsyncBearerTokenCredentialPolicy(credential, cloud.ado_scope),
             AdoPacingPolicy(budgets),  # after the retry policy: every attempt is paced
             MeteringPolicy(meter, "ado"),
-            ContentDecodePolicy(),
+            # No ContentDecodePolicy: _send parses each body once; a second parse kept a second
+            # copy of every listing (2,500 connections a project at 50,000 configs).
         ]
         self._client: AsyncPipelineClient[HttpRequest, AsyncHttpResponse] = AsyncPipelineClient(
             base_url=cloud.ado_url, policies=policies, transport=aiohttp_transport(cloud)
