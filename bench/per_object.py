@@ -34,8 +34,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 import httpx  # noqa: E402 - after making the repo importable
+from converged import converge, parsed_configs  # noqa: E402 - bench/ is on the path
 
-from bench.converged import converge, parsed_configs  # noqa: E402
 from cloudsim.generate import ROLES, generate_tenant  # noqa: E402
 from cloudsim.limits import Limits  # noqa: E402
 from cloudsim.state import World  # noqa: E402

@@ -34,9 +34,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from azure.data.tables import TableServiceClient  # noqa: E402 - after making the repo importable
+from converged import converge, parsed_configs  # noqa: E402 - bench/ is on the path
+from reconcile import bench_policy  # noqa: E402
 
-from bench.converged import converge, parsed_configs  # noqa: E402
-from bench.reconcile import bench_policy  # noqa: E402
 from cloudsim.generate import generate_tenant  # noqa: E402
 from cloudsim.testing import AdminClient, start_simulator_process  # noqa: E402
 from reconciler.adapters.pacing import Budgets  # noqa: E402
