@@ -89,6 +89,8 @@ _SETTINGS = {
     "ado_requests_per_5min": ADO_REQUESTS_SETTING,
 }
 AZURE_BUDGETS = Budgets()
+# No pacing at all: only against a simulator started lenient (limits off), as some benchmarks do.
+UNLIMITED = Budgets(0, 0, 0, 0, 0, 0, 0)
 
 
 def _non_negative(name: str, raw: str) -> float:
