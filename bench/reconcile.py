@@ -37,6 +37,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from cloudsim.generate import ROLES, generate_tenant  # noqa: E402 - after making the repo importable
 from cloudsim.testing import AdminClient, start_simulator_process  # noqa: E402
+from reconciler.adapters.pacing import UNLIMITED  # noqa: E402
 from reconciler.cloud import cloud_from_settings  # noqa: E402
 from reconciler.core.identifiers import ScopePattern  # noqa: E402
 from reconciler.core.model import FederationConfig  # noqa: E402
@@ -171,7 +172,8 @@ async def run(args: argparse.Namespace) -> int:
     process, env, state, configs, admin = bench.process, bench.env, bench.state, bench.configs, bench.admin
     try:
         lower_bound = read_lower_bound(state, configs, bench.arm_page_size)
-        options = EngineOptions(concurrency=args.concurrency)
+        # The simulator runs lenient here, so the engine does not pace itself either.
+        options = EngineOptions(concurrency=args.concurrency, budgets=UNLIMITED)
         async with connect(cloud_from_settings(env), bench_policy(configs), options=options) as reconciler:
             await print_pass("initial (creates)", reconciler, configs, len(configs), lower_bound)
             converged = await print_pass("converged", reconciler, configs, len(configs), lower_bound)

@@ -90,21 +90,41 @@ class RouteTable:
 
 
 class RequestCounters:
-    """Requests per API and operation, reads and writes apart."""
+    """Requests per API and operation, reads and writes apart; per API also the requests answered
+    429 (`throttled`) and the resource units charged to the requests that were served."""
 
     def __init__(self) -> None:
         self._counts: Counter[tuple[str, str, bool]] = Counter()
+        self._throttled: Counter[str] = Counter()
+        self._units: Counter[str] = Counter()
 
     def count(self, api: str, operation: str, write: bool) -> None:
         self._counts[(api, operation, write)] += 1
 
+    def answered(self, api: str, status: int, units: int) -> None:
+        if status == 429:
+            self._throttled[api] += 1
+        else:
+            self._units[api] += units
+
     def reset(self) -> None:
         self._counts.clear()
+        self._throttled.clear()
+        self._units.clear()
 
     def snapshot(self) -> JsonObject:
         report: JsonObject = {}
         for (api, operation, write), n in sorted(self._counts.items()):
-            entry = report.setdefault(api, {"reads": 0, "writes": 0, "operations": {}})
+            entry = report.setdefault(
+                api,
+                {
+                    "reads": 0,
+                    "writes": 0,
+                    "throttled": self._throttled[api],
+                    "resourceUnits": self._units[api],
+                    "operations": {},
+                },
+            )
             kind = "writes" if write else "reads"
             entry[kind] += n
             entry["operations"].setdefault(operation, {"reads": 0, "writes": 0})[kind] += n
@@ -174,6 +194,7 @@ class Api:
             or self._rate_limited(call, route, units)
             or await self._handle(route, call, match)
         )
+        self.counters.answered(self.name, reply.status, units)
         if self.on_change is not None and route.write:
             self.on_change(self.name, route.operation, call, match, reply)
         if self.reports_resource_units:

@@ -9,9 +9,11 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import Callable
 from urllib.parse import urlencode
 
 from cloudsim.api import Api, ApiError, Call, Reply, RequestCounters, Route
+from cloudsim.paging import Listings
 from cloudsim.rights import rbac_allows
 from cloudsim.state import JsonObject, RoleAssignment, RoleDefinition, World, iso
 from cloudsim.tokens import ARM_AUDIENCES, caller_of
@@ -105,6 +107,7 @@ def render_assignment(assignment: RoleAssignment, caller: str) -> JsonObject:
 
 class Arm:
     def __init__(self, world: World, counters: RequestCounters) -> None:
+        self._listings = Listings()
         self.world = world
         self.api = Api("arm", world, counters, arm_error, ARM_AUDIENCES)
         self.api.precondition = self._require_api_version
@@ -251,23 +254,24 @@ class Arm:
         clauses = self._filter(call)
         principal = (clauses.get("principal") or clauses.get("assigned") or "").lower()
         at_scope = "at" in clauses
-        found = [
-            a
-            for a in self.world.role_assignments
-            if (not principal or a.principal_id == principal)  # the cheap test first: lists can be long
-            and self.api.visible(a.created_at)
-            and (is_within(scope, a.scope) or (not at_scope and is_within(a.scope, scope)))
-        ]
+
+        def found() -> list[RoleAssignment]:
+            return [
+                a
+                for a in self.world.role_assignments
+                if (not principal or a.principal_id == principal)  # the cheap test first: lists can be long
+                and self.api.visible(a.created_at)
+                and (is_within(scope, a.scope) or (not at_scope and is_within(a.scope, scope)))
+            ]
+
         return self._page(call, found)
 
-    def _page(self, call: Call, assignments: list[RoleAssignment]) -> Reply:
+    def _page(self, call: Call, assignments: Callable[[], list[RoleAssignment]]) -> Reply:
         size = max(1, self.world.settings.arm_page_size)
-        skip_text = call.query.get("$skipToken", "0")
-        skip = int(skip_text) if skip_text.isdigit() else 0
-        page = assignments[skip : skip + size]
+        page, token = self._listings.page(call.query.get("$skipToken", ""), assignments, size)
         body: JsonObject = {"value": [render_assignment(a, self.world.caller_object_id) for a in page]}
-        if skip + size < len(assignments):
-            query = {**call.query, "$skipToken": str(skip + size)}
+        if token:
+            query = {**call.query, "$skipToken": token}
             body["nextLink"] = f"{call.base_url}{call.path}?{urlencode(query)}"
         return Reply(200, body)
 

@@ -7,14 +7,17 @@ error codes follow shared/design/azure-contracts.md.
 from __future__ import annotations
 
 import asyncio
+import operator
 import re
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from cloudsim.api import EMPTY, Api, ApiError, Call, Reply, RequestCounters, Route
+from cloudsim.lookups import ByAppId
+from cloudsim.paging import Listings
 from cloudsim.rights import GRAPH_READ_ROLES, GRAPH_WRITE_ROLES
 from cloudsim.state import Application, FederatedCredential, JsonObject, ServicePrincipal, World, iso, new_id
 from cloudsim.tokens import GRAPH_AUDIENCES, caller_of, roles_of
@@ -171,13 +174,16 @@ def parse_filter(text: str, allowed: dict[str, str], resource: str) -> Callable[
             )
         key = allowed[prop.lower()]
         tests.append(_clause_test(found, key))
+    if len(tests) == 1:
+        return tests[0]
     return lambda item: all(test(item) for test in tests)
 
 
 def _clause_test(found: re.Match[str], attribute: str) -> Callable[[object], bool]:
+    read = operator.attrgetter(attribute)
     if found["value"] is not None:
         value = found["value"].replace("''", "'")
-        return lambda item: getattr(item, attribute) == value
+        return lambda item: read(item) == value
     if found["values"] is not None:
         values = {v.strip().strip("'").replace("''", "'") for v in found["values"].split(",")}
         if len(values) > MAX_IN_VALUES:
@@ -187,9 +193,9 @@ def _clause_test(found: re.Match[str], attribute: str) -> Callable[[object], boo
                 f"Too many child clauses specified in search filter expression containing 'OR' operators: "
                 f"{len(values)}. Max allowed: {MAX_IN_VALUES}.",
             )
-        return lambda item: getattr(item, attribute) in values
+        return lambda item: read(item) in values
     prefix = found["prefix"].replace("''", "'").lower()
-    return lambda item: str(getattr(item, attribute)).lower().startswith(prefix)
+    return lambda item: str(read(item)).lower().startswith(prefix)
 
 
 # Filterable properties: lower-cased name in $filter -> model attribute.
@@ -197,17 +203,36 @@ _DIRECTORY_FILTERS = {"appid": "app_id", "displayname": "display_name", "id": "i
 _FIC_FILTERS = {"name": "name", "subject": "subject", "issuer": "issuer"}
 
 
-def filtered(call: Call, items: list[T], allowed: dict[str, str], resource: str) -> list[T]:
-    if "$filter" not in call.query:
-        return items
-    test = parse_filter(call.query["$filter"], allowed, resource)
-    return [item for item in items if test(item)]
+_CLIENT_IDS = re.compile(r"\s*appId\s+(?:eq\s+'(?P<one>[^']*)'|in\s+\((?P<many>[^)]*)\))\s*", re.IGNORECASE)
+
+
+def _client_ids(text: str) -> set[str] | None:
+    """The client ids of a filter that is one `appId eq` or `appId in` clause (None for any other)."""
+    found = _CLIENT_IDS.fullmatch(text)
+    if found is None:
+        return None
+    if found["one"] is not None:
+        return {found["one"]}
+    return {v.strip().strip("'").replace("''", "'") for v in found["many"].split(",")}
+
+
+def filtered(
+    call: Call,
+    items: Iterable[T],
+    allowed: dict[str, str],
+    resource: str,
+    keep: Callable[[T], bool] | None = None,
+) -> list[T]:
+    """The items the call's $filter accepts (all without one) and `keep` too; the filter is tested
+    first, as it rejects most items of a large tenant at the lowest cost."""
+    test = parse_filter(call.query["$filter"], allowed, resource) if "$filter" in call.query else None
+    return [item for item in items if (test is None or test(item)) and (keep is None or keep(item))]
 
 
 # ---- paging -----------------------------------------------------------------------------------
 
 
-def page_of(call: Call, items: Sequence[T]) -> tuple[list[T], str | None]:
+def page_size(call: Call) -> int:
     top_text = call.query.get("$top", str(DEFAULT_PAGE))
     if not top_text.isdigit() or not 1 <= int(top_text) <= MAX_PAGE:
         raise ApiError(
@@ -215,22 +240,18 @@ def page_of(call: Call, items: Sequence[T]) -> tuple[list[T], str | None]:
             "Request_BadRequest",
             f"Invalid page size specified: '{top_text}'. Must be between 1 and 999 inclusive.",
         )
-    top = min(int(top_text), MAX_EXPANDED_PAGE) if "$expand" in call.query else int(top_text)
-    skip_text = call.query.get("$skiptoken", "0")
-    skip = int(skip_text) if skip_text.isdigit() else 0
-    page = list(items[skip : skip + top])
-    if skip + top >= len(items):
-        return page, None
-    query = {**call.query, "$skiptoken": str(skip + top)}
-    return page, f"{call.base_url}{call.path}?{urlencode(query)}"
+    return min(int(top_text), MAX_EXPANDED_PAGE) if "$expand" in call.query else int(top_text)
 
 
-def collection(call: Call, items: Sequence[T], render: Callable[[T], JsonObject]) -> Reply:
-    """One page of `items`, rendered (only the page is rendered)."""
-    page, next_link = page_of(call, items)
+def collection(
+    call: Call, listings: Listings, items: Callable[[], Sequence[T]], render: Callable[[T], JsonObject]
+) -> Reply:
+    """One page of `items` (computed for the first page only), rendered (only the page is rendered)."""
+    page, token = listings.page(call.query.get("$skiptoken", ""), items, page_size(call))
     body: JsonObject = {"value": [_select(render(item), call) for item in page]}
-    if next_link:
-        body["@odata.nextLink"] = next_link
+    if token:
+        query = {**call.query, "$skiptoken": token}
+        body["@odata.nextLink"] = f"{call.base_url}{call.path}?{urlencode(query)}"
     return Reply(200, body)
 
 
@@ -244,6 +265,8 @@ class Graph:
         self.api.reports_resource_units = True
         self.api.precondition = self._check_permission
         self._busy_apps: set[str] = set()
+        self._listings = Listings()
+        self._by_app_id, self._sps_by_app_id = ByAppId(), ByAppId()
         add = self.api.routes.add
         add("GET", r"/v1\.0/applications", "applications.list", self.list_applications)
         add("GET", r"/v1\.0/applications/\$count", "applications.count", self.count_applications)
@@ -294,9 +317,29 @@ class Graph:
 
     def list_applications(self, call: Call, _match: re.Match[str]) -> Reply:
         expand = "federatedidentitycredentials" in call.query.get("$expand", "").lower()
-        visible = [a for a in self.world.applications if self.api.visible(a.created_at)]
-        found = filtered(call, visible, _DIRECTORY_FILTERS, "Application")
-        return collection(call, found, lambda app: render_app(app, expand))
+        return collection(
+            call,
+            self._listings,
+            lambda: filtered(
+                call, self._app_candidates(call), _DIRECTORY_FILTERS, "Application", self._visible
+            ),
+            lambda app: render_app(app, expand),
+        )
+
+    def _app_candidates(self, call: Call) -> Sequence[Application]:
+        """The applications a filter on client ids alone can match, from the index (the filter is
+        still applied to them); every one for any other query."""
+        ids = _client_ids(call.query.get("$filter", ""))
+        found = None if ids is None else self._by_app_id.find(self.world.applications, ids)
+        return self.world.applications if found is None else found
+
+    def _sp_candidates(self, call: Call) -> Sequence[ServicePrincipal]:
+        ids = _client_ids(call.query.get("$filter", ""))
+        found = None if ids is None else self._sps_by_app_id.find(self.world.service_principals, ids)
+        return self.world.service_principals if found is None else found
+
+    def _visible(self, item: Application | ServicePrincipal | FederatedCredential) -> bool:
+        return self.api.visible(item.created_at)
 
     def count_applications(self, call: Call, _match: re.Match[str]) -> Reply:
         """`GET /applications/$count`: an advanced query, so Graph wants `ConsistencyLevel: eventual`."""
@@ -306,8 +349,7 @@ class Graph:
                 "Request_BadRequest",
                 "Count is not currently supported without the ConsistencyLevel: eventual header.",
             )
-        visible = [a for a in self.world.applications if self.api.visible(a.created_at)]
-        count = len(filtered(call, visible, _DIRECTORY_FILTERS, "Application"))
+        count = len(filtered(call, self.world.applications, _DIRECTORY_FILTERS, "Application", self._visible))
         return Reply(200, raw=str(count).encode(), headers={"Content-Type": "text/plain"})
 
     def get_application(self, call: Call, match: re.Match[str]) -> Reply:
@@ -370,8 +412,14 @@ class Graph:
     # service principals
 
     def list_sps(self, call: Call, _match: re.Match[str]) -> Reply:
-        visible = [s for s in self.world.service_principals if self.api.visible(s.created_at)]
-        return collection(call, filtered(call, visible, _DIRECTORY_FILTERS, "ServicePrincipal"), render_sp)
+        return collection(
+            call,
+            self._listings,
+            lambda: filtered(
+                call, self._sp_candidates(call), _DIRECTORY_FILTERS, "ServicePrincipal", self._visible
+            ),
+            render_sp,
+        )
 
     def get_sp(self, call: Call, match: re.Match[str]) -> Reply:
         object_id, app_id = match["id"], match["app_id"]
@@ -421,13 +469,16 @@ class Graph:
         owner = principal.id if principal else object_id
         if owner is None or (principal is None and owner != self.world.caller_object_id):
             raise _not_found(object_id or app_id)
-        owned: list[Application | ServicePrincipal] = [
-            app for app in self.world.applications if owner in app.owners
-        ]
-        if not match["cast"]:
-            owned += [s for s in self.world.service_principals if owner in s.owners]
-        found = filtered(call, owned, _DIRECTORY_FILTERS, "DirectoryObject")
-        return collection(call, found, _render_owned)
+
+        def owned() -> list[Application | ServicePrincipal]:
+            found: list[Application | ServicePrincipal] = [
+                app for app in self.world.applications if owner in app.owners
+            ]
+            if not match["cast"]:
+                found += [s for s in self.world.service_principals if owner in s.owners]
+            return filtered(call, found, _DIRECTORY_FILTERS, "DirectoryObject")
+
+        return collection(call, self._listings, owned, _render_owned)
 
     def _creator(self, call: Call) -> list[str]:
         """Who owns what this call creates: its caller (Graph makes the creating app an owner)."""
@@ -438,9 +489,12 @@ class Graph:
 
     def list_fics(self, call: Call, match: re.Match[str]) -> Reply:
         app = self._app(match)
-        visible = [f for f in app.federated_credentials if self.api.visible(f.created_at)]
+        fics = app.federated_credentials
         return collection(
-            call, filtered(call, visible, _FIC_FILTERS, "FederatedIdentityCredential"), render_fic
+            call,
+            self._listings,
+            lambda: filtered(call, fics, _FIC_FILTERS, "FederatedIdentityCredential", self._visible),
+            render_fic,
         )
 
     def _fic(self, app: Application, match: re.Match[str]) -> FederatedCredential | None:

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Self
 
+from cloudsim.lookups import TrackedList
+
 # Azure DevOps' own Entra application: the audience of ADO tokens and part of the
 # Entra-issuer subject of every service connection.
 ADO_RESOURCE_APP_ID = "499b84ac-1321-427f-aa17-267ca6975798"
@@ -221,6 +223,11 @@ class World(_Record):
     role_assignments: list[RoleAssignment] = field(default_factory=list)
     organizations: list[Organization] = field(default_factory=list)
     settings: Settings = field(default_factory=Settings)
+
+    def __post_init__(self) -> None:
+        # Counted changes let an index by client id know when to rebuild (cloudsim/lookups.py).
+        self.applications = TrackedList(self.applications)
+        self.service_principals = TrackedList(self.service_principals)
 
     def to_json(self) -> JsonObject:
         return {

@@ -255,11 +255,12 @@ async def running_simulator(
 
 
 async def start_simulator_process(
-    state: Path, env_file: Path | None = None, *extra_args: str
+    state: Path, env_file: Path | None = None, *extra_args: str, startup_timeout: float = 30.0
 ) -> tuple[asyncio.subprocess.Process, dict[str, str]]:
     """`python -m cloudsim serve` on free ports; returns the process and the environment it printed.
 
-    Stop it with `process.send_signal(signal.SIGTERM)` and `await process.wait()`.
+    Stop it with `process.send_signal(signal.SIGTERM)` and `await process.wait()`. A state of
+    150,000 applications takes a minute to load: give such a start a longer `startup_timeout`.
     """
     arguments = ["-m", "cloudsim", "serve", "--port", "0", "--state", str(state), *extra_args]
     if env_file is not None:
@@ -273,12 +274,18 @@ async def start_simulator_process(
     )
     assert process.stdout is not None
     printed: dict[str, str] = {}
-    while "AZURE_TENANT_ID" not in printed:
-        line = (await asyncio.wait_for(process.stdout.readline(), timeout=30)).decode().strip()
-        if not line:
-            raise RuntimeError("the simulator exited before printing its environment")
-        name, _, value = line.partition("=")
-        printed[name] = value
+    try:
+        while "AZURE_TENANT_ID" not in printed:
+            line = (await asyncio.wait_for(process.stdout.readline(), timeout=startup_timeout)).decode()
+            if not line.strip():
+                raise RuntimeError("the simulator exited before printing its environment")
+            name, _, value = line.strip().partition("=")
+            printed[name] = value
+    except BaseException:
+        if process.returncode is None:  # never leave a simulator behind that nobody will stop
+            process.kill()
+            await process.wait()
+        raise
     return process, printed
 
 

@@ -65,6 +65,9 @@ def _json_documents(text: str, source: str) -> list[Any]:
 
 
 def _yaml_documents(text: str, source: str) -> list[Any]:
+    fast = _fast_yaml_documents(text)
+    if fast is not None:
+        return fast
     try:
         return list(yaml.load_all(text, Loader=_BoundedLoader))  # a SafeLoader: plain data only
     except yaml.YAMLError as error:
@@ -77,7 +80,96 @@ def _yaml_documents(text: str, source: str) -> list[Any]:
         ) from error
 
 
-class _BoundedLoader(yaml.SafeLoader):
+def _fast_yaml_documents(text: str) -> list[Any] | None:
+    """The documents by libyaml (PyYAML's C loader, ten times faster), when that is safe; None to
+    let the bounded loader read the file, which it then accepts or refuses as it always does.
+
+    Safe means: no anchor (`&`) anywhere, so no alias can expand the file (libyaml refuses more
+    than 1,000 levels of nesting itself, so its composer's recursion stays bounded). Anything
+    either refuses or leaves in doubt (too deep, a key twice, a merge key or a special tag) goes
+    to the bounded loader, which accepts or refuses it as always, its message naming the line.
+    """
+    if _CLoader is None or "&" in text:
+        return None
+    loader = _CLoader(text)
+    bodies: list[Any] = []
+    try:
+        while loader.check_node():
+            body = _constructed(loader, loader.get_node())
+            if body is _REFUSED:
+                return None
+            bodies.append(body)
+    except (yaml.YAMLError, RecursionError):
+        return None
+    finally:
+        loader.dispose()
+    return bodies
+
+
+_REFUSED: Any = object()  # what _constructed answers for a document the bounded loader must read
+_STR_TAG = "tag:yaml.org,2002:str"
+_PLAIN_COLLECTIONS = frozenset({"tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"})
+
+
+def _constructed(loader: yaml.constructor.SafeConstructor, root: yaml.Node | None) -> Any:
+    """The value of a composed document, as the safe constructor builds it, without recursion; or
+    _REFUSED when it nests deeper than MAX_FILE_DEPTH (counted as the bounded loader counts: a
+    scalar is one level), repeats a key or uses a merge key (`<<`: left to the bounded loader).
+    Strings, nearly every scalar, are taken as they are; other scalars go to the constructor."""
+    if root is None:
+        return None
+    result: list[Any] = []
+    # (node, depth, where the value goes: a list to append to, or a dict and the key to set)
+    pending: list[tuple[yaml.Node, int, Any, Any]] = [(root, 1, result, None)]
+    while pending:
+        node, depth, into, key = pending.pop()
+        if depth > MAX_FILE_DEPTH:
+            return _REFUSED
+        if isinstance(node, yaml.ScalarNode):
+            value = node.value if node.tag == _STR_TAG else loader.construct_object(node, deep=True)
+        elif node.tag not in _PLAIN_COLLECTIONS:  # !!set, !!omap, !!pairs or a tag of no constructor
+            return _REFUSED
+        elif isinstance(node, yaml.SequenceNode):
+            value = [None] * len(node.value)
+            pending.extend((child, depth + 1, value, index) for index, child in enumerate(node.value))
+        else:
+            value = {}
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                    return _REFUSED
+                name = key_node.value if key_node.tag == _STR_TAG else loader.construct_object(key_node)
+                if name in value:
+                    return _REFUSED
+                value[name] = None
+                pending.append((value_node, depth + 1, value, name))
+        if key is None and into is result:
+            result.append(value)
+        else:
+            into[key] = value
+    return result[0]
+
+
+class _UniqueKeys(yaml.constructor.SafeConstructor):
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        """A key written twice is refused: PyYAML keeps the last value, while a reviewer reads the
+        first (a second `scope:` under a grant would be a grant nobody reviewed). Merge keys (`<<`)
+        are not duplicates: keys written in the mapping override merged ones, as YAML says."""
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, Hashable):
+                continue  # PyYAML refuses it below
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice", key_node.start_mark
+                )
+            seen.add(key)
+        return cast(dict[Any, Any], super().construct_mapping(node, deep=deep))
+
+
+class _BoundedLoader(_UniqueKeys, yaml.SafeLoader):
     """PyYAML's safe loader with a nesting limit and a budget for what aliases add.
 
     The composer recurses once per nesting level (deep nesting would exhaust Python's stack),
@@ -116,23 +208,9 @@ class _BoundedLoader(yaml.SafeLoader):
         self._sizes[id(node)] = 1 + sum(self._sizes.get(id(child), 1) for child in _children(node))
         return node
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        """A key written twice is refused: PyYAML keeps the last value, while a reviewer reads the
-        first (a second `scope:` under a grant would be a grant nobody reviewed). Merge keys (`<<`)
-        are not duplicates: keys written in the mapping override merged ones, as YAML says."""
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=True)
-            if not isinstance(key, Hashable):
-                continue  # PyYAML refuses it below
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} appears twice", key_node.start_mark
-                )
-            seen.add(key)
-        return cast(dict[Any, Any], super().construct_mapping(node, deep=deep))
+
+# libyaml's parser and composer with the safe constructor, when PyYAML was built with libyaml.
+_CLoader: type[yaml.CSafeLoader] | None = getattr(yaml, "CSafeLoader", None)
 
 
 def _refused(problem: str, event: yaml.Event) -> yaml.YAMLError:

@@ -166,6 +166,36 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           name: 'EntraAuditConnection__clientId'
           value: identityClientId
         }
+        // The budgets the engine paces itself under (README, "Pacing"): Azure's documented limits for
+        // one identity; raise WIF_GRAPH_UNITS_PER_10S to 5000 or 8000 in a bigger tenant.
+        {
+          name: 'WIF_GRAPH_UNITS_PER_10S'
+          value: '3500'
+        }
+        {
+          name: 'WIF_GRAPH_WRITES_PER_150S'
+          value: '3000'
+        }
+        {
+          name: 'WIF_ARM_READS_BURST'
+          value: '250'
+        }
+        {
+          name: 'WIF_ARM_READS_PER_SECOND'
+          value: '25'
+        }
+        {
+          name: 'WIF_ARM_WRITES_BURST'
+          value: '200'
+        }
+        {
+          name: 'WIF_ARM_WRITES_PER_SECOND'
+          value: '10'
+        }
+        {
+          name: 'WIF_ADO_REQUESTS_PER_5MIN'
+          value: '4000'
+        }
         // The connection string only locates the component; with local auth off, telemetry
         // is accepted only with the Entra token named by the authentication string.
         {

@@ -17,7 +17,6 @@ from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 from azure.core.pipeline.policies import (
     AsyncBearerTokenCredentialPolicy,
     AsyncRetryPolicy,
-    ContentDecodePolicy,
     DistributedTracingPolicy,
     HeadersPolicy,
     UserAgentPolicy,
@@ -25,6 +24,7 @@ from azure.core.pipeline.policies import (
 from azure.core.rest import AsyncHttpResponse, HttpRequest
 
 from reconciler.adapters.metering import MeteringPolicy, RequestMeter
+from reconciler.adapters.pacing import AZURE_BUDGETS, AdoPacingPolicy, Budgets
 from reconciler.adapters.transport import aiohttp_transport
 from reconciler.cloud import Cloud
 from reconciler.core.model import WORKLOAD_IDENTITY_SCHEME, PipelineAccess, ServiceConnection
@@ -48,7 +48,13 @@ RETRY_BACKOFF_MAX = 30
 
 class AdoAdapter:
     def __init__(
-        self, credential: AsyncTokenCredential, cloud: Cloud, meter: RequestMeter, *, retry_total: int = 5
+        self,
+        credential: AsyncTokenCredential,
+        cloud: Cloud,
+        meter: RequestMeter,
+        *,
+        retry_total: int = 5,
+        budgets: Budgets = AZURE_BUDGETS,
     ) -> None:
         policies = [
             HeadersPolicy({"Accept": "application/json"}),
@@ -59,9 +65,11 @@ class AdoAdapter:
                 retry_backoff_max=RETRY_BACKOFF_MAX,
             ),
             AsyncBearerTokenCredentialPolicy(credential, cloud.ado_scope),
+            AdoPacingPolicy(budgets),  # after the retry policy: every attempt is paced
             MeteringPolicy(meter, "ado"),
             DistributedTracingPolicy(),  # a span per attempt when tracing is on, as azure-core's own clients
-            ContentDecodePolicy(),
+            # No ContentDecodePolicy: _send parses each body once; a second parse kept a second
+            # copy of every listing (2,500 connections a project at 50,000 configs).
         ]
         self._client: AsyncPipelineClient[HttpRequest, AsyncHttpResponse] = AsyncPipelineClient(
             base_url=cloud.ado_url, policies=policies, transport=aiohttp_transport(cloud)

@@ -18,6 +18,7 @@ from azure.mgmt.authorization.aio import AuthorizationManagementClient
 from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreateParameters
 
 from reconciler.adapters.metering import MeteringPolicy, RequestMeter
+from reconciler.adapters.pacing import AZURE_BUDGETS, ArmPacingPolicy, Budgets
 from reconciler.adapters.transport import aiohttp_transport
 from reconciler.cloud import Cloud
 from reconciler.core.identifiers import ArmScope, Guid, IdentifierError
@@ -51,7 +52,13 @@ _ROLE_DEFINITIONS = ("providers", "Microsoft.Authorization", "roleDefinitions")
 
 class ArmAdapter:
     def __init__(
-        self, credential: AsyncTokenCredential, cloud: Cloud, meter: RequestMeter, *, retry_total: int = 5
+        self,
+        credential: AsyncTokenCredential,
+        cloud: Cloud,
+        meter: RequestMeter,
+        *,
+        retry_total: int = 5,
+        budgets: Budgets = AZURE_BUDGETS,
     ) -> None:
         # Role-assignment operations take the scope in the path; the client's subscription is unused.
         self._client = AuthorizationManagementClient(
@@ -60,7 +67,8 @@ class ArmAdapter:
             base_url=cloud.arm_url,
             credential_scopes=[cloud.arm_scope],
             api_version=API_VERSION,
-            per_retry_policies=[MeteringPolicy(meter, "arm")],
+            # Per attempt: paced under ARM's token buckets, then counted.
+            per_retry_policies=[ArmPacingPolicy(budgets), MeteringPolicy(meter, "arm")],
             retry_total=retry_total,
             retry_backoff_factor=RETRY_BACKOFF_FACTOR,
             retry_backoff_max=RETRY_BACKOFF_MAX,

@@ -16,12 +16,13 @@ from pathlib import Path
 
 from azure.core.exceptions import AzureError
 
+from reconciler.adapters.pacing import Budgets
 from reconciler.app import telemetry
 from reconciler.app.events import EventSettings
 from reconciler.app.service import ReconcilerService
 from reconciler.cloud import CloudError, cloud_from_settings
 from reconciler.documents import InputError, load_policy
-from reconciler.engine.run import connect, default_credential
+from reconciler.engine.run import EngineOptions, connect, default_credential
 from reconciler.failures import Failure
 from reconciler.state.queues import Queues, QueueSettingsError
 from reconciler.state.stores import open_stores
@@ -107,7 +108,10 @@ async def build_service(settings: Mapping[str, str]) -> tuple[ReconcilerService,
         opened.push_async_callback(stores.close)
         queues = Queues.from_settings(settings, credential=credential)
         opened.push_async_callback(queues.close)
-        engine = await opened.enter_async_context(connect(cloud, policy, credential=credential))
+        options = EngineOptions(budgets=Budgets.from_settings(settings))
+        engine = await opened.enter_async_context(
+            connect(cloud, policy, credential=credential, options=options)
+        )
         telemetry.watch(engine.meter)
         opened.callback(telemetry.unwatch, engine.meter)
     except BaseException:

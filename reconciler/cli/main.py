@@ -18,6 +18,7 @@ from pathlib import Path
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import ClientAuthenticationError
 
+from reconciler.adapters.pacing import Budgets
 from reconciler.cli import doctor, history_command, queue_commands, table_commands
 from reconciler.cli.defaults import POLICY_HELP, policy_path
 from reconciler.cli.errors import NOT_SIGNED_IN, SettingsProblem, explain, first_line
@@ -28,7 +29,7 @@ from reconciler.core.model import FederationConfig
 from reconciler.core.plan import plan
 from reconciler.core.policy import GrantPolicy
 from reconciler.documents import InputError, load_configs, load_policy
-from reconciler.engine.run import RunReport, connect, default_credential, offline_report
+from reconciler.engine.run import EngineOptions, RunReport, connect, default_credential, offline_report
 from reconciler.failures import CONNECTION_ERROR
 from reconciler.render import report_to_json, report_to_table
 from reconciler.state.configs import split_retired
@@ -193,7 +194,8 @@ async def _run(
     credential = default_credential(cloud)
     try:
         await _signed_in(credential, cloud)
-        async with connect(cloud, policy, credential=credential) as reconciler:
+        options = EngineOptions(budgets=Budgets.from_settings(os.environ))
+        async with connect(cloud, policy, credential=credential, options=options) as reconciler:
             observing = progress.observing(reconciler.meter) if progress else nullcontext()
             async with observing:
                 return await reconciler.run(

@@ -56,6 +56,7 @@ _ADO_FORBIDDEN = set("/:\\~&%;@'\"?<>|#$*}{,+=[]")
 # Control, format (zero-width, bidi overrides), surrogate, private-use, unassigned, line and
 # paragraph separators: invisible or ambiguous in a name.
 _FORBIDDEN_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
+_PRINTABLE_ASCII = re.compile(r"[\x21-\x7e]*")  # no spaces or control characters
 
 
 class IdentifierError(ValueError):
@@ -135,6 +136,8 @@ class OrganizationName(_Name):
 
 def _unicode_problem(text: str) -> str | None:
     """Text that renders ambiguously: invisible characters, or a compatibility form of another character."""
+    if text.isascii() and text.isprintable():  # the common case, in linear time: none of the below
+        return "it starts or ends with a space" if text != text.strip() else None
     if unicodedata.normalize("NFKC", text) != text:
         return "it holds compatibility characters that Unicode folds into others (like U+FF0F for '/')"
     for char in text:
@@ -311,7 +314,7 @@ def _scope_segments(text: object, field: str) -> list[str]:
     for char, name in _SCOPE_SYNTAX.items():
         if char in text:
             raise IdentifierError(field, f"an ARM scope must not hold {name}, got {_shown(text)}")
-    if not all("\x21" <= char <= "\x7e" for char in text):
+    if not _PRINTABLE_ASCII.fullmatch(text):
         raise IdentifierError(
             field,
             f"an ARM scope holds only printable ASCII, no spaces or control characters, got {_shown(text)}",

@@ -566,6 +566,8 @@ class _PlanBuilder:
     def _plan_retired_connections(
         self, retired: list[FederationConfig], active: list[FederationConfig]
     ) -> None:
+        if not retired:
+            return  # the common case; the set below is as large as the whole desired state
         still_wanted = {c.connection.folded for c in active} | self.wanted_connections
         for config in retired:
             current = self.observed.connection(config.connection)

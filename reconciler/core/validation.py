@@ -6,6 +6,7 @@ validation reports every problem it finds rather than stopping at the first.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -56,6 +57,8 @@ _TOP_FIELDS = {
 _CONNECTION_FIELDS = {"name", "subscriptionId", "subscriptionName", "pipelines", "credentialName"}
 _APPLICATION_FIELDS = {"appId", "displayName", "create"}
 _GRANT_FIELDS = {"role", "scope"}
+
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f]")
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,7 @@ class _Reader:
         if not isinstance(value, str) or not value.strip():
             self.fail(field, f"expected a non-empty string, got {_kind(value)}")
             return ""
-        if len(value) > _MAX_NAME_LENGTH or any(ord(ch) < 32 for ch in value):
+        if len(value) > _MAX_NAME_LENGTH or _CONTROL_CHARACTER.search(value):
             self.fail(field, f"expected at most {_MAX_NAME_LENGTH} printable characters")
             return ""
         return value.strip()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -36,6 +37,7 @@ from reconciler.adapters.graph import (
     MAX_IN_VALUES,
     GraphAdapter,
 )
+from reconciler.adapters.pacing import GRAPH_WINDOW_S
 from reconciler.core.identifiers import ArmScope, Guid
 from reconciler.core.model import (
     WORKLOAD_IDENTITY_SCHEME,
@@ -225,10 +227,12 @@ class Observer:
     async def _list_all(self, wanted: int) -> bool:
         if filtered_units(wanted) <= self._graph_units:
             return False  # fits the budget: filters take fewer requests, so no count is needed
+        started = time.monotonic()
         counted = await self._read("the tenant's application count", self._graph.count_applications())
         if isinstance(counted, Failure):
             return False  # filtered reads work without the count
-        return listing_is_cheaper(wanted, counted, self._graph_units)
+        # The count's round trip stands for a page's (a page of 100 applications takes longer).
+        return listing_is_cheaper(wanted, counted, self._graph_units, time.monotonic() - started)
 
     async def _connections(
         self, configs: Sequence[FederationConfig], failed: _ReadFailures
@@ -356,20 +360,28 @@ def filtered_units(wanted: int) -> int:
     return math.ceil(wanted / MAX_IN_VALUES) * APPLICATION_READ_UNITS
 
 
-def listing_is_cheaper(wanted: int, tenant_size: int, units_per_window: int) -> bool:
+def listing_is_cheaper(wanted: int, tenant_size: int, units_per_window: int, round_trip_s: float) -> bool:
     """Whether listing the whole tenant beats filtered reads for `wanted` of its applications.
 
     Filters carry 300 applications per request (15 per filter, 20 per $batch), a listing 100
     per page (Graph's cap with $expand): in requests the filters always win. In resource units
     a listing page costs what a filter costs, so the listing spends fewer units once the batch is
     more than 15% of the tenant. The filters are kept while they fit Graph's budget for one window
-    (more requests cost nothing then, and they run in parallel where pages cannot); past it, the
-    cheaper of the two in units, which is what Graph throttles by.
+    (more requests cost nothing then, and they run in parallel where pages cannot). Past it, both
+    take time: the filters wait for the budget (the engine paces them), the listing's pages follow
+    one another. The listing is chosen when it spends fewer units and its pages, at `round_trip_s`
+    each, take no longer than the filters' wait; a budget of 0 (off) compares units alone.
     """
     filtered = filtered_units(wanted)
     if filtered <= units_per_window:
         return False
-    return math.ceil(tenant_size / EXPANDED_PAGE_SIZE) * APPLICATION_READ_UNITS < filtered
+    pages = math.ceil(tenant_size / EXPANDED_PAGE_SIZE)
+    if pages * APPLICATION_READ_UNITS >= filtered:
+        return False
+    if units_per_window <= 0:
+        return True
+    filters_wait_s = (filtered - units_per_window) / units_per_window * GRAPH_WINDOW_S
+    return pages * round_trip_s <= filters_wait_s
 
 
 def _app_key(config: FederationConfig) -> str:

@@ -19,8 +19,9 @@ from azure.identity.aio import DefaultAzureCredential
 
 from reconciler.adapters.ado import AdoAdapter
 from reconciler.adapters.arm import ArmAdapter
-from reconciler.adapters.graph import GRAPH_UNITS_PER_WINDOW, GraphAdapter, throttle_priority
+from reconciler.adapters.graph import GraphAdapter, throttle_priority
 from reconciler.adapters.metering import RequestMeter
+from reconciler.adapters.pacing import AZURE_BUDGETS, Budgets
 from reconciler.cloud import Cloud
 from reconciler.core.model import ApplicationRef, FederationConfig, ObservedState
 from reconciler.core.plan import Plan, plan
@@ -81,9 +82,10 @@ class EngineOptions:
     concurrency: int = 16
     principal_replication_window: float = 60.0  # how long PrincipalNotFound counts as replication delay
     retry_total: int = 5  # azure-core retries per ARM and ADO request
-    # Graph's resource units per 10 s for the app and tenant (3,500: the smallest tenants); the
-    # application reads list the whole tenant only when filtered reads would exceed it.
-    graph_units_per_window: int = GRAPH_UNITS_PER_WINDOW
+    # What each API allows (Graph's resource units per 10 s, ARM's buckets, ADO's window): the
+    # adapters pace their requests under them, and the application reads list the whole tenant
+    # only when filtered reads would exceed Graph's window.
+    budgets: Budgets = AZURE_BUDGETS
 
 
 class Reconciler:
@@ -101,7 +103,7 @@ class Reconciler:
             arm,
             ado,
             concurrency=options.concurrency,
-            graph_units_per_window=options.graph_units_per_window,
+            graph_units_per_window=round(options.budgets.graph_units_per_10s),
         )
         self._applier = Applier(
             graph,
@@ -325,9 +327,10 @@ async def connect(
     own_credential = credential is None
     token_source: AsyncTokenCredential = credential or default_credential(cloud)
     meter = RequestMeter()
-    graph = GraphAdapter(token_source, cloud, meter, concurrency=options.concurrency)
-    arm = ArmAdapter(token_source, cloud, meter, retry_total=options.retry_total)
-    ado = AdoAdapter(token_source, cloud, meter, retry_total=options.retry_total)
+    budgets = options.budgets
+    graph = GraphAdapter(token_source, cloud, meter, concurrency=options.concurrency, budgets=budgets)
+    arm = ArmAdapter(token_source, cloud, meter, retry_total=options.retry_total, budgets=budgets)
+    ado = AdoAdapter(token_source, cloud, meter, retry_total=options.retry_total, budgets=budgets)
     try:
         yield Reconciler(graph, arm, ado, policy, meter, options)
     finally:

@@ -1,0 +1,234 @@
+"""One converged sweep of 50,000 configs in a tenant of 100,000 more applications, under Azure's limits.
+
+The simulator runs in its own process with Azure's limits on (Graph's resource-unit budget, ARM's
+token buckets, ADO's window: its defaults) and 25 ms added to every request, serving a generated
+tenant already converged (bench/converged.py). The desired state is written into the configs
+table of an Azurite; the sweep runs in a fresh process of its own, so that its CPU and peak RSS
+are the reconciler's alone: it reads the desired state from the table as the sweep does, then
+observes and plans every config in one bulk pass at low priority, with the engine's default
+budgets (those same limits). Printed: requests per API as the simulator served them, the
+requests it throttled (429), the resource units it charged, wall, CPU and peak RSS.
+
+Targets (issue 12): 0 throttled, wall <= 120 s, peak RSS <= 1 GB, CPU <= 1 s per 1,000 configs,
+and a pass that plans nothing. Exits 1 when one is missed.
+
+    .venv/bin/python bench/scale.py                                  # 50,000 configs, 100,000 unmanaged
+    .venv/bin/python bench/scale.py --configs 5000 --unmanaged 10000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from azure.data.tables import TableServiceClient  # noqa: E402 - after making the repo importable
+from converged import converge, parsed_configs  # noqa: E402 - bench/ is on the path
+from reconcile import bench_policy  # noqa: E402
+
+from cloudsim.generate import generate_tenant  # noqa: E402
+from cloudsim.testing import AdminClient, start_simulator_process  # noqa: E402
+from reconciler.adapters.pacing import Budgets  # noqa: E402
+from reconciler.cloud import cloud_from_settings  # noqa: E402
+from reconciler.core.model import FederationConfig  # noqa: E402
+from reconciler.core.serialise import config_to_document  # noqa: E402
+from reconciler.engine.run import EngineOptions, connect  # noqa: E402
+from reconciler.state.stores import open_stores  # noqa: E402
+from reconciler.state.tables import CONFIGS_TABLE, encode_row_key, utc_now  # noqa: E402
+from tests.azurite import connection_string, start_azurite, stop_azurite  # noqa: E402
+
+TABLE_BATCH = 100  # Azure Tables' limit on operations in one transaction
+
+
+def seed_table(connection: str, configs: list[FederationConfig]) -> None:
+    """The configs as rows of the desired-state table, as `import` stores them (transactions of 100)."""
+    with TableServiceClient.from_connection_string(connection) as service:
+        table = service.create_table_if_not_exists(CONFIGS_TABLE)
+        by_partition: dict[str, list[dict[str, Any]]] = {}
+        for config in configs:
+            by_partition.setdefault(config.organization.lower(), []).append(
+                {
+                    "PartitionKey": config.organization.lower(),
+                    "RowKey": encode_row_key(config.id),
+                    "Document": json.dumps(config_to_document(config), separators=(",", ":")),
+                    "Generation": 1,
+                    "AppKey": config.application.key,
+                    "Deleted": False,
+                    "Prune": config.prune.value,
+                    "RequestId": "bench-scale",
+                    "UpdatedAt": utc_now(),
+                }
+            )
+        for rows in by_partition.values():
+            for start in range(0, len(rows), TABLE_BATCH):
+                table.submit_transaction([("upsert", row) for row in rows[start : start + TABLE_BATCH]])
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS since it started (VmHWM). Not getrusage's ru_maxrss: Linux carries
+    that over from the parent through fork and exec, and the parent holds the generated tenant."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+async def sweep() -> dict[str, Any]:
+    """The measured pass (in its own process): the desired state from the table, then one bulk
+    observe and plan at low priority, as the scheduled sweep runs it."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    async with await open_stores(os.environ, None) as stores:
+        configs = [record.config async for record in stores.configs.list_all() if not record.deleted]
+    table_read_s = time.perf_counter() - wall
+    table_rss_mb = peak_rss_mb()
+    options = EngineOptions(concurrency=32, budgets=Budgets.from_settings(os.environ))
+    async with connect(cloud_from_settings(os.environ), bench_policy(configs), options=options) as engine:
+        report = await engine.run(configs, dry_run=True, low_priority=True)
+    return {
+        "configs": len(configs),
+        "table_read_s": table_read_s,
+        "table_rss_mb": table_rss_mb,
+        "observe_s": report.observe_seconds,
+        "wall_s": time.perf_counter() - wall,
+        "cpu_s": time.process_time() - cpu,
+        "peak_rss_mb": peak_rss_mb(),
+        "plan_empty": report.plan.is_empty,
+        "http_requests": report.requests,
+        "outcomes": dict(Counter(str(o.status) for o in report.outcomes)),
+        "reasons": sorted({o.reason for o in report.outcomes if o.reason})[:5],
+    }
+
+
+async def run(args: argparse.Namespace) -> int:
+    workdir = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    started = time.perf_counter()
+    tenant = generate_tenant(configs=args.configs, unmanaged_apps=args.unmanaged, seed=args.seed)
+    configs = parsed_configs(tenant)
+    converge(tenant.world, configs)
+    apps = len({c.application.app_id for c in configs})
+    (workdir / "state.json").write_text(json.dumps(tenant.world.to_json()))
+    latency = {"latency_ms": args.latency_ms}
+    (workdir / "faults.json").write_text(json.dumps({"graph": latency, "arm": latency, "ado": latency}))
+    del tenant
+    # Azure's limits (no --lenient): the sweep must keep under them by itself.
+    simulator, env = await start_simulator_process(
+        workdir / "state.json", None, "--faults", str(workdir / "faults.json"), startup_timeout=600
+    )
+    azurite, port = start_azurite(workdir / "azurite.log")
+    try:
+        table = connection_string(port)
+        seed_table(table, configs)
+        print(
+            f"tenant: {len(configs):,} configs on {apps:,} apps, {args.unmanaged:,} unmanaged apps, "
+            f"{args.latency_ms:.0f} ms added per request, Azure's limits on; "
+            f"machine: {os.cpu_count()} cores; set up in {time.perf_counter() - started:.0f} s",
+            flush=True,
+        )
+        del configs
+        admin = AdminClient(env["WIF_SIMULATOR_ADMIN_URL"], Path(env["REQUESTS_CA_BUNDLE"]))
+        await admin.reset_counters()
+        simulator_cpu = _cpu_seconds(simulator.pid)
+        figures = await _sweep_process(
+            {**os.environ, **env, "WIF_TABLE_CONNECTION_STRING": table}, args.profile
+        )
+        counters = await admin.counters()
+        figures["simulator_cpu_s"] = _cpu_seconds(simulator.pid) - simulator_cpu
+    finally:
+        stop_azurite(azurite)
+        simulator.send_signal(signal.SIGTERM)
+        await simulator.wait()
+    return report(figures, counters)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process of this machine has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _sweep_process(env: dict[str, str], profile: str | None) -> dict[str, Any]:
+    profiler = ["-m", "cProfile", "-o", profile] if profile else []
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, *profiler, __file__, "--sweep", env=env, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await child.communicate()
+    if child.returncode != 0:
+        raise RuntimeError(f"the sweep process failed ({child.returncode})")
+    figures: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+    return figures
+
+
+def report(figures: dict[str, Any], counters: dict[str, Any]) -> int:
+    configs = figures["configs"]
+    # HTTP requests as the reconciler sent them (a $batch is one); operations as the simulator
+    # served them (each request inside a $batch counts, and is throttled and charged, on its own).
+    print("| API | HTTP requests (reads / writes) | operations served | throttled (429) | resource units |")
+    print("|---|---|---|---|---|")
+    sent = figures["http_requests"]
+    for api in ("graph", "arm", "ado"):
+        c = counters.get(api, {"reads": 0, "writes": 0, "throttled": 0, "resourceUnits": 0})
+        mine = sent.get(api, {"reads": 0, "writes": 0})
+        print(
+            f"| {api} | {mine['reads']:,} / {mine['writes']:,} | {c['reads'] + c['writes']:,} "
+            f"| {c['throttled']:,} | {c['resourceUnits']:,} |"
+        )
+    total = sum(c["reads"] + c["writes"] for c in sent.values())
+    throttled = sum(c.get("throttled", 0) for c in counters.values())
+    cpu_per_1000 = figures["cpu_s"] / configs * 1000
+    print()
+    print("| configs | HTTP requests | throttled | wall | of which table read | CPU | CPU/1,000 | peak RSS |")
+    print("|---|---|---|---|---|---|---|---|")
+    print(
+        f"| {configs:,} | {total:,} | {throttled} | {figures['wall_s']:.1f} s "
+        f"| {figures['table_read_s']:.1f} s | {figures['cpu_s']:.1f} s | {cpu_per_1000:.2f} s "
+        f"| {figures['peak_rss_mb']:.0f} MB |"
+    )
+    print(
+        f"observe {figures['observe_s']:.1f} s; peak RSS after reading the table "
+        f"{figures['table_rss_mb']:.0f} MB; simulator CPU {figures['simulator_cpu_s']:.1f} s"
+    )
+    print(f"outcomes: {figures['outcomes']}; plan empty: {figures['plan_empty']}")
+    for reason in figures["reasons"]:
+        print(f"  {reason}")
+    checks = {
+        "0 throttled": throttled == 0,
+        "wall <= 120 s": figures["wall_s"] <= 120,
+        "peak RSS <= 1 GB": figures["peak_rss_mb"] <= 1024,
+        "CPU <= 1 s per 1,000 configs": cpu_per_1000 <= 1.0,
+        "converged (the plan is empty)": figures["plan_empty"],
+    }
+    missed = [name for name, ok in checks.items() if not ok]
+    print("targets: " + ("all met" if not missed else "missed: " + ", ".join(missed)))
+    return 1 if missed else 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--configs", type=int, default=50_000)
+    parser.add_argument("--unmanaged", type=int, default=100_000)
+    parser.add_argument("--latency-ms", type=float, default=25.0)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--profile", metavar="FILE", help="write a cProfile of the sweep's process to FILE")
+    parser.add_argument("--sweep", action="store_true", help=argparse.SUPPRESS)  # the measured process
+    args = parser.parse_args()
+    if args.sweep:
+        print(json.dumps(asyncio.run(sweep())))
+        return 0
+    return asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
