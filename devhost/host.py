@@ -43,6 +43,7 @@ class HostOptions:
     route_prefix: str = "api"
     max_concurrent_calls: int = 16  # the host's default is 16 per core
     max_concurrent_sessions: int = 8
+    max_message_batch_size: int = 1000  # messages per invocation of a `cardinality="many"` trigger
     session_idle_timeout: float = 60.0  # the SDK's default wait for the next message of a session
     max_auto_lock_renewal: float = 300.0
     log_levels: Mapping[str, int] | None = None
@@ -62,6 +63,7 @@ class HostOptions:
                 route_prefix=str(extensions.get("http", {}).get("routePrefix", cls.route_prefix)).strip("/"),
                 max_concurrent_calls=int(bus.get("maxConcurrentCalls", cls.max_concurrent_calls)),
                 max_concurrent_sessions=int(bus.get("maxConcurrentSessions", cls.max_concurrent_sessions)),
+                max_message_batch_size=int(bus.get("maxMessageBatchSize", cls.max_message_batch_size)),
                 session_idle_timeout=_seconds(bus.get("sessionIdleTimeout"), cls.session_idle_timeout),
                 max_auto_lock_renewal=_seconds(
                     bus.get("maxAutoLockRenewalDuration"), cls.max_auto_lock_renewal

@@ -41,6 +41,7 @@ class ServiceBusFunction:
     queue: str
     connection: str  # the name of the app setting that holds the connection
     sessions: bool
+    batch: bool = False  # cardinality "many": a list of messages per invocation
 
 
 @dataclass(frozen=True)
@@ -117,8 +118,6 @@ def _typed(name: str, function: func.Function, settings: Mapping[str, str]) -> S
     if unserved:
         kinds = ", ".join(f"{b['type']} ({b['direction']})" for b in unserved)
         raise NotServed(f"devhost serves trigger bindings only; this function also has {kinds}")
-    if trigger.get("cardinality", "one") != "one":
-        raise NotServed("devhost delivers one message per invocation (cardinality 'one')")
     handler, arg_name = function.get_user_function(), str(trigger["name"])
     match trigger["type"]:
         case "serviceBusTrigger":
@@ -126,7 +125,7 @@ def _typed(name: str, function: func.Function, settings: Mapping[str, str]) -> S
                 raise NotServed("topic subscriptions are not served (the Service Bus peer has no topics)")
             return ServiceBusFunction(
                 name, handler, arg_name, trigger["queueName"], trigger["connection"],
-                bool(trigger.get("isSessionsEnabled", False)),
+                bool(trigger.get("isSessionsEnabled", False)), _batch(trigger),
             )  # fmt: skip
         case "timerTrigger":
             schedule = Schedule.parse(trigger["schedule"])
@@ -143,3 +142,12 @@ def _typed(name: str, function: func.Function, settings: Mapping[str, str]) -> S
             )
         case other:
             raise NotServed(f"devhost does not serve {other} bindings")
+
+
+def _batch(trigger: Mapping[str, Any]) -> bool:
+    cardinality = str(trigger.get("cardinality", "one")).lower()
+    if cardinality not in ("one", "many"):
+        raise NotServed(f"cardinality {cardinality!r}: expected 'one' or 'many'")
+    if cardinality == "many" and trigger.get("isSessionsEnabled"):
+        raise NotServed("batches from a session-enabled queue are not served")
+    return cardinality == "many"

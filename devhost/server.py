@@ -79,4 +79,4 @@ class DevHost:
 
     async def _invoke_quietly(self, function: ServiceBusFunction, given: str) -> None:
         with suppress(Exception):  # invoke logged it; an admin call has no message to settle
-            await invoke(function, message_from_input(given), ADMIN_REASON)
+            await invoke(function, message_from_input(function, given), ADMIN_REASON)

@@ -2,9 +2,11 @@
 
 Per function, `maxConcurrentCalls` receivers (or `maxConcurrentSessions` session receivers, each
 holding the next available session until it is idle for `sessionIdleTimeout`) in peek-lock mode,
-one message per invocation, locks renewed up to `maxAutoLockRenewalDuration`. As the host does with
-`autoCompleteMessages` (the default), a message is completed when the function returns and abandoned
-when it raises; dead-lettering at the queue's max delivery count is the broker's job.
+one message per invocation, locks renewed up to `maxAutoLockRenewalDuration`. A `cardinality="many"`
+trigger gets, from one receiver, a list of what has arrived (up to `maxMessageBatchSize`) per
+invocation. As the host does with `autoCompleteMessages` (the default), the messages of an
+invocation are completed when the function returns and abandoned when it raises; dead-lettering at
+the queue's max delivery count is the broker's job.
 """
 
 from __future__ import annotations
@@ -73,11 +75,13 @@ def as_function_message(message: ServiceBusReceivedMessage) -> func.ServiceBusMe
     )
 
 
-def message_from_input(given: str) -> func.ServiceBusMessage:
-    """A queue trigger's argument for the host's admin call: the input is the message body."""
-    return ServiceBusMessage(
+def message_from_input(function: ServiceBusFunction, given: str) -> object:
+    """A queue trigger's argument for the host's admin call: the input is the message body (a list
+    of that one message for a batch trigger)."""
+    message = ServiceBusMessage(
         body=given.encode(), message_id=uuid.uuid4().hex, application_properties={}, user_properties={}
     )
+    return [message] if function.batch else message
 
 
 def _text(key: object) -> str:
@@ -95,8 +99,9 @@ class QueueListener:
     async def run(self, stopping: asyncio.Event) -> None:
         if self.function.sessions:
             workers = [self._sessions(stopping) for _ in range(self.options.max_concurrent_sessions)]
-        else:
-            workers = [self._messages(stopping) for _ in range(self.options.max_concurrent_calls)]
+        else:  # batches come from one receive loop, as the host's batch listener has
+            calls = 1 if self.function.batch else self.options.max_concurrent_calls
+            workers = [self._messages(stopping) for _ in range(calls)]
         try:
             await asyncio.gather(*workers)
         finally:
@@ -131,28 +136,31 @@ class QueueListener:
                 await receiver.close()  # releases the session
 
     async def _drain(self, receiver: ServiceBusReceiver, stopping: asyncio.Event, idle: float | None) -> None:
+        count = self.options.max_message_batch_size if self.function.batch else 1
         while True:
             received = await until_stopped(
-                stopping, receiver.receive_messages(max_message_count=1, max_wait_time=idle)
+                stopping, receiver.receive_messages(max_message_count=count, max_wait_time=idle)
             )
             if not received:  # stopping, or the session is idle
                 return
-            await self._deliver(receiver, received[0])
+            await self._deliver(receiver, received)
 
-    async def _deliver(self, receiver: ServiceBusReceiver, message: ServiceBusReceivedMessage) -> None:
+    async def _deliver(self, receiver: ServiceBusReceiver, messages: list[ServiceBusReceivedMessage]) -> None:
         reason = f"New ServiceBus message detected on '{self.function.queue}'."
+        given = [as_function_message(m) for m in messages]
         try:
-            await invoke(self.function, as_function_message(message), reason)
+            await invoke(self.function, given if self.function.batch else given[0], reason)
         except Exception:
             settle = receiver.abandon_message  # delivered again, up to the queue's max delivery count
         else:
             settle = receiver.complete_message
-        try:
-            await settle(message)
-        except ServiceBusError as error:  # e.g. the lock was lost: the broker delivers it again
-            log.warning(
-                "could not settle message %s on %s: %s", message.message_id, self.function.queue, error
-            )
+        for message in messages:
+            try:
+                await settle(message)
+            except ServiceBusError as error:  # e.g. the lock was lost: the broker delivers it again
+                log.warning(
+                    "could not settle message %s on %s: %s", message.message_id, self.function.queue, error
+                )
 
     async def _lost(self, error: ServiceBusError, stopping: asyncio.Event) -> None:
         log.warning("Service Bus listener for %s: %s; reconnecting", self.function.name, error)

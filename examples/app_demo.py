@@ -7,7 +7,12 @@ DEVHOST_URL, DEVHOST_FUNCTION_KEY, DEVHOST_MASTER_KEY and the simulator's WIF_* 
 1. a ticketing system sends one upsert ticket per connection of examples/configs.yaml to `requests`;
    the app validates and records each, reconciles it, and the outcome is read back over HTTP;
 2. drift is injected (examples/inject_drift.py); a dry run through the HTTP API shows it;
-3. the drift sweep runs on demand (the host's admin call) and repairs it; a dry run shows nothing left.
+3. the drift sweep runs on demand (the host's admin call) and repairs it; a dry run shows nothing left;
+4. the simulator's Event Grid events now go to the `events` queue (as infra/'s event subscription
+   delivers them); a person removes a role assignment and the event, not the sweep, repairs it in
+   seconds;
+5. each config's history (GET /api/configs/{id}/history) says what was repaired, by which source
+   (`sweep`, `arm-event`) and who made the change.
 Exit code 1 when a step does not end as it should.
 """
 
@@ -27,11 +32,16 @@ from azure.servicebus import ServiceBusMessage
 from azure.servicebus.aio import ServiceBusClient
 from inject_drift import main as inject_drift  # examples/, this script's folder
 
+from cloudsim.testing import AdminClient  # inject_drift put the repository on sys.path
+
 ROOT = Path(__file__).resolve().parents[1]
 SERVICE_BUS = "ServiceBusConnection"  # the app's setting, which the demo's tickets use too
 
 FINISHED = {"applied", "failed", "rejected"}
 PATIENCE = 60.0  # seconds for each step to end before the demo gives up
+# Step 4's drift: the Reader assignment of fabrikam/storefront/deploy-web (examples/configs.yaml).
+EVENT_DRIFT_CONFIG = "fabrikam/storefront/deploy-web"
+EVENT_DRIFT_SCOPE = "/subscriptions/9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d/resourceGroups/rg-web"
 
 
 class DemoFailed(Exception):
@@ -124,6 +134,46 @@ async def wait_until_repaired(api: Api) -> None:
         await asyncio.sleep(0.5)
 
 
+async def assignment_at(admin: AdminClient, scope: str) -> str:
+    """The id of the one role assignment at exactly this scope."""
+    state = await admin.dump_state()
+    found = [ra for ra in state["role_assignments"] if ra["scope"].lower() == scope.lower()]
+    if len(found) != 1:
+        raise DemoFailed(f"expected one role assignment at {scope}, found {len(found)}")
+    return f"{found[0]['scope']}/providers/Microsoft.Authorization/roleAssignments/{found[0]['name']}"
+
+
+async def wait_for_event_repair(api: Api, config_id: str) -> dict[str, Any]:
+    """The config's newest history entry once it is a repair by an ARM event."""
+    deadline = time.monotonic() + PATIENCE
+    while True:
+        status, found = await api.get(f"configs/{config_id.replace('/', '~')}/history")
+        if status == 200 and found["repairs"] and found["repairs"][0]["source"] == "arm-event":
+            repair: dict[str, Any] = found["repairs"][0]
+            return repair
+        if time.monotonic() > deadline:
+            raise DemoFailed(f"no event repaired {config_id} within {PATIENCE:.0f} s: {status} {found}")
+        await asyncio.sleep(0.3)
+
+
+async def show_history(api: Api, config_id: str) -> None:
+    status, found = await api.get(f"configs/{config_id.replace('/', '~')}/history")
+    if status != 200:
+        raise DemoFailed(f"GET .../history of {config_id} answered {status}: {found}")
+    print(config_id)
+    for repair in found["repairs"]:
+        who = f", changed by {repair['actor']}" if repair["actor"] else ""
+        print(
+            f"  detected {repair['detectedAt'][11:19]}, repaired {repair['repairedAt'][11:19]} "
+            f"by {repair['source']}{who}: {actions(repair)}"
+        )
+
+
+def actions(repair: dict[str, Any]) -> str:
+    """The kinds of action a repair applied, e.g. `create-role-assignment`."""
+    return ", ".join(change.split(" ", 1)[0] for change in repair["changes"])
+
+
 async def main() -> None:
     async with aiohttp.ClientSession() as session:
         api = Api(session)
@@ -154,8 +204,23 @@ async def main() -> None:
         )
         await show_status(api, tickets)  # the sweep's reconcile recorded what it did
 
-        # HISTORY (issue 13): once the app keeps each config's history, read it back here, e.g.
-        # GET /api/configs/contoso~payments~kv-reader/history, and print the drift and its repair.
+        print("\n== 4. drift events: Event Grid now delivers role-assignment changes to the `events` queue")
+        admin = AdminClient(os.environ["WIF_SIMULATOR_ADMIN_URL"], Path(os.environ["REQUESTS_CA_BUNDLE"]))
+        await admin.deliver_events_to(os.environ[SERVICE_BUS], "events")
+        started = time.monotonic()
+        await admin.delete_role_assignment(await assignment_at(admin, EVENT_DRIFT_SCOPE))
+        print(f"drift: a person removed the Reader assignment of {EVENT_DRIFT_CONFIG} in the portal")
+        repair = await wait_for_event_repair(api, EVENT_DRIFT_CONFIG)
+        if left := unsettled(await api.dry_run()):
+            raise DemoFailed(f"drift left after the event's repair: {left}")
+        print(
+            f"repaired by the event in {time.monotonic() - started:.1f} s ({actions(repair)}), no sweep: "
+            "a dry run through the API finds nothing to do"
+        )
+
+        print("\n== 5. who changed what: GET /api/configs/{id}/history, newest first")
+        for _, config_id in tickets:
+            await show_history(api, config_id)
 
         status, _ = await api.get("requests/CHG0000001", key=False)
         print(f"\nwithout a function key: GET /api/requests/CHG0000001 -> {status}")

@@ -6,7 +6,9 @@
 #    and devhost, the local stand-in for `func start` that runs function_app.py;
 # 2. examples/app_demo.py: tickets for examples/configs.yaml go to the `requests` queue and come out
 #    reconciled, read back over the HTTP API with a function key; drift is injected and the drift
-#    sweep, run on demand, repairs it;
+#    sweep, run on demand, repairs it; then the simulator's events go to the `events` queue, a person
+#    removes a role assignment and the event repairs it in seconds; each config's history says who
+#    changed what and which source (sweep or event) repaired it;
 # 3. the CLI on the same tenant: drift again, `plan` shows it, `apply` repairs it.
 # Every process it starts is stopped on exit or Ctrl-C.
 set -euo pipefail
@@ -59,6 +61,8 @@ export ServiceBusConnection
 ServiceBusConnection=$(head -n 1 "$run_dir/peer.out")  # for the tickets examples/app_demo.py sends
 
 # The app's settings, as local.settings.json gives them to `func start` (see local.settings.sample.json).
+# WIF_RECONCILER_IDENTITIES: the demo tenant's identity (caller_object_id of examples/tenant.yaml)
+# and its id in the simulator's ADO (cloudsim/events.py), so events of the app's own repairs are dropped.
 cat > "$run_dir/local.settings.json" <<JSON
 {
   "IsEncrypted": false,
@@ -67,7 +71,9 @@ cat > "$run_dir/local.settings.json" <<JSON
     "ServiceBusConnection": "$ServiceBusConnection",
     "WIF_TABLE_CONNECTION_STRING": "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;TableEndpoint=http://127.0.0.1:$azurite_port/devstoreaccount1;",
     "WIF_POLICY_FILE": "policy.yaml",
-    "DRIFT_SCHEDULE": "0 */30 * * * *"
+    "DRIFT_SCHEDULE": "0 */30 * * * *",
+    "WIF_RECONCILER_IDENTITIES": "d1000000-0000-4000-8000-00000000a11c,00000000-0000-0000-0000-00000000aaaa",
+    "EVENT_COALESCE_SECONDS": "2"
   }
 }
 JSON
@@ -81,7 +87,7 @@ cat "$run_dir/devhost.out"
 
 $py examples/app_demo.py || fail "the app did not do its job (examples/app_demo.py)"
 
-echo; echo "== 4. the CLI on the same tenant: drift again, plan it, apply it"
+echo; echo "== 6. the CLI on the same tenant: drift again, plan it, apply it"
 reconcile() {  # exit code 1 means drift or failures: expected in the middle of the demo
   local status=0
   $py -m reconciler "$@" --configs examples/configs.yaml --policy policy.yaml --cloud simulator --pipelines || status=$?

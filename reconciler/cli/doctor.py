@@ -11,7 +11,9 @@ portal step that grants it:
   project the configs and the policy name (Permissions - Has Permissions);
 - Azure RBAC: at each target scope, role assignments write and delete, by the effective permissions
   of the roles assigned to it at or above the scope (not by a role's name);
-- the app's tables and queues: they exist and it may read them (tables) and receive (queues).
+- the app's tables and queues: they exist and it may read them (tables) and receive (queues);
+- drift events: the `events` queue; the Event Grid event subscription on each target subscription is
+  not read (doctor does not check Event Grid): a line per subscription says how to verify it.
 
 Exit codes: 0 everything is in place, 1 something is missing or could not be checked, 2 bad input
 or settings (the policy, the configs, the cloud settings).
@@ -25,7 +27,7 @@ import json
 import os
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from azure.core.credentials_async import AsyncTokenCredential
@@ -63,7 +65,7 @@ from reconciler.documents import load_configs, load_policy
 from reconciler.engine.run import default_credential
 from reconciler.failures import Failure, NotFound
 from reconciler.state.probes import check_queues, check_tables
-from reconciler.state.queues import QueueSettingsError
+from reconciler.state.queues import EVENTS_QUEUE, QueueSettingsError
 
 EXIT_OK, EXIT_MISSING, EXIT_BAD_INPUT = 0, 1, 2
 DEFAULT_POLICY = "policy.yaml"
@@ -89,8 +91,6 @@ class Doctor:
 
 Check = Callable[[Doctor], Awaitable[list[Finding]]]
 # Checks other parts of the product add to the report, as (area, check): each returns its findings.
-# Issue 13's event subscriptions are to add theirs here once they exist; until then nothing is
-# reported for them.
 EXTRA_CHECKS: list[tuple[str, Check]] = []
 
 
@@ -165,6 +165,7 @@ async def diagnose(
             ("Azure RBAC", _rbac),
             ("Tables", _tables),
             ("Service Bus", _queues),
+            (DRIFT_EVENTS, _drift_events),
             *EXTRA_CHECKS,
         ]
         found = await asyncio.gather(*(_guarded(area, check, doctor) for area, check in checks))
@@ -379,6 +380,42 @@ async def _queues(doctor: Doctor) -> list[Finding]:
     return await check_queues(doctor.settings, doctor.credential)
 
 
+# ---------------------------------------------------------------- drift events
+
+DRIFT_EVENTS = "Drift events"
+EVENT_SUBSCRIPTION = "wif-role-assignments"  # infra/app/events-topic-subscription.bicep
+
+
+async def _drift_events(doctor: Doctor) -> list[Finding]:
+    """The `events` queue, and a line per target subscription saying how to verify its Event Grid
+    event subscription, which doctor does not read (docs/doctor.md, "Not checked")."""
+    queue = await check_queues(doctor.settings, doctor.credential, [EVENTS_QUEUE])
+    findings = [replace(f, area=DRIFT_EVENTS) for f in queue]
+    scopes, unexpanded = target_scopes(doctor.policy, doctor.configs)
+    subscriptions = sorted({str(s.subscription) for s in scopes if s.subscription is not None})
+    if unexpanded and not subscriptions:
+        findings.append(
+            _skipped(DRIFT_EVENTS, "event subscriptions", "no config names a subscription: give --configs")
+        )
+    findings += [_event_subscription_unchecked(subscription) for subscription in subscriptions]
+    return findings
+
+
+def _event_subscription_unchecked(subscription: str) -> Finding:
+    return Finding(
+        DRIFT_EVENTS,
+        f"Event Grid event subscription {EVENT_SUBSCRIPTION} on subscription {subscription}",
+        Verdict.SKIPPED,
+        "not checked by doctor (it does not read Event Grid); verify: "
+        f"az eventgrid system-topic list --subscription {subscription} "
+        "--query \"[?topicType=='Microsoft.Resources.Subscriptions'].[name,resourceGroup]\" -o tsv, then "
+        f"az eventgrid system-topic event-subscription show --name {EVENT_SUBSCRIPTION} "
+        f"--system-topic-name <name> --resource-group <resourceGroup> --subscription {subscription} "
+        "--query deliveryWithResourceIdentity.destination.resourceId: the `events` queue; "
+        "absent: azd provision (driftEvents=true)",
+    )
+
+
 # ---------------------------------------------------------------- output
 
 
@@ -416,6 +453,8 @@ def _as_table(principal_id: str | None, findings: Sequence[Finding]) -> str:
         )
     else:
         lines.append("Everything the reconciler needs is in place.")
+    if skipped := sum(f.verdict is Verdict.SKIPPED for f in findings):
+        lines.append(f"{skipped} not checked by doctor ([skipped]): each line says how to verify it.")
     return "\n".join(lines)
 
 

@@ -39,7 +39,7 @@ class Verdict(StrEnum):
     OK = "ok"
     MISSING = "missing"  # the identity lacks it: `fix` says how to grant it
     ERROR = "error"  # it could not be checked (unreachable, refused, malformed settings)
-    SKIPPED = "skipped"  # nothing to check here, and why
+    SKIPPED = "skipped"  # nothing to check here, or doctor does not check it: why, and how to verify
 
 
 @dataclass(frozen=True)

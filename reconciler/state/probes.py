@@ -9,7 +9,7 @@ sending, which a check that changes nothing cannot do: both are left unchecked, 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import (
@@ -91,14 +91,17 @@ async def _check_table(service: TableServiceClient, name: str, where: str) -> Fi
     return Finding("Tables", subject, Verdict.OK, "exists and is readable")
 
 
-async def check_queues(settings: Mapping[str, str], credential: AsyncTokenCredential) -> list[Finding]:
-    """One finding per queue the app uses; one error line instead when Service Bus cannot be reached."""
+async def check_queues(
+    settings: Mapping[str, str], credential: AsyncTokenCredential, names: Sequence[str] = QUEUES
+) -> list[Finding]:
+    """One finding per queue (default: each the app uses); one error line instead when Service Bus
+    cannot be reached."""
     if not (settings.get(CONNECTION_SETTING) or settings.get(NAMESPACE_SETTING)):
         return [_not_configured("Service Bus", f"{NAMESPACE_SETTING} or {CONNECTION_SETTING}")]
     where = settings.get(NAMESPACE_SETTING) or "the Service Bus connection string's namespace"
     findings: list[Finding] = []
     async with Queues.from_settings(settings, retry_total=0, credential=credential) as queues:
-        for queue in QUEUES:
+        for queue in names:
             finding = await _check_queue(queues, queue, where)
             if finding.verdict is Verdict.ERROR:
                 return [finding]

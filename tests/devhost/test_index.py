@@ -62,6 +62,25 @@ def test_any_app_is_indexed_from_its_bindings_with_settings_resolved() -> None:
     assert "queue (OUT)" in skipped["forward"]
 
 
+def test_a_batch_trigger_is_served_with_lists_of_messages_and_not_from_a_session_queue() -> None:
+    app = func.FunctionApp()
+
+    @app.service_bus_queue_trigger(
+        arg_name="batch", queue_name="events", connection="Bus", cardinality="many"
+    )
+    async def events(batch: list[func.ServiceBusMessage]) -> None: ...
+
+    @app.service_bus_queue_trigger(
+        arg_name="batch", queue_name="work", connection="Bus", cardinality="many", is_sessions_enabled=True
+    )
+    async def sessions(batch: list[func.ServiceBusMessage]) -> None: ...
+
+    indexed = index(app, {})
+    (served,) = indexed.functions
+    assert isinstance(served, ServiceBusFunction) and (served.name, served.batch) == ("events", True)
+    assert dict(indexed.skipped) == {"sessions": "batches from a session-enabled queue are not served"}
+
+
 def test_a_binding_naming_a_missing_setting_is_not_served_and_says_which() -> None:
     indexed = index(an_app(), {"NIGHTLY": "0 0 3 * * *"})
     assert (

@@ -1,5 +1,6 @@
 """devhost started as `scripts/demo.sh` starts it, against the simulator, Azurite and the Service Bus peer:
-a ticket goes in on the `requests` queue and its outcome comes back over HTTP with a function key."""
+a ticket goes in on the `requests` queue and its outcome comes back over HTTP with a function key; a
+drift event on the `events` queue is repaired and the config's history names who made the change."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import pytest
 from azure.servicebus import ServiceBusMessage
 from azure.servicebus.aio import ServiceBusClient
 
+from cloudsim.events import ADO_CALLER_ID, PERSON
 from cloudsim.testing import SAMPLE_SUBSCRIPTION, RunningSimulator
 from servicebus_peer import ServiceBusPeer
 
@@ -64,6 +66,8 @@ async def devhost(
         "ServiceBusConnection": servicebus_peer.connection_string,
         "WIF_POLICY_FILE": str(tmp_path / "policy.yaml"),
         "DRIFT_SCHEDULE": "0 0 3 * * *",
+        "WIF_RECONCILER_IDENTITIES": f"{cloud_env.world.caller_object_id},{ADO_CALLER_ID}",
+        "EVENT_COALESCE_SECONDS": "0",
         **table_settings,
     }
     settings = tmp_path / "local.settings.json"
@@ -186,3 +190,46 @@ async def test_the_sweep_runs_on_demand_with_the_master_key_and_a_failing_messag
     assert letter.dead_letter_reason == "MaxDeliveryCountExceeded" and letter.delivery_count == 5
     assert devhost.log.read_text().count("Executed 'Functions.reconcile_apps' (Failed") == 5
     assert devhost.stop() == 0
+
+
+async def test_a_drift_event_is_repaired_through_devhost_and_the_history_names_who_made_the_change(
+    devhost: Running,
+) -> None:
+    seeded = await devhost.sim.admin.seed_application("sc-payments-kv-reader")
+    await send(devhost.peer.connection_string, "requests", ticket(devhost.sim, seeded["appId"], "CHG0002"))
+    history_url = f"{devhost.url}/api/configs/contoso~payments~kv-reader/history"
+    key = {"x-functions-key": devhost.function_key}
+    async with aiohttp.ClientSession() as http:
+        assert (await poll_request(http, devhost, "CHG0002"))["outcome"] == "applied"
+        async with http.get(history_url) as no_key:
+            assert no_key.status == 401
+        async with http.get(history_url, headers=key) as empty:
+            assert (empty.status, (await empty.json())["repairs"]) == (200, [])  # a ticket is not drift
+
+        await devhost.sim.admin.deliver_events_to(devhost.peer.connection_string)
+        try:
+            (grant,) = [ra for ra in devhost.sim.world.role_assignments if ra.scope.lower() == VAULT.lower()]
+            await devhost.sim.admin.delete_role_assignment(
+                f"{grant.scope}/providers/Microsoft.Authorization/roleAssignments/{grant.name}"
+            )
+            repairs = await poll_history(http, devhost, history_url)
+        finally:
+            await devhost.sim.admin.deliver_events_to(None)
+    (repair,) = repairs
+    assert repair["source"] == "arm-event" and repair["changes"][0].startswith("create-role-assignment ")
+    assert PERSON["upn"] in repair["actor"]
+    assert [ra.scope.lower() for ra in devhost.sim.world.role_assignments].count(VAULT.lower()) == 1
+    assert "Executed 'Functions.drift_events' (Succeeded" in devhost.log.read_text()
+    assert devhost.peer.messages("events") == []  # the batch was completed
+    assert devhost.stop() == 0
+
+
+async def poll_history(http: aiohttp.ClientSession, host: Running, url: str) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 60
+    while True:
+        async with http.get(url, headers={"x-functions-key": host.function_key}) as response:
+            repairs: list[dict[str, Any]] = (await response.json())["repairs"]
+        if repairs:
+            return repairs
+        assert time.monotonic() < deadline, f"no repair recorded:\n{host.log.read_text()}"
+        await asyncio.sleep(0.3)
