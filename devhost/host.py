@@ -44,6 +44,9 @@ class HostOptions:
     max_concurrent_calls: int = 16  # the host's default is 16 per core
     max_concurrent_sessions: int = 8
     session_idle_timeout: float = 60.0  # the SDK's default wait for the next message of a session
+    # How long accepting the next session waits for one with messages (the SDK's TryTimeout: its
+    # AcceptNextSession times out after it), so an idle receiver stays attached, ready.
+    try_timeout: float = 60.0
     max_auto_lock_renewal: float = 300.0
     log_levels: Mapping[str, int] | None = None
 
@@ -63,6 +66,7 @@ class HostOptions:
                 max_concurrent_calls=int(bus.get("maxConcurrentCalls", cls.max_concurrent_calls)),
                 max_concurrent_sessions=int(bus.get("maxConcurrentSessions", cls.max_concurrent_sessions)),
                 session_idle_timeout=_seconds(bus.get("sessionIdleTimeout"), cls.session_idle_timeout),
+                try_timeout=_seconds(bus.get("clientRetryOptions", {}).get("tryTimeout"), cls.try_timeout),
                 max_auto_lock_renewal=_seconds(
                     bus.get("maxAutoLockRenewalDuration"), cls.max_auto_lock_renewal
                 ),
