@@ -49,7 +49,7 @@ log = logging.getLogger("reconciler.app.events")
 MAX_EVENT_BYTES = 1024 * 1024  # Event Hubs' largest event; a Service Bus message is at most 256 KiB
 IDENTITIES_SETTING = "WIF_RECONCILER_IDENTITIES"
 COALESCE_SETTING = "EVENT_COALESCE_SECONDS"
-DEFAULT_COALESCE_SECONDS = 2.0
+DEFAULT_COALESCE_SECONDS = 1.0  # docs/events.md: why one second
 Delivery = Literal["event-grid", "entra"]
 
 
