@@ -11,6 +11,7 @@ from typing import Any
 
 import azure.functions as func
 import pytest
+from azure.functions.timer import TimerRequest
 
 import function_app
 from cloudsim.events import ADO_CALLER_ID, PERSON
@@ -20,6 +21,7 @@ from reconciler.app import http_api
 from servicebus_peer import PeerMessage, ServiceBusPeer
 from tests.app.test_app_triggers import POLICY, App, as_the_host_passes_it
 from tests.app_settings import settle_app_settings
+from tests.azurite import TableRequests
 
 CONFIG = "contoso/payments/kv-reader"
 
@@ -109,7 +111,7 @@ async def test_a_role_assignment_deleted_by_hand_is_restored_and_the_history_say
 
 
 async def test_what_a_ticket_just_created_is_repaired_through_its_event_before_any_sweep(
-    app: EventsApp,
+    app: EventsApp, table_settings: dict[str, str]
 ) -> None:
     """The pass that creates an application, its principal, connection and role assignment indexes
     them from what it wrote, so a deletion right after (no sweep has observed them) is repaired."""
@@ -117,6 +119,10 @@ async def test_what_a_ticket_just_created_is_repaired_through_its_event_before_a
     ticket = app.ticket("CHG0002", application=created)
     await function_app.ticket_requests(func.ServiceBusMessage(body=ticket))
     assert await app.deliver_reconciles() == 1
+    tables = TableRequests.of(table_settings)
+    tables.mark()
+    await function_app.drift_sweep(TimerRequest(past_due=False))
+    assert tables.writes_since_mark() == []  # the index already holds all that the sweep observes
     [application] = [a for a in app.sim.world.applications if a.display_name == created["displayName"]]
     [principal] = [s for s in app.sim.world.service_principals if s.app_id == application.app_id]
     [assignment] = [ra for ra in app.sim.world.role_assignments if ra.principal_id == principal.id]
