@@ -14,7 +14,7 @@ Three cases, each printed with wall, CPU, peak RSS, requests per API and its tar
 
 Exits 1 if a target is missed.
 
-    .venv/bin/python bench/events.py [--configs 140] [--latency-ms 25] [--coalesce-seconds 2]
+    .venv/bin/python bench/events.py [--configs 140] [--latency-ms 25] [--coalesce-seconds 1]
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import io
 import json
 import logging
@@ -42,16 +43,18 @@ sys.path.insert(0, str(REPO_ROOT))
 
 import azure.functions as func  # noqa: E402 - after making the repo importable
 from azure.functions.servicebus import ServiceBusMessage as HostMessage  # noqa: E402
-from azure.servicebus import NEXT_AVAILABLE_SESSION, ServiceBusMessage, ServiceBusReceivedMessage  # noqa: E402
+from azure.servicebus import ServiceBusMessage, ServiceBusReceivedMessage  # noqa: E402
 from azure.servicebus.aio import ServiceBusClient  # noqa: E402
-from azure.servicebus.exceptions import OperationTimeoutError, SessionCannotBeLockedError  # noqa: E402
 from reconcile import peak_rss_mb, start_bench_tenant  # noqa: E402 - bench/ is on the path
 
 import function_app  # noqa: E402
 from cloudsim.events import ADO_CALLER_ID, PERSON, connection_audit_event, role_assignment_event  # noqa: E402
 from cloudsim.generate import ROLES  # noqa: E402
+from devhost.host import HostOptions  # noqa: E402
+from devhost.index import ServiceBusFunction, index  # noqa: E402
+from devhost.servicebus import QueueListener  # noqa: E402
 from reconciler.app import context as app_context  # noqa: E402
-from reconciler.app.events import EventsOutcome  # noqa: E402
+from reconciler.app.events import DEFAULT_COALESCE_SECONDS, EventsOutcome  # noqa: E402
 from reconciler.cli.table_commands import import_configs  # noqa: E402
 from reconciler.core.model import FederationConfig  # noqa: E402
 from reconciler.core.sharding import shard  # noqa: E402
@@ -59,7 +62,6 @@ from reconciler.state.queues import Queues  # noqa: E402
 from servicebus_peer import QueueSpec, running_peer  # noqa: E402
 from tests.azurite import connection_string, start_azurite, stop_azurite  # noqa: E402
 
-SESSION_WORKERS = 8  # the Service Bus extension's maxConcurrentSessions default
 BATCH = 100
 QUEUES = (
     QueueSpec("requests", max_delivery_count=5, lock_duration=30.0),
@@ -95,20 +97,48 @@ class Outcomes(logging.Handler):
 
 
 class Host:
-    """Receives as the Functions host does and calls the trigger functions; counts the passes."""
+    """Receives as the Functions host does and calls the trigger functions; counts the passes.
 
-    def __init__(self, connection: str) -> None:
+    `reconcile` through devhost's listener, the Service Bus extension's session processor with
+    host.json's options: `maxConcurrentSessions` receivers, each waiting (attached) up to
+    `tryTimeout` for the next available session and holding it until it is idle for
+    `sessionIdleTimeout`. `events` in batches with prefetch, as the host does for
+    `cardinality="many"` (devhost serves one message per invocation only)."""
+
+    def __init__(self, connection: str, settings: dict[str, str]) -> None:
         self.connection = connection
         self.passes = Counter[str]()
         self.busy = 0
         self.errors = Counter[str]()  # what the triggers raised (the host would log it and redeliver)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        reconcile = index(function_app.app, settings).named("reconcile_apps")
+        assert isinstance(reconcile, ServiceBusFunction) and reconcile.sessions
+        self.options = HostOptions.read(REPO_ROOT / "host.json")
+        self._reconcile = QueueListener(
+            dataclasses.replace(reconcile, handler=self._counted(reconcile.handler)), connection, self.options
+        )
+
+    def _counted(self, handler: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+        async def reconcile_apps(message: func.ServiceBusMessage) -> None:
+            self.busy += 1
+            try:
+                self.passes[json.loads(message.get_body())["reason"]] += 1
+                await handler(message=message)
+            except Exception as error:  # devhost abandons it, so it is delivered again
+                self.errors[f"reconcile_apps: {type(error).__name__}: {error}"[:200]] += 1
+                raise
+            finally:
+                self.busy -= 1
+
+        return reconcile_apps
 
     async def __aenter__(self) -> Host:
         self.client = ServiceBusClient.from_connection_string(self.connection)
-        self._tasks = [asyncio.create_task(self._sessions()) for _ in range(SESSION_WORKERS)]
-        self._tasks.append(asyncio.create_task(self._events()))
+        self._tasks = [
+            asyncio.create_task(self._reconcile.run(self._stop)),
+            asyncio.create_task(self._events()),
+        ]
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -118,28 +148,6 @@ class Host:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.client.close()
-
-    async def _sessions(self) -> None:
-        while not self._stop.is_set():
-            try:
-                receiver = self.client.get_queue_receiver(
-                    "reconcile", session_id=NEXT_AVAILABLE_SESSION, max_wait_time=0.5, prefetch_count=10
-                )
-                async with receiver:
-                    while batch := await receiver.receive_messages(max_message_count=10, max_wait_time=0.3):
-                        for message in batch:
-                            self.busy += 1
-                            try:
-                                self.passes[json.loads(b"".join(message.body))["reason"]] += 1
-                                await function_app.reconcile_apps(host_message(message))
-                                await receiver.complete_message(message)
-                            except Exception as error:  # as the host: abandon, so it is delivered again
-                                self.errors[f"reconcile_apps: {type(error).__name__}: {error}"[:200]] += 1
-                                await receiver.abandon_message(message)
-                            finally:
-                                self.busy -= 1
-            except (OperationTimeoutError, SessionCannotBeLockedError):
-                continue
 
     async def _events(self) -> None:
         # Prefetch, as the Functions host does: without it the SDK releases a message that arrives
@@ -244,7 +252,7 @@ async def run(args: argparse.Namespace) -> int:
             await app_context.reset()
             await import_configs(settings, bench.configs, request_id="bench-import", out=io.StringIO())
             await bench.admin.deliver_events_to(peer.connection_string)
-            async with Host(peer.connection_string) as host:
+            async with Host(peer.connection_string, settings) as host:
                 # The scene: one pass per application creates what the configs want and writes the
                 # index; the simulator's events of those writes are the reconciler's own: dropped.
                 async with Queues.from_settings(settings) as queues:
@@ -432,7 +440,7 @@ def main() -> int:
     )
     parser.add_argument("--unmanaged", type=int, default=100, help="unmanaged apps in the tenant")
     parser.add_argument("--latency-ms", type=float, default=25.0)
-    parser.add_argument("--coalesce-seconds", type=float, default=2.0)
+    parser.add_argument("--coalesce-seconds", type=float, default=DEFAULT_COALESCE_SECONDS)
     parser.add_argument("--spacing", type=float, default=0.1, help="seconds between two deletions")
     parser.add_argument("--seed", type=int, default=7)
     return asyncio.run(run(parser.parse_args()))

@@ -45,6 +45,9 @@ class HostOptions:
     max_concurrent_sessions: int = 8
     max_message_batch_size: int = 1000  # messages per invocation of a `cardinality="many"` trigger
     session_idle_timeout: float = 60.0  # the SDK's default wait for the next message of a session
+    # How long accepting the next session waits for one with messages (the SDK's TryTimeout: its
+    # AcceptNextSession times out after it), so an idle receiver stays attached, ready.
+    try_timeout: float = 60.0
     max_auto_lock_renewal: float = 300.0
     log_levels: Mapping[str, int] | None = None
 
@@ -65,6 +68,7 @@ class HostOptions:
                 max_concurrent_sessions=int(bus.get("maxConcurrentSessions", cls.max_concurrent_sessions)),
                 max_message_batch_size=int(bus.get("maxMessageBatchSize", cls.max_message_batch_size)),
                 session_idle_timeout=_seconds(bus.get("sessionIdleTimeout"), cls.session_idle_timeout),
+                try_timeout=_seconds(bus.get("clientRetryOptions", {}).get("tryTimeout"), cls.try_timeout),
                 max_auto_lock_renewal=_seconds(
                     bus.get("maxAutoLockRenewalDuration"), cls.max_auto_lock_renewal
                 ),

@@ -1,7 +1,8 @@
 """Service Bus queue triggers: receive with azure-servicebus, invoke, settle as the host does.
 
 Per function, `maxConcurrentCalls` receivers (or `maxConcurrentSessions` session receivers, each
-holding the next available session until it is idle for `sessionIdleTimeout`) in peek-lock mode,
+waiting up to `clientRetryOptions.tryTimeout` for the next available session and holding it until it
+is idle for `sessionIdleTimeout`, as the extension's session processor does) in peek-lock mode,
 one message per invocation, locks renewed up to `maxAutoLockRenewalDuration`. A `cardinality="many"`
 trigger gets, from one receiver, a list of what has arrived (up to `maxMessageBatchSize`) per
 invocation. As the host does with `autoCompleteMessages` (the default), the messages of an
@@ -119,17 +120,17 @@ class QueueListener:
                 await self._lost(error, stopping)
 
     async def _sessions(self, stopping: asyncio.Event) -> None:
-        idle = self.options.session_idle_timeout
+        idle, accept_wait = self.options.session_idle_timeout, self.options.try_timeout
         while not stopping.is_set():
             receiver = self._client.get_queue_receiver(
-                self.function.queue, session_id=NEXT_AVAILABLE_SESSION, max_wait_time=idle,
+                self.function.queue, session_id=NEXT_AVAILABLE_SESSION, max_wait_time=accept_wait,
                 auto_lock_renewer=self._renewer, prefetch_count=0,
             )  # fmt: skip
             try:
                 if await until_stopped(stopping, receiver.__aenter__()) is not None:
                     await self._drain(receiver, stopping, idle=idle)  # until the session is idle
             except OperationTimeoutError:
-                pass  # no session had messages within the idle time: ask again
+                pass  # no session had messages within the try timeout: ask again
             except ServiceBusError as error:
                 await self._lost(error, stopping)
             finally:

@@ -148,7 +148,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         }
         {
           name: 'EVENT_COALESCE_SECONDS'
-          value: '2'
+          value: '1'
         }
         {
           name: 'ENTRA_AUDIT_HUB'

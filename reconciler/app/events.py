@@ -11,8 +11,9 @@ For each event of a delivery:
    message in the application's session after `EVENT_COALESCE_SECONDS`; the others send nothing
    (state/coalesce.py).
 
-After each reconcile pass, `after_pass` writes the index from what the pass observed and one
-history row per config whose drift it repaired, with the source and who made the change.
+After each reconcile pass, `after_pass` writes the index from what the pass observed and what it
+created, and one history row per config whose drift it repaired, with the source and who made the
+change.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from reconciler.core.events import (
     DriftEvent,
     EventInvalid,
     EventTrigger,
+    IndexKey,
     OwnIdentity,
     index_entries,
     parse_entra_records,
@@ -47,7 +49,7 @@ log = logging.getLogger("reconciler.app.events")
 MAX_EVENT_BYTES = 1024 * 1024  # Event Hubs' largest event; a Service Bus message is at most 256 KiB
 IDENTITIES_SETTING = "WIF_RECONCILER_IDENTITIES"
 COALESCE_SETTING = "EVENT_COALESCE_SECONDS"
-DEFAULT_COALESCE_SECONDS = 2.0
+DEFAULT_COALESCE_SECONDS = 1.0  # docs/events.md: why one second
 Delivery = Literal["event-grid", "entra"]
 
 
@@ -188,9 +190,11 @@ async def after_pass(
     started_at: datetime,
     now: datetime,
 ) -> None:
-    """The index from what the pass observed, and the history of the drift it repaired (a ticket's
-    changes are the request's record, not drift: state/requests.py keeps them)."""
-    await record_index(stores, [r.config for r in records if not r.deleted], report.observed)
+    """The index from what the pass observed and what it created or adopted (so an event about an
+    object made moments ago finds its application), and the history of the drift it repaired (a
+    ticket's changes are the request's record, not drift: state/requests.py keeps them)."""
+    configs = [r.config for r in records if not r.deleted]
+    await record_index(stores, configs, report.observed, written_by(configs, report))
     if request.reason == "ticket" or (request.reason == "follow-up" and request.request_id):
         return
     for outcome in report.outcomes:
@@ -211,11 +215,35 @@ async def after_pass(
         )  # fmt: skip
 
 
-async def record_index(stores: Stores, configs: Sequence[FederationConfig], observed: ObservedState) -> int:
-    """Writes the index for these configs from what a pass observed (rows this process wrote
-    before are not written again). A bulk sweep that observes every config should call it too:
-    the objects a pass creates are indexed only once a later pass has observed them."""
-    return await stores.index.record(index_entries(configs, observed))
+async def record_index(
+    stores: Stores,
+    configs: Sequence[FederationConfig],
+    observed: ObservedState,
+    written: Mapping[IndexKey, set[str]] | None = None,
+) -> int:
+    """Writes the index for these configs from what a pass observed, and `written`, what it created
+    (rows this process wrote before are not written again). A bulk sweep calls it too, for
+    configs no pass has reconciled yet (imported straight into the table)."""
+    entries = index_entries(configs, observed)
+    for key, app_keys in (written or {}).items():
+        entries.setdefault(key, set()).update(app_keys)
+    return await stores.index.record(entries)
+
+
+def written_by(configs: Sequence[FederationConfig], report: RunReport) -> dict[IndexKey, set[str]]:
+    """What the pass's actions created or adopted (the engine knows their ids from the answers to
+    its writes), mapped to the applications of the configs they serve: no extra request."""
+    app_keys = {c.id: c.application.key for c in configs}
+    entries: dict[IndexKey, set[str]] = {}
+    for outcome in report.outcomes:
+        app_key = app_keys.get(outcome.config_id)
+        if app_key is None:  # a retired config: its objects are being removed, not indexed
+            continue
+        for result in outcome.actions:
+            if result.outcome in {"applied", "adopted"}:
+                for key in result.written:
+                    entries.setdefault(key, set()).add(app_key)
+    return entries
 
 
 def _repair(

@@ -252,7 +252,7 @@ class ReconcilerService:
 
     async def _index(self, context: _PassContext, result: RunReport, report: SweepReport) -> None:
         """The event index from the sweep's observation, so events about configs that only the sweep
-        has seen (imported straight into the table, or created by a pass that ran before) find their
+        has seen (imported straight into the table, never reconciled by a pass) find their
         application. Rows already in the table are not written again: a converged sweep writes nothing."""
         try:
             await self._stores.index.seed()

@@ -21,6 +21,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from reconciler.adapters.ado import AdoAdapter, ConnectionSettings
 from reconciler.adapters.arm import ArmAdapter
@@ -34,7 +35,8 @@ from reconciler.core.actions import (
     PipelineAction,
     RoleAssignmentAction,
 )
-from reconciler.core.identifiers import ArmScope
+from reconciler.core.events import IndexKey, assignment_key
+from reconciler.core.identifiers import ArmScope, Guid
 from reconciler.core.issuers import Trust
 from reconciler.core.model import (
     TOKEN_EXCHANGE_AUDIENCE,
@@ -62,6 +64,9 @@ class ActionResult:
     outcome: str  # "applied", "adopted", "skipped", "failed"
     detail: str = ""
     seconds: float = 0.0
+    # What the action created or adopted, as events name it: the drift-event index learns these
+    # objects from the pass that made them (reconciler/app/events.py), not a later observation.
+    written: tuple[IndexKey, ...] = ()
 
 
 @dataclass
@@ -82,6 +87,15 @@ class _Group:
     # Shared by all groups of one apply: a connection belongs to one config, so to one group.
     connections: dict[tuple[str, str, str], ServiceConnection] = field(default_factory=dict)
     trusted: set[Trust] = field(default_factory=set)  # what this group's credential writes trust
+    written: list[IndexKey] = field(default_factory=list)  # what its actions created or adopted
+
+    def wrote(self, kind: Literal["application", "principal", "connection"], object_id: str) -> None:
+        if Guid.is_valid(object_id):
+            self.written.append(IndexKey(kind, object_id.lower()))
+
+    def wrote_assignment(self, scope: str, name: str) -> None:
+        if Guid.is_valid(name):
+            self.written.append(IndexKey("roleAssignment", assignment_key(scope, name)))
 
 
 class Applier:
@@ -140,7 +154,7 @@ class Applier:
                         ActionResult(action, "skipped", "an earlier action of its config failed")
                     )
                     continue
-                started = time.monotonic()
+                started, known = time.monotonic(), len(group.written)
                 try:
                     outcome = await self._run(action, group, observed)
                 except Failure as failure:
@@ -150,8 +164,9 @@ class Applier:
                         ActionResult(action, "failed", failure.message, time.monotonic() - started)
                     )
                     continue
+                written = tuple(group.written[known:])
                 result.results.append(
-                    ActionResult(action, outcome[0], outcome[1], time.monotonic() - started)
+                    ActionResult(action, outcome[0], outcome[1], time.monotonic() - started, written)
                 )
 
     async def _run(self, action: Action, group: _Group, observed: ObservedState) -> tuple[str, str]:
@@ -176,6 +191,7 @@ class Applier:
             group.object_id, group.app_id, created = await self._graph.upsert_application(
                 action.app.display_name, action.tags
             )
+            group.wrote("application", group.object_id)
             return ("applied" if created else "adopted"), f"app {group.app_id}"
         app_id = self._app_id(action.app.app_id, group)
         try:
@@ -185,8 +201,10 @@ class Applier:
             if app is None or app.service_principal_id is None:
                 raise
             group.principal_id = app.service_principal_id
+            group.wrote("principal", group.principal_id)
             return "adopted", f"principal {group.principal_id}"
         group.principal_created_at = time.monotonic()
+        group.wrote("principal", group.principal_id)
         return "applied", f"principal {group.principal_id}"
 
     def _app_id(self, planned: str | None, group: _Group) -> str:
@@ -319,8 +337,10 @@ class Applier:
             if existing is None:
                 raise failure from None
             group.connections[key.folded] = existing
+            group.wrote("connection", existing.id)
             return "adopted", f"connection {existing.id} already existed"
         group.connections[key.folded] = created
+        group.wrote("connection", created.id)
         return "applied", f"connection {created.id}"
 
     async def _find_connection(self, key: ConnectionKey) -> ServiceConnection | None:
@@ -385,9 +405,12 @@ class Applier:
                 await self._arm.create_assignment(
                     ArmScope.parse(action.scope), name, action.role_id, principal, action.description
                 )
+                group.wrote_assignment(action.scope, name)
                 return "applied", f"assignment {name}"
             except Conflict as conflict:
                 if conflict.code == "RoleAssignmentExists":
+                    # Same scope, role and principal: ARM names the one that holds them.
+                    group.wrote_assignment(action.scope, conflict.existing_id.rsplit("/", 1)[-1])
                     return "adopted", f"assignment {conflict.existing_id or 'already present'}"
                 raise
             except TemporaryFailure as failure:

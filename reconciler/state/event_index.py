@@ -1,8 +1,8 @@
 """Table federationindex: which applications an object named by events belongs to (docs/events.md).
 
-The reconciler writes it as it applies: after each pass, every object the pass observed for a
-config (its application's object id, its service principal, its connection, each scope it grants
-on) is mapped to the config's application key. An event names one such object, so mapping it to
+The reconciler writes it as it applies: after each pass, every object the pass observed or
+created for a config (its application's object id, its service principal, its connection, its
+role assignments) is mapped to the config's application key. An event names one such object, so mapping it to
 applications is **one indexed read**: a query on one PartitionKey (sha256 of the object), whose
 rows are the applications. An object the reconciler does not manage has no rows, and its event
 is dropped after that one read.

@@ -11,6 +11,7 @@ from typing import Any
 
 import azure.functions as func
 import pytest
+from azure.functions.timer import TimerRequest
 
 import function_app
 from cloudsim.events import ADO_CALLER_ID, PERSON
@@ -20,6 +21,7 @@ from reconciler.app import http_api
 from servicebus_peer import PeerMessage, ServiceBusPeer
 from tests.app.test_app_triggers import POLICY, App, as_the_host_passes_it
 from tests.app_settings import settle_app_settings
+from tests.azurite import TableRequests
 
 CONFIG = "contoso/payments/kv-reader"
 
@@ -106,6 +108,37 @@ async def test_a_role_assignment_deleted_by_hand_is_restored_and_the_history_say
     # The restore is the reconciler's own write: its event schedules nothing.
     await app.deliver_events(1)
     assert app.new("reconcile") == []
+
+
+async def test_what_a_ticket_just_created_is_repaired_through_its_event_before_any_sweep(
+    app: EventsApp, table_settings: dict[str, str]
+) -> None:
+    """The pass that creates an application, its principal, connection and role assignment indexes
+    them from what it wrote, so a deletion right after (no sweep has observed them) is repaired."""
+    created = {"displayName": "sc-payments-created", "create": True}
+    ticket = app.ticket("CHG0002", application=created)
+    await function_app.ticket_requests(func.ServiceBusMessage(body=ticket))
+    assert await app.deliver_reconciles() == 1
+    tables = TableRequests.of(table_settings)
+    tables.mark()
+    await function_app.drift_sweep(TimerRequest(past_due=False))
+    assert tables.writes_since_mark() == []  # the index already holds all that the sweep observes
+    [application] = [a for a in app.sim.world.applications if a.display_name == created["displayName"]]
+    [principal] = [s for s in app.sim.world.service_principals if s.app_id == application.app_id]
+    [assignment] = [ra for ra in app.sim.world.role_assignments if ra.principal_id == principal.id]
+    await app.deliver_events(2)  # the pass's own writes (role assignment, connection): ignored
+    assert app.new("reconcile") == []
+
+    await app.sim.admin.delete_role_assignment(assignment.id)
+    await app.deliver_events(1)
+    [message] = app.new("reconcile")
+    assert json.loads(message.body)["reason"] == "event"
+    assert await app.deliver_reconciles() == 1
+    assert [ra.id for ra in app.sim.world.role_assignments if ra.principal_id == principal.id] == [
+        assignment.id
+    ]  # restored under its deterministic name
+    [repair] = (await http_api.history(await app.service(), CONFIG.replace("/", "~"))).body["repairs"]
+    assert repair["source"] == "arm-event" and PERSON["upn"] in repair["actor"]
 
 
 async def test_a_burst_for_one_application_is_one_reconcile(app: EventsApp) -> None:
