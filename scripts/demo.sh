@@ -73,7 +73,7 @@ cat > "$run_dir/local.settings.json" <<JSON
     "WIF_POLICY_FILE": "policy.yaml",
     "DRIFT_SCHEDULE": "0 */30 * * * *",
     "WIF_RECONCILER_IDENTITIES": "d1000000-0000-4000-8000-00000000a11c,00000000-0000-0000-0000-00000000aaaa",
-    "EVENT_COALESCE_SECONDS": "2"
+    "EVENT_COALESCE_SECONDS": "1"
   }
 }
 JSON
