@@ -87,7 +87,10 @@ cat "$run_dir/devhost.out"
 
 $py examples/app_demo.py || fail "the app did not do its job (examples/app_demo.py)"
 
-echo; echo "== 6. the CLI on the same tenant: drift again, plan it, apply it"
+echo; echo "== 6. the CLI on the same tenant: the app stopped, drift again, plan it, apply it"
+# Stop the app first: with it running, the drift events below would be repaired by the app before
+# the CLI's `apply` could show its own repair.
+kill -TERM "$devhost" 2>/dev/null && wait "$devhost" 2>/dev/null || true
 reconcile() {  # exit code 1 means drift or failures: expected in the middle of the demo
   local status=0
   $py -m reconciler "$@" --configs examples/configs.yaml --policy policy.yaml --cloud simulator --pipelines || status=$?
