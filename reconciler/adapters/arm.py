@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -50,6 +51,14 @@ _ASSIGNMENTS = "/providers/Microsoft.Authorization/roleAssignments/"
 _ROLE_DEFINITIONS = ("providers", "Microsoft.Authorization", "roleDefinitions")
 
 
+@dataclass(frozen=True)
+class AssignmentListing:
+    """What a listing of role assignments found, and how many pages ARM served it in."""
+
+    assignments: list[RoleAssignment]
+    pages: int
+
+
 class ArmAdapter:
     def __init__(
         self,
@@ -78,17 +87,23 @@ class ArmAdapter:
     async def close(self) -> None:
         await self._client.close()  # type: ignore[no-untyped-call]
 
-    async def list_assignments(
-        self, scope: ArmScope, principal_id: str | None = None
-    ) -> list[RoleAssignment]:
-        """Assignments at, above and below `scope`; only one principal's when given (filtered by ARM)."""
+    async def list_assignments(self, scope: ArmScope, principal_id: str | None = None) -> AssignmentListing:
+        """Assignments at, above and below `scope`; only one principal's when given (filtered by ARM).
+
+        The listing counts the pages the SDK's pager fetched: what listing `scope` costs in requests.
+        """
         query = f"principalId eq '{Guid(principal_id, 'principal id')}'" if principal_id else None
 
-        async def collect() -> list[RoleAssignment]:
-            pages = self._client.role_assignments.list_for_scope(scope_path(scope), filter=query)
-            return [_assignment(item) async for item in pages]
+        async def collect() -> AssignmentListing:
+            listed = self._client.role_assignments.list_for_scope(scope_path(scope), filter=query)
+            found: list[RoleAssignment] = []
+            pages = 0
+            async for page in listed.by_page():
+                pages += 1
+                found.extend([_assignment(item) async for item in page])
+            return AssignmentListing(found, pages)
 
-        result: list[RoleAssignment] = await self._call(collect())
+        result: AssignmentListing = await self._call(collect())
         return result
 
     async def list_assignments_of(self, scope: ArmScope, principal_id: str) -> list[RoleAssignment]:

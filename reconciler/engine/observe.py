@@ -5,7 +5,8 @@
   the same way. When the batch adopts existing applications, one paged listing of the
   applications the reconciler's identity owns (it may change no others).
 - ARM: per subscription, either one listing of every assignment (then filtered to the
-  batch's principals) or one filtered listing per principal, whichever costs fewer requests.
+  batch's principals) or one filtered listing per principal, whichever costs fewer requests:
+  judged by the pages the subscription's last full listing took (see listing_pages.py).
 - ADO: one endpoint listing per project; the organization's id (one request, cached) only
   where a connection is to be converted or moved to Entra's issuer, whose subject carries it.
 - Pipeline permissions have no bulk read: one GET per connection, only when asked
@@ -50,12 +51,9 @@ from reconciler.core.model import (
     ServiceConnection,
 )
 from reconciler.core.roles import builtin_role
+from reconciler.engine.listing_pages import ListingPages
 from reconciler.failures import Failure, PermanentFailure, TemporaryFailure
 
-# Listing a whole subscription costs about one request per page of assignments; listing
-# by principal costs one request per principal. Below this many principals in a
-# subscription the filtered listings are cheaper whatever the subscription holds.
-PRINCIPALS_PER_SUBSCRIPTION_LISTING = 4
 # Applications per filtered read_applications call: one $batch of 20 `in` filters of 15.
 APPS_PER_READ = MAX_IN_VALUES * MAX_BATCH
 _T = TypeVar("_T")
@@ -96,6 +94,8 @@ class Observer:
         self._ado = ado
         self._limit = asyncio.Semaphore(concurrency)
         self._graph_units = graph_units_per_window
+        # Shared by every pass of this engine: the sweep's full listings inform the messages' choice.
+        self._listing_pages = ListingPages()
 
     async def observe(self, configs: Sequence[FederationConfig], *, pipelines: bool = False) -> Observation:
         failed = _ReadFailures()
@@ -285,18 +285,22 @@ class Observer:
         """The principals' assignments under `root`, and the failed read of each principal it missed."""
         scope = ArmScope.parse(root)
         what = f"the role assignments under {root}"
-        if len(principals) < PRINCIPALS_PER_SUBSCRIPTION_LISTING and scope.subscription is not None:
+        if scope.subscription is not None and self._listing_pages.per_principal_is_cheaper(
+            root, len(principals)
+        ):
             ordered = sorted(principals)
             per_principal = await asyncio.gather(
                 *(self._read(f"{what} of {p}", self._arm.list_assignments(scope, p)) for p in ordered)
             )
-            found = [ra for listing in per_principal if not isinstance(listing, Failure) for ra in listing]
+            listed = [listing for listing in per_principal if not isinstance(listing, Failure)]
+            found = [ra for listing in listed for ra in listing.assignments]
             failures = {p: r for p, r in zip(ordered, per_principal, strict=True) if isinstance(r, Failure)}
             return found, failures
         everything = await self._read(what, self._arm.list_assignments(scope))
         if isinstance(everything, Failure):
             return [], dict.fromkeys(principals, everything)
-        return [ra for ra in everything if ra.principal_id in principals], {}
+        self._listing_pages.learn(root, everything.pages)
+        return [ra for ra in everything.assignments if ra.principal_id in principals], {}
 
     async def _custom_roles(
         self, configs: Sequence[FederationConfig], failed: _ReadFailures
