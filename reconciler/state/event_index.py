@@ -2,10 +2,14 @@
 
 The reconciler writes it as it applies: after each pass, every object the pass observed or
 created for a config (its application's object id, its service principal, its connection, its
-role assignments) is mapped to the config's application key. An event names one such object, so mapping it to
-applications is **one indexed read**: a query on one PartitionKey (sha256 of the object), whose
-rows are the applications. An object the reconciler does not manage has no rows, and its event
-is dropped after that one read.
+role assignments) is mapped to the config's application key. An event names one such object, so
+mapping it to applications is **one indexed read**: a range query on the RowKey prefix
+`sha256(object)-` within one partition, whose rows are the applications. An object the
+reconciler does not manage has no rows, and its event is dropped after that one read.
+
+Partitions are the first two hex digits of sha256(object) (256 of them), so that the rows a bulk
+pass writes go out in table transactions of up to 100 rows of one partition, not one request each
+(a first sweep of 50,000 configs writes about 200,000 rows).
 
 Stale rows (a config moved to another application, or retired) cost at most one needless
 reconcile of the old application, which is level-triggered and finds nothing to do; they are
@@ -14,19 +18,21 @@ never a reason to skip one.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 
-from azure.data.tables import UpdateMode
+from azure.data.tables import TableEntity, TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableClient
 
 from reconciler.core.events import IndexKey
+from reconciler.failures import TemporaryFailure
 from reconciler.state.queues import is_app_key
 from reconciler.state.tables import INDEX_TABLE, iterate, translated
 
 MAX_REMEMBERED = 200_000  # rows this process knows it wrote: a steady state writes nothing
-WRITE_CONCURRENCY = 8
+MAX_TRANSACTION_ROWS = 100  # Azure Tables' limit for one transaction (all rows of one partition)
+PARTITION_HEX_DIGITS = 2  # 256 partitions: rows of one partition go out 100 to a transaction
 
 
 class EventIndex:
@@ -38,9 +44,17 @@ class EventIndex:
         self._seeded = False
 
     async def applications(self, key: IndexKey) -> set[str]:
-        """The application keys of this object: one query on one partition."""
+        """The application keys of this object: one range query on one partition (the object's rows
+        share the RowKey prefix `sha256(object)-`)."""
+        digest = _digest(str(key))
         pages = self._table.query_entities(
-            "PartitionKey eq @partition", parameters={"partition": _partition(key)}, select=["Key", "AppKey"]
+            "PartitionKey eq @partition and RowKey ge @first and RowKey lt @after",
+            parameters={
+                "partition": digest[:PARTITION_HEX_DIGITS],
+                "first": f"{digest}-",
+                "after": f"{digest}.",
+            },
+            select=["Key", "AppKey"],
         )
         found: set[str] = set()
         async for row in iterate(pages, f"read index {key}"):
@@ -54,38 +68,58 @@ class EventIndex:
         pass in a fresh worker writes only the rows that are missing, not all of them again."""
         if self._seeded:
             return
-        async for row in iterate(self._table.list_entities(select=["Key", "AppKey"]), "list index"):
-            if isinstance(row.get("Key"), str) and is_app_key(row.get("AppKey")):
-                self._written.add((row["Key"], str(row["AppKey"])))
+        listing = self._table.list_entities(select=["PartitionKey", "Key", "AppKey"])
+        async for row in iterate(listing, "list index"):
+            key, app_key = row.get("Key"), row.get("AppKey")
+            # Rows of another layout (an older version's) are not what lookups read: write them again.
+            if (
+                len(str(row.get("PartitionKey"))) == PARTITION_HEX_DIGITS
+                and isinstance(key, str)
+                and is_app_key(app_key)
+            ):
+                self._written.add((key, str(app_key)))
         self._seeded = True
 
     async def record(self, entries: Mapping[IndexKey, Iterable[str]]) -> int:
-        """Adds these mappings (idempotent upserts); returns how many rows were written."""
-        new = [
-            (key, app_key)
-            for key, app_keys in sorted(entries.items())
-            for app_key in sorted(app_keys)
-            if (str(key), app_key) not in self._written and is_app_key(app_key)
-        ]
-        gate = asyncio.Semaphore(WRITE_CONCURRENCY)
+        """Adds these mappings (idempotent upserts, in transactions of up to 100 rows of one
+        partition); returns how many rows were written. A failed transaction raises; the rows of
+        the transactions before it stay written (each is complete on its own)."""
+        by_partition: dict[str, list[TableEntity]] = defaultdict(list)
+        for key, app_keys in sorted(entries.items()):
+            for app_key in sorted(app_keys):
+                if (str(key), app_key) not in self._written and is_app_key(app_key):
+                    row = _entity(key, app_key)
+                    by_partition[row["PartitionKey"]].append(row)
+        written = 0
+        for partition in sorted(by_partition):
+            rows = by_partition[partition]
+            for start in range(0, len(rows), MAX_TRANSACTION_ROWS):
+                await self._transact(rows[start : start + MAX_TRANSACTION_ROWS])
+                written += len(rows[start : start + MAX_TRANSACTION_ROWS])
+        return written
 
-        async def write(key: IndexKey, app_key: str) -> None:
-            entity = {
-                "PartitionKey": _partition(key),
-                "RowKey": hashlib.sha256(app_key.encode()).hexdigest()[:40],
-                "Key": str(key),
-                "Kind": key.kind,
-                "AppKey": app_key,
-            }
-            async with gate:
-                await translated(self._table.upsert_entity(entity, mode=UpdateMode.REPLACE), f"index {key}")
-            if len(self._written) >= MAX_REMEMBERED:
-                self._written.clear()
-            self._written.add((str(key), app_key))
-
-        await asyncio.gather(*(write(key, app_key) for key, app_key in new))
-        return len(new)
+    async def _transact(self, rows: Sequence[TableEntity]) -> None:
+        what = f"write {len(rows)} index rows of partition {rows[0]['PartitionKey']}"
+        operations = [("upsert", row, {"mode": UpdateMode.REPLACE}) for row in rows]
+        try:
+            await translated(self._table.submit_transaction(operations), what)
+        except TableTransactionError as error:
+            raise TemporaryFailure(f"{what}: {error.message}", status=error.status_code) from error
+        if len(self._written) + len(rows) > MAX_REMEMBERED:
+            self._written.clear()
+        self._written.update((str(row["Key"]), str(row["AppKey"])) for row in rows)
 
 
-def _partition(key: IndexKey) -> str:
-    return hashlib.sha256(str(key).encode()).hexdigest()
+def _entity(key: IndexKey, app_key: str) -> TableEntity:
+    digest = _digest(str(key))
+    return TableEntity(
+        PartitionKey=digest[:PARTITION_HEX_DIGITS],
+        RowKey=f"{digest}-{_digest(app_key)[:40]}",
+        Key=str(key),
+        Kind=key.kind,
+        AppKey=app_key,
+    )
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()

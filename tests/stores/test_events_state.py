@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from azure.data.tables import UpdateMode
 
 from reconciler.core.events import IndexKey
+from reconciler.state.event_index import EventIndex
 from reconciler.state.history import Repair
 from reconciler.state.stores import Stores
+from tests.azurite import TableRequests
 
 SCOPE = IndexKey(
     "roleAssignment",
@@ -66,3 +70,42 @@ async def test_repairs_are_listed_newest_first(stores: Stores) -> None:
     assert await stores.history.list("contoso/payments/kv-reader") == [newer, older]
     assert await stores.history.list("contoso/payments/other") == []
     assert len(await stores.history.list("contoso/payments/kv-reader", limit=1)) == 1
+
+
+async def test_a_bulk_record_goes_out_in_transactions_and_a_fresh_worker_writes_nothing_again(
+    stores: Stores, table_settings: dict[str, str]
+) -> None:
+    principals = [IndexKey("principal", f"cccccccc-0000-4000-8000-{n:012d}") for n in range(600)]
+    tables = TableRequests.of(table_settings)
+    tables.mark()
+    assert await stores.index.record({key: [APP_A] for key in principals}) == 600
+    writes = tables.writes_since_mark()
+    # 600 rows over at most 256 partitions: one transaction per partition (none holds 100 here),
+    # never one request per row.
+    partitions = {hashlib.sha256(str(key).encode()).hexdigest()[:2] for key in principals}
+    assert writes == [("POST", "/devstoreaccount1/$batch")] * len(partitions)
+    assert all([await stores.index.applications(key) == {APP_A} for key in principals[:20]])
+
+    fresh = EventIndex(stores.index._table)  # a new worker process: it seeds from one listing
+    await fresh.seed()
+    tables.mark()
+    assert await fresh.record({key: [APP_A] for key in principals}) == 0
+    assert tables.writes_since_mark() == []
+
+
+async def test_rows_of_the_older_one_partition_per_object_layout_are_written_again(stores: Stores) -> None:
+    table = stores.index._table
+    old = hashlib.sha256(str(PRINCIPAL).encode()).hexdigest()
+    row = {
+        "PartitionKey": old,
+        "RowKey": "x" * 40,
+        "Key": str(PRINCIPAL),
+        "Kind": "principal",
+        "AppKey": APP_A,
+    }
+    await table.upsert_entity(row, mode=UpdateMode.REPLACE)
+    fresh = EventIndex(table)
+    await fresh.seed()
+    assert await fresh.applications(PRINCIPAL) == set()  # lookups read the new layout only
+    assert await fresh.record({PRINCIPAL: [APP_A]}) == 1
+    assert await fresh.applications(PRINCIPAL) == {APP_A}
