@@ -3,6 +3,8 @@
 Reads list one scope at a time (a subscription: everything at, above and below it),
 paged by the SDK. Writes always send `principalType: ServicePrincipal` (the default is
 User, and naming the type also avoids the replication-delay failure for new principals).
+Event Grid's event subscriptions of a subscription's system topics are read through the same
+pipeline (doctor's check of drift events), with paths built from parsed ids.
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ class ArmAdapter:
         retry_total: int = 5,
         budgets: Budgets = AZURE_BUDGETS,
     ) -> None:
+        self._arm_url = cloud.arm_url.rstrip("/")
         # Role-assignment operations take the scope in the path; the client's subscription is unused.
         self._client = AuthorizationManagementClient(
             credential,
@@ -174,8 +177,10 @@ class ArmAdapter:
         topics_path = "/" + "/".join(_segment(s) for s in ("subscriptions", subscription, *_SYSTEM_TOPICS))
         routes: list[EventRoute] = []
         for topic in await self._list(topics_path, EVENT_GRID_API_VERSION):
-            properties = topic.get("properties") or {}
-            if str(properties.get("topicType", "")).lower() != SUBSCRIPTION_EVENTS.lower():
+            if (
+                str(_object(topic.get("properties")).get("topicType", "")).lower()
+                != SUBSCRIPTION_EVENTS.lower()
+            ):
                 continue
             scope = _parsed_id(topic.get("id"), "system topic id")
             listed = await self._list(scope_path(scope) + "/eventSubscriptions", EVENT_GRID_API_VERSION)
@@ -196,9 +201,14 @@ class ArmAdapter:
             if not isinstance(body, dict) or not isinstance(body.get("value"), list):
                 raise PermanentFailure(f"ARM answered an unexpected list at {path}", code="InvalidResponse")
             items += [item for item in body["value"] if isinstance(item, dict)]
-            if not body.get("nextLink"):
+            next_link = str(body.get("nextLink") or "")
+            if not next_link:
                 return items
-            request = HttpRequest("GET", str(body["nextLink"]))
+            if not next_link.startswith(self._arm_url + "/"):  # the token goes only to ARM
+                raise PermanentFailure(
+                    f"refusing a nextLink outside ARM: {next_link[:200]}", code="InvalidResponse"
+                )
+            request = HttpRequest("GET", next_link)
 
     async def _call(self, request: Awaitable[_T]) -> _T:
         try:
@@ -253,19 +263,24 @@ def _parsed_id(text: object, field: str) -> ArmScope:
         raise PermanentFailure(f"refusing a malformed {field}: {error}", code="InvalidId") from error
 
 
+def _object(value: object) -> dict[str, Any]:
+    """A JSON object of a response, or an empty one where it holds something else."""
+    return value if isinstance(value, dict) else {}
+
+
 def _event_route(topic: ArmScope, item: dict[str, Any]) -> EventRoute:
-    properties = item.get("properties") or {}
+    properties = _object(item.get("properties"))
     # Identity-based delivery (what infra/ creates) nests the destination; the other kind does not.
-    destination = properties.get("destination") or (
-        (properties.get("deliveryWithResourceIdentity") or {}).get("destination") or {}
+    destination = _object(properties.get("destination")) or _object(
+        _object(properties.get("deliveryWithResourceIdentity")).get("destination")
     )
-    event_types = (properties.get("filter") or {}).get("includedEventTypes") or []
+    event_types = _object(properties.get("filter")).get("includedEventTypes")
     return EventRoute(
         topic=topic,
         name=str(item.get("name", "")),
         endpoint_type=str(destination.get("endpointType", "")),
-        destination_id=str((destination.get("properties") or {}).get("resourceId") or ""),
-        event_types=tuple(str(t) for t in event_types),
+        destination_id=str(_object(destination.get("properties")).get("resourceId") or ""),
+        event_types=tuple(str(t) for t in event_types) if isinstance(event_types, list) else (),
     )
 
 
