@@ -1,4 +1,5 @@
-"""Azure Resource Manager, Microsoft.Authorization 2022-04-01: role definitions and role assignments.
+"""Azure Resource Manager, Microsoft.Authorization 2022-04-01: role definitions and role assignments
+(and, read-only, Microsoft.EventGrid system topics: cloudsim/eventgrid.py).
 
 Shapes follow authorization-RoleAssignmentsCalls.2022-04-01.json; failures follow
 the RBAC troubleshooting docs as summarised in shared/design/azure-contracts.md.
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from urllib.parse import urlencode
 
 from cloudsim.api import Api, ApiError, Call, Reply, RequestCounters, Route
+from cloudsim.eventgrid import EVENT_SUBSCRIPTIONS, SYSTEM_TOPICS, EventGrid
 from cloudsim.paging import Listings
 from cloudsim.rights import rbac_allows
 from cloudsim.state import JsonObject, RoleAssignment, RoleDefinition, World, iso
@@ -118,6 +120,9 @@ class Arm:
         add("PUT", _ASSIGNMENT, "roleAssignments.create", self.put_assignment)
         add("DELETE", _ASSIGNMENT, "roleAssignments.delete", self.delete_assignment)
         add("GET", _ASSIGNMENTS, "roleAssignments.list", self.list_assignments)
+        event_grid = EventGrid(world)
+        add("GET", SYSTEM_TOPICS, "systemTopics.list", event_grid.list_system_topics)
+        add("GET", EVENT_SUBSCRIPTIONS, "eventSubscriptions.list", event_grid.list_event_subscriptions)
 
     @staticmethod
     def _require_api_version(call: Call, _route: Route) -> None:

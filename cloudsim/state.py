@@ -193,6 +193,51 @@ class Organization(_Record):
         return next((e for e in self.endpoints if e.id.lower() == key), None)
 
 
+# What infra/app/events-topic-subscription.bicep creates: role-assignment writes and deletes only.
+DRIFT_EVENT_TYPES = ["Microsoft.Resources.ResourceWriteSuccess", "Microsoft.Resources.ResourceDeleteSuccess"]
+DRIFT_OPERATIONS = [
+    "Microsoft.Authorization/roleAssignments/write",
+    "Microsoft.Authorization/roleAssignments/delete",
+]
+
+
+@dataclass
+class EventSubscription(_Record):
+    """An Event Grid event subscription of a system topic, delivering to a Service Bus queue with the
+    topic's identity (deliveryWithResourceIdentity), filtered by event type and data.operationName."""
+
+    name: str
+    queue_id: str  # the destination queue's resource id
+    included_event_types: list[str] = field(default_factory=lambda: list(DRIFT_EVENT_TYPES))
+    operation_names: list[str] = field(default_factory=lambda: list(DRIFT_OPERATIONS))
+
+
+@dataclass
+class SystemTopic(_Record):
+    """An Event Grid system topic; `Microsoft.Resources.Subscriptions` ones have a subscription as source."""
+
+    name: str
+    subscription: str
+    resource_group: str
+    topic_type: str = "Microsoft.Resources.Subscriptions"
+    event_subscriptions: list[EventSubscription] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        return (
+            f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}"
+            f"/providers/Microsoft.EventGrid/systemTopics/{self.name}"
+        )
+
+    @classmethod
+    def from_json(cls, raw: JsonObject) -> Self:
+        topic = super().from_json({**raw, "event_subscriptions": []})
+        topic.event_subscriptions = [
+            EventSubscription.from_json(e) for e in raw.get("event_subscriptions", [])
+        ]
+        return topic
+
+
 @dataclass
 class Settings(_Record):
     """Behaviour knobs that are part of the world rather than faults."""
@@ -222,6 +267,8 @@ class World(_Record):
     role_definitions: list[RoleDefinition] = field(default_factory=list)
     role_assignments: list[RoleAssignment] = field(default_factory=list)
     organizations: list[Organization] = field(default_factory=list)
+    # Event Grid system topics (drift events: infra/app/events-subscription.bicep), read-only in ARM.
+    system_topics: list[SystemTopic] = field(default_factory=list)
     settings: Settings = field(default_factory=Settings)
 
     def __post_init__(self) -> None:
@@ -239,6 +286,7 @@ class World(_Record):
             "role_definitions": [r.to_json() for r in self.role_definitions],
             "role_assignments": [r.to_json() for r in self.role_assignments],
             "organizations": [o.to_json() for o in self.organizations],
+            "system_topics": [t.to_json() for t in self.system_topics],
             "settings": self.settings.to_json(),
         }
 
@@ -255,6 +303,7 @@ class World(_Record):
             role_definitions=[RoleDefinition.from_json(r) for r in raw.get("role_definitions", [])],
             role_assignments=[RoleAssignment.from_json(r) for r in raw.get("role_assignments", [])],
             organizations=[Organization.from_json(o) for o in raw.get("organizations", [])],
+            system_topics=[SystemTopic.from_json(t) for t in raw.get("system_topics", [])],
             settings=Settings.from_json(raw.get("settings", {})),
         )
         if not world.role_definitions:

@@ -28,6 +28,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from cloudsim.eventgrid import provision_drift_events
 from cloudsim.faults import Faults
 from cloudsim.limits import Limits
 from cloudsim.rights import grant_reconciler_rights
@@ -35,6 +36,10 @@ from cloudsim.server import Simulator
 from cloudsim.state import JsonObject, Organization, Project, World, new_id
 
 SAMPLE_SUBSCRIPTION = "11111111-2222-3333-4444-555555555555"
+SAMPLE_EVENTS_QUEUE = (
+    f"/subscriptions/{SAMPLE_SUBSCRIPTION}/resourceGroups/rg-wif/providers/Microsoft.ServiceBus"
+    "/namespaces/sb-wif-sim/queues/events"
+)
 _SOURCE_ROOT = Path(__file__).resolve().parents[1]  # where `python -m cloudsim` can be found
 
 
@@ -49,7 +54,8 @@ def sample_world() -> World:
         )
     )
     world.settings.subscriptions = {SAMPLE_SUBSCRIPTION: "Payments Prod"}
-    return grant_reconciler_rights(world)  # the rights a deployment grants the reconciler
+    grant_reconciler_rights(world)  # the rights a deployment grants the reconciler
+    return provision_drift_events(world, SAMPLE_EVENTS_QUEUE)  # and its drift-event sources
 
 
 class AdminClient:

@@ -3,6 +3,8 @@
 Reads list one scope at a time (a subscription: everything at, above and below it),
 paged by the SDK. Writes always send `principalType: ServicePrincipal` (the default is
 User, and naming the type also avoids the replication-delay failure for new principals).
+Event Grid's event subscriptions of a subscription's system topics are read through the same
+pipeline (doctor's check of drift events), with paths built from parsed ids.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from urllib.parse import quote
 
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
+from azure.core.rest import AsyncHttpResponse, HttpRequest
 from azure.mgmt.authorization.aio import AuthorizationManagementClient
 from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreateParameters
+from azure.mgmt.core.exceptions import ARMErrorFormat
 
 from reconciler.adapters.metering import MeteringPolicy, RequestMeter
 from reconciler.adapters.pacing import AZURE_BUDGETS, ArmPacingPolicy, Budgets
@@ -35,6 +39,8 @@ from reconciler.failures import (
 )
 
 API_VERSION = "2022-04-01"
+EVENT_GRID_API_VERSION = "2022-06-15"  # Microsoft.EventGrid, as infra/app/events-topic*.bicep
+SUBSCRIPTION_EVENTS = "Microsoft.Resources.Subscriptions"  # the system topic type of a subscription
 # azure-core's retries, honouring Retry-After: ARM's token buckets refill in seconds (25 reads, 10
 # writes a second), so a short exponential backoff, capped at a minute, waits long enough.
 RETRY_BACKOFF_FACTOR = 1.0
@@ -49,6 +55,7 @@ _ASSIGNMENT_NAME = re.compile(
 _T = TypeVar("_T")
 _ASSIGNMENTS = "/providers/Microsoft.Authorization/roleAssignments/"
 _ROLE_DEFINITIONS = ("providers", "Microsoft.Authorization", "roleDefinitions")
+_SYSTEM_TOPICS = ("providers", "Microsoft.EventGrid", "systemTopics")
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,17 @@ class AssignmentListing:
 
     assignments: list[RoleAssignment]
     pages: int
+
+
+@dataclass(frozen=True)
+class EventRoute:
+    """An Event Grid event subscription of a subscription's system topic: where it delivers, and what."""
+
+    topic: ArmScope
+    name: str
+    endpoint_type: str  # ServiceBusQueue, WebHook, ...
+    destination_id: str  # the destination's resource id ("" for a webhook)
+    event_types: tuple[str, ...]  # includedEventTypes; empty means every type
 
 
 class ArmAdapter:
@@ -69,6 +87,7 @@ class ArmAdapter:
         retry_total: int = 5,
         budgets: Budgets = AZURE_BUDGETS,
     ) -> None:
+        self._arm_url = cloud.arm_url.rstrip("/")
         # Role-assignment operations take the scope in the path; the client's subscription is unused.
         self._client = AuthorizationManagementClient(
             credential,
@@ -152,6 +171,45 @@ class ArmAdapter:
             not_actions=tuple(a for p in permissions for a in p.not_actions or []),
         )
 
+    async def list_event_routes(self, subscription: Guid) -> list[EventRoute]:
+        """The event subscriptions of the subscription's system topics of its own events
+        (System Topics - List By Subscription, then System Topic Event Subscriptions - List)."""
+        topics_path = "/" + "/".join(_segment(s) for s in ("subscriptions", subscription, *_SYSTEM_TOPICS))
+        routes: list[EventRoute] = []
+        for topic in await self._list(topics_path, EVENT_GRID_API_VERSION):
+            if (
+                str(_object(topic.get("properties")).get("topicType", "")).lower()
+                != SUBSCRIPTION_EVENTS.lower()
+            ):
+                continue
+            scope = _parsed_id(topic.get("id"), "system topic id")
+            listed = await self._list(scope_path(scope) + "/eventSubscriptions", EVENT_GRID_API_VERSION)
+            routes += [_event_route(scope, item) for item in listed]
+        return routes
+
+    async def _list(self, path: str, api_version: str) -> list[dict[str, Any]]:
+        """Every item of an ARM list, following nextLink, through the client's pipeline (the token,
+        pacing, metering and retries of every other call)."""
+        pipeline = self._client._client
+        items: list[dict[str, Any]] = []
+        request = HttpRequest("GET", pipeline.format_url(path), params={"api-version": api_version})
+        while True:
+            response: AsyncHttpResponse = await self._call(pipeline.send_request(request))
+            if response.status_code >= 400:
+                raise _arm_failure(HttpResponseError(response=response, error_format=ARMErrorFormat))
+            body = response.json()
+            if not isinstance(body, dict) or not isinstance(body.get("value"), list):
+                raise PermanentFailure(f"ARM answered an unexpected list at {path}", code="InvalidResponse")
+            items += [item for item in body["value"] if isinstance(item, dict)]
+            next_link = str(body.get("nextLink") or "")
+            if not next_link:
+                return items
+            if not next_link.startswith(self._arm_url + "/"):  # the token goes only to ARM
+                raise PermanentFailure(
+                    f"refusing a nextLink outside ARM: {next_link[:200]}", code="InvalidResponse"
+                )
+            request = HttpRequest("GET", next_link)
+
     async def _call(self, request: Awaitable[_T]) -> _T:
         try:
             return await request
@@ -196,6 +254,34 @@ def parse_assignment_id(assignment_id: str) -> tuple[ArmScope, Guid]:
         raise PermanentFailure(
             f"refusing a malformed role assignment id: {error}", code="InvalidId"
         ) from error
+
+
+def _parsed_id(text: object, field: str) -> ArmScope:
+    try:
+        return ArmScope.parse(text, field)
+    except IdentifierError as error:
+        raise PermanentFailure(f"refusing a malformed {field}: {error}", code="InvalidId") from error
+
+
+def _object(value: object) -> dict[str, Any]:
+    """A JSON object of a response, or an empty one where it holds something else."""
+    return value if isinstance(value, dict) else {}
+
+
+def _event_route(topic: ArmScope, item: dict[str, Any]) -> EventRoute:
+    properties = _object(item.get("properties"))
+    # Identity-based delivery (what infra/ creates) nests the destination; the other kind does not.
+    destination = _object(properties.get("destination")) or _object(
+        _object(properties.get("deliveryWithResourceIdentity")).get("destination")
+    )
+    event_types = _object(properties.get("filter")).get("includedEventTypes")
+    return EventRoute(
+        topic=topic,
+        name=str(item.get("name", "")),
+        endpoint_type=str(destination.get("endpointType", "")),
+        destination_id=str(_object(destination.get("properties")).get("resourceId") or ""),
+        event_types=tuple(str(t) for t in event_types) if isinstance(event_types, list) else (),
+    )
 
 
 def _assignment(item: Any) -> RoleAssignment:

@@ -12,8 +12,10 @@ portal step that grants it:
 - Azure RBAC: at each target scope, role assignments write and delete, by the effective permissions
   of the roles assigned to it at or above the scope (not by a role's name);
 - the app's tables and queues: they exist and it may read them (tables) and receive (queues);
-- drift events: the `events` queue; the Event Grid event subscription on each target subscription is
-  not read (doctor does not check Event Grid): a line per subscription says how to verify it.
+- drift events: the `events` queue, and on each target subscription an Event Grid system topic with an
+  event subscription delivering role-assignment writes and deletes to it (System Topics - List By
+  Subscription; the reconciler's own role does not read Event Grid: without Reader there, the line is
+  skipped with the `az` commands that verify it).
 
 Exit codes: 0 everything is in place, 1 something is missing or could not be checked, 2 bad input
 or settings (the policy, the configs, the cloud settings).
@@ -34,12 +36,12 @@ from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import ClientAuthenticationError
 
 from reconciler.adapters.ado import AdoAdapter
-from reconciler.adapters.arm import ArmAdapter
+from reconciler.adapters.arm import ArmAdapter, EventRoute
 from reconciler.adapters.graph import GraphAdapter
 from reconciler.adapters.metering import RequestMeter
 from reconciler.cli.errors import NOT_SIGNED_IN
 from reconciler.cloud import Cloud, CloudError, cloud_from_settings
-from reconciler.core.identifiers import ArmScope
+from reconciler.core.identifiers import ArmScope, Guid, IdentifierError
 from reconciler.core.model import CustomRole, FederationConfig, RoleAssignment
 from reconciler.core.policy import GrantPolicy
 from reconciler.core.rights import (
@@ -384,35 +386,85 @@ async def _queues(doctor: Doctor) -> list[Finding]:
 
 DRIFT_EVENTS = "Drift events"
 EVENT_SUBSCRIPTION = "wif-role-assignments"  # infra/app/events-topic-subscription.bicep
+DRIFT_EVENT_TYPES = ("Microsoft.Resources.ResourceWriteSuccess", "Microsoft.Resources.ResourceDeleteSuccess")
+_EVENT_GRID_READ = "Microsoft.EventGrid/systemTopics/read and systemTopics/eventSubscriptions/read"
 
 
 async def _drift_events(doctor: Doctor) -> list[Finding]:
-    """The `events` queue, and a line per target subscription saying how to verify its Event Grid
-    event subscription, which doctor does not read (docs/doctor.md, "Not checked")."""
+    """The `events` queue, and on each target subscription an Event Grid event subscription that
+    delivers its role-assignment writes and deletes to it."""
     queue = await check_queues(doctor.settings, doctor.credential, [EVENTS_QUEUE])
     findings = [replace(f, area=DRIFT_EVENTS) for f in queue]
     scopes, unexpanded = target_scopes(doctor.policy, doctor.configs)
-    subscriptions = sorted({str(s.subscription) for s in scopes if s.subscription is not None})
+    subscriptions = sorted({s.subscription for s in scopes if s.subscription is not None})
     if unexpanded and not subscriptions:
         findings.append(
             _skipped(DRIFT_EVENTS, "event subscriptions", "no config names a subscription: give --configs")
         )
-    findings += [_event_subscription_unchecked(subscription) for subscription in subscriptions]
+    findings += await asyncio.gather(*(_event_subscription(doctor.arm, s) for s in subscriptions))
     return findings
 
 
-def _event_subscription_unchecked(subscription: str) -> Finding:
+async def _event_subscription(arm: ArmAdapter, subscription: Guid) -> Finding:
+    subject = f"Event Grid event subscription on subscription {subscription}"
+    try:
+        routes = await arm.list_event_routes(subscription)
+    except Failure as failure:
+        if failure.status == 403:  # the reconciler's own role does not read Event Grid: say so, not fail
+            return Finding(
+                DRIFT_EVENTS,
+                subject,
+                Verdict.SKIPPED,
+                "not checked: the identity may not read Event Grid there (it needs Reader, or "
+                f"{_EVENT_GRID_READ}, on subscription {subscription}); "
+                f"verify: {_event_subscription_command(subscription)}",
+            )
+        if failure.code == _CONNECTION_FAILED:  # one error line for the endpoint: Azure RBAC's
+            return _skipped(DRIFT_EVENTS, subject, "while ARM cannot be reached (Azure RBAC, endpoint)")
+        return _error(DRIFT_EVENTS, subject, failure)
+    delivering = next((r for r in routes if _delivers_drift_events(r)), None)
+    if delivering is not None:
+        topic = delivering.topic.resources[-1][1]
+        return Finding(
+            DRIFT_EVENTS,
+            subject,
+            Verdict.OK,
+            f"{delivering.name} on system topic {topic} delivers role-assignment writes and deletes "
+            f"to the {EVENTS_QUEUE} queue",
+        )
     return Finding(
         DRIFT_EVENTS,
-        f"Event Grid event subscription {EVENT_SUBSCRIPTION} on subscription {subscription}",
-        Verdict.SKIPPED,
-        "not checked by doctor (it does not read Event Grid); verify: "
+        subject,
+        Verdict.MISSING,
+        f"no event subscription of its system topic ({len(routes)} found) delivers ResourceWriteSuccess "
+        f"and ResourceDeleteSuccess to a Service Bus queue `{EVENTS_QUEUE}`",
+        fix=f"azd provision with driftEvents on (the default) and subscription {subscription} among "
+        f"eventSubscriptionIds (infra/app/events-subscription.bicep); check: "
+        f"{_event_subscription_command(subscription)}",
+    )
+
+
+def _delivers_drift_events(route: EventRoute) -> bool:
+    """A Service Bus queue named `events`, sent both event types (an empty filter sends every type)."""
+    if route.endpoint_type.lower() != "servicebusqueue":
+        return False
+    try:
+        queue = ArmScope.parse(route.destination_id, "event subscription destination")
+    except IdentifierError:
+        return False
+    sends = {t.lower() for t in route.event_types}
+    return queue.resources[-1:] == (("queues", EVENTS_QUEUE),) and (
+        not sends or {t.lower() for t in DRIFT_EVENT_TYPES} <= sends
+    )
+
+
+def _event_subscription_command(subscription: Guid) -> str:
+    return (
         f"az eventgrid system-topic list --subscription {subscription} "
         "--query \"[?topicType=='Microsoft.Resources.Subscriptions'].[name,resourceGroup]\" -o tsv, then "
         f"az eventgrid system-topic event-subscription show --name {EVENT_SUBSCRIPTION} "
         f"--system-topic-name <name> --resource-group <resourceGroup> --subscription {subscription} "
-        "--query deliveryWithResourceIdentity.destination.resourceId: the `events` queue; "
-        "absent: azd provision (driftEvents=true)",
+        "--query deliveryWithResourceIdentity.destination.resourceId: the `events` queue"
     )
 
 

@@ -68,8 +68,7 @@ def findings(result: subprocess.CompletedProcess[str]) -> dict[str, dict[str, st
 
 
 async def test_everything_in_place_exits_0(tmp_path: Path, table_settings: dict[str, str]) -> None:
-    async with await open_stores(table_settings, None):
-        pass  # the app creates its tables when it starts
+    await _in_place(table_settings)
     with running_peer(QUEUES) as peer:
         async with simulator(tenant(), tmp_path) as env:
             settings = {**env, **table_settings, "ServiceBusConnection": peer.connection_string}
@@ -77,18 +76,13 @@ async def test_everything_in_place_exits_0(tmp_path: Path, table_settings: dict[
             table = doctor(settings)
     assert result.returncode == 0, result.stdout + result.stderr
     found = findings(result)
-    unchecked = {key: f for key, f in found.items() if f["verdict"] != "ok"}
-    assert set(unchecked) == {
-        f"Drift events: Event Grid event subscription wif-role-assignments on subscription {sub}"
-        for sub in (PAYMENTS_SUB, WEB_SUB)
-    }  # doctor does not read Event Grid: each says how to verify it, and nothing fails for it
-    for key, finding in unchecked.items():
-        assert finding["verdict"] == "skipped" and "not checked by doctor" in finding["detail"]
-        subscription = key.rsplit(" ", 1)[1]
-        assert (
-            "az eventgrid system-topic event-subscription show --name wif-role-assignments "
-            in finding["detail"]
-        ) and f"--subscription {subscription}" in finding["detail"]
+    assert {key: f["verdict"] for key, f in found.items() if f["verdict"] != "ok"} == {}
+    for sub in (PAYMENTS_SUB, WEB_SUB):  # read from Event Grid (examples/tenant.yaml's system topics)
+        events = found[f"Drift events: Event Grid event subscription on subscription {sub}"]
+        assert events["detail"] == (
+            "wif-role-assignments on system topic evgt-wif-demo delivers role-assignment writes and "
+            "deletes to the events queue"
+        )
     assert found["Drift events: queue events"]["verdict"] == "ok"
     assert set(found) >= {
         "Microsoft Graph: application permission Application.ReadWrite.OwnedBy",
@@ -105,8 +99,97 @@ async def test_everything_in_place_exits_0(tmp_path: Path, table_settings: dict[
     rbac = [f for key, f in found.items() if key.startswith("Azure RBAC")]
     assert len(rbac) == 2 and all("Role Based Access Control Administrator" in f["detail"] for f in rbac)
     assert table.returncode == 0 and "Everything the reconciler needs is in place." in table.stdout
-    assert "2 not checked by doctor ([skipped]): each line says how to verify it." in table.stdout
+    assert "not checked by doctor" not in table.stdout
     assert f"identity {ME}" in table.stdout
+
+
+async def _in_place(table_settings: dict[str, str]) -> None:
+    async with await open_stores(table_settings, None):
+        pass  # the app creates its tables when it starts
+
+
+def _events_to_another_queue_and_no_topic(state: dict[str, Any]) -> None:
+    web = state["system_topics"][1]
+    state["system_topics"] = [web]  # none on the payments subscription
+    web["event_subscriptions"][0]["queue_id"] = web["event_subscriptions"][0]["queue_id"].replace(
+        "/queues/events", "/queues/requests"
+    )
+
+
+async def test_a_missing_event_subscription_is_named_with_its_fix(
+    tmp_path: Path, table_settings: dict[str, str]
+) -> None:
+    await _in_place(table_settings)
+    with running_peer(QUEUES) as peer:
+        async with simulator(tenant(_events_to_another_queue_and_no_topic), tmp_path) as env:
+            settings = {**env, **table_settings, "ServiceBusConnection": peer.connection_string}
+            result = doctor(settings, "--output", "json")
+    assert result.returncode == 1, result.stdout + result.stderr
+    found = findings(result)
+    assert [key for key, f in found.items() if f["verdict"] != "ok"] == [
+        f"Drift events: Event Grid event subscription on subscription {sub}"
+        for sub in (PAYMENTS_SUB, WEB_SUB)
+    ]
+    payments, web = (
+        found[f"Drift events: Event Grid event subscription on subscription {s}"]
+        for s in (PAYMENTS_SUB, WEB_SUB)
+    )
+    assert payments["verdict"] == web["verdict"] == "missing"
+    assert payments["detail"].startswith("no event subscription of its system topic (0 found) delivers")
+    assert web["detail"].startswith("no event subscription of its system topic (1 found) delivers")
+    for sub, finding in ((PAYMENTS_SUB, payments), (WEB_SUB, web)):
+        assert finding["fix"].startswith(
+            f"azd provision with driftEvents on (the default) and subscription {sub}"
+        )
+        assert f"az eventgrid system-topic list --subscription {sub}" in finding["fix"]
+
+
+def _no_event_grid_read(state: dict[str, Any]) -> None:
+    """The reconciler's own custom role (infra/app/rbac-admin-subscription.bicep): no `*/read`."""
+    role = {
+        "id": "0d0c7000-0000-4000-8000-000000000003",
+        "role_name": "WIF Reconciler Role Assignments",
+        "actions": [
+            "Microsoft.Authorization/roleAssignments/read",
+            "Microsoft.Authorization/roleAssignments/write",
+            "Microsoft.Authorization/roleAssignments/delete",
+            "Microsoft.Authorization/roleDefinitions/read",
+        ],
+        "role_type": "CustomRole",
+        "assignable_scopes": [f"/subscriptions/{PAYMENTS_SUB}", f"/subscriptions/{WEB_SUB}"],
+    }
+    state["role_definitions"] = [r.to_json() for r in builtin_role_definitions()] + [role]
+    for assignment in state["role_assignments"]:
+        assignment["role_definition_guid"] = role["id"]
+
+
+async def test_without_event_grid_read_the_check_is_skipped_and_nothing_fails(
+    tmp_path: Path, table_settings: dict[str, str]
+) -> None:
+    await _in_place(table_settings)
+    with running_peer(QUEUES) as peer:
+        async with simulator(tenant(_no_event_grid_read), tmp_path) as env:
+            settings = {**env, **table_settings, "ServiceBusConnection": peer.connection_string}
+            result = doctor(settings, "--output", "json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    found = findings(result)
+    skipped = {key: f for key, f in found.items() if f["verdict"] != "ok"}
+    assert set(skipped) == {
+        f"Drift events: Event Grid event subscription on subscription {sub}"
+        for sub in (PAYMENTS_SUB, WEB_SUB)
+    }
+    for key, finding in skipped.items():
+        sub = key.rsplit(" ", 1)[1]
+        assert finding["verdict"] == "skipped"
+        assert finding["detail"].startswith(
+            "not checked: the identity may not read Event Grid there (it needs Reader, or "
+            "Microsoft.EventGrid/systemTopics/read and systemTopics/eventSubscriptions/read, "
+            f"on subscription {sub})"
+        )
+        assert (
+            "az eventgrid system-topic event-subscription show --name wif-role-assignments"
+            in finding["detail"]
+        )
 
 
 def _take_rights_away(state: dict[str, Any]) -> None:
