@@ -214,11 +214,12 @@ async def through_function(
         peer.wait(timeout=10)
 
 
-def report_function(figures: dict[str, Any], counters: dict[str, Any]) -> int:
-    configs = figures["configs"]
+def print_api_table(sent: dict[str, Any], counters: dict[str, Any]) -> tuple[int, int]:
+    """Per API: HTTP requests as the reconciler sent them (a $batch is one), operations as the
+    simulator served them (each request inside a $batch counts, and is throttled and charged, on
+    its own). Returns the requests sent and the responses throttled, in all."""
     print("| API | HTTP requests (reads / writes) | operations served | throttled (429) | resource units |")
     print("|---|---|---|---|---|")
-    sent = figures["http_requests"]
     for api in ("graph", "arm", "ado"):
         c = counters.get(api, {"reads": 0, "writes": 0, "throttled": 0, "resourceUnits": 0})
         mine = sent.get(api, {"reads": 0, "writes": 0})
@@ -227,7 +228,12 @@ def report_function(figures: dict[str, Any], counters: dict[str, Any]) -> int:
             f"| {c['throttled']:,} | {c['resourceUnits']:,} |"
         )
     total = sum(c["reads"] + c["writes"] for c in sent.values())
-    throttled = sum(c.get("throttled", 0) for c in counters.values())
+    return total, sum(c.get("throttled", 0) for c in counters.values())
+
+
+def report_function(figures: dict[str, Any], counters: dict[str, Any]) -> int:
+    configs = figures["configs"]
+    total, throttled = print_api_table(figures["http_requests"], counters)
     cpu_per_1000 = figures["cpu_s"] / configs * 1000
     print()
     print("| configs | HTTP requests | throttled | table reads / row writes | messages | wall | CPU", end="")
@@ -324,20 +330,7 @@ async def _sweep_process(env: dict[str, str], profile: str | None, mode: str = "
 
 def report(figures: dict[str, Any], counters: dict[str, Any]) -> int:
     configs = figures["configs"]
-    # HTTP requests as the reconciler sent them (a $batch is one); operations as the simulator
-    # served them (each request inside a $batch counts, and is throttled and charged, on its own).
-    print("| API | HTTP requests (reads / writes) | operations served | throttled (429) | resource units |")
-    print("|---|---|---|---|---|")
-    sent = figures["http_requests"]
-    for api in ("graph", "arm", "ado"):
-        c = counters.get(api, {"reads": 0, "writes": 0, "throttled": 0, "resourceUnits": 0})
-        mine = sent.get(api, {"reads": 0, "writes": 0})
-        print(
-            f"| {api} | {mine['reads']:,} / {mine['writes']:,} | {c['reads'] + c['writes']:,} "
-            f"| {c['throttled']:,} | {c['resourceUnits']:,} |"
-        )
-    total = sum(c["reads"] + c["writes"] for c in sent.values())
-    throttled = sum(c.get("throttled", 0) for c in counters.values())
+    total, throttled = print_api_table(figures["http_requests"], counters)
     cpu_per_1000 = figures["cpu_s"] / configs * 1000
     print()
     print("| configs | HTTP requests | throttled | wall | of which table read | CPU | CPU/1,000 | peak RSS |")
