@@ -37,7 +37,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from reconcile import bench_policy, inject_drift, measure, peak_rss_mb, start_bench_tenant  # noqa: E402 - bench/ is on the path
+from reconcile import bench_policy, inject_drift, measure, peak_rss_mb, start_bench_tenant, tenant_arguments  # noqa: E402 - bench/ is on the path
 
 from cloudsim.faults import Faults  # noqa: E402 - after making the repo importable
 from cloudsim.limits import Limits  # noqa: E402
@@ -199,14 +199,8 @@ def verdict(passes: list[BusyPass], plan_empty: bool, found: list[str]) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--configs", type=int, default=5000)
-    parser.add_argument("--unmanaged", type=int, default=15000)
-    parser.add_argument("--latency-ms", type=float, default=25.0)
+    parser = tenant_arguments(__doc__)  # --seed: of the tenant, the drift and the faults
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--seed", type=int, default=1, help="of the tenant, the drift and the faults")
     return asyncio.run(run(parser.parse_args()))
 
 

@@ -35,6 +35,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 import httpx  # noqa: E402 - after making the repo importable
 from converged import converge, parsed_configs  # noqa: E402 - bench/ is on the path
+from reconcile import tenant_arguments  # noqa: E402
 
 from cloudsim.generate import ROLES, generate_tenant  # noqa: E402
 from cloudsim.limits import Limits  # noqa: E402
@@ -209,14 +210,7 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--configs", type=int, default=5000)
-    parser.add_argument("--unmanaged", type=int, default=15000)
-    parser.add_argument("--latency-ms", type=float, default=25.0)
-    parser.add_argument("--seed", type=int, default=1)
-    return asyncio.run(run(parser.parse_args()))
+    return asyncio.run(run(tenant_arguments(__doc__).parse_args()))
 
 
 if __name__ == "__main__":

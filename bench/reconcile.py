@@ -206,15 +206,21 @@ async def print_pass(
     return figures
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--configs", type=int, default=5000)
-    parser.add_argument("--unmanaged", type=int, default=15000)
+def tenant_arguments(
+    doc: str | None, *, configs: int = 5000, unmanaged: int = 15000
+) -> argparse.ArgumentParser:
+    """The options every benchmark takes: the generated tenant's size and seed, the added latency."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configs", type=int, default=configs)
+    parser.add_argument("--unmanaged", type=int, default=unmanaged)
     parser.add_argument("--latency-ms", type=float, default=25.0)
-    parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--seed", type=int, default=1)
+    return parser
+
+
+def main() -> int:
+    parser = tenant_arguments(__doc__)
+    parser.add_argument("--concurrency", type=int, default=32)
     return asyncio.run(run(parser.parse_args()))
 
 

@@ -50,7 +50,7 @@ from azure.servicebus import NEXT_AVAILABLE_SESSION  # noqa: E402
 from azure.servicebus.aio import ServiceBusClient  # noqa: E402
 from azure.servicebus.exceptions import OperationTimeoutError  # noqa: E402
 from converged import converge, parsed_configs  # noqa: E402 - bench/ is on the path
-from reconcile import bench_policy  # noqa: E402
+from reconcile import bench_policy, tenant_arguments  # noqa: E402
 from sweep import engine_meter, start_peer, write_policy  # noqa: E402
 
 import function_app  # noqa: E402
@@ -360,13 +360,7 @@ def report(figures: dict[str, Any], counters: dict[str, Any]) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--configs", type=int, default=50_000)
-    parser.add_argument("--unmanaged", type=int, default=100_000)
-    parser.add_argument("--latency-ms", type=float, default=25.0)
-    parser.add_argument("--seed", type=int, default=1)
+    parser = tenant_arguments(__doc__, configs=50_000, unmanaged=100_000)
     parser.add_argument("--profile", metavar="FILE", help="write a cProfile of the sweep's process to FILE")
     parser.add_argument(
         "--through-function", action="store_true", help="measure the sweep through function_app.drift_sweep"

@@ -50,7 +50,7 @@ from azure.functions.timer import TimerRequest  # noqa: E402
 from azure.servicebus import NEXT_AVAILABLE_SESSION, ServiceBusReceivedMessage  # noqa: E402
 from azure.servicebus.aio import AutoLockRenewer, ServiceBusClient, ServiceBusReceiver  # noqa: E402
 from azure.servicebus.exceptions import OperationTimeoutError, ServiceBusError  # noqa: E402
-from reconcile import BenchTenant, bench_policy, inject_drift, start_bench_tenant  # noqa: E402 - bench/ is on the path
+from reconcile import BenchTenant, bench_policy, inject_drift, start_bench_tenant, tenant_arguments  # noqa: E402 - bench/ is on the path
 
 import function_app  # noqa: E402
 from cloudsim.generate import ROLES  # noqa: E402
@@ -296,14 +296,7 @@ async def cases(
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--configs", type=int, default=5000)
-    parser.add_argument("--unmanaged", type=int, default=15000)
-    parser.add_argument("--latency-ms", type=float, default=25.0)
-    parser.add_argument("--seed", type=int, default=1)
-    return asyncio.run(run(parser.parse_args()))
+    return asyncio.run(run(tenant_arguments(__doc__).parse_args()))
 
 
 if __name__ == "__main__":
