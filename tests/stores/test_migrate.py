@@ -4,10 +4,7 @@ nothing; a dry run writes nothing; a concurrent change is reported, never overwr
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
@@ -15,8 +12,6 @@ from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 from reconciler.core.events import IndexKey
 from reconciler.core.model import ObservedState
 from reconciler.core.plan import plan
-from reconciler.core.serialise import config_to_document
-from reconciler.core.validation import Document, parse_config
 from reconciler.engine.run import Status
 from reconciler.state.claims import ClaimRejected
 from reconciler.state.migrate import MigrationReport, migrate
@@ -27,6 +22,7 @@ from tests.azurite import TableRequests
 from tests.core.builders import APP_ID as ADOPTED_APP_ID
 from tests.core.builders import app, config, policy
 from tests.stores.conftest import APP_ID, document
+from tests.stores.old_rows import old_claim, old_config, old_index_row
 
 OTHER_APP = "1a2b3c4d-5e6f-4a1b-8c2d-3e4f5a6b7c8d"
 PRINCIPAL = IndexKey("principal", "aaaaaaaa-0000-0000-0000-000000000001")
@@ -38,55 +34,6 @@ def raw(table_settings: dict[str, str], stores: Stores) -> Iterator[TableService
     """The SDK without our code, as an earlier version wrote rows (the tables exist: `stores`)."""
     with TableServiceClient.from_connection_string(table_settings["WIF_TABLE_CONNECTION_STRING"]) as client:
         yield client
-
-
-def old_config(raw: TableServiceClient, body: dict[str, Any]) -> dict[str, Any]:
-    """A config row as versions before the connection index wrote it: the row alone."""
-    parsed, problems = parse_config(Document("test", 1, body))
-    assert parsed is not None, problems
-    row = {
-        "PartitionKey": parsed.organization.lower(),
-        "RowKey": parsed.id.replace("/", "~"),
-        "Document": json.dumps(config_to_document(parsed), separators=(",", ":")),
-        "Generation": 1,
-        "AppKey": parsed.application.key,
-        "Deleted": False,
-        "Prune": parsed.prune.value,
-        "RequestId": "CHG1",
-        "UpdatedAt": "2026-12-01T00:00:00+00:00",
-    }
-    raw.get_table_client(CONFIGS_TABLE).create_entity(row)
-    return row
-
-
-def old_claim(raw: TableServiceClient, key: str, config_id: str, project: str = "payments") -> None:
-    """A claim as versions before `Created` wrote it."""
-    digest = hashlib.sha256(key.encode()).hexdigest()
-    raw.get_table_client(CLAIMS_TABLE).create_entity(
-        {
-            "PartitionKey": digest[:2],
-            "RowKey": digest,
-            "Application": key,
-            "Organization": "contoso",
-            "Project": project,
-            "ConfigId": config_id,
-            "RequestId": "CHG1",
-            "ClaimedAt": "2026-12-01T00:00:00+00:00",
-        }
-    )
-
-
-def old_index_row(raw: TableServiceClient, key: IndexKey, app_key: str) -> dict[str, Any]:
-    """An index row of the one-partition-per-object layout (PartitionKey: all of sha256(object))."""
-    row = {
-        "PartitionKey": hashlib.sha256(str(key).encode()).hexdigest(),
-        "RowKey": hashlib.sha256(app_key.encode()).hexdigest()[:40],
-        "Key": str(key),
-        "Kind": key.kind,
-        "AppKey": app_key,
-    }
-    raw.get_table_client(INDEX_TABLE).create_entity(row)
-    return row
 
 
 async def run(stores: Stores, *, dry_run: bool = False) -> tuple[MigrationReport, list[str]]:
