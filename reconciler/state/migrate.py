@@ -74,7 +74,7 @@ async def migrate(stores: Stores, *, dry_run: bool, say: Say) -> MigrationReport
 
 async def _configs(stores: Stores, report: MigrationReport, say: Say) -> list[ConfigRecord]:
     def invalid(row: InvalidRow) -> None:
-        problem = f"{row}: fix it with `export`/`import`, or delete the row by hand"
+        problem = f"{row}: `import` the corrected config under the same id (or retire it)"
         report.failed.append(problem)
         say(f"cannot migrate  {problem}")
 

@@ -228,3 +228,20 @@ async def test_a_claim_changed_during_the_run_keeps_the_change(
     [key] = touched
     entity = next(e for e in claims.list_entities() if e["Application"] == key)
     assert entity["Note"] == "edited" and "Created" not in entity
+
+
+async def test_a_config_row_this_version_cannot_read_is_named_not_changed(
+    stores: Stores, raw: TableServiceClient
+) -> None:
+    row = old_config(raw, document("kv-reader"))
+    configs = raw.get_table_client(CONFIGS_TABLE)
+    configs.update_entity({**row, "Document": '{"apiVersion": "wif-reconciler/v0"}'}, mode=UpdateMode.REPLACE)
+    before = etags(configs)
+
+    report, lines = await run(stores)
+
+    assert report.changed == 0 and report.left
+    [line] = lines
+    assert line.startswith("cannot migrate  table federationconfigs, row contoso/contoso~payments~kv-reader")
+    assert line.endswith("`import` the corrected config under the same id (or retire it)")
+    assert etags(configs) == before
