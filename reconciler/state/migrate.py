@@ -41,7 +41,7 @@ from reconciler.state.configs import ConfigRecord, connection_row_key
 from reconciler.state.stores import Stores
 from reconciler.state.tables import CLAIMS_TABLE, CONFIGS_TABLE, INDEX_TABLE, ConcurrencyConflict, InvalidRow
 
-RUN_AGAIN = "changed since it was read (a worker is running): left as it is; run the migration again"
+RUN_AGAIN = "changed since it was read (by a worker or a person): left as it is; run the migration again"
 
 
 @dataclass
