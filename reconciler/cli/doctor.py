@@ -2,7 +2,9 @@
 
 With read-only calls it checks, in each system, the rights of the identity the credential signs in
 as (run it as the app's identity: docs/doctor.md), and prints, per missing piece, the command or
-portal step that grants it:
+portal step that grants it. Signed in as a person (a delegated token, as with `az login`), it says
+so first: it then checks that person's rights, and skips, with how to verify them, what only the
+deployed identity's token shows (its application permission, its ownership of adopted applications):
 
 - Microsoft Graph: the application permission, from the `roles` claim of its Graph token (no
   request), and that it owns every application a config adopts (the engine's ownership reading);
@@ -58,6 +60,9 @@ from reconciler.core.rights import (
     membership_fix,
     organizations_to_check,
     ownership,
+    person_graph_permissions,
+    person_ownership,
+    person_sign_in,
     projects_to_check,
     rbac_fix,
     rbac_grants,
@@ -89,6 +94,9 @@ class Doctor:
     graph: GraphAdapter
     arm: ArmAdapter
     ado: AdoAdapter
+    # A person signed in (a delegated token, as with `az login`): the checks are of their rights,
+    # and what only the deployed identity's token shows is skipped with how to verify it.
+    person: bool = False
 
 
 Check = Callable[[Doctor], Awaitable[list[Finding]]]
@@ -154,13 +162,14 @@ async def diagnose(
         try:
             roles = await graph.own_token_roles()
             principal_id = await graph.own_principal_id()
+            person = await graph.own_token_is_delegated()
         except ClientAuthenticationError as error:
             detail = NOT_SIGNED_IN.format(cause=_one_line(error))  # the same advice as every command
             return None, [Finding("Sign-in", "a token for Microsoft Graph", Verdict.ERROR, detail)]
         except Failure as error:
             detail = f"{_one_line(error)} (it checks the identity it signs in as: docs/doctor.md)"
             return None, [Finding("Sign-in", "a token for Microsoft Graph", Verdict.ERROR, detail)]
-        doctor = Doctor(policy, configs, settings, token_source, principal_id, roles, graph, arm, ado)
+        doctor = Doctor(policy, configs, settings, token_source, principal_id, roles, graph, arm, ado, person)
         checks: list[tuple[str, Check]] = [
             ("Microsoft Graph", _graph),
             ("Azure DevOps", _devops),
@@ -171,13 +180,28 @@ async def diagnose(
             *EXTRA_CHECKS,
         ]
         found = await asyncio.gather(*(_guarded(area, check, doctor) for area, check in checks))
-        return principal_id, [finding for findings in found for finding in findings]
+        flat = [finding for findings in found for finding in findings]
+        if person:
+            return principal_id, [person_sign_in(principal_id), *map(_as_yours, flat)]
+        return principal_id, flat
     finally:
         await graph.close()
         await arm.close()
         await ado.close()
         if credential is None:
             await token_source.close()
+
+
+def _as_yours(finding: Finding) -> Finding:
+    """A finding of a person's run outside Graph: it judges their own rights, so a missing one is
+    theirs to get; the fixes are written for the deployed identity (a service principal)."""
+    if finding.area == "Microsoft Graph" or finding.verdict is not Verdict.MISSING:
+        return finding
+    return replace(
+        finding,
+        detail=f"your sign-in: {finding.detail}",
+        fix=f"you lack it (a user, not a service principal: adapt the step below): {finding.fix}",
+    )
 
 
 async def _guarded(area: str, check: Check, doctor: Doctor) -> list[Finding]:
@@ -194,6 +218,8 @@ async def _guarded(area: str, check: Check, doctor: Doctor) -> list[Finding]:
 
 
 async def _graph(doctor: Doctor) -> list[Finding]:
+    if doctor.person:
+        return await _graph_as_person(doctor)
     permission = graph_permission(doctor.graph_roles, doctor.principal_id)
     findings = [permission]
     adopted = adopted_applications(doctor.configs)
@@ -211,10 +237,25 @@ async def _graph(doctor: Doctor) -> list[Finding]:
         return [*findings, _error("Microsoft Graph", "the adopted applications and their owners", failure)]
     for app_id, config_ids in sorted(adopted.items()):
         app = apps.get(app_id)
-        findings.append(
-            ownership(app_id, config_ids, None if app is None else owned.owns(app), doctor.principal_id)
-        )
+        owns = None if app is None else owned is None or owned.owns(app)
+        findings.append(ownership(app_id, config_ids, owns, doctor.principal_id))
     return findings
+
+
+async def _graph_as_person(doctor: Doctor) -> list[Finding]:
+    """A person's Graph rights (their delegated permissions), and of each adopted application only
+    that it exists: whether the deployed identity owns it is not visible from a person's token."""
+    findings = person_graph_permissions(await doctor.graph.own_token_scopes())
+    adopted = adopted_applications(doctor.configs)
+    if not adopted:
+        return findings
+    try:
+        found = {a.app_id.lower() for a in await doctor.graph.read_applications(sorted(adopted))}
+    except Failure as failure:
+        return [*findings, _error("Microsoft Graph", "the adopted applications", failure)]
+    return findings + [
+        person_ownership(app_id, ids, app_id in found) for app_id, ids in sorted(adopted.items())
+    ]
 
 
 # ---------------------------------------------------------------- Azure DevOps
