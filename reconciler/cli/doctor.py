@@ -50,6 +50,7 @@ from reconciler.core.rights import (
     ENDPOINT_ADMINISTER,
     ENDPOINT_CREATE,
     GRAPH_PERMISSION,
+    PERSON_SIGN_IN,
     RBAC_OPERATIONS,
     SERVICE_ENDPOINTS_NAMESPACE,
     Finding,
@@ -526,7 +527,9 @@ def _one_line(error: BaseException) -> str:
 
 
 def _as_table(principal_id: str | None, findings: Sequence[Finding]) -> str:
-    lines = [f"Checking the rights of the identity {principal_id or '(not signed in)'}"]
+    person = any(f.subject == PERSON_SIGN_IN for f in findings)
+    who = "the person signed in (not the deployed identity)" if person else "the identity"
+    lines = [f"Checking the rights of {who} {principal_id or '(not signed in)'}"]
     area = ""
     for finding in findings:
         if finding.area != area:
@@ -543,6 +546,11 @@ def _as_table(principal_id: str | None, findings: Sequence[Finding]) -> str:
         lines.append(
             f"{missing} missing, {errors} not checked: apply the fixes above, then run "
             "`python -m reconciler doctor` again."
+        )
+    elif person:
+        lines.append(
+            "Everything you need to run plan and apply yourself is in place; the deployed identity was not "
+            "checked: run doctor as it."
         )
     else:
         lines.append("Everything the reconciler needs is in place.")

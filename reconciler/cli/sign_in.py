@@ -19,19 +19,32 @@ MAX_NAMED = 5  # adopted applications named in the note; the rest are counted
 
 
 def person_note(configs: Iterable[FederationConfig]) -> str | None:
-    """The note for a run by a person: None when no config adopts an existing application (the
-    applications the reconciler creates need no owner check)."""
+    """The note for a run by a person, or None when the configs name no application at all."""
+    configs = list(configs)
     adopted = sorted({c.application.app_id.lower() for c in configs if c.application.app_id})
-    if not adopted:
+    created = sorted({c.application.display_name or "" for c in configs if not c.application.app_id} - {""})
+    if not adopted and not created:
         return None
-    named = ", ".join(adopted[:MAX_NAMED]) + (
-        f" and {len(adopted) - MAX_NAMED} more" if len(adopted) > MAX_NAMED else ""
-    )
-    return (
-        "note: signed in as a person (a delegated token), so your own rights decide this run and "
-        "ownership of the adopted applications by the deployed reconciler identity was not checked "
-        f"({named}). Without ownership, the deployed identity's writes to them are refused "
-        "(Application.ReadWrite.OwnedBy). Check it with `python -m reconciler doctor --configs ...` run "
-        "as the deployed identity, or `az ad app owner list --id <client id>` (the deployed identity's "
-        "object id must be listed)."
-    )
+    lines = [
+        "note: signed in as a person (a delegated token): your own rights decide this run, and what the "
+        "deployed reconciler identity may do was not checked. It may change only the applications it "
+        "owns (Application.ReadWrite.OwnedBy)."
+    ]
+    if adopted:
+        lines.append(
+            f"  Its ownership of the adopted applications was not checked ({_named(adopted)}): run "
+            "`python -m reconciler doctor --configs ...` as the deployed identity, or "
+            "`az ad app owner list --id <client id>` (its object id must be listed)."
+        )
+    if created:
+        lines.append(
+            f"  Applications created as you ({_named(created)}) are not owned by it: before it "
+            "reconciles them, an owner adds it: "
+            "`az ad app owner add --id <client id> --owner-object-id <its object id>`."
+        )
+    return "\n".join(lines)
+
+
+def _named(items: list[str]) -> str:
+    more = len(items) - MAX_NAMED
+    return ", ".join(items[:MAX_NAMED]) + (f" and {more} more" if more > 0 else "")
