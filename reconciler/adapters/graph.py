@@ -179,16 +179,21 @@ class GraphAdapter:
         requests = [self._principals_request(chunk) for chunk in _chunks(sorted(set(app_ids)), MAX_IN_VALUES)]
         return {str(sp["appId"]).lower(): str(sp["id"]) for sp in await self._batched(requests)}
 
-    async def read_ownership(self) -> Ownership | None:
+    async def read_ownership(self, principal_id: str | None = None) -> Ownership | None:
         """What the reconciler's identity owns: one paged listing of its applications
         (`GET /servicePrincipals/{id}/ownedObjects/graph.application`, ids only).
 
         None when a person is signed in (a delegated token, see `own_token_is_delegated`): the
         token's `oid` is then a user's, which no service principal has (Graph answers 404), and
-        ownership by the deployed identity is not what decides a person's writes."""
-        if await self.own_token_is_delegated():
-            return None
-        principal_id = await self.own_principal_id()
+        ownership by the deployed identity is not what decides a person's writes. With
+        `principal_id`, what that service principal owns, whoever is signed in (a person checking
+        the deployed identity: delegated Application.Read.All suffices, learn.microsoft.com
+        graph/api/serviceprincipal-list-ownedobjects)."""
+        if principal_id is None:
+            if await self.own_token_is_delegated():
+                return None
+            principal_id = await self.own_principal_id()
+        principal_id = _guid(principal_id, "service principal id")
         builder = owned_applications.GraphApplicationRequestBuilder
         query = builder.GraphApplicationRequestBuilderGetQueryParameters(select=["id"], top=OWNED_PAGE_SIZE)
         owned = self._client.service_principals.by_service_principal_id(principal_id).owned_objects

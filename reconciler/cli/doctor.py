@@ -42,6 +42,7 @@ from reconciler.adapters.arm import ArmAdapter, EventRoute
 from reconciler.adapters.graph import GraphAdapter
 from reconciler.adapters.metering import RequestMeter
 from reconciler.cli.errors import NOT_SIGNED_IN
+from reconciler.cli.sign_in import DEPLOYED_IDENTITY
 from reconciler.cloud import Cloud, CloudError, cloud_from_settings
 from reconciler.core.identifiers import ArmScope, Guid, IdentifierError
 from reconciler.core.model import CustomRole, FederationConfig, RoleAssignment
@@ -244,19 +245,37 @@ async def _graph(doctor: Doctor) -> list[Finding]:
 
 
 async def _graph_as_person(doctor: Doctor) -> list[Finding]:
-    """A person's Graph rights (their delegated permissions), and of each adopted application only
-    that it exists: whether the deployed identity owns it is not visible from a person's token."""
+    """A person's Graph rights (their delegated permissions), and of each adopted application that it
+    exists and, with WIF_IDENTITY_PRINCIPAL_ID, whether the deployed identity owns it (a person's
+    own token does not say who that identity is)."""
     findings = person_graph_permissions(await doctor.graph.own_token_scopes())
     adopted = adopted_applications(doctor.configs)
     if not adopted:
         return findings
+    deployed = _deployed_identity(doctor.settings)
     try:
-        found = {a.app_id.lower() for a in await doctor.graph.read_applications(sorted(adopted))}
+        apps = {a.app_id.lower(): a for a in await doctor.graph.read_applications(sorted(adopted))}
+        # Given the deployed identity's object id, what it owns is readable by a person too.
+        owned = await doctor.graph.read_ownership(deployed) if deployed else None
     except Failure as failure:
-        return [*findings, _error("Microsoft Graph", "the adopted applications", failure)]
+        return [*findings, _error("Microsoft Graph", "the adopted applications and their owners", failure)]
+    if owned is None:
+        return findings + [
+            person_ownership(app_id, ids, app_id in apps) for app_id, ids in sorted(adopted.items())
+        ]
     return findings + [
-        person_ownership(app_id, ids, app_id in found) for app_id, ids in sorted(adopted.items())
+        ownership(app_id, ids, None if app_id not in apps else owned.owns(apps[app_id]), owned.principal_id)
+        for app_id, ids in sorted(adopted.items())
     ]
+
+
+def _deployed_identity(settings: Mapping[str, str]) -> str | None:
+    """WIF_IDENTITY_PRINCIPAL_ID, the deployed identity's object id (`azd env get-values`), if set."""
+    raw = settings.get(DEPLOYED_IDENTITY, "").strip()
+    try:
+        return str(Guid(raw, DEPLOYED_IDENTITY)) if raw else None
+    except IdentifierError as error:
+        raise CloudError(error.message) from None  # a bad setting: exit 2
 
 
 # ---------------------------------------------------------------- Azure DevOps

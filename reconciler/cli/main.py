@@ -195,7 +195,9 @@ async def _run(
 ) -> RunReport:
     credential = default_credential(cloud)
     try:
-        if await _signed_in(credential, cloud) and (note := person_note([*configs, *retired])):
+        if await _signed_in(credential, cloud) and (
+            note := await person_note(cloud, credential, [*configs, *retired], os.environ)
+        ):
             print(note, file=sys.stderr)
         options = EngineOptions(budgets=Budgets.from_settings(os.environ))
         async with connect(cloud, policy, credential=credential, options=options) as reconciler:

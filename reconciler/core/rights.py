@@ -174,8 +174,9 @@ def person_ownership(app_id: str, config_ids: Sequence[str], found: bool) -> Fin
         "Microsoft Graph",
         subject,
         Verdict.SKIPPED,
-        f"not checked as a person (used by {', '.join(config_ids)}); verify: az ad app owner list --id "
-        f"{app_id} --query [].id lists the deployed identity's object id (else its writes are refused)",
+        f"not checked as a person (used by {', '.join(config_ids)}): set WIF_IDENTITY_PRINCIPAL_ID to the "
+        f"deployed identity's object id, or verify: az ad app owner list --id {app_id} --query [].id lists "
+        "it (else its writes are refused)",
     )
 
 

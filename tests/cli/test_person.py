@@ -81,6 +81,17 @@ async def test_a_person_applies_an_adopted_app_the_identity_does_not_own_and_is_
     assert "Applications created as you (sc-payments-kv-secrets) are not owned by it" in applied.stderr
     assert "could not read the applications the reconciler owns" not in applied.stdout
 
+    identity = str(yaml.safe_load((ROOT / "examples" / "tenant.yaml").read_text())["caller_object_id"])
+    checked = cli({**person_env(env, person), "WIF_IDENTITY_PRINCIPAL_ID": identity}, "plan")
+    assert checked.stderr.count(NOTE) == 1, checked.stderr
+    assert f"The deployed identity {identity} does not own {KV_READER_APP}:" in checked.stderr
+    assert "1a2b3c4d-5e6f-4a1b-8c2d-3e4f5a6b7c8d" not in checked.stderr  # it owns that one
+    assert f"--owner-object-id {identity}" in checked.stderr
+
+    typo = cli({**person_env(env, person), "WIF_IDENTITY_PRINCIPAL_ID": "not-a-guid"}, "plan")
+    assert typo.returncode == 2 and "WIF_IDENTITY_PRINCIPAL_ID must be" in typo.stderr, typo.stderr
+    assert "Traceback" not in typo.stderr
+
     clean = cli(person_env(env, person), "plan")
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert "No changes" in clean.stdout
@@ -109,6 +120,14 @@ async def test_doctor_as_a_person_says_so_and_skips_what_only_the_identitys_toke
     assert found["Azure DevOps: member of organization contoso"]["verdict"] == "ok"
     rbac = [f for key, f in found.items() if key.startswith("Azure RBAC")]
     assert rbac and all(f["verdict"] == "ok" for f in rbac)
+
+    identity = str(yaml.safe_load((ROOT / "examples" / "tenant.yaml").read_text())["caller_object_id"])
+    named_env = {**person_env(env, person), "WIF_IDENTITY_PRINCIPAL_ID": identity}
+    named = json.loads(cli(named_env, "doctor", "--output", "json").stdout)["findings"]
+    owners = {f["subject"].rsplit(" ", 1)[1]: f for f in named if f["subject"].startswith("owner")}
+    assert owners[KV_READER_APP]["verdict"] == "missing"
+    assert owners[KV_READER_APP]["fix"].endswith(f"--owner-object-id {identity}")
+    assert owners["1a2b3c4d-5e6f-4a1b-8c2d-3e4f5a6b7c8d"]["verdict"] == "ok"
 
     table = cli(person_env(env, person), "doctor")
     assert table.stdout.startswith(
