@@ -108,9 +108,9 @@ def _adopted_line(adopted: Sequence[str], deployed: DeployedOwnership | None) ->
     if deployed is None:
         return (
             f"  Its ownership of the adopted applications was not checked ({_named(adopted)}): set "
-            f"{DEPLOYED_IDENTITY} to its object id, run `python -m reconciler doctor --configs ...` as "
-            "the deployed identity, or `az ad app owner list --id <client id>` (its object id must be "
-            "listed)."
+            f"{DEPLOYED_IDENTITY} to its object id (`export {DEPLOYED_IDENTITY}=$(azd env get-value "
+            f"{DEPLOYED_IDENTITY})`), run `python -m reconciler doctor --configs ...` as the deployed "
+            "identity, or `az ad app owner list --id <client id>` (its object id must be listed)."
         )
     if deployed.failure:
         return (
