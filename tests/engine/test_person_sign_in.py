@@ -4,13 +4,37 @@ identity's Application.ReadWrite.OwnedBy, does not block; the person's own right
 
 from __future__ import annotations
 
+import base64
+import json
+
 import pytest
 
 from cloudsim.rights import add_person
 from cloudsim.state import World
 from cloudsim.testing import person_env
+from cloudsim.tokens import mint
+from reconciler.adapters.graph import token_is_delegated
 from reconciler.engine.run import Status
 from tests.engine.conftest import Tenant
+
+GRAPH = "https://graph.microsoft.com"
+
+
+def _without_idtyp(token: str) -> str:
+    """A token as Entra issues it without the `idtyp` claim (it is documented as optional)."""
+    header, payload, signature = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    del claims["idtyp"]
+    encoded = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    return f"{header}.{encoded}.{signature}"
+
+
+def test_delegated_tokens_are_told_from_app_only_ones_by_idtyp_else_by_scp() -> None:
+    app, _ = mint(GRAPH, "tenant", "identity", roles=["Application.ReadWrite.OwnedBy"])
+    person, _ = mint(GRAPH, "tenant", "user", scopes=["Application.ReadWrite.All"])
+    assert not token_is_delegated(app) and token_is_delegated(person)
+    assert not token_is_delegated(_without_idtyp(app)) and token_is_delegated(_without_idtyp(person))
+    assert not token_is_delegated("not-a-jwt")
 
 
 async def sign_in_as_person(tenant: Tenant, monkeypatch: pytest.MonkeyPatch, roles: list[str]) -> str:
