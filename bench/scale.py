@@ -201,8 +201,8 @@ async def through_function(
         served = tables.since_mark()
         figures["table_reads"] = sum(1 for method, _ in served if method == "GET")
         writes = tables.writes_since_mark()
-        # A worker's start creates its tables if missing (open_stores): one POST /Tables each, which
-        # Azure answers 409 when the table is there. Counted apart from the sweep's row writes.
+        # A worker's start lists its tables (one GET /Tables, in table_reads) and creates the missing
+        # ones (open_stores): none once they exist. Counted apart from the sweep's row writes.
         creates = [path for _, path in writes if path.endswith("/Tables")]
         figures["table_creates"] = len(creates)
         figures["table_writes"] = sorted({f"{m} {p}" for m, p in writes if not p.endswith("/Tables")})
@@ -244,7 +244,7 @@ def report_function(figures: dict[str, Any], counters: dict[str, Any]) -> int:
         f"| {figures['wall_s']:.1f} s | {figures['cpu_s']:.1f} s | {cpu_per_1000:.2f} s "
         f"| {figures['peak_rss_mb']:.0f} MB |"
     )
-    print(f"table creates at the worker's start (answered 409, the tables exist): {figures['table_creates']}")
+    print(f"table creates at the worker's start (expected 0: the tables exist): {figures['table_creates']}")
     print(
         f"process CPU with imports and start-up {figures['process_cpu_s']:.1f} s; "
         f"simulator CPU {figures['simulator_cpu_s']:.1f} s"

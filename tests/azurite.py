@@ -147,11 +147,15 @@ class TableRequests:
 
     def since_mark(self) -> list[tuple[str, str]]:
         """(method, path) of every request served since mark(), up to now."""
+        return [(method, path) for method, path, _ in self.answered_since_mark()]
+
+    def answered_since_mark(self) -> list[tuple[str, str, int]]:
+        """(method, path, status) of every request served since mark(), up to now."""
         found = []
         for line in self._settled_lines()[self._start :]:
             match = _ACCESS_LINE.search(line)
             if match and "/sentinel-" not in match["path"]:
-                found.append((match["method"], match["path"]))
+                found.append((match["method"], match["path"], int(match["status"])))
         return found
 
     def writes_since_mark(self) -> list[tuple[str, str]]:

@@ -15,12 +15,29 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import quote
 
+from azure.core import AsyncPipelineClient
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
+from azure.core.pipeline import AsyncPipeline
+from azure.core.pipeline.policies import (
+    AsyncRedirectPolicy,
+    AsyncRetryPolicy,
+    ContentDecodePolicy,
+    DistributedTracingPolicy,
+    HeadersPolicy,
+    RequestIdPolicy,
+    SensitiveHeaderCleanupPolicy,
+    UserAgentPolicy,
+)
 from azure.core.rest import AsyncHttpResponse, HttpRequest
 from azure.mgmt.authorization.aio import AuthorizationManagementClient
 from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreateParameters
 from azure.mgmt.core.exceptions import ARMErrorFormat
+from azure.mgmt.core.policies import (
+    ARMHttpLoggingPolicy,
+    AsyncARMAutoResourceProviderRegistrationPolicy,
+    AsyncARMChallengeAuthenticationPolicy,
+)
 
 from reconciler.adapters.metering import MeteringPolicy, RequestMeter
 from reconciler.adapters.pacing import AZURE_BUDGETS, ArmPacingPolicy, Budgets
@@ -88,23 +105,23 @@ class ArmAdapter:
         budgets: Budgets = AZURE_BUDGETS,
     ) -> None:
         self._arm_url = cloud.arm_url.rstrip("/")
+        # One pipeline for every ARM request: the SDK's operations and the listings it has none for
+        # (Event Grid) share its token, pacing, metering, retries and connections.
+        pipeline = _arm_pipeline(credential, cloud, meter, retry_total=retry_total, budgets=budgets)
         # Role-assignment operations take the scope in the path; the client's subscription is unused.
         self._client = AuthorizationManagementClient(
             credential,
             "00000000-0000-0000-0000-000000000000",
             base_url=cloud.arm_url,
-            credential_scopes=[cloud.arm_scope],
             api_version=API_VERSION,
-            # Per attempt: paced under ARM's token buckets, then counted.
-            per_retry_policies=[ArmPacingPolicy(budgets), MeteringPolicy(meter, "arm")],
-            retry_total=retry_total,
-            retry_backoff_factor=RETRY_BACKOFF_FACTOR,
-            retry_backoff_max=RETRY_BACKOFF_MAX,
-            transport=aiohttp_transport(cloud),
+            pipeline=pipeline,
+        )
+        self._requests: AsyncPipelineClient[HttpRequest, AsyncHttpResponse] = AsyncPipelineClient(
+            cloud.arm_url, pipeline=pipeline
         )
 
     async def close(self) -> None:
-        await self._client.close()  # type: ignore[no-untyped-call]
+        await self._client.close()  # type: ignore[no-untyped-call]  # closes the shared pipeline
 
     async def list_assignments(self, scope: ArmScope, principal_id: str | None = None) -> AssignmentListing:
         """Assignments at, above and below `scope`; only one principal's when given (filtered by ARM).
@@ -188,13 +205,12 @@ class ArmAdapter:
         return routes
 
     async def _list(self, path: str, api_version: str) -> list[dict[str, Any]]:
-        """Every item of an ARM list, following nextLink, through the client's pipeline (the token,
+        """Every item of an ARM list, following nextLink, through the shared pipeline (the token,
         pacing, metering and retries of every other call)."""
-        pipeline = self._client._client
         items: list[dict[str, Any]] = []
-        request = HttpRequest("GET", pipeline.format_url(path), params={"api-version": api_version})
+        request = HttpRequest("GET", self._requests.format_url(path), params={"api-version": api_version})
         while True:
-            response: AsyncHttpResponse = await self._call(pipeline.send_request(request))
+            response = await self._call(self._requests.send_request(request))
             if response.status_code >= 400:
                 raise _arm_failure(HttpResponseError(response=response, error_format=ARMErrorFormat))
             body = response.json()
@@ -219,6 +235,34 @@ class ArmAdapter:
             raise TemporaryFailure(
                 f"ARM connection failed: {error.message}", code="ConnectionError"
             ) from error
+
+
+def _arm_pipeline(
+    credential: AsyncTokenCredential, cloud: Cloud, meter: RequestMeter, *, retry_total: int, budgets: Budgets
+) -> AsyncPipeline[HttpRequest, AsyncHttpResponse]:
+    """The policies azure-mgmt-core's ARM client builds by default, in its order, with ours per attempt
+    (after the retry policy: every attempt is paced under ARM's token buckets, then counted)."""
+    # Typed loosely, as azure-core's own builder: its policy classes are generic over sync and async.
+    policies: list[Any] = [
+        RequestIdPolicy(),
+        HeadersPolicy(),
+        UserAgentPolicy("wif-reconciler"),
+        ContentDecodePolicy(),
+        AsyncARMAutoResourceProviderRegistrationPolicy(),
+        AsyncRedirectPolicy(),
+        AsyncRetryPolicy(
+            retry_total=retry_total,
+            retry_backoff_factor=RETRY_BACKOFF_FACTOR,
+            retry_backoff_max=RETRY_BACKOFF_MAX,
+        ),
+        AsyncARMChallengeAuthenticationPolicy(credential, cloud.arm_scope),
+        ArmPacingPolicy(budgets),
+        MeteringPolicy(meter, "arm"),
+        DistributedTracingPolicy(),
+        SensitiveHeaderCleanupPolicy(),  # no token on a redirect to another host
+        ARMHttpLoggingPolicy(),
+    ]
+    return AsyncPipeline(aiohttp_transport(cloud), policies)
 
 
 # The SDK puts scopes and ids into its URL templates unescaped (skip_quote), and the HTTP

@@ -45,7 +45,7 @@ from msgraph.graph_service_client import GraphServiceClient
 from msgraph_core import GraphClientFactory
 from msgraph_core.middleware import GraphTelemetryHandler
 
-from reconciler.adapters.metering import THROTTLED, RequestMeter, ThrottleMeteringTransport, httpx_meter_hook
+from reconciler.adapters.metering import THROTTLED, MeteringTransport, RequestMeter
 from reconciler.adapters.pacing import (
     AZURE_BUDGETS,
     Budgets,
@@ -115,9 +115,9 @@ class GraphAdapter:
             limits=httpx.Limits(max_connections=concurrency * 2),
         )
         http = httpx.AsyncClient(
-            transport=ThrottleMeteringTransport(self._transport, meter, "graph"),
+            transport=MeteringTransport(self._transport, meter, "graph"),  # every attempt, retries too
             timeout=timeout,
-            event_hooks={"request": [httpx_meter_hook(meter, "graph"), _send_priority]},  # type: ignore[list-item]
+            event_hooks={"request": [_send_priority]},
         )
         # The SDK's default middleware (retry honouring Retry-After, redirects, ...), then the pacer,
         # last before the transport so that every attempt spends from the budget.

@@ -84,26 +84,19 @@ class MeteringPolicy(SansIOHTTPPolicy):  # type: ignore[type-arg]
             self._meter.record_throttled(self._api)
 
 
-def httpx_meter_hook(meter: RequestMeter, api: str) -> object:
-    """An httpx request event hook (async) that records each request on a meter."""
+class MeteringTransport(httpx.AsyncBaseTransport):
+    """Wraps an httpx transport to record each request, and each throttled answer, on a meter.
 
-    async def hook(request: httpx.Request) -> None:
-        meter.record(api, write=_is_write(request))
-
-    return hook
-
-
-class ThrottleMeteringTransport(httpx.AsyncBaseTransport):
-    """Wraps an httpx transport to record each throttled answer on a meter.
-
-    At the transport, under the SDK's retry middleware (which wraps the client's transport), so a 429
-    that the middleware retries is seen too; a client event hook sees only the final answer.
+    At the transport, under the SDK's retry middleware (which wraps the client's transport), so every
+    attempt is counted, as the azure-core policies after the retry policy count ARM's and ADO's; a
+    client event hook would see only the first attempt and the final answer.
     """
 
     def __init__(self, inner: httpx.AsyncBaseTransport, meter: RequestMeter, api: str) -> None:
         self._inner, self._meter, self._api = inner, meter, api
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self._meter.record(self._api, write=_is_write(request))
         response = await self._inner.handle_async_request(request)
         if response.status_code == THROTTLED:
             self._meter.record_throttled(self._api)

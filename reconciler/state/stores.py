@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
 from azure.core.credentials_async import AsyncTokenCredential
-from azure.core.exceptions import AzureError, ResourceExistsError
+from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError
 from azure.data.tables.aio import TableServiceClient
 
 from reconciler.state.claims import ApplicationClaimStore
@@ -30,6 +30,17 @@ from reconciler.state.tables import (
     SettingsError,
     translated,
 )
+
+APP_TABLES = (
+    CONFIGS_TABLE,
+    STATUS_TABLE,
+    REQUESTS_TABLE,
+    CLAIMS_TABLE,
+    INDEX_TABLE,
+    HISTORY_TABLE,
+    PENDING_TABLE,
+)
+FORBIDDEN = 403  # the identity may not list tables (a role without tableServices/tables/read)
 
 
 @dataclass
@@ -66,10 +77,7 @@ async def open_stores(settings: Mapping[str, str], credential: AsyncTokenCredent
     """
     service = service_client(settings, credential)
     try:
-        tables = (CONFIGS_TABLE, STATUS_TABLE, REQUESTS_TABLE, CLAIMS_TABLE, INDEX_TABLE, HISTORY_TABLE)
-        for name in (*tables, PENDING_TABLE):
-            with contextlib.suppress(ResourceExistsError):
-                await translated(service.create_table(name), f"create table {name}")
+        await create_missing_tables(service)
     except BaseException:
         await service.close()
         raise
@@ -83,6 +91,32 @@ async def open_stores(settings: Mapping[str, str], credential: AsyncTokenCredent
         history=HistoryStore(service.get_table_client(HISTORY_TABLE)),
         pending=PendingReconciles(service.get_table_client(PENDING_TABLE)),
     )
+
+
+async def create_missing_tables(service: TableServiceClient) -> None:
+    """Creates the app's tables that do not exist yet: one request to learn which exist (a Query Tables
+    filtered to ours, one page), then one create per missing table (none once deployed).
+
+    A table created meanwhile by another worker answers 409: it exists, as wanted. An identity not
+    allowed to list tables (403) creates each table instead, each 409 meaning it exists, as before.
+    """
+    try:
+        existing = await translated(_existing_tables(service, APP_TABLES), "list tables")
+    except HttpResponseError as error:
+        if error.status_code != FORBIDDEN:
+            raise
+        existing = set()
+    for name in APP_TABLES:
+        if name not in existing:
+            with contextlib.suppress(ResourceExistsError):
+                await translated(service.create_table(name), f"create table {name}")
+
+
+async def _existing_tables(service: TableServiceClient, names: Sequence[str]) -> set[str]:
+    # Named parameters, never the names joined into the filter; seven names fit one page (1,000).
+    parameters = {f"name{index}": name for index, name in enumerate(names)}
+    query = " or ".join(f"TableName eq @{key}" for key in parameters)
+    return {table.name async for table in service.query_tables(query, parameters=parameters)}
 
 
 def service_client(
