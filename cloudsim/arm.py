@@ -25,12 +25,24 @@ _ASSIGNMENT = rf"(?P<scope>.*){_PROVIDER}/roleAssignments/(?P<name>[^/]+)"
 _ASSIGNMENTS = rf"(?P<scope>.*){_PROVIDER}/roleAssignments"
 _DEFINITION = rf"(?P<scope>.*){_PROVIDER}/roleDefinitions/(?P<id>[^/]+)"
 _DEFINITIONS = rf"(?P<scope>.*){_PROVIDER}/roleDefinitions"
+# One api-version per resource type, the one whose shapes the simulator models. Azure accepts older
+# versions too (with other shapes); a request for any other version is refused as Azure refuses a
+# version it does not know (Azure/azure-sdk-for-java#28334, Azure/azure-sdk-for-node#3638).
+API_VERSIONS = {"Microsoft.Authorization": "2022-04-01", "Microsoft.EventGrid": "2022-06-15"}
+_EVENT_GRID_TYPES = ("systemTopics", "eventSubscriptions")
 _SUBSCRIPTION = re.compile(r"/subscriptions/([^/]+)", re.IGNORECASE)
 _FILTER_CLAUSE = re.compile(
     r"\s*(?:(?P<at>atScope\(\))|principalId\s+eq\s+'(?P<principal>[^']+)'|assignedTo\('(?P<assigned>[^']+)'\)"
     r"|roleName\s+eq\s+'(?P<role_name>(?:[^']|'')+)'|type\s+eq\s+'(?P<role_type>[^']+)')\s*",
     re.IGNORECASE,
 )
+
+
+def _resource_type(operation: str) -> tuple[str, str]:
+    """The namespace and resource type a route serves (its operation is named `<type>.<verb>`)."""
+    kind = operation.split(".", 1)[0]
+    namespace = "Microsoft.EventGrid" if kind in _EVENT_GRID_TYPES else "Microsoft.Authorization"
+    return namespace, kind
 
 
 def arm_error(status: int, code: str, message: str) -> Reply:
@@ -125,12 +137,22 @@ class Arm:
         add("GET", EVENT_SUBSCRIPTIONS, "eventSubscriptions.list", event_grid.list_event_subscriptions)
 
     @staticmethod
-    def _require_api_version(call: Call, _route: Route) -> None:
-        if "api-version" not in call.query:
+    def _require_api_version(call: Call, route: Route) -> None:
+        version = call.query.get("api-version")
+        if not version:
             raise ApiError(
                 400,
                 "MissingApiVersionParameter",
                 "The api-version query parameter (?api-version=) is required for all requests.",
+            )
+        namespace, kind = _resource_type(route.operation)
+        supported = API_VERSIONS[namespace]
+        if version != supported:
+            raise ApiError(
+                400,
+                "InvalidResourceType",
+                f"The resource type '{kind}' could not be found in the namespace '{namespace}' for api "
+                f"version '{version}'. The supported api-versions are '{supported}'.",
             )
 
     # role definitions

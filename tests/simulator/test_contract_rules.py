@@ -1,0 +1,82 @@
+"""The simulator refuses what Azure's specs refuse, and varies what they leave open.
+
+Plain HTTPS calls with tokens from the simulator's MI endpoint: the request is exactly what the
+test writes, no SDK model in between (each rule's source is in docs/simulator.md).
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+
+from cloudsim.state import ADO_RESOURCE_APP_ID
+from cloudsim.testing import SAMPLE_SUBSCRIPTION, RunningSimulator, running_simulator
+
+ARM = "https://management.azure.com"
+ADO = ADO_RESOURCE_APP_ID
+SUB = f"/subscriptions/{SAMPLE_SUBSCRIPTION}"
+VAULT = f"{SUB}/resourceGroups/rg-pay/providers/Microsoft.KeyVault/vaults/kv-pay"
+KV_READER = "21090545-7ca7-4776-b22c-e363652d74d2"
+ROLE_ID = f"{SUB}/providers/Microsoft.Authorization/roleDefinitions/{KV_READER}"
+Json = Any
+
+
+@dataclass
+class Raw:
+    sim: RunningSimulator
+    session: aiohttp.ClientSession
+
+    async def token(self, resource: str) -> str:
+        headers = {"X-IDENTITY-HEADER": self.sim.env["IDENTITY_HEADER"]}
+        params = {"resource": resource, "api-version": "2019-08-01"}
+        async with self.session.get(self.sim.identity_endpoint, params=params, headers=headers) as response:
+            return str((await response.json())["access_token"])
+
+    async def call(
+        self, method: str, url: str, resource: str, body: Json = None, **params: str
+    ) -> tuple[int, Json]:
+        headers = {"Authorization": f"Bearer {await self.token(resource)}"}
+        async with self.session.request(method, url, json=body, params=params, headers=headers) as response:
+            text = await response.text()
+            return response.status, (json.loads(text) if text else None)
+
+    async def arm(
+        self, method: str, path: str, body: Json = None, version: str = "2022-04-01"
+    ) -> tuple[int, Json]:
+        return await self.call(method, self.sim.arm_url + path, ARM, body, **{"api-version": version})
+
+
+@pytest.fixture
+async def raw() -> AsyncIterator[Raw]:
+    async with running_simulator() as sim:
+        context = ssl.create_default_context(cafile=str(sim.ca_path))
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as session:
+            yield Raw(sim, session)
+
+
+def assignment_path(scope: str = VAULT, name: str | None = None) -> str:
+    return f"{scope}/providers/Microsoft.Authorization/roleAssignments/{name or uuid.uuid4()}"
+
+
+# ---------------------------------------------------------------- ARM
+
+
+@pytest.mark.parametrize("version", ["2020-04-01-preview", "2022-04-01-preview", "2099-01-01", "latest"])
+async def test_arm_refuses_an_api_version_it_does_not_model(raw: Raw, version: str) -> None:
+    listing = f"{SUB}/providers/Microsoft.Authorization/roleAssignments"
+    status, body = await raw.arm("GET", listing, version=version)
+    assert status == 400
+    assert body["error"]["code"] == "InvalidResourceType"
+    assert "'2022-04-01'" in body["error"]["message"]
+    topics = f"{SUB}/providers/Microsoft.EventGrid/systemTopics"
+    status, body = await raw.arm("GET", topics, version="2022-04-01")
+    assert (status, body["error"]["code"]) == (400, "InvalidResourceType")
+    status, _body = await raw.arm("GET", topics, version="2022-06-15")
+    assert status == 200
