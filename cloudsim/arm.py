@@ -30,6 +30,11 @@ _DEFINITIONS = rf"(?P<scope>.*){_PROVIDER}/roleDefinitions"
 # version it does not know (Azure/azure-sdk-for-java#28334, Azure/azure-sdk-for-node#3638).
 API_VERSIONS = {"Microsoft.Authorization": "2022-04-01", "Microsoft.EventGrid": "2022-06-15"}
 _EVENT_GRID_TYPES = ("systemTopics", "eventSubscriptions")
+PRINCIPAL_TYPES = frozenset({"User", "Group", "ServicePrincipal", "ForeignGroup", "Device"})
+_ROLE_DEFINITION_ID = re.compile(
+    r"(?:/subscriptions/[^/]+)?/providers/Microsoft\.Authorization/roleDefinitions/[0-9a-f-]{36}",
+    re.IGNORECASE,
+)
 _SUBSCRIPTION = re.compile(r"/subscriptions/([^/]+)", re.IGNORECASE)
 _FILTER_CLAUSE = re.compile(
     r"\s*(?:(?P<at>atScope\(\))|principalId\s+eq\s+'(?P<principal>[^']+)'|assignedTo\('(?P<assigned>[^']+)'\)"
@@ -117,6 +122,33 @@ def render_assignment(assignment: RoleAssignment, caller: str) -> JsonObject:
         "type": "Microsoft.Authorization/roleAssignments",
         "name": assignment.name,
     }
+
+
+def _check_properties(properties: JsonObject) -> None:
+    """RoleAssignmentProperties of the 2022-04-01 spec: roleDefinitionId (a role definition's full id)
+    and principalId are required, principalType is one of the spec's enum."""
+    for field in ("roleDefinitionId", "principalId"):
+        if not isinstance(properties.get(field), str) or not properties[field]:
+            raise ApiError(
+                400,
+                "InvalidRequestContent",
+                f"The request content was invalid and could not be deserialized: "
+                f"'Required property '{field}' not found in JSON.'",
+            )
+    if not _ROLE_DEFINITION_ID.fullmatch(properties["roleDefinitionId"]):
+        raise ApiError(
+            400,
+            "InvalidRoleDefinitionId",
+            f"The role definition ID '{properties['roleDefinitionId']}' is not valid.",
+        )
+    principal_type = properties.get("principalType")
+    if principal_type is not None and principal_type not in PRINCIPAL_TYPES:
+        raise ApiError(
+            400,
+            "InvalidRequestContent",
+            f"The request content was invalid and could not be deserialized: "
+            f"'Error converting value '{principal_type}' to type 'PrincipalType'.'",
+        )
 
 
 class Arm:
@@ -216,6 +248,7 @@ class Arm:
             raise ApiError(
                 400, "InvalidRequestContent", "The request content was invalid and could not be deserialized."
             )
+        _check_properties(properties)
         role_guid = self._role_guid(properties.get("roleDefinitionId"))
         principal_id = str(properties.get("principalId", "")).lower()
         self._check_principal(principal_id, properties.get("principalType"))

@@ -80,3 +80,22 @@ async def test_arm_refuses_an_api_version_it_does_not_model(raw: Raw, version: s
     assert (status, body["error"]["code"]) == (400, "InvalidResourceType")
     status, _body = await raw.arm("GET", topics, version="2022-06-15")
     assert status == 200
+
+
+async def test_arm_put_needs_the_spec_s_required_properties_and_a_full_role_definition_id(raw: Raw) -> None:
+    seeded = await raw.sim.admin.seed_application("contract")
+    good = {
+        "roleDefinitionId": ROLE_ID,
+        "principalId": seeded["servicePrincipalId"],
+        "principalType": "ServicePrincipal",
+    }
+    for properties, code in (
+        ({k: v for k, v in good.items() if k != "principalId"}, "InvalidRequestContent"),
+        ({k: v for k, v in good.items() if k != "roleDefinitionId"}, "InvalidRequestContent"),
+        ({**good, "roleDefinitionId": KV_READER}, "InvalidRoleDefinitionId"),  # a bare GUID
+        ({**good, "principalType": "Robot"}, "InvalidRequestContent"),
+    ):
+        status, body = await raw.arm("PUT", assignment_path(), {"properties": properties})
+        assert (status, body["error"]["code"]) == (400, code), properties
+    status, _body = await raw.arm("PUT", assignment_path(), {"properties": good})
+    assert status == 201
