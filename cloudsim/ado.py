@@ -150,7 +150,6 @@ class Ado:
         add("GET", project + _ENDPOINT, "endpoints.get", self.get_endpoint)
         add("POST", org + _ENDPOINTS, "endpoints.create", self.create_endpoint)
         add("PUT", org + _ENDPOINT, "endpoints.update", self.update_endpoint)
-        add("PUT", project + _ENDPOINT, "endpoints.update", self.update_endpoint)
         add("DELETE", org + _ENDPOINT, "endpoints.delete", self.delete_endpoint)
         add("GET", project + _PERMISSION, "pipelinePermissions.get", self.get_permissions)
         add("PATCH", project + _PERMISSION, "pipelinePermissions.update", self.patch_permissions)

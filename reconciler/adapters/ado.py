@@ -184,13 +184,10 @@ class AdoAdapter:
         existing = await self._endpoint(current)
         project_id = await self.project_id(current.organization, current.project)
         body = settings.apply_to(existing, current.name, project_id, current.project)
-        params = {"api-version": API_VERSION}
+        # The organization-level route, with the operation as a query parameter, is the one the 7.1
+        # spec documents (Endpoints - Update Service Endpoint), for a conversion too.
+        params = {"api-version": API_VERSION, **({"operation": operation} if operation else {})}
         path = url_path(current.organization, "_apis", "serviceendpoint", "endpoints", current.id)
-        if operation:
-            params["operation"] = operation
-            path = url_path(
-                current.organization, project_id, "_apis", "serviceendpoint", "endpoints", current.id
-            )
         updated = await self._send("PUT", path, params, body)
         return _connection(current.organization, current.project, updated or {})
 

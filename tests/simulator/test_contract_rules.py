@@ -99,3 +99,21 @@ async def test_arm_put_needs_the_spec_s_required_properties_and_a_full_role_defi
         assert (status, body["error"]["code"]) == (400, code), properties
     status, _body = await raw.arm("PUT", assignment_path(), {"properties": good})
     assert status == 201
+
+
+# ---------------------------------------------------------------- ADO
+
+
+async def test_ado_serves_endpoint_updates_only_at_the_organization_level_route_of_the_spec(raw: Raw) -> None:
+    org = raw.sim.world.organizations[0]
+    project = org.projects[0]
+    body = {"name": "x", "type": "AzureRM", "authorization": {"scheme": "WorkloadIdentityFederation"}}
+    endpoint = str(uuid.uuid4())
+    status, refused = await raw.call(
+        "PUT",
+        f"{raw.sim.ado_url}/{org.name}/{project.id}/_apis/serviceendpoint/endpoints/{endpoint}",
+        ADO,
+        body,
+        **{"api-version": "7.1", "operation": "ConvertAuthenticationScheme"},
+    )
+    assert status == 404 and refused["typeKey"] == "NotFound"
