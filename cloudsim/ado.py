@@ -29,7 +29,7 @@ from cloudsim.state import (
 from cloudsim.tokens import ADO_AUDIENCES, caller_of
 
 WIF = "WorkloadIdentityFederation"
-SECRET_PARAMETERS = frozenset({"serviceprincipalkey", "servicePrincipalKey", "password", "apitoken"})
+SECRET_PARAMETERS = frozenset({"serviceprincipalkey", "password", "apitoken"})  # lower case: keys ignore case
 REVERT_WINDOW_S = 7 * 24 * 3600  # ADO lets a converted connection be reverted for seven days
 _ORG = r"/(?P<org>[^/_][^/]*)"
 _PROJECT = r"/(?P<project>[^/_][^/]*)"
@@ -73,7 +73,7 @@ def federation_claims(org: Organization, endpoint: ServiceEndpoint) -> dict[str,
             # Unconfirmed: the value ADO reports for its own issuer.
             "workloadIdentityFederationIssuerType": "AzureDevOps",
         }
-    tenant = endpoint.parameters.get("tenantid", "")
+    tenant = value_of(endpoint.parameters, "tenantid")
     return {
         "workloadIdentityFederationIssuer": f"https://login.microsoftonline.com/{tenant}/v2.0",
         "workloadIdentityFederationSubject": (
@@ -84,7 +84,7 @@ def federation_claims(org: Organization, endpoint: ServiceEndpoint) -> dict[str,
 
 
 def render_endpoint(org: Organization, endpoint: ServiceEndpoint) -> JsonObject:
-    parameters = {k: v for k, v in endpoint.parameters.items() if k not in SECRET_PARAMETERS}
+    parameters = {k: v for k, v in endpoint.parameters.items() if k.lower() not in SECRET_PARAMETERS}
     if endpoint.scheme == WIF:
         parameters.update(federation_claims(org, endpoint))
     references = []
@@ -124,6 +124,36 @@ def render_project(org: Organization, project: Project, base_url: str) -> JsonOb
         "visibility": "private",
         "lastUpdateTime": "2024-01-01T00:00:00Z",
     }
+
+
+def value_of(values: dict[str, str], key: str) -> str:
+    """A `data` or `authorization.parameters` value: ADO reads their keys ignoring case (its own
+    examples write `SubscriptionId` where others write `subscriptionId`)."""
+    return next((v for k, v in values.items() if k.lower() == key.lower()), "")
+
+
+def without(values: dict[str, str], key: str) -> dict[str, str]:
+    return {k: v for k, v in values.items() if k.lower() != key.lower()}
+
+
+def string_map(raw: object, field: str) -> dict[str, str]:
+    """A `data` or `authorization.parameters` object of a request. Two keys that differ only in case
+    are refused: ADO keeps these in a case-insensitive dictionary, and which of the two would win is
+    not documented (the stricter reading; status and wording unconfirmed)."""
+    values = (
+        {str(k): str(v) for k, v in (raw or {}).items() if v is not None} if isinstance(raw, dict) else {}
+    )
+    seen: dict[str, str] = {}
+    for key in values:
+        if key.lower() in seen:
+            raise ApiError(
+                400,
+                "ArgumentException",
+                f"An item with the same key has already been added. Key: {key} ({field} also has "
+                f"{seen[key.lower()]})",
+            )
+        seen[key.lower()] = key
+    return values
 
 
 def _csv(call: Call, name: str) -> set[str]:
@@ -348,11 +378,11 @@ class Ado:
             url=str(body.get("url") or "https://management.azure.com/"),
             scheme=str(authorization.get("scheme") or ""),
             parameters=self._parameters(authorization),
-            data={str(k): str(v) for k, v in (body.get("data") or {}).items()},
+            data=string_map(body.get("data"), "data"),
             project_refs=refs,
             description=str(body.get("description") or ""),
         )
-        if endpoint.scheme == WIF and not endpoint.parameters.get("serviceprincipalid"):
+        if endpoint.scheme == WIF and not value_of(endpoint.parameters, "serviceprincipalid"):
             raise ApiError(
                 400,
                 "ArgumentException",
@@ -396,9 +426,9 @@ class Ado:
         endpoint.description = str(body.get("description", endpoint.description) or "")
         endpoint.url = str(body.get("url") or endpoint.url)
         if "data" in body and isinstance(body["data"], dict):
-            endpoint.data = {str(k): str(v) for k, v in body["data"].items()}
+            endpoint.data = string_map(body["data"], "data")
         if authorization.get("parameters"):
-            kept_secret = {k: v for k, v in endpoint.parameters.items() if k in SECRET_PARAMETERS}
+            kept_secret = {k: v for k, v in endpoint.parameters.items() if k.lower() in SECRET_PARAMETERS}
             endpoint.parameters = {**kept_secret, **self._parameters(authorization)}
 
     def _convert(
@@ -413,15 +443,20 @@ class Ado:
             return
         if target == WIF:
             parameters = self._parameters(authorization) or {
-                k: v for k, v in endpoint.parameters.items() if k in ("tenantid", "serviceprincipalid")
+                k: v
+                for k, v in endpoint.parameters.items()
+                if k.lower() in ("tenantid", "serviceprincipalid")
             }
-            parameters = {k: v for k, v in parameters.items() if k not in SECRET_PARAMETERS}
+            parameters = {k: v for k, v in parameters.items() if k.lower() not in SECRET_PARAMETERS}
             parameters.pop("authenticationType", None)
             self._require_trust(
                 org, replace(endpoint, scheme=WIF, parameters=parameters, issuer_format="entra")
             )
             endpoint.scheme, endpoint.parameters, endpoint.issuer_format = WIF, parameters, "entra"
-            endpoint.data["revertSchemeDeadline"] = iso(time.time() + REVERT_WINDOW_S)
+            endpoint.data = {
+                **without(endpoint.data, "revertSchemeDeadline"),
+                "revertSchemeDeadline": iso(time.time() + REVERT_WINDOW_S),
+            }
             return
         if target == "ServicePrincipal" and endpoint.scheme == WIF:
             endpoint.scheme = "ServicePrincipal"
@@ -429,7 +464,7 @@ class Ado:
                 **endpoint.parameters,
                 **self._parameters(authorization, keep_secrets=True),
             }
-            endpoint.data.pop("revertSchemeDeadline", None)
+            endpoint.data = without(endpoint.data, "revertSchemeDeadline")
             return
         raise ApiError(
             400,
@@ -448,14 +483,14 @@ class Ado:
         """
         if not self.world.settings.ado_conversion_requires_fic:
             return
-        if converted.data.get("creationMode", "Manual") != "Manual":
+        if (value_of(converted.data, "creationMode") or "Manual") != "Manual":
             return
         claims = federation_claims(org, converted)
         issuer, subject = (
             claims["workloadIdentityFederationIssuer"],
             claims["workloadIdentityFederationSubject"],
         )
-        app = self.world.application_by_app_id(converted.parameters.get("serviceprincipalid", ""))
+        app = self.world.application_by_app_id(value_of(converted.parameters, "serviceprincipalid"))
         if app is None or not any(
             f.issuer == issuer and f.subject == subject for f in app.federated_credentials
         ):
@@ -516,13 +551,12 @@ class Ado:
     @staticmethod
     def _parameters(authorization: JsonObject, keep_secrets: bool = True) -> dict[str, str]:
         """Client-settable parameters; ADO generates the workloadIdentityFederation* ones itself."""
-        raw = authorization.get("parameters") or {}
+        raw = string_map(authorization.get("parameters"), "authorization.parameters")
         return {
-            str(k): str(v)
+            k: v
             for k, v in raw.items()
-            if v is not None
-            and not str(k).startswith("workloadIdentityFederation")
-            and (keep_secrets or k not in SECRET_PARAMETERS)
+            if not k.lower().startswith("workloadidentityfederation")
+            and (keep_secrets or k.lower() not in SECRET_PARAMETERS)
         }
 
     # pipeline permissions

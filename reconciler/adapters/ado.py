@@ -272,21 +272,22 @@ class ConnectionSettings:
 
     def apply_to(self, endpoint: dict[str, Any], name: str, project_id: str, project: str) -> dict[str, Any]:
         updated = dict(endpoint)
-        data = {k: v for k, v in dict(updated.get("data") or {}).items() if k != "revertSchemeDeadline"}
-        data.update(
+        # ADO reads these keys ignoring case (its own examples write `SubscriptionId`): a key set
+        # here replaces the one of any case, never sits beside it.
+        data = _setting(
+            _mapping(updated.get("data")),
+            dropped=frozenset({"revertschemedeadline"}),
             subscriptionId=self.subscription_id,
             subscriptionName=self.subscription_name,
             environment="AzureCloud",
             scopeLevel="Subscription",
             creationMode="Manual",
         )
-        authorization = dict(updated.get("authorization") or {})
-        parameters = {
-            k: v
-            for k, v in dict(authorization.get("parameters") or {}).items()
-            if k in {"workloadIdentityFederationIssuer", "workloadIdentityFederationSubject"}
+        authorization = _mapping(updated.get("authorization"))
+        generated = {
+            k: v for k, v in _mapping(authorization.get("parameters")).items() if k.lower() in _GENERATED
         }
-        parameters.update(tenantid=self.tenant_id, serviceprincipalid=self.app_id)
+        parameters = _setting(generated, tenantid=self.tenant_id, serviceprincipalid=self.app_id)
         references = updated.get("serviceEndpointProjectReferences") or [
             {"projectReference": {"id": project_id, "name": project}, "name": name}
         ]
@@ -309,10 +310,30 @@ def url_path(*segments: str) -> str:
     return "/" + "/".join(quote(segment, safe="") for segment in segments)
 
 
+_GENERATED = {"workloadidentityfederationissuer", "workloadidentityfederationsubject"}
+
+
+def _mapping(value: object) -> dict[str, Any]:
+    return dict(value) if isinstance(value, Mapping) else {}
+
+
+def _setting(
+    values: dict[str, Any], dropped: frozenset[str] = frozenset(), **new: Any
+) -> dict[str, Any]:
+    """`values` with `new` set and the `dropped` keys removed, keys compared ignoring case."""
+    replaced = {key.lower() for key in new} | dropped
+    return {**{k: v for k, v in values.items() if k.lower() not in replaced}, **new}
+
+
+def _lowered_keys(value: object) -> dict[str, Any]:
+    """A `data` or `authorization.parameters` object with its keys in lower case, for reading."""
+    return {str(k).lower(): v for k, v in _mapping(value).items()}
+
+
 def _connection(organization: str, project: str, item: Mapping[str, Any]) -> ServiceConnection:
-    authorization = item.get("authorization") or {}
-    parameters = authorization.get("parameters") or {}
-    data = item.get("data") or {}
+    authorization = _mapping(item.get("authorization"))
+    parameters = _lowered_keys(authorization.get("parameters"))
+    data = _lowered_keys(item.get("data"))
     return ServiceConnection(
         id=str(item.get("id", "")),
         organization=organization,
@@ -321,10 +342,10 @@ def _connection(organization: str, project: str, item: Mapping[str, Any]) -> Ser
         scheme=str(authorization.get("scheme", "")),
         app_id=_lower(parameters.get("serviceprincipalid")),
         tenant_id=_lower(parameters.get("tenantid")),
-        subscription_id=_lower(data.get("subscriptionId")),
-        subscription_name=data.get("subscriptionName"),
-        issuer=parameters.get("workloadIdentityFederationIssuer"),
-        subject=parameters.get("workloadIdentityFederationSubject"),
+        subscription_id=_lower(data.get("subscriptionid")),
+        subscription_name=data.get("subscriptionname"),
+        issuer=parameters.get("workloadidentityfederationissuer"),
+        subject=parameters.get("workloadidentityfederationsubject"),
         description=str(item.get("description") or ""),
     )
 

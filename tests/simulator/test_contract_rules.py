@@ -117,3 +117,27 @@ async def test_ado_serves_endpoint_updates_only_at_the_organization_level_route_
         **{"api-version": "7.1", "operation": "ConvertAuthenticationScheme"},
     )
     assert status == 404 and refused["typeKey"] == "NotFound"
+
+
+async def test_ado_refuses_data_keys_that_differ_only_in_case(raw: Raw) -> None:
+    org = raw.sim.world.organizations[0]
+    body = {
+        "name": "twice",
+        "type": "AzureRM",
+        "url": "https://management.azure.com/",
+        "data": {"subscriptionId": SAMPLE_SUBSCRIPTION, "SubscriptionId": SAMPLE_SUBSCRIPTION},
+        "authorization": {"scheme": "ServicePrincipal", "parameters": {"tenantid": raw.sim.tenant_id}},
+        "serviceEndpointProjectReferences": [
+            {"projectReference": {"id": org.projects[0].id}, "name": "twice"}
+        ],
+    }
+    url = f"{raw.sim.ado_url}/{org.name}/_apis/serviceendpoint/endpoints"
+    status, refused = await raw.call("POST", url, ADO, body, **{"api-version": "7.1"})
+    assert status == 400 and "SubscriptionId" in refused["message"]
+    body["data"] = {"SubscriptionId": SAMPLE_SUBSCRIPTION}
+    body["authorization"]["parameters"] = {"tenantid": raw.sim.tenant_id, "TenantId": raw.sim.tenant_id}
+    status, refused = await raw.call("POST", url, ADO, body, **{"api-version": "7.1"})
+    assert status == 400 and "TenantId" in refused["message"]
+    body["authorization"]["parameters"] = {"TenantId": raw.sim.tenant_id}
+    status, created = await raw.call("POST", url, ADO, body, **{"api-version": "7.1"})
+    assert status == 200 and created["data"] == {"SubscriptionId": SAMPLE_SUBSCRIPTION}  # kept as written
