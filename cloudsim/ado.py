@@ -38,6 +38,15 @@ _ENDPOINT = _ENDPOINTS + r"/(?P<id>[^/]+)"
 _PERMISSIONS = r"/_apis/pipelines/pipelinePermissions"
 _PERMISSION = _PERMISSIONS + r"/endpoint/(?P<id>[^/]+)"
 _ASSEMBLY = "Microsoft.VisualStudio.Services.WebApi"
+# The api-versions the specs document, by resource (route operations are `<resource>.<verb>`): 7.1
+# for service endpoints (vsts-rest-api-specs serviceEndpoint 7.1), projects and permissions;
+# 7.1-preview.1 for pipeline permissions (REST reference, Pipeline Permissions); connectionData has
+# no published reference, so its preview forms.
+_PREVIEW_ONLY = ("pipelinePermissions", "connectionData")  # the -preview flag is required
+_API_VERSIONS = {
+    "pipelinePermissions": ("7.1-preview.1",),
+    "connectionData": ("7.1-preview", "7.1-preview.1"),
+}
 _USER = {"displayName": "WIF Reconciler (simulated identity)", "id": "00000000-0000-0000-0000-00000000aaaa"}
 
 
@@ -216,7 +225,8 @@ class Ado:
 
     @staticmethod
     def _check_api_version(call: Call, route: Route) -> None:
-        """ADO answers 400 without an api-version, and without -preview for preview-only resources."""
+        """ADO answers 400 without an api-version, and without -preview for preview-only resources
+        (pipeline permissions; connectionData, which the ADO clients call with a preview version)."""
         version = call.query.get("api-version")
         if not version:
             raise ApiError(
@@ -226,13 +236,23 @@ class Ado:
                 'supplied either as part of the Accept header (e.g. "application/json; api-version=1.0") '
                 'or as a query parameter (e.g. "?api-version=1.0").',
             )
-        if route.operation.startswith("pipelinePermissions") and "-preview" not in version:
+        if route.operation.split(".", 1)[0] in _PREVIEW_ONLY and "-preview" not in version:
             raise ApiError(
                 400,
                 "VssInvalidPreviewVersionException",
                 f'The requested version "{version}" of the resource is under preview. The -preview '
                 "flag must be supplied in the api-version for such requests. "
                 f'For example: "{version}-preview"',
+            )
+        supported = _API_VERSIONS.get(route.operation.split(".", 1)[0], ("7.1",))
+        if version not in supported:
+            # Stricter than ADO, which serves older versions too: the simulator models the one the
+            # spec documents (the message and code are the simulator's own).
+            raise ApiError(
+                400,
+                "ArgumentException",
+                f"The simulator serves api-version {' or '.join(supported)} of this resource, the "
+                f"version its spec documents; the request asked for {version}.",
             )
 
     # lookups

@@ -73,7 +73,8 @@ def b64url_guid(guid: str) -> str:
 
 async def test_connection_data_and_projects(ado: AdoClient, cloud_env: RunningSimulator) -> None:
     org, org_id, project_id = org_and_project(cloud_env)
-    assert (await call(ado, "GET", f"{org}/_apis/connectionData"))[1]["instanceId"] == org_id
+    connection_data = await call(ado, "GET", f"{org}/_apis/connectionData", {"api-version": "7.1-preview"})
+    assert connection_data[1]["instanceId"] == org_id
     status, projects = await call(ado, "GET", f"{org}/_apis/projects")
     assert status == 200 and projects["count"] == 2
     status, project = await call(ado, "GET", f"{org}/_apis/projects/payments")

@@ -141,3 +141,33 @@ async def test_ado_refuses_data_keys_that_differ_only_in_case(raw: Raw) -> None:
     body["authorization"]["parameters"] = {"TenantId": raw.sim.tenant_id}
     status, created = await raw.call("POST", url, ADO, body, **{"api-version": "7.1"})
     assert status == 200 and created["data"] == {"SubscriptionId": SAMPLE_SUBSCRIPTION}  # kept as written
+
+
+@pytest.mark.parametrize(
+    ("path", "good", "bad"),
+    [
+        ("payments/_apis/serviceendpoint/endpoints", "7.1", ["7.0", "7.2-preview.1", "7.1.0", "latest"]),
+        ("_apis/projects/payments", "7.1", ["6.0", "7.2-preview"]),
+        ("payments/_apis/pipelines/pipelinePermissions/endpoint/{id}", "7.1-preview.1", ["7.1-preview.2"]),
+    ],
+)
+async def test_ado_serves_only_the_api_version_its_spec_documents(
+    raw: Raw, path: str, good: str, bad: list[str]
+) -> None:
+    org = raw.sim.world.organizations[0]
+    url = f"{raw.sim.ado_url}/{org.name}/{path.format(id=uuid.uuid4())}"
+    status, _body = await raw.call("GET", url, ADO, **{"api-version": good})
+    assert status in (200, 404)  # 404: the unknown endpoint of the pipeline-permissions read
+    for version in bad:
+        status, refused = await raw.call("GET", url, ADO, **{"api-version": version})
+        assert status == 400 and refused["typeKey"] == "ArgumentException", version
+        assert good in refused["message"]
+
+
+async def test_ado_preview_only_resources_need_the_preview_flag(raw: Raw) -> None:
+    org = raw.sim.world.organizations[0]
+    url = f"{raw.sim.ado_url}/{org.name}/_apis/connectionData"
+    status, refused = await raw.call("GET", url, ADO, **{"api-version": "7.1"})
+    assert status == 400 and refused["typeKey"] == "VssInvalidPreviewVersionException"
+    status, _body = await raw.call("GET", url, ADO, **{"api-version": "7.1-preview"})
+    assert status == 200
