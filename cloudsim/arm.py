@@ -103,11 +103,12 @@ def render_definition(definition: RoleDefinition, scope: str) -> JsonObject:
 
 
 def render_assignment(assignment: RoleAssignment, caller: str) -> JsonObject:
+    """A role assignment as 2022-04-01 describes it, without `properties.scope`: the spec marks it
+    optional (read-only, not required), so a client must read the scope from the id."""
     properties: JsonObject = {
         "roleDefinitionId": definition_path(assignment.scope, assignment.role_definition_guid),
         "principalId": assignment.principal_id,
         "principalType": assignment.principal_type,
-        "scope": assignment.scope,
         "description": assignment.description,
         "condition": assignment.condition,
         "conditionVersion": assignment.condition_version,

@@ -12,7 +12,8 @@ from cloudsim.testing import SAMPLE_SUBSCRIPTION
 from reconciler.adapters.ado import AdoAdapter, ConnectionSettings
 from reconciler.adapters.arm import ArmAdapter
 from reconciler.adapters.metering import RequestMeter
-from tests.engine.conftest import Tenant
+from reconciler.core.identifiers import ArmScope
+from tests.engine.conftest import KEY_VAULT_READER, VAULT, Tenant
 
 
 @pytest.fixture
@@ -66,3 +67,20 @@ async def test_ado_data_and_parameter_keys_are_read_and_replaced_ignoring_case(
         ["subscriptionid", "subscriptionname", "creationmode", "environment", "scopelevel"]
     )
     assert sorted(k.lower() for k in stored.parameters) == ["serviceprincipalid", "tenantid"]
+
+
+async def test_arm_assignments_take_their_scope_from_the_id_when_the_optional_scope_is_absent(
+    tenant: Tenant, adapters: tuple[ArmAdapter, AdoAdapter]
+) -> None:
+    arm, _ado = adapters
+    seeded = await tenant.sim.admin.seed_application("scoped")
+    principal = str(seeded["servicePrincipalId"])
+    created = await arm.create_assignment(
+        ArmScope.parse(VAULT), new_id(), KEY_VAULT_READER, principal, "managed-by: test"
+    )
+    [listed] = (
+        await arm.list_assignments(ArmScope.parse(f"/subscriptions/{SAMPLE_SUBSCRIPTION}"), principal)
+    ).assignments
+    for assignment in (created, listed):
+        assert assignment.scope == str(ArmScope.parse(VAULT))  # the simulator sends no properties.scope
+        assert assignment.id.lower().startswith(VAULT.lower() + "/providers/")
