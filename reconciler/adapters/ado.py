@@ -88,7 +88,9 @@ class AdoAdapter:
             url_path(organization, project, "_apis", "serviceendpoint", "endpoints"),
             params={"type": "azurerm", "includeFailed": "true", "api-version": API_VERSION},
         )
-        return [_connection(organization, project, item) for item in (body or {}).get("value", [])]
+        return [
+            _connection(organization, project, item) for item in listed_items(body, "service connections")
+        ]
 
     async def project_id(self, organization: str, project: str) -> str:
         key = (organization.lower(), project.lower())
@@ -317,9 +319,7 @@ def _mapping(value: object) -> dict[str, Any]:
     return dict(value) if isinstance(value, Mapping) else {}
 
 
-def _setting(
-    values: dict[str, Any], dropped: frozenset[str] = frozenset(), **new: Any
-) -> dict[str, Any]:
+def _setting(values: dict[str, Any], dropped: frozenset[str] = frozenset(), **new: Any) -> dict[str, Any]:
     """`values` with `new` set and the `dropped` keys removed, keys compared ignoring case."""
     replaced = {key.lower() for key in new} | dropped
     return {**{k: v for k, v in values.items() if k.lower() not in replaced}, **new}
@@ -348,6 +348,17 @@ def _connection(organization: str, project: str, item: Mapping[str, Any]) -> Ser
         subject=parameters.get("workloadidentityfederationsubject"),
         description=str(item.get("description") or ""),
     )
+
+
+def listed_items(body: Any, what: str) -> list[Mapping[str, Any]]:
+    """The items of an ADO listing. The 7.1 spec documents the bare array; ADO (and the spec's own
+    examples) wrap it as `{count, value}`: either is read. Anything else is refused, never guessed."""
+    values = body.get("value") if isinstance(body, Mapping) else body
+    if not isinstance(values, list):
+        raise PermanentFailure(
+            f"Azure DevOps answered a listing of {what} with {str(body)[:200]!r}", code="UnexpectedAnswer"
+        )
+    return [item for item in values if isinstance(item, Mapping)]
 
 
 def _pipeline_access(body: Mapping[str, Any]) -> PipelineAccess:

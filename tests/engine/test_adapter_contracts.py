@@ -9,10 +9,11 @@ from azure.identity.aio import ManagedIdentityCredential
 
 from cloudsim.state import ProjectReference, ServiceEndpoint, new_id
 from cloudsim.testing import SAMPLE_SUBSCRIPTION
-from reconciler.adapters.ado import AdoAdapter, ConnectionSettings
+from reconciler.adapters.ado import AdoAdapter, ConnectionSettings, listed_items
 from reconciler.adapters.arm import ArmAdapter
 from reconciler.adapters.metering import RequestMeter
 from reconciler.core.identifiers import ArmScope
+from reconciler.failures import PermanentFailure
 from tests.engine.conftest import KEY_VAULT_READER, VAULT, Tenant
 
 
@@ -84,3 +85,13 @@ async def test_arm_assignments_take_their_scope_from_the_id_when_the_optional_sc
     for assignment in (created, listed):
         assert assignment.scope == str(ArmScope.parse(VAULT))  # the simulator sends no properties.scope
         assert assignment.id.lower().startswith(VAULT.lower() + "/providers/")
+
+
+def test_ado_listings_are_read_as_the_spec_s_array_or_ado_s_count_and_value() -> None:
+    item = {"id": new_id(), "name": "x"}
+    assert listed_items([item], "connections") == [item]  # the array the 7.1 spec documents
+    assert listed_items({"count": 1, "value": [item]}, "connections") == [item]  # what ADO sends
+    assert listed_items({"count": 0, "value": []}, "connections") == []
+    for body in (None, {"count": 0}, "oops", {"value": "x"}):
+        with pytest.raises(PermanentFailure, match="listing of connections"):
+            listed_items(body, "connections")
