@@ -583,11 +583,13 @@ class Ado:
 
     def _permission_view(self, endpoint: ServiceEndpoint) -> JsonObject:
         permissions = endpoint.pipeline_permissions
-        return {
+        view: JsonObject = {
             "resource": {"type": "endpoint", "id": endpoint.id, "name": endpoint.name},
             "pipelines": list(permissions.get("pipelines", [])),
-            "allPipelines": permissions.get("allPipelines"),
         }
+        if permissions.get("allPipelines"):  # optional in the REST reference: left out until set
+            view["allPipelines"] = permissions["allPipelines"]
+        return view
 
     def get_permissions(self, _call: Call, match: re.Match[str]) -> Reply:
         org = self._org(match)

@@ -162,7 +162,7 @@ class AdoAdapter:
             ),
             {"api-version": PIPELINE_PERMISSIONS_API_VERSION},
         )
-        return _pipeline_access(body or {})
+        return _pipeline_access(_mapping(body))
 
     # ------------------------------------------------------------------ writes
 
@@ -362,8 +362,16 @@ def listed_items(body: Any, what: str) -> list[Mapping[str, Any]]:
 
 
 def _pipeline_access(body: Mapping[str, Any]) -> PipelineAccess:
-    everyone = bool((body.get("allPipelines") or {}).get("authorized", False))
-    listed = frozenset(int(p["id"]) for p in body.get("pipelines") or [] if p.get("authorized"))
+    """`allPipelines` and `pipelines` are both optional in an answer (absent: nothing authorized)."""
+    everyone = _mapping(body.get("allPipelines")).get("authorized") is True
+    pipelines = body.get("pipelines") or []
+    entries = [_mapping(p) for p in pipelines] if isinstance(pipelines, list) else []
+    if len(entries) != len(pipelines) or any(type(p.get("id")) is not int for p in entries):
+        raise PermanentFailure(
+            f"Azure DevOps answered pipeline permissions with {str(pipelines)[:200]!r}",
+            code="UnexpectedAnswer",
+        )
+    listed = frozenset(int(p["id"]) for p in entries if p.get("authorized") is True)
     return PipelineAccess(all_pipelines=everyone, pipeline_ids=listed)
 
 

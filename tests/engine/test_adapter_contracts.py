@@ -95,3 +95,20 @@ def test_ado_listings_are_read_as_the_spec_s_array_or_ado_s_count_and_value() ->
     for body in (None, {"count": 0}, "oops", {"value": "x"}):
         with pytest.raises(PermanentFailure, match="listing of connections"):
             listed_items(body, "connections")
+
+
+async def test_ado_pipeline_access_reads_absent_optional_fields_as_nothing_authorized(
+    tenant: Tenant, adapters: tuple[ArmAdapter, AdoAdapter]
+) -> None:
+    _arm, ado = adapters
+    org = tenant.sim.world.organizations[0]
+    project = org.projects[0]
+    settings = ConnectionSettings(new_id(), tenant.sim.tenant_id, SAMPLE_SUBSCRIPTION, "Payments", "")
+    created = await ado.create_connection(org.name, project.name, "fresh", settings)
+    access = await ado.read_pipeline_access(org.name, project.name, created.id)  # no allPipelines sent
+    assert not access.all_pipelines and access.pipeline_ids == frozenset()
+    endpoint = org.endpoint(created.id)
+    assert endpoint is not None
+    endpoint.pipeline_permissions["pipelines"] = [{"id": "7", "authorized": True}]  # a string id
+    with pytest.raises(PermanentFailure, match="pipeline permissions"):
+        await ado.read_pipeline_access(org.name, project.name, created.id)

@@ -121,7 +121,7 @@ async def test_ado_serves_endpoint_updates_only_at_the_organization_level_route_
 
 async def test_ado_refuses_data_keys_that_differ_only_in_case(raw: Raw) -> None:
     org = raw.sim.world.organizations[0]
-    body = {
+    body: Json = {
         "name": "twice",
         "type": "AzureRM",
         "url": "https://management.azure.com/",
