@@ -169,11 +169,28 @@ def _csv(call: Call, name: str) -> set[str]:
     return {part.strip().lower() for part in call.query.get(name, "").split(",") if part.strip()}
 
 
+SIGN_IN_PAGE = (
+    b"<!DOCTYPE html><html><head><title>Azure DevOps Services | Sign In</title></head>"
+    b"<body>Sign in to continue to Azure DevOps.</body></html>"
+)
+
+
+def sign_in_page(call: Call, refusal: Reply) -> Reply:
+    """A token ADO does not accept is answered 203 Non-Authoritative Information with its HTML
+    sign-in page, not with an error; a client that sends `X-TFS-FedAuthRedirect: Suppress` gets
+    the 401 instead (the header ADO's own clients and tools send; widely reported, not in the REST
+    reference)."""
+    if call.headers.get("X-TFS-FedAuthRedirect", "").lower() == "suppress":
+        return refusal
+    return Reply(203, raw=SIGN_IN_PAGE, headers={"Content-Type": "text/html; charset=utf-8"})
+
+
 class Ado:
     def __init__(self, world: World, counters: RequestCounters) -> None:
         self.world = world
         self.api = Api("ado", world, counters, ado_error, ADO_AUDIENCES)
         self.api.precondition = self._check_request
+        self.api.token_refused = sign_in_page
         add = self.api.routes.add
         org, project = _ORG, _ORG + _PROJECT
         add("GET", org + "/_apis/connectionData", "connectionData", self.connection_data)

@@ -57,7 +57,8 @@ class AdoAdapter:
         budgets: Budgets = AZURE_BUDGETS,
     ) -> None:
         policies = [
-            HeadersPolicy({"Accept": "application/json"}),
+            # Suppress: a token ADO does not accept is answered 401, not 203 and a sign-in page.
+            HeadersPolicy({"Accept": "application/json", "X-TFS-FedAuthRedirect": "Suppress"}),
             UserAgentPolicy("wif-reconciler"),
             AsyncRetryPolicy(
                 retry_total=retry_total,
@@ -247,6 +248,15 @@ class AdoAdapter:
             ) from error
         if response.status_code >= 400:
             raise _ado_failure(response)
+        if response.status_code == 203 or (response.content and not _is_json(response)):
+            # 203 and an HTML sign-in page is how ADO refuses a token unless told to suppress it.
+            raise PermanentFailure(
+                f"Azure DevOps answered {method} {path} with {response.status_code} and "
+                f"{response.headers.get('Content-Type') or 'no content type'}, not JSON: a sign-in page "
+                "means it did not accept the token",
+                code="NotSignedIn",
+                status=response.status_code,
+            )
         return response.json() if response.content else None
 
 
@@ -377,6 +387,11 @@ def _pipeline_access(body: Mapping[str, Any]) -> PipelineAccess:
 
 def _lower(value: object) -> str | None:
     return str(value).lower() if value else None
+
+
+def _is_json(response: AsyncHttpResponse) -> bool:
+    content_type = (response.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    return content_type == "application/json" or content_type.endswith("+json")
 
 
 def _ado_failure(response: AsyncHttpResponse) -> Failure:

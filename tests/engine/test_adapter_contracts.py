@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 from azure.identity.aio import ManagedIdentityCredential
@@ -112,3 +113,17 @@ async def test_ado_pipeline_access_reads_absent_optional_fields_as_nothing_autho
     endpoint.pipeline_permissions["pipelines"] = [{"id": "7", "authorized": True}]  # a string id
     with pytest.raises(PermanentFailure, match="pipeline permissions"):
         await ado.read_pipeline_access(org.name, project.name, created.id)
+
+
+async def test_ado_adapter_asks_for_a_401_instead_of_a_sign_in_page(tenant: Tenant) -> None:
+    """A token ADO does not accept: the adapter sends X-TFS-FedAuthRedirect: Suppress, so it gets a 401
+    and a failure that says so, never a 203 HTML page read as JSON."""
+    wrong_audience = replace(tenant.cloud, ado_scope="https://management.azure.com/.default")
+    async with ManagedIdentityCredential(connection_verify=tenant.cloud.ca_bundle) as credential:
+        ado = AdoAdapter(credential, wrong_audience, RequestMeter(), retry_total=0)
+        try:
+            with pytest.raises(PermanentFailure) as refused:
+                await ado.project_id("contoso", "payments")
+        finally:
+            await ado.close()
+    assert refused.value.status == 401 and "InvalidAuthenticationToken" in refused.value.message

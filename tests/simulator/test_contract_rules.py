@@ -171,3 +171,17 @@ async def test_ado_preview_only_resources_need_the_preview_flag(raw: Raw) -> Non
     assert status == 400 and refused["typeKey"] == "VssInvalidPreviewVersionException"
     status, _body = await raw.call("GET", url, ADO, **{"api-version": "7.1-preview"})
     assert status == 200
+
+
+async def test_ado_answers_a_refused_token_with_a_sign_in_page_unless_told_to_suppress_it(raw: Raw) -> None:
+    org = raw.sim.world.organizations[0]
+    url = f"{raw.sim.ado_url}/{org.name}/_apis/projects/payments?api-version=7.1"
+    wrong = {"Authorization": f"Bearer {await raw.token(ARM)}"}  # a token for another audience
+    async with raw.session.get(url, headers=wrong) as response:
+        assert response.status == 203 and response.content_type == "text/html"
+        assert "Sign In" in await response.text()
+    async with raw.session.get(url, headers={**wrong, "X-TFS-FedAuthRedirect": "Suppress"}) as response:
+        assert response.status == 401
+        assert (await response.json())["typeKey"] == "InvalidAuthenticationToken"
+    async with raw.session.get(url, headers={"Authorization": f"Bearer {await raw.token(ADO)}"}) as response:
+        assert response.status == 200
