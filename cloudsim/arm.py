@@ -267,12 +267,14 @@ class Arm:
             None,
         )
         if duplicate is not None:
-            # Azure names the existing assignment in the message, without hyphens.
+            # Azure names the existing assignment in the message, without hyphens (earlier answers
+            # did not name it at all: terraform-provider-azurerm#2565).
+            named = f" The ID of the existing role assignment is {duplicate.name.replace('-', '')}."
             raise ApiError(
                 409,
                 "RoleAssignmentExists",
-                f"The role assignment already exists. The ID of the existing role assignment is "
-                f"{duplicate.name.replace('-', '')}.",
+                "The role assignment already exists."
+                + (named if self.world.settings.arm_conflict_names_existing else ""),
             )
         assignment = RoleAssignment(
             name=name.lower(),

@@ -14,7 +14,7 @@ from reconciler.adapters.ado import AdoAdapter, ConnectionSettings, listed_items
 from reconciler.adapters.arm import ArmAdapter
 from reconciler.adapters.metering import RequestMeter
 from reconciler.core.identifiers import ArmScope
-from reconciler.failures import PermanentFailure
+from reconciler.failures import Conflict, PermanentFailure
 from tests.engine.conftest import KEY_VAULT_READER, VAULT, Tenant
 
 
@@ -127,3 +127,20 @@ async def test_ado_adapter_asks_for_a_401_instead_of_a_sign_in_page(tenant: Tena
         finally:
             await ado.close()
     assert refused.value.status == 401 and "InvalidAuthenticationToken" in refused.value.message
+
+
+@pytest.mark.parametrize("names_existing", [True, False])
+async def test_arm_role_assignment_exists_is_a_conflict_with_or_without_the_existing_id(
+    tenant: Tenant, adapters: tuple[ArmAdapter, AdoAdapter], names_existing: bool
+) -> None:
+    """Azure's message names the existing assignment, without hyphens (troubleshooting docs); earlier
+    answers said only "The role assignment already exists." (terraform-provider-azurerm#2565)."""
+    arm, _ado = adapters
+    await tenant.sim.admin.update_settings(arm_conflict_names_existing=names_existing)
+    seeded = await tenant.sim.admin.seed_application("twice")
+    principal, scope = str(seeded["servicePrincipalId"]), ArmScope.parse(VAULT)
+    first = await arm.create_assignment(scope, new_id(), KEY_VAULT_READER, principal, "first")
+    with pytest.raises(Conflict) as conflict:
+        await arm.create_assignment(scope, new_id(), KEY_VAULT_READER, principal, "second")
+    assert conflict.value.code == "RoleAssignmentExists"
+    assert conflict.value.existing_id == (first.name if names_existing else "")
