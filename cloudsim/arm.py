@@ -30,6 +30,8 @@ _DEFINITIONS = rf"(?P<scope>.*){_PROVIDER}/roleDefinitions"
 # version it does not know (Azure/azure-sdk-for-java#28334, Azure/azure-sdk-for-node#3638).
 API_VERSIONS = {"Microsoft.Authorization": "2022-04-01", "Microsoft.EventGrid": "2022-06-15"}
 _EVENT_GRID_TYPES = ("systemTopics", "eventSubscriptions")
+ASSIGNMENTS_READ = "Microsoft.Authorization/roleAssignments/read"
+DEFINITIONS_READ = "Microsoft.Authorization/roleDefinitions/read"
 PRINCIPAL_TYPES = frozenset({"User", "Group", "ServicePrincipal", "ForeignGroup", "Device"})
 _ROLE_DEFINITION_ID = re.compile(
     r"(?:/subscriptions/[^/]+)?/providers/Microsoft\.Authorization/roleDefinitions/[0-9a-f-]{36}",
@@ -190,7 +192,8 @@ class Arm:
 
     # role definitions
 
-    def get_definition(self, _call: Call, match: re.Match[str]) -> Reply:
+    def get_definition(self, call: Call, match: re.Match[str]) -> Reply:
+        self._check_definitions_read(call, match["scope"])
         definition = self.world.role_definition(match["id"])
         # Azure answers 404 for a custom role read at a scope it is not assignable at.
         if definition is None or not definition.readable_at(match["scope"]):
@@ -202,6 +205,7 @@ class Arm:
         return Reply(200, render_definition(definition, match["scope"]))
 
     def list_definitions(self, call: Call, match: re.Match[str]) -> Reply:
+        self._check_definitions_read(call, match["scope"])
         clauses = self._filter(call)
         role_name = clauses.get("role_name")
         role_type = clauses.get("role_type")
@@ -227,7 +231,8 @@ class Arm:
             None,
         )
 
-    def get_assignment(self, _call: Call, match: re.Match[str]) -> Reply:
+    def get_assignment(self, call: Call, match: re.Match[str]) -> Reply:
+        self._check_permission(call, match["scope"], ASSIGNMENTS_READ)
         assignment = self._find(match["scope"], match["name"])
         if assignment is None or not self.api.readable(assignment.created_at):
             raise ApiError(
@@ -314,6 +319,7 @@ class Arm:
 
     def list_assignments(self, call: Call, match: re.Match[str]) -> Reply:
         scope = match["scope"]
+        self._check_permission(call, scope, ASSIGNMENTS_READ)
         clauses = self._filter(call)
         principal = (clauses.get("principal") or clauses.get("assigned") or "").lower()
         at_scope = "at" in clauses
@@ -385,11 +391,19 @@ class Arm:
                 f"different from specified PrincipalType '{principal_type}'.",
             )
 
+    def _check_definitions_read(self, call: Call, scope: str) -> None:
+        if scope.strip("/"):  # the tenant root's catalogue (built-in roles): who may read it is not modelled
+            self._check_permission(call, scope, DEFINITIONS_READ)
+
     def _check_write_permission(self, call: Call, scope: str, verb: str) -> None:
+        self._check_permission(call, scope, f"Microsoft.Authorization/roleAssignments/{verb}")
+
+    def _check_permission(self, call: Call, scope: str, operation: str) -> None:
         """Azure RBAC: the caller needs a role assignment at or above the scope whose role allows the
-        operation (cloudsim.rights); none by default, until the tenant setup grants one."""
+        operation (cloudsim.rights); none by default, until the tenant setup grants one. Reads too:
+        the REST reference names `roleAssignments/read` and `roleDefinitions/read` as the
+        permissions of every Get and List."""
         caller = caller_of(call.headers.get("Authorization")) or ""
-        operation = f"Microsoft.Authorization/roleAssignments/{verb}"
         if not rbac_allows(self.world, caller, scope, operation):
             raise ApiError(
                 403,

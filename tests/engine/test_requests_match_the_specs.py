@@ -111,7 +111,7 @@ NOT_IN_THE_COPIED_SPECS = (
         frozenset({"api-version", "tokens", "alwaysAllowAdministrators", "delimiter"}),
         frozenset({"api-version"}),
         None,
-        "learn.microsoft.com rest/api/azure/devops/security/permissions/has-permissions-batch (7.1)",
+        "learn.microsoft.com rest/api/azure/devops/security/permissions/has-permissions (7.1)",
     ),
     Operation(
         "GET",

@@ -185,3 +185,23 @@ async def test_ado_answers_a_refused_token_with_a_sign_in_page_unless_told_to_su
         assert (await response.json())["typeKey"] == "InvalidAuthenticationToken"
     async with raw.session.get(url, headers={"Authorization": f"Bearer {await raw.token(ADO)}"}) as response:
         assert response.status == 200
+
+
+async def test_arm_reads_of_role_assignments_and_definitions_need_the_read_permissions(raw: Raw) -> None:
+    listing = f"{SUB}/providers/Microsoft.Authorization/roleAssignments"
+    definition = f"{SUB}/providers/Microsoft.Authorization/roleDefinitions/{KV_READER}"
+    for path in (listing, definition, f"{SUB}/providers/Microsoft.Authorization/roleDefinitions"):
+        status, _body = await raw.arm("GET", path)
+        assert status == 200, path  # the tenant setup's RBAC Administrator role reads */read
+    world = raw.sim.world
+    world.role_assignments = [a for a in world.role_assignments if a.principal_id != world.caller_object_id]
+    for path, action in (
+        (listing, "roleAssignments/read"),
+        (assignment_path(), "roleAssignments/read"),
+        (definition, "roleDefinitions/read"),
+    ):
+        status, body = await raw.arm("GET", path)
+        assert (status, body["error"]["code"]) == (403, "AuthorizationFailed"), path
+        assert f"Microsoft.Authorization/{action}" in body["error"]["message"]
+    status, _body = await raw.arm("GET", f"/providers/Microsoft.Authorization/roleDefinitions/{KV_READER}")
+    assert status == 200  # the tenant root's catalogue of built-in roles
