@@ -281,11 +281,15 @@ class Admin:
         secret = str(body.get("secret", "s1mulated-secret"))  # a placeholder, never returned by ADO
         endpoint.scheme = "ServicePrincipal"
         endpoint.parameters = {
-            **{k: v for k, v in endpoint.parameters.items() if k in ("tenantid", "serviceprincipalid")},
+            **{
+                k: v
+                for k, v in endpoint.parameters.items()
+                if k.lower() in ("tenantid", "serviceprincipalid")
+            },
             "authenticationType": "spnKey",
             "serviceprincipalkey": secret,
         }
-        endpoint.data.pop("revertSchemeDeadline", None)
+        endpoint.data = {k: v for k, v in endpoint.data.items() if k.lower() != "revertschemedeadline"}
         return Reply(204)
 
     def mark_legacy(self, _call: Call, match: re.Match[str]) -> Reply:

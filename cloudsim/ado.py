@@ -29,7 +29,7 @@ from cloudsim.state import (
 from cloudsim.tokens import ADO_AUDIENCES, caller_of
 
 WIF = "WorkloadIdentityFederation"
-SECRET_PARAMETERS = frozenset({"serviceprincipalkey", "servicePrincipalKey", "password", "apitoken"})
+SECRET_PARAMETERS = frozenset({"serviceprincipalkey", "password", "apitoken"})  # lower case: keys ignore case
 REVERT_WINDOW_S = 7 * 24 * 3600  # ADO lets a converted connection be reverted for seven days
 _ORG = r"/(?P<org>[^/_][^/]*)"
 _PROJECT = r"/(?P<project>[^/_][^/]*)"
@@ -38,6 +38,15 @@ _ENDPOINT = _ENDPOINTS + r"/(?P<id>[^/]+)"
 _PERMISSIONS = r"/_apis/pipelines/pipelinePermissions"
 _PERMISSION = _PERMISSIONS + r"/endpoint/(?P<id>[^/]+)"
 _ASSEMBLY = "Microsoft.VisualStudio.Services.WebApi"
+# The api-versions the specs document, by resource (route operations are `<resource>.<verb>`): 7.1
+# for service endpoints (vsts-rest-api-specs serviceEndpoint 7.1), projects and permissions;
+# 7.1-preview.1 for pipeline permissions (REST reference, Pipeline Permissions); connectionData has
+# no published reference, so its preview forms.
+_PREVIEW_ONLY = ("pipelinePermissions", "connectionData")  # the -preview flag is required
+_API_VERSIONS = {
+    "pipelinePermissions": ("7.1-preview.1",),
+    "connectionData": ("7.1-preview", "7.1-preview.1"),
+}
 _USER = {"displayName": "WIF Reconciler (simulated identity)", "id": "00000000-0000-0000-0000-00000000aaaa"}
 
 
@@ -73,7 +82,7 @@ def federation_claims(org: Organization, endpoint: ServiceEndpoint) -> dict[str,
             # Unconfirmed: the value ADO reports for its own issuer.
             "workloadIdentityFederationIssuerType": "AzureDevOps",
         }
-    tenant = endpoint.parameters.get("tenantid", "")
+    tenant = value_of(endpoint.parameters, "tenantid")
     return {
         "workloadIdentityFederationIssuer": f"https://login.microsoftonline.com/{tenant}/v2.0",
         "workloadIdentityFederationSubject": (
@@ -84,7 +93,7 @@ def federation_claims(org: Organization, endpoint: ServiceEndpoint) -> dict[str,
 
 
 def render_endpoint(org: Organization, endpoint: ServiceEndpoint) -> JsonObject:
-    parameters = {k: v for k, v in endpoint.parameters.items() if k not in SECRET_PARAMETERS}
+    parameters = {k: v for k, v in endpoint.parameters.items() if k.lower() not in SECRET_PARAMETERS}
     if endpoint.scheme == WIF:
         parameters.update(federation_claims(org, endpoint))
     references = []
@@ -126,8 +135,54 @@ def render_project(org: Organization, project: Project, base_url: str) -> JsonOb
     }
 
 
+def value_of(values: dict[str, str], key: str) -> str:
+    """A `data` or `authorization.parameters` value: ADO reads their keys ignoring case (its own
+    examples write `SubscriptionId` where others write `subscriptionId`)."""
+    return next((v for k, v in values.items() if k.lower() == key.lower()), "")
+
+
+def without(values: dict[str, str], key: str) -> dict[str, str]:
+    return {k: v for k, v in values.items() if k.lower() != key.lower()}
+
+
+def string_map(raw: object, field: str) -> dict[str, str]:
+    """A `data` or `authorization.parameters` object of a request. Two keys that differ only in case
+    are refused: ADO keeps these in a case-insensitive dictionary, and which of the two would win is
+    not documented (the stricter reading; status and wording unconfirmed)."""
+    values = (
+        {str(k): str(v) for k, v in (raw or {}).items() if v is not None} if isinstance(raw, dict) else {}
+    )
+    seen: dict[str, str] = {}
+    for key in values:
+        if key.lower() in seen:
+            raise ApiError(
+                400,
+                "ArgumentException",
+                f"An item with the same key has already been added. Key: {key} ({field} also has "
+                f"{seen[key.lower()]})",
+            )
+        seen[key.lower()] = key
+    return values
+
+
 def _csv(call: Call, name: str) -> set[str]:
     return {part.strip().lower() for part in call.query.get(name, "").split(",") if part.strip()}
+
+
+SIGN_IN_PAGE = (
+    b"<!DOCTYPE html><html><head><title>Azure DevOps Services | Sign In</title></head>"
+    b"<body>Sign in to continue to Azure DevOps.</body></html>"
+)
+
+
+def sign_in_page(call: Call, refusal: Reply) -> Reply:
+    """A token ADO does not accept is answered 203 Non-Authoritative Information with its HTML
+    sign-in page, not with an error; a client that sends `X-TFS-FedAuthRedirect: Suppress` gets
+    the 401 instead (the header ADO's own clients and tools send; widely reported, not in the REST
+    reference)."""
+    if call.headers.get("X-TFS-FedAuthRedirect", "").lower() == "suppress":
+        return refusal
+    return Reply(203, raw=SIGN_IN_PAGE, headers={"Content-Type": "text/html; charset=utf-8"})
 
 
 class Ado:
@@ -135,6 +190,7 @@ class Ado:
         self.world = world
         self.api = Api("ado", world, counters, ado_error, ADO_AUDIENCES)
         self.api.precondition = self._check_request
+        self.api.token_refused = sign_in_page
         add = self.api.routes.add
         org, project = _ORG, _ORG + _PROJECT
         add("GET", org + "/_apis/connectionData", "connectionData", self.connection_data)
@@ -150,7 +206,6 @@ class Ado:
         add("GET", project + _ENDPOINT, "endpoints.get", self.get_endpoint)
         add("POST", org + _ENDPOINTS, "endpoints.create", self.create_endpoint)
         add("PUT", org + _ENDPOINT, "endpoints.update", self.update_endpoint)
-        add("PUT", project + _ENDPOINT, "endpoints.update", self.update_endpoint)
         add("DELETE", org + _ENDPOINT, "endpoints.delete", self.delete_endpoint)
         add("GET", project + _PERMISSION, "pipelinePermissions.get", self.get_permissions)
         add("PATCH", project + _PERMISSION, "pipelinePermissions.update", self.patch_permissions)
@@ -187,7 +242,8 @@ class Ado:
 
     @staticmethod
     def _check_api_version(call: Call, route: Route) -> None:
-        """ADO answers 400 without an api-version, and without -preview for preview-only resources."""
+        """ADO answers 400 without an api-version, and without -preview for preview-only resources
+        (pipeline permissions; connectionData, which the ADO clients call with a preview version)."""
         version = call.query.get("api-version")
         if not version:
             raise ApiError(
@@ -197,13 +253,23 @@ class Ado:
                 'supplied either as part of the Accept header (e.g. "application/json; api-version=1.0") '
                 'or as a query parameter (e.g. "?api-version=1.0").',
             )
-        if route.operation.startswith("pipelinePermissions") and "-preview" not in version:
+        if route.operation.split(".", 1)[0] in _PREVIEW_ONLY and "-preview" not in version:
             raise ApiError(
                 400,
                 "VssInvalidPreviewVersionException",
                 f'The requested version "{version}" of the resource is under preview. The -preview '
                 "flag must be supplied in the api-version for such requests. "
                 f'For example: "{version}-preview"',
+            )
+        supported = _API_VERSIONS.get(route.operation.split(".", 1)[0], ("7.1",))
+        if version not in supported:
+            # Stricter than ADO, which serves older versions too: the simulator models the one the
+            # spec documents (the message and code are the simulator's own).
+            raise ApiError(
+                400,
+                "ArgumentException",
+                f"The simulator serves api-version {' or '.join(supported)} of this resource, the "
+                f"version its spec documents; the request asked for {version}.",
             )
 
     # lookups
@@ -349,11 +415,11 @@ class Ado:
             url=str(body.get("url") or "https://management.azure.com/"),
             scheme=str(authorization.get("scheme") or ""),
             parameters=self._parameters(authorization),
-            data={str(k): str(v) for k, v in (body.get("data") or {}).items()},
+            data=string_map(body.get("data"), "data"),
             project_refs=refs,
             description=str(body.get("description") or ""),
         )
-        if endpoint.scheme == WIF and not endpoint.parameters.get("serviceprincipalid"):
+        if endpoint.scheme == WIF and not value_of(endpoint.parameters, "serviceprincipalid"):
             raise ApiError(
                 400,
                 "ArgumentException",
@@ -397,9 +463,9 @@ class Ado:
         endpoint.description = str(body.get("description", endpoint.description) or "")
         endpoint.url = str(body.get("url") or endpoint.url)
         if "data" in body and isinstance(body["data"], dict):
-            endpoint.data = {str(k): str(v) for k, v in body["data"].items()}
+            endpoint.data = string_map(body["data"], "data")
         if authorization.get("parameters"):
-            kept_secret = {k: v for k, v in endpoint.parameters.items() if k in SECRET_PARAMETERS}
+            kept_secret = {k: v for k, v in endpoint.parameters.items() if k.lower() in SECRET_PARAMETERS}
             endpoint.parameters = {**kept_secret, **self._parameters(authorization)}
 
     def _convert(
@@ -414,15 +480,20 @@ class Ado:
             return
         if target == WIF:
             parameters = self._parameters(authorization) or {
-                k: v for k, v in endpoint.parameters.items() if k in ("tenantid", "serviceprincipalid")
+                k: v
+                for k, v in endpoint.parameters.items()
+                if k.lower() in ("tenantid", "serviceprincipalid")
             }
-            parameters = {k: v for k, v in parameters.items() if k not in SECRET_PARAMETERS}
+            parameters = {k: v for k, v in parameters.items() if k.lower() not in SECRET_PARAMETERS}
             parameters.pop("authenticationType", None)
             self._require_trust(
                 org, replace(endpoint, scheme=WIF, parameters=parameters, issuer_format="entra")
             )
             endpoint.scheme, endpoint.parameters, endpoint.issuer_format = WIF, parameters, "entra"
-            endpoint.data["revertSchemeDeadline"] = iso(time.time() + REVERT_WINDOW_S)
+            endpoint.data = {
+                **without(endpoint.data, "revertSchemeDeadline"),
+                "revertSchemeDeadline": iso(time.time() + REVERT_WINDOW_S),
+            }
             return
         if target == "ServicePrincipal" and endpoint.scheme == WIF:
             endpoint.scheme = "ServicePrincipal"
@@ -430,7 +501,7 @@ class Ado:
                 **endpoint.parameters,
                 **self._parameters(authorization, keep_secrets=True),
             }
-            endpoint.data.pop("revertSchemeDeadline", None)
+            endpoint.data = without(endpoint.data, "revertSchemeDeadline")
             return
         raise ApiError(
             400,
@@ -449,14 +520,14 @@ class Ado:
         """
         if not self.world.settings.ado_conversion_requires_fic:
             return
-        if converted.data.get("creationMode", "Manual") != "Manual":
+        if (value_of(converted.data, "creationMode") or "Manual") != "Manual":
             return
         claims = federation_claims(org, converted)
         issuer, subject = (
             claims["workloadIdentityFederationIssuer"],
             claims["workloadIdentityFederationSubject"],
         )
-        app = self.world.application_by_app_id(converted.parameters.get("serviceprincipalid", ""))
+        app = self.world.application_by_app_id(value_of(converted.parameters, "serviceprincipalid"))
         if app is None or not any(
             f.issuer == issuer and f.subject == subject for f in app.federated_credentials
         ):
@@ -517,24 +588,25 @@ class Ado:
     @staticmethod
     def _parameters(authorization: JsonObject, keep_secrets: bool = True) -> dict[str, str]:
         """Client-settable parameters; ADO generates the workloadIdentityFederation* ones itself."""
-        raw = authorization.get("parameters") or {}
+        raw = string_map(authorization.get("parameters"), "authorization.parameters")
         return {
-            str(k): str(v)
+            k: v
             for k, v in raw.items()
-            if v is not None
-            and not str(k).startswith("workloadIdentityFederation")
-            and (keep_secrets or k not in SECRET_PARAMETERS)
+            if not k.lower().startswith("workloadidentityfederation")
+            and (keep_secrets or k.lower() not in SECRET_PARAMETERS)
         }
 
     # pipeline permissions
 
     def _permission_view(self, endpoint: ServiceEndpoint) -> JsonObject:
         permissions = endpoint.pipeline_permissions
-        return {
+        view: JsonObject = {
             "resource": {"type": "endpoint", "id": endpoint.id, "name": endpoint.name},
             "pipelines": list(permissions.get("pipelines", [])),
-            "allPipelines": permissions.get("allPipelines"),
         }
+        if permissions.get("allPipelines"):  # optional in the REST reference: left out until set
+            view["allPipelines"] = permissions["allPipelines"]
+        return view
 
     def get_permissions(self, _call: Call, match: re.Match[str]) -> Reply:
         org = self._org(match)

@@ -161,6 +161,8 @@ class Api:
         self.reports_resource_units = False  # Graph's x-ms-resource-unit headers
         self.precondition: Precondition | None = None  # e.g. ARM's and ADO's api-version checks
         self.limit: LimitRule | None = None
+        # How the service answers a token it does not accept, when not with the 401 it is given.
+        self.token_refused: Callable[[Call, Reply], Reply] | None = None
         # The admin API answers malformed input with 400 instead of failing with 500.
         self.input_errors_are_bad_requests = False
         # Told of every write's reply (cloudsim/events.py emits Azure's events from them).
@@ -187,7 +189,7 @@ class Api:
             if self.audiences is not None:
                 refusal = self._check_token(call)
                 if refusal is not None:
-                    return refusal
+                    return self.token_refused(call, refusal) if self.token_refused else refusal
         units = self.cost(call, route)
         reply = (
             self._service_faults(route.operation, _target(call), units)

@@ -25,12 +25,31 @@ _ASSIGNMENT = rf"(?P<scope>.*){_PROVIDER}/roleAssignments/(?P<name>[^/]+)"
 _ASSIGNMENTS = rf"(?P<scope>.*){_PROVIDER}/roleAssignments"
 _DEFINITION = rf"(?P<scope>.*){_PROVIDER}/roleDefinitions/(?P<id>[^/]+)"
 _DEFINITIONS = rf"(?P<scope>.*){_PROVIDER}/roleDefinitions"
+# One api-version per resource type, the one whose shapes the simulator models. Azure accepts older
+# versions too (with other shapes); a request for any other version is refused as Azure refuses a
+# version it does not know (Azure/azure-sdk-for-java#28334, Azure/azure-sdk-for-node#3638).
+API_VERSIONS = {"Microsoft.Authorization": "2022-04-01", "Microsoft.EventGrid": "2022-06-15"}
+_EVENT_GRID_TYPES = ("systemTopics", "eventSubscriptions")
+ASSIGNMENTS_READ = "Microsoft.Authorization/roleAssignments/read"
+DEFINITIONS_READ = "Microsoft.Authorization/roleDefinitions/read"
+PRINCIPAL_TYPES = frozenset({"User", "Group", "ServicePrincipal", "ForeignGroup", "Device"})
+_ROLE_DEFINITION_ID = re.compile(
+    r"(?:/subscriptions/[^/]+)?/providers/Microsoft\.Authorization/roleDefinitions/[0-9a-f-]{36}",
+    re.IGNORECASE,
+)
 _SUBSCRIPTION = re.compile(r"/subscriptions/([^/]+)", re.IGNORECASE)
 _FILTER_CLAUSE = re.compile(
     r"\s*(?:(?P<at>atScope\(\))|principalId\s+eq\s+'(?P<principal>[^']+)'|assignedTo\('(?P<assigned>[^']+)'\)"
     r"|roleName\s+eq\s+'(?P<role_name>(?:[^']|'')+)'|type\s+eq\s+'(?P<role_type>[^']+)')\s*",
     re.IGNORECASE,
 )
+
+
+def _resource_type(operation: str) -> tuple[str, str]:
+    """The namespace and resource type a route serves (its operation is named `<type>.<verb>`)."""
+    kind = operation.split(".", 1)[0]
+    namespace = "Microsoft.EventGrid" if kind in _EVENT_GRID_TYPES else "Microsoft.Authorization"
+    return namespace, kind
 
 
 def arm_error(status: int, code: str, message: str) -> Reply:
@@ -86,11 +105,12 @@ def render_definition(definition: RoleDefinition, scope: str) -> JsonObject:
 
 
 def render_assignment(assignment: RoleAssignment, caller: str) -> JsonObject:
+    """A role assignment as 2022-04-01 describes it, without `properties.scope`: the spec marks it
+    optional (read-only, not required), so a client must read the scope from the id."""
     properties: JsonObject = {
         "roleDefinitionId": definition_path(assignment.scope, assignment.role_definition_guid),
         "principalId": assignment.principal_id,
         "principalType": assignment.principal_type,
-        "scope": assignment.scope,
         "description": assignment.description,
         "condition": assignment.condition,
         "conditionVersion": assignment.condition_version,
@@ -105,6 +125,33 @@ def render_assignment(assignment: RoleAssignment, caller: str) -> JsonObject:
         "type": "Microsoft.Authorization/roleAssignments",
         "name": assignment.name,
     }
+
+
+def _check_properties(properties: JsonObject) -> None:
+    """RoleAssignmentProperties of the 2022-04-01 spec: roleDefinitionId (a role definition's full id)
+    and principalId are required, principalType is one of the spec's enum."""
+    for field in ("roleDefinitionId", "principalId"):
+        if not isinstance(properties.get(field), str) or not properties[field]:
+            raise ApiError(
+                400,
+                "InvalidRequestContent",
+                f"The request content was invalid and could not be deserialized: "
+                f"'Required property '{field}' not found in JSON.'",
+            )
+    if not _ROLE_DEFINITION_ID.fullmatch(properties["roleDefinitionId"]):
+        raise ApiError(
+            400,
+            "InvalidRoleDefinitionId",
+            f"The role definition ID '{properties['roleDefinitionId']}' is not valid.",
+        )
+    principal_type = properties.get("principalType")
+    if principal_type is not None and principal_type not in PRINCIPAL_TYPES:
+        raise ApiError(
+            400,
+            "InvalidRequestContent",
+            f"The request content was invalid and could not be deserialized: "
+            f"'Error converting value '{principal_type}' to type 'PrincipalType'.'",
+        )
 
 
 class Arm:
@@ -125,17 +172,28 @@ class Arm:
         add("GET", EVENT_SUBSCRIPTIONS, "eventSubscriptions.list", event_grid.list_event_subscriptions)
 
     @staticmethod
-    def _require_api_version(call: Call, _route: Route) -> None:
-        if "api-version" not in call.query:
+    def _require_api_version(call: Call, route: Route) -> None:
+        version = call.query.get("api-version")
+        if not version:
             raise ApiError(
                 400,
                 "MissingApiVersionParameter",
                 "The api-version query parameter (?api-version=) is required for all requests.",
             )
+        namespace, kind = _resource_type(route.operation)
+        supported = API_VERSIONS[namespace]
+        if version != supported:
+            raise ApiError(
+                400,
+                "InvalidResourceType",
+                f"The resource type '{kind}' could not be found in the namespace '{namespace}' for api "
+                f"version '{version}'. The supported api-versions are '{supported}'.",
+            )
 
     # role definitions
 
-    def get_definition(self, _call: Call, match: re.Match[str]) -> Reply:
+    def get_definition(self, call: Call, match: re.Match[str]) -> Reply:
+        self._check_definitions_read(call, match["scope"])
         definition = self.world.role_definition(match["id"])
         # Azure answers 404 for a custom role read at a scope it is not assignable at.
         if definition is None or not definition.readable_at(match["scope"]):
@@ -147,6 +205,7 @@ class Arm:
         return Reply(200, render_definition(definition, match["scope"]))
 
     def list_definitions(self, call: Call, match: re.Match[str]) -> Reply:
+        self._check_definitions_read(call, match["scope"])
         clauses = self._filter(call)
         role_name = clauses.get("role_name")
         role_type = clauses.get("role_type")
@@ -172,7 +231,8 @@ class Arm:
             None,
         )
 
-    def get_assignment(self, _call: Call, match: re.Match[str]) -> Reply:
+    def get_assignment(self, call: Call, match: re.Match[str]) -> Reply:
+        self._check_permission(call, match["scope"], ASSIGNMENTS_READ)
         assignment = self._find(match["scope"], match["name"])
         if assignment is None or not self.api.readable(assignment.created_at):
             raise ApiError(
@@ -194,6 +254,7 @@ class Arm:
             raise ApiError(
                 400, "InvalidRequestContent", "The request content was invalid and could not be deserialized."
             )
+        _check_properties(properties)
         role_guid = self._role_guid(properties.get("roleDefinitionId"))
         principal_id = str(properties.get("principalId", "")).lower()
         self._check_principal(principal_id, properties.get("principalType"))
@@ -211,12 +272,14 @@ class Arm:
             None,
         )
         if duplicate is not None:
-            # Azure names the existing assignment in the message, without hyphens.
+            # Azure names the existing assignment in the message, without hyphens (earlier answers
+            # did not name it at all: terraform-provider-azurerm#2565).
+            named = f" The ID of the existing role assignment is {duplicate.name.replace('-', '')}."
             raise ApiError(
                 409,
                 "RoleAssignmentExists",
-                f"The role assignment already exists. The ID of the existing role assignment is "
-                f"{duplicate.name.replace('-', '')}.",
+                "The role assignment already exists."
+                + (named if self.world.settings.arm_conflict_names_existing else ""),
             )
         assignment = RoleAssignment(
             name=name.lower(),
@@ -256,6 +319,7 @@ class Arm:
 
     def list_assignments(self, call: Call, match: re.Match[str]) -> Reply:
         scope = match["scope"]
+        self._check_permission(call, scope, ASSIGNMENTS_READ)
         clauses = self._filter(call)
         principal = (clauses.get("principal") or clauses.get("assigned") or "").lower()
         at_scope = "at" in clauses
@@ -327,11 +391,19 @@ class Arm:
                 f"different from specified PrincipalType '{principal_type}'.",
             )
 
+    def _check_definitions_read(self, call: Call, scope: str) -> None:
+        if scope.strip("/"):  # the tenant root's catalogue (built-in roles): who may read it is not modelled
+            self._check_permission(call, scope, DEFINITIONS_READ)
+
     def _check_write_permission(self, call: Call, scope: str, verb: str) -> None:
+        self._check_permission(call, scope, f"Microsoft.Authorization/roleAssignments/{verb}")
+
+    def _check_permission(self, call: Call, scope: str, operation: str) -> None:
         """Azure RBAC: the caller needs a role assignment at or above the scope whose role allows the
-        operation (cloudsim.rights); none by default, until the tenant setup grants one."""
+        operation (cloudsim.rights); none by default, until the tenant setup grants one. Reads too:
+        the REST reference names `roleAssignments/read` and `roleDefinitions/read` as the
+        permissions of every Get and List."""
         caller = caller_of(call.headers.get("Authorization")) or ""
-        operation = f"Microsoft.Authorization/roleAssignments/{verb}"
         if not rbac_allows(self.world, caller, scope, operation):
             raise ApiError(
                 403,

@@ -251,6 +251,9 @@ class Settings(_Record):
     # off its own issuer, only once the app already trusts the new issuer and subject (Azure's rule,
     # so on by default; off only for a test that needs the lenient order).
     ado_conversion_requires_fic: bool = True
+    # ARM's RoleAssignmentExists message names the existing assignment (the troubleshooting docs);
+    # off: the bare "The role assignment already exists." that earlier answers carried.
+    arm_conflict_names_existing: bool = True
     # Subscriptions that exist (display names), for generated configs and demos.
     subscriptions: dict[str, str] = field(default_factory=dict)
 

@@ -57,7 +57,8 @@ class AdoAdapter:
         budgets: Budgets = AZURE_BUDGETS,
     ) -> None:
         policies = [
-            HeadersPolicy({"Accept": "application/json"}),
+            # Suppress: a token ADO does not accept is answered 401, not 203 and a sign-in page.
+            HeadersPolicy({"Accept": "application/json", "X-TFS-FedAuthRedirect": "Suppress"}),
             UserAgentPolicy("wif-reconciler"),
             AsyncRetryPolicy(
                 retry_total=retry_total,
@@ -88,7 +89,9 @@ class AdoAdapter:
             url_path(organization, project, "_apis", "serviceendpoint", "endpoints"),
             params={"type": "azurerm", "includeFailed": "true", "api-version": API_VERSION},
         )
-        return [_connection(organization, project, item) for item in (body or {}).get("value", [])]
+        return [
+            _connection(organization, project, item) for item in listed_items(body, "service connections")
+        ]
 
     async def project_id(self, organization: str, project: str) -> str:
         key = (organization.lower(), project.lower())
@@ -160,7 +163,7 @@ class AdoAdapter:
             ),
             {"api-version": PIPELINE_PERMISSIONS_API_VERSION},
         )
-        return _pipeline_access(body or {})
+        return _pipeline_access(_mapping(body))
 
     # ------------------------------------------------------------------ writes
 
@@ -184,13 +187,10 @@ class AdoAdapter:
         existing = await self._endpoint(current)
         project_id = await self.project_id(current.organization, current.project)
         body = settings.apply_to(existing, current.name, project_id, current.project)
-        params = {"api-version": API_VERSION}
+        # The organization-level route, with the operation as a query parameter, is the one the 7.1
+        # spec documents (Endpoints - Update Service Endpoint), for a conversion too.
+        params = {"api-version": API_VERSION, **({"operation": operation} if operation else {})}
         path = url_path(current.organization, "_apis", "serviceendpoint", "endpoints", current.id)
-        if operation:
-            params["operation"] = operation
-            path = url_path(
-                current.organization, project_id, "_apis", "serviceendpoint", "endpoints", current.id
-            )
         updated = await self._send("PUT", path, params, body)
         return _connection(current.organization, current.project, updated or {})
 
@@ -248,6 +248,15 @@ class AdoAdapter:
             ) from error
         if response.status_code >= 400:
             raise _ado_failure(response)
+        if response.status_code == 203 or (response.content and not _is_json(response)):
+            # 203 and an HTML sign-in page is how ADO refuses a token unless told to suppress it.
+            raise PermanentFailure(
+                f"Azure DevOps answered {method} {path} with {response.status_code} and "
+                f"{response.headers.get('Content-Type') or 'no content type'}, not JSON: a sign-in page "
+                "means it did not accept the token",
+                code="NotSignedIn",
+                status=response.status_code,
+            )
         return response.json() if response.content else None
 
 
@@ -275,21 +284,22 @@ class ConnectionSettings:
 
     def apply_to(self, endpoint: dict[str, Any], name: str, project_id: str, project: str) -> dict[str, Any]:
         updated = dict(endpoint)
-        data = {k: v for k, v in dict(updated.get("data") or {}).items() if k != "revertSchemeDeadline"}
-        data.update(
+        # ADO reads these keys ignoring case (its own examples write `SubscriptionId`): a key set
+        # here replaces the one of any case, never sits beside it.
+        data = _setting(
+            _mapping(updated.get("data")),
+            dropped=frozenset({"revertschemedeadline"}),
             subscriptionId=self.subscription_id,
             subscriptionName=self.subscription_name,
             environment="AzureCloud",
             scopeLevel="Subscription",
             creationMode="Manual",
         )
-        authorization = dict(updated.get("authorization") or {})
-        parameters = {
-            k: v
-            for k, v in dict(authorization.get("parameters") or {}).items()
-            if k in {"workloadIdentityFederationIssuer", "workloadIdentityFederationSubject"}
+        authorization = _mapping(updated.get("authorization"))
+        generated = {
+            k: v for k, v in _mapping(authorization.get("parameters")).items() if k.lower() in _GENERATED
         }
-        parameters.update(tenantid=self.tenant_id, serviceprincipalid=self.app_id)
+        parameters = _setting(generated, tenantid=self.tenant_id, serviceprincipalid=self.app_id)
         references = updated.get("serviceEndpointProjectReferences") or [
             {"projectReference": {"id": project_id, "name": project}, "name": name}
         ]
@@ -312,10 +322,28 @@ def url_path(*segments: str) -> str:
     return "/" + "/".join(quote(segment, safe="") for segment in segments)
 
 
+_GENERATED = {"workloadidentityfederationissuer", "workloadidentityfederationsubject"}
+
+
+def _mapping(value: object) -> dict[str, Any]:
+    return dict(value) if isinstance(value, Mapping) else {}
+
+
+def _setting(values: dict[str, Any], dropped: frozenset[str] = frozenset(), **new: Any) -> dict[str, Any]:
+    """`values` with `new` set and the `dropped` keys removed, keys compared ignoring case."""
+    replaced = {key.lower() for key in new} | dropped
+    return {**{k: v for k, v in values.items() if k.lower() not in replaced}, **new}
+
+
+def _lowered_keys(value: object) -> dict[str, Any]:
+    """A `data` or `authorization.parameters` object with its keys in lower case, for reading."""
+    return {str(k).lower(): v for k, v in _mapping(value).items()}
+
+
 def _connection(organization: str, project: str, item: Mapping[str, Any]) -> ServiceConnection:
-    authorization = item.get("authorization") or {}
-    parameters = authorization.get("parameters") or {}
-    data = item.get("data") or {}
+    authorization = _mapping(item.get("authorization"))
+    parameters = _lowered_keys(authorization.get("parameters"))
+    data = _lowered_keys(item.get("data"))
     return ServiceConnection(
         id=str(item.get("id", "")),
         organization=organization,
@@ -324,22 +352,46 @@ def _connection(organization: str, project: str, item: Mapping[str, Any]) -> Ser
         scheme=str(authorization.get("scheme", "")),
         app_id=_lower(parameters.get("serviceprincipalid")),
         tenant_id=_lower(parameters.get("tenantid")),
-        subscription_id=_lower(data.get("subscriptionId")),
-        subscription_name=data.get("subscriptionName"),
-        issuer=parameters.get("workloadIdentityFederationIssuer"),
-        subject=parameters.get("workloadIdentityFederationSubject"),
+        subscription_id=_lower(data.get("subscriptionid")),
+        subscription_name=data.get("subscriptionname"),
+        issuer=parameters.get("workloadidentityfederationissuer"),
+        subject=parameters.get("workloadidentityfederationsubject"),
         description=str(item.get("description") or ""),
     )
 
 
+def listed_items(body: Any, what: str) -> list[Mapping[str, Any]]:
+    """The items of an ADO listing. The 7.1 spec documents the bare array; ADO (and the spec's own
+    examples) wrap it as `{count, value}`: either is read. Anything else is refused, never guessed."""
+    values = body.get("value") if isinstance(body, Mapping) else body
+    if not isinstance(values, list):
+        raise PermanentFailure(
+            f"Azure DevOps answered a listing of {what} with {str(body)[:200]!r}", code="UnexpectedAnswer"
+        )
+    return [item for item in values if isinstance(item, Mapping)]
+
+
 def _pipeline_access(body: Mapping[str, Any]) -> PipelineAccess:
-    everyone = bool((body.get("allPipelines") or {}).get("authorized", False))
-    listed = frozenset(int(p["id"]) for p in body.get("pipelines") or [] if p.get("authorized"))
+    """`allPipelines` and `pipelines` are both optional in an answer (absent: nothing authorized)."""
+    everyone = _mapping(body.get("allPipelines")).get("authorized") is True
+    pipelines = body.get("pipelines") or []
+    entries = [_mapping(p) for p in pipelines] if isinstance(pipelines, list) else []
+    if len(entries) != len(pipelines) or any(type(p.get("id")) is not int for p in entries):
+        raise PermanentFailure(
+            f"Azure DevOps answered pipeline permissions with {str(pipelines)[:200]!r}",
+            code="UnexpectedAnswer",
+        )
+    listed = frozenset(int(p["id"]) for p in entries if p.get("authorized") is True)
     return PipelineAccess(all_pipelines=everyone, pipeline_ids=listed)
 
 
 def _lower(value: object) -> str | None:
     return str(value).lower() if value else None
+
+
+def _is_json(response: AsyncHttpResponse) -> bool:
+    content_type = (response.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    return content_type == "application/json" or content_type.endswith("+json")
 
 
 def _ado_failure(response: AsyncHttpResponse) -> Failure:

@@ -329,10 +329,18 @@ def _event_route(topic: ArmScope, item: dict[str, Any]) -> EventRoute:
 
 
 def _assignment(item: Any) -> RoleAssignment:
+    scope, name = item.scope, item.name
+    if not scope or not name:
+        # Both are optional (read-only) in the 2022-04-01 spec: the id holds them,
+        # `{scope}/providers/Microsoft.Authorization/roleAssignments/{name}`.
+        if not item.id:
+            raise PermanentFailure("ARM answered a role assignment without an id", code="InvalidResponse")
+        id_scope, id_name = parse_assignment_id(str(item.id))
+        scope, name = scope or str(id_scope), name or id_name
     return RoleAssignment(
         id=str(item.id),
-        name=str(item.name),
-        scope=str(item.scope),  # canonicalised by RoleAssignment
+        name=str(name),
+        scope=str(scope),  # canonicalised by RoleAssignment
         role_id=str(item.role_definition_id).rsplit("/", 1)[-1].lower(),
         principal_id=str(item.principal_id).lower(),
         description=item.description or "",

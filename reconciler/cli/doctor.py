@@ -374,6 +374,17 @@ async def _rbac(doctor: Doctor) -> list[Finding]:
         except Failure as failure:
             if failure.code == _CONNECTION_FAILED:
                 return [_error("Azure RBAC", "endpoint", failure)]
+            if failure.status == 403:  # the reconciler reads assignments before it writes them
+                findings.append(
+                    Finding(
+                        "Azure RBAC",
+                        f"role assignments read in {root}",
+                        Verdict.MISSING,
+                        f"ARM refused to list the identity's role assignments: {failure.message}",
+                        fix=rbac_fix(root, doctor.principal_id),
+                    )
+                )
+                continue
             findings.append(_error("Azure RBAC", f"role assignments in {root}", failure))
             continue
         findings += _rbac_findings(root, targets, assignments, roles, doctor.principal_id)

@@ -7,6 +7,7 @@ from dataclasses import replace
 
 from azure.identity.aio import ManagedIdentityCredential
 
+from cloudsim.rights import grant_reconciler_rights
 from cloudsim.state import RoleDefinition
 from cloudsim.testing import SAMPLE_SUBSCRIPTION
 from reconciler.adapters.arm import ArmAdapter
@@ -34,10 +35,11 @@ async def test_a_custom_role_of_another_subscription_than_the_connections_is_rea
     app = await tenant.app("sc-payments-auditor")
     # The connection deploys to another subscription than the one the role lives in: reading
     # the definition at the connection's subscription would find nothing (and fail closed).
-    config = replace(
-        tenant.config("auditor", app["appId"]),
-        subscription_id=str(uuid.uuid4()),
-    )
+    # The tenant setup grants the reconciler that subscription too: ARM refuses reads without it.
+    other = str(uuid.uuid4())
+    tenant.sim.world.settings.subscriptions[other] = "Other"
+    grant_reconciler_rights(tenant.sim.world)
+    config = replace(tenant.config("auditor", app["appId"]), subscription_id=other)
     config = replace(config, role_grants=(replace(config.role_grants[0], role_id=VAULT_AUDITOR),))
     config = replace(config, role_grants=(replace(config.role_grants[0], scope=RESOURCE_GROUP),))
     allowed = replace(policy(), role_ids=policy().role_ids | {VAULT_AUDITOR})
@@ -54,6 +56,8 @@ async def test_a_custom_role_of_another_subscription_than_the_connections_is_rea
 
 async def test_a_custom_role_is_not_readable_outside_its_assignable_scopes(tenant: Tenant) -> None:
     other = str(uuid.uuid4())
+    tenant.sim.world.settings.subscriptions[other] = "Other"
+    grant_reconciler_rights(tenant.sim.world)  # may read there: the 404 is the assignable scopes'
     tenant.sim.world.role_definitions.append(
         RoleDefinition(
             id=VAULT_AUDITOR,
