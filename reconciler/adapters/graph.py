@@ -209,6 +209,16 @@ class GraphAdapter:
         self._principal_id = self._principal_id or principal_of_token(token.token)
         return roles_of_token(token.token)
 
+    async def list_created_applications(self) -> dict[str, str]:
+        """Client id -> display name of every application carrying the reconciler's tag: one paged
+        listing (`$filter=tags/any(t:t eq '...')`, no advanced query needed; 999 per page, 1 unit each).
+
+        Lists what the reconciler created whoever signed in: the deployed identity
+        (Application.ReadWrite.OwnedBy reads every application) or a person with `az login`."""
+        query = {"$select": "appId,displayName", "$top": "999"}  # no $expand: Graph's largest page
+        url = _relative_url("/applications", {"$filter": _tag_filter(APPLICATION_TAG), **query}, None, ())
+        return {str(app["appId"]).lower(): app.get("displayName") or "" for app in await self._batched([url])}
+
     async def count_applications(self) -> int:
         """How many applications the tenant holds (one request; an advanced query)."""
         info = RequestInformation(method=Method.GET)
@@ -488,6 +498,10 @@ def _relative_url(path: str, query: Mapping[str, str], field: str | None, values
     if field:
         query = {"$filter": _in_filter(field, values), **query}
     return f"{path}?{urlencode(query, quote_via=quote, safe='$,()')}"
+
+
+def _tag_filter(tag: str) -> str:
+    return "tags/any(t:t eq '" + tag.replace("'", "''") + "')"
 
 
 def _in_filter(field: str, values: Sequence[str]) -> str:
