@@ -337,6 +337,10 @@ class GraphAdapter:
         unique_name = application_unique_name(display_name)
         body = GraphApplication(display_name=display_name, sign_in_audience="AzureADMyOrg", tags=list(tags))
         builder = self._client.applications_with_unique_name(unique_name)
+        # msgraph-sdk writes the unique name into the client's shared path parameters, so concurrent
+        # upserts would all address the last name written (two configs' apps merged into one): this
+        # builder keeps its own copy, taken before any other upsert can run.
+        builder.path_parameters = dict(builder.path_parameters)
         # The upsert would rewrite an existing app's name and tags. An app found under this unique
         # name but tagged for another ADO project (renamed since, and its claim row lost) is not
         # ours to take: refuse before writing, one read on the rare create path.
