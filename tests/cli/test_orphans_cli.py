@@ -75,7 +75,7 @@ def test_the_orphan_scan_of_a_converged_plan_costs_one_graph_request(simulator_e
     examples = ROOT / "examples" / "configs.yaml"
     applied = cli(simulator_env, "apply", "--configs", str(examples))
     assert applied.returncode == 0, applied.stdout + applied.stderr
-    reads: dict[str, dict[str, int]] = {}
+    reads: dict[str, dict[str, dict[str, int]]] = {}
     for scan, args in (("whole", ()), ("subset", ("--subset",))):
         code, stdout, _ = live_plan(simulator_env, examples, "--output", "json", *args)
         report = json.loads(stdout)
