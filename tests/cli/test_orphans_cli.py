@@ -10,9 +10,11 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from reconciler.state.configs import encode_row_key
 from tests.cli.test_errors import run
 from tests.cli.test_live import ROOT, simulator_env
 from tests.cli.test_plan_reports import EXAMPLE, live_plan
+from tests.stores.test_configs import _edit_row as edit_row
 
 __all__ = ["simulator_env"]  # the fixture, used below by name
 
@@ -101,3 +103,18 @@ def test_the_offline_plan_reports_what_is_marked_on_an_application_no_config_nam
     assert {tuple(f["configIds"]) for f in found} == {("fabrikam/storefront/deploy-web",)}
     subset = run("plan", "--configs", str(without), "--observed", snapshot, "--output", "json", "--subset")
     assert orphaned(subset.stdout) == []
+
+
+def test_a_table_with_an_unreadable_row_skips_the_scan_and_says_why(
+    simulator_env: dict[str, str], table_settings: dict[str, str]
+) -> None:
+    env = {**simulator_env, **table_settings}
+    assert (
+        run("import", "examples/configs.yaml", "--request-id", "seed-1", env={**os.environ, **env}).returncode
+        == 0
+    )
+    assert cli(env, "apply", "--from-table").returncode == 0
+    edit_row(table_settings, "contoso", encode_row_key(KV_SECRETS), Document="{not json")
+    plan = cli(env, "plan", "--from-table", "--output", "json")
+    assert "orphaned applications are not reported: 1 row(s) of the table could not be read" in plan.stderr
+    assert orphaned(plan.stdout) == []  # kv-secrets' application is not called orphaned
