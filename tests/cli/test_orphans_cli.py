@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from reconciler.state.configs import encode_row_key
+from reconciler.state.tables import encode_row_key
 from tests.cli.test_errors import run
 from tests.cli.test_live import ROOT, simulator_env
 from tests.cli.test_plan_reports import EXAMPLE, live_plan
