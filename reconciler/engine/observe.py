@@ -337,10 +337,9 @@ class Observer:
                     principals_by_root[root].add(principal)
                     needed_by[(root, principal)].append(config)
         orphan_principals = {app.service_principal_id for app in unnamed if app.service_principal_id}
-        for root in (
-            {root for config in configs for root in _listing_roots(config)} if orphan_principals else ()
-        ):
-            principals_by_root[root].update(orphan_principals)
+        if orphan_principals:
+            for root in {root for config in configs for root in _listing_roots(config)}:
+                principals_by_root[root].update(orphan_principals)
         roots = sorted(principals_by_root.items())
         listings = await asyncio.gather(*(self._assignments_under(root, ps) for root, ps in roots))
         unique: dict[str, RoleAssignment] = {}
