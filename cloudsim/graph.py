@@ -18,9 +18,15 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from cloudsim.api import EMPTY, Api, ApiError, Call, Reply, RequestCounters, Route
 from cloudsim.lookups import ByAppId
 from cloudsim.paging import Listings
-from cloudsim.rights import GRAPH_READ_ROLES, GRAPH_WRITE_ROLES
+from cloudsim.rights import (
+    APPLICATION_ADMIN_ROLES,
+    GRAPH_READ_ROLES,
+    GRAPH_READ_SCOPES,
+    GRAPH_WRITE_ROLES,
+    GRAPH_WRITE_SCOPES,
+)
 from cloudsim.state import Application, FederatedCredential, JsonObject, ServicePrincipal, World, iso, new_id
-from cloudsim.tokens import GRAPH_AUDIENCES, caller_of, roles_of
+from cloudsim.tokens import GRAPH_AUDIENCES, caller_of, roles_of, scopes_of
 
 T = TypeVar("T")
 
@@ -303,12 +309,18 @@ class Graph:
     @staticmethod
     def _check_permission(call: Call, route: Route) -> None:
         """The application permissions in the token's `roles` claim: reading applications and service
-        principals needs one of GRAPH_READ_ROLES, writing them one of GRAPH_WRITE_ROLES; without,
+        principals needs one of GRAPH_READ_ROLES, writing them one of GRAPH_WRITE_ROLES (for a person's
+        token, the delegated permissions in its `scp` claim: GRAPH_READ_SCOPES, GRAPH_WRITE_SCOPES); without,
         Graph answers 403 `Authorization_RequestDenied` (each request of a $batch on its own)."""
         if route.operation == "batch":
             return
-        needed = GRAPH_WRITE_ROLES if route.write else GRAPH_READ_ROLES
-        if not roles_of(call.headers.get("Authorization")) & needed:
+        authorization = call.headers.get("Authorization")
+        scopes = scopes_of(authorization)
+        if scopes is not None:  # a person: delegated permissions, never the app's roles
+            held, needed = scopes, GRAPH_WRITE_SCOPES if route.write else GRAPH_READ_SCOPES
+        else:
+            held, needed = roles_of(authorization), GRAPH_WRITE_ROLES if route.write else GRAPH_READ_ROLES
+        if not held & needed:
             raise ApiError(
                 403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation."
             )
@@ -323,9 +335,14 @@ class Graph:
         return app
 
     def _require_owner(self, call: Call, owners: list[str]) -> str:
-        """The caller's object id, when it owns the object; else Graph's 403 (OwnedBy)."""
-        caller = caller_of(call.headers.get("Authorization"))
-        if caller is None or caller not in owners:
+        """The caller's object id, when it owns the object or is a person holding an application
+        administrator role; else Graph's 403 (OwnedBy for an app, the user's own rights for a person)."""
+        authorization = call.headers.get("Authorization")
+        caller = caller_of(authorization)
+        if caller is None:
+            raise _not_owner()
+        person = self.world.person(caller) if scopes_of(authorization) is not None else None
+        if caller not in owners and not (person and APPLICATION_ADMIN_ROLES & set(person.directory_roles)):
             raise _not_owner()
         return caller
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import uuid
 
-from cloudsim.state import RoleAssignment, RoleDefinition, World
+from cloudsim.state import Person, RoleAssignment, RoleDefinition, World
 
 GRAPH_OWNED_BY = "Application.ReadWrite.OwnedBy"
 # Application permissions that allow reading applications and service principals, and writing them
@@ -32,6 +32,24 @@ GRAPH_READ_ROLES = frozenset(
     }
 )
 GRAPH_WRITE_ROLES = frozenset({"Application.ReadWrite.OwnedBy", "Application.ReadWrite.All"})
+# A person's (delegated) token: the delegated permissions in its `scp` claim that allow the same
+# (the same pages: Application.ReadWrite.OwnedBy is an application permission only), ...
+GRAPH_READ_SCOPES = frozenset(
+    {
+        "Application.Read.All",
+        "Application.ReadWrite.All",
+        "Directory.Read.All",
+        "Directory.ReadWrite.All",
+        "Directory.AccessAsUser.All",
+    }
+)
+GRAPH_WRITE_SCOPES = frozenset({"Application.ReadWrite.All", "Directory.AccessAsUser.All"})
+# ... and, to change an application the person does not own, one of these directory roles
+# (learn.microsoft.com graph/api/application-update, "Permissions": in delegated scenarios the
+# signed-in user must be an owner or hold a supported Microsoft Entra role).
+APPLICATION_ADMIN_ROLES = frozenset(
+    {"Application Administrator", "Cloud Application Administrator", "Global Administrator"}
+)
 RBAC_ADMINISTRATOR = "f58310d9-a9f6-439a-9e8d-f62e7b41a168"  # Role Based Access Control Administrator
 # Azure DevOps ServiceEndpoints security namespace: Use 1, Administer 2, Create 4, ViewAuthorization 8,
 # ViewEndpoint 16; the Endpoint Administrator role holds them all.
@@ -84,6 +102,21 @@ def grant_reconciler_rights(world: World, principal: str | None = None) -> World
     roles = world.graph_app_roles.setdefault(who, [])
     if GRAPH_OWNED_BY not in roles:
         roles.append(GRAPH_OWNED_BY)
+    return _grant_devops_and_rbac(world, who, "ServicePrincipal")
+
+
+def add_person(world: World, directory_roles: list[str] | None = None) -> Person:
+    """A person who runs the CLI with `az login`: by default a Cloud Application Administrator with
+    the Azure DevOps and RBAC rights the reconciler's identity gets (granted to the user), so that
+    their own rights, not the deployed identity's, decide what they may do."""
+    roles = ["Cloud Application Administrator"] if directory_roles is None else list(directory_roles)
+    person = Person(directory_roles=roles)
+    world.people.append(person)
+    _grant_devops_and_rbac(world, person.object_id, "User")
+    return person
+
+
+def _grant_devops_and_rbac(world: World, who: str, principal_type: str) -> World:
     for organization in world.organizations:
         if who not in organization.members:
             organization.members.append(who)
@@ -100,8 +133,8 @@ def grant_reconciler_rights(world: World, principal: str | None = None) -> World
                     scope=scope,
                     role_definition_guid=RBAC_ADMINISTRATOR,
                     principal_id=who,
-                    principal_type="ServicePrincipal",
-                    description="the reconciler's RBAC administrator role (tenant setup)",
+                    principal_type=principal_type,
+                    description="the RBAC administrator role (tenant setup)",
                     created_at=0.0,
                     updated_at=0.0,
                 )

@@ -256,6 +256,18 @@ class Settings(_Record):
 
 
 @dataclass
+class Person(_Record):
+    """A user who signs in (the CLI with `az login`): the tokens the simulator issues them are
+    delegated (cloudsim/tokens.py); what they may do is their own rights, not the reconciler's."""
+
+    object_id: str = field(default_factory=new_id)
+    # The delegated permissions the client they sign in with holds in Graph: the `scp` claim.
+    graph_scopes: list[str] = field(default_factory=lambda: ["Application.ReadWrite.All", "User.Read"])
+    # Their Entra directory roles, by name (e.g. "Cloud Application Administrator").
+    directory_roles: list[str] = field(default_factory=list)
+
+
+@dataclass
 class World(_Record):
     tenant_id: str = field(default_factory=new_id)
     caller_object_id: str = field(default_factory=new_id)  # the managed identity the sim issues tokens to
@@ -270,6 +282,8 @@ class World(_Record):
     # Event Grid system topics (drift events: infra/app/events-subscription.bicep), read-only in ARM.
     system_topics: list[SystemTopic] = field(default_factory=list)
     settings: Settings = field(default_factory=Settings)
+    # People who sign in (delegated tokens from the person token route, cloudsim/msi.py).
+    people: list[Person] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         # Counted changes let an index by client id know when to rebuild (cloudsim/lookups.py).
@@ -288,6 +302,7 @@ class World(_Record):
             "organizations": [o.to_json() for o in self.organizations],
             "system_topics": [t.to_json() for t in self.system_topics],
             "settings": self.settings.to_json(),
+            "people": [p.to_json() for p in self.people],
         }
 
     @classmethod
@@ -305,6 +320,7 @@ class World(_Record):
             organizations=[Organization.from_json(o) for o in raw.get("organizations", [])],
             system_topics=[SystemTopic.from_json(t) for t in raw.get("system_topics", [])],
             settings=Settings.from_json(raw.get("settings", {})),
+            people=[Person.from_json(p) for p in raw.get("people", [])],
         )
         if not world.role_definitions:
             world.role_definitions = builtin_role_definitions()
@@ -323,6 +339,9 @@ class World(_Record):
 
     def application_by_app_id(self, app_id: str) -> Application | None:
         return next((a for a in self.applications if a.app_id == app_id), None)
+
+    def person(self, object_id: str) -> Person | None:
+        return next((p for p in self.people if p.object_id == object_id), None)
 
     def service_principal(self, object_id: str) -> ServicePrincipal | None:
         return next((s for s in self.service_principals if s.id == object_id), None)

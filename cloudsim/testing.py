@@ -31,6 +31,7 @@ import pytest
 from cloudsim.eventgrid import provision_drift_events
 from cloudsim.faults import Faults
 from cloudsim.limits import Limits
+from cloudsim.msi import PERSON_TOKEN_PATH, TOKEN_PATH
 from cloudsim.rights import grant_reconciler_rights
 from cloudsim.server import Simulator
 from cloudsim.state import JsonObject, Organization, Project, World, new_id
@@ -258,6 +259,13 @@ async def running_simulator(
             )
         finally:
             await simulator.stop()
+
+
+def person_env(env: Mapping[str, str], object_id: str) -> dict[str, str]:
+    """The simulator's environment, signed in as a person of its world (`World.people`): the same
+    credential chain then fetches that person's delegated tokens (cloudsim/msi.py, PERSON_TOKEN_PATH)."""
+    endpoint = env["IDENTITY_ENDPOINT"].removesuffix(TOKEN_PATH)
+    return {**env, "IDENTITY_ENDPOINT": endpoint + PERSON_TOKEN_PATH.format(object_id=object_id)}
 
 
 async def start_simulator_process(

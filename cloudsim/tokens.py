@@ -42,9 +42,15 @@ def mint(
     object_id: str,
     now: float | None = None,
     roles: list[str] | None = None,
+    scopes: list[str] | None = None,
 ) -> tuple[str, int]:
-    """A token for `resource` and its expiry (epoch seconds); `roles` are the application permissions
-    the principal holds on that resource (Entra leaves the claim out when there are none)."""
+    """A token for `resource` and its expiry (epoch seconds).
+
+    App-only (`scopes` None: a managed identity or service principal): `idtyp: app`, and `roles`
+    the application permissions it holds on that resource (Entra leaves the claim out when there
+    are none). Delegated (`scopes` given: a person signed in): `idtyp: user`, `scp` the delegated
+    permissions, space separated, and no `roles` (access-token-claims-reference: `scp` "only
+    included for user tokens"; optional-claims-reference: `idtyp`; docs/simulator.md)."""
     issued = int(now if now is not None else time.time())
     expires = issued + TOKEN_LIFETIME_S
     claims: dict[str, object] = {
@@ -56,8 +62,11 @@ def mint(
         "iat": issued,
         "nbf": issued,
         "exp": expires,
+        "idtyp": "app" if scopes is None else "user",
     }
-    if roles:
+    if scopes is not None:
+        claims["scp"] = " ".join(scopes)
+    elif roles:
         claims["roles"] = list(roles)
     header = _b64url(json.dumps({"alg": "none", "typ": "JWT"}).encode())
     payload = _b64url(json.dumps(claims).encode())
@@ -88,6 +97,24 @@ def roles_of(authorization: str | None) -> frozenset[str]:
     except (IndexError, ValueError, AttributeError):
         return frozenset()
     return frozenset(str(r) for r in roles) if isinstance(roles, list) else frozenset()
+
+
+def _claims(authorization: str | None) -> dict[str, object]:
+    token = (authorization or "")[len("bearer ") :].strip()
+    try:
+        claims = json.loads(_b64url_decode(token.split(".")[1]))
+    except (IndexError, ValueError):
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def scopes_of(authorization: str | None) -> frozenset[str] | None:
+    """The `scp` claim (delegated permissions) of a person's bearer token; None for an app-only one."""
+    claims = _claims(authorization)
+    if claims.get("idtyp") != "user":
+        return None
+    scopes = claims.get("scp")
+    return frozenset(scopes.split()) if isinstance(scopes, str) else frozenset()
 
 
 def check_bearer(authorization: str | None, audiences: frozenset[str]) -> TokenProblem | None:

@@ -179,10 +179,21 @@ class GraphAdapter:
         requests = [self._principals_request(chunk) for chunk in _chunks(sorted(set(app_ids)), MAX_IN_VALUES)]
         return {str(sp["appId"]).lower(): str(sp["id"]) for sp in await self._batched(requests)}
 
-    async def read_ownership(self) -> Ownership:
+    async def read_ownership(self, principal_id: str | None = None) -> Ownership | None:
         """What the reconciler's identity owns: one paged listing of its applications
-        (`GET /servicePrincipals/{id}/ownedObjects/graph.application`, ids only)."""
-        principal_id = await self.own_principal_id()
+        (`GET /servicePrincipals/{id}/ownedObjects/graph.application`, ids only).
+
+        None when a person is signed in (a delegated token, see `own_token_is_delegated`): the
+        token's `oid` is then a user's, which no service principal has (Graph answers 404), and
+        ownership by the deployed identity is not what decides a person's writes. With
+        `principal_id`, what that service principal owns, whoever is signed in (a person checking
+        the deployed identity: delegated Application.Read.All suffices, learn.microsoft.com
+        graph/api/serviceprincipal-list-ownedobjects)."""
+        if principal_id is None:
+            if await self.own_token_is_delegated():
+                return None
+            principal_id = await self.own_principal_id()
+        principal_id = _guid(principal_id, "service principal id")
         builder = owned_applications.GraphApplicationRequestBuilder
         query = builder.GraphApplicationRequestBuilderGetQueryParameters(select=["id"], top=OWNED_PAGE_SIZE)
         owned = self._client.service_principals.by_service_principal_id(principal_id).owned_objects
@@ -192,7 +203,8 @@ class GraphAdapter:
         return Ownership(principal_id, frozenset(str(app["id"]) for app in apps))
 
     async def own_principal_id(self) -> str:
-        """The object id of the reconciler's own service principal: the `oid` claim of its Graph token.
+        """The object id of the principal signed in: the `oid` claim of its Graph token (the
+        reconciler's service principal when it runs as its identity; a user's for a person).
 
         Read from the token it signs in with anyway: no request and no permission beyond its own
         (a Graph lookup by client id would need Application.Read.All and the client id, which a
@@ -208,6 +220,22 @@ class GraphAdapter:
         token = await self._credential.get_token(self._scope)
         self._principal_id = self._principal_id or principal_of_token(token.token)
         return roles_of_token(token.token)
+
+    async def own_token_scopes(self) -> frozenset[str]:
+        """A person's delegated permissions in Graph: the `scp` claim of the token (space separated;
+        absent from app-only tokens). Read from the token: no request."""
+        token = await self._credential.get_token(self._scope)
+        try:
+            scopes = _claims_of_token(token.token).get("scp")
+        except ValueError:
+            return frozenset()
+        return frozenset(scopes.split()) if isinstance(scopes, str) else frozenset()
+
+    async def own_token_is_delegated(self) -> bool:
+        """Whether a person is signed in (a delegated token) rather than an application or managed
+        identity (an app-only token): see `token_is_delegated`. Read from the token: no request."""
+        token = await self._credential.get_token(self._scope)
+        return token_is_delegated(token.token)
 
     async def list_created_applications(self) -> dict[str, str]:
         """Client id -> display name of every application carrying the reconciler's tag: one paged
@@ -465,6 +493,28 @@ def roles_of_token(token: str) -> frozenset[str]:
     except ValueError:
         return frozenset()
     return frozenset(str(role) for role in roles) if isinstance(roles, list) else frozenset()
+
+
+def token_is_delegated(token: str) -> bool:
+    """Whether an Entra access token is delegated (a person signed in, as with `az login`) rather
+    than app-only (a managed identity or service principal acting as itself).
+
+    learn.microsoft.com/entra/identity-platform/optional-claims-reference: `idtyp` "is the most
+    accurate way for an API to determine if a token is an app token or an app+user token" (`app`
+    for app-only; Microsoft Graph tokens carry it, `user` for a person).
+    learn.microsoft.com/entra/identity-platform/access-token-claims-reference: `scp` (delegated
+    permissions) is "only included for user tokens"; `roles` carries an app-only token's
+    application permissions. So `idtyp` decides when present, else the presence of `scp`.
+    A token that cannot be read counts as app-only: the reads that need a service principal then
+    fail with their own clear error."""
+    try:
+        claims = _claims_of_token(token)
+    except ValueError:
+        return False
+    kind = claims.get("idtyp")
+    if isinstance(kind, str) and kind:
+        return kind.lower() == "user"
+    return bool(claims.get("scp"))
 
 
 def _claims_of_token(token: str) -> dict[str, Any]:

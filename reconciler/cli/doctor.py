@@ -2,7 +2,9 @@
 
 With read-only calls it checks, in each system, the rights of the identity the credential signs in
 as (run it as the app's identity: docs/doctor.md), and prints, per missing piece, the command or
-portal step that grants it:
+portal step that grants it. Signed in as a person (a delegated token, as with `az login`), it says
+so first: it then checks that person's rights, and skips, with how to verify them, what only the
+deployed identity's token shows (its application permission, its ownership of adopted applications):
 
 - Microsoft Graph: the application permission, from the `roles` claim of its Graph token (no
   request), and that it owns every application a config adopts (the engine's ownership reading);
@@ -40,6 +42,7 @@ from reconciler.adapters.arm import ArmAdapter, EventRoute
 from reconciler.adapters.graph import GraphAdapter
 from reconciler.adapters.metering import RequestMeter
 from reconciler.cli.errors import NOT_SIGNED_IN
+from reconciler.cli.sign_in import DEPLOYED_IDENTITY
 from reconciler.cloud import Cloud, CloudError, cloud_from_settings
 from reconciler.core.identifiers import ArmScope, Guid, IdentifierError
 from reconciler.core.model import CustomRole, FederationConfig, RoleAssignment
@@ -48,6 +51,7 @@ from reconciler.core.rights import (
     ENDPOINT_ADMINISTER,
     ENDPOINT_CREATE,
     GRAPH_PERMISSION,
+    PERSON_SIGN_IN,
     RBAC_OPERATIONS,
     SERVICE_ENDPOINTS_NAMESPACE,
     Finding,
@@ -58,6 +62,9 @@ from reconciler.core.rights import (
     membership_fix,
     organizations_to_check,
     ownership,
+    person_graph_permissions,
+    person_ownership,
+    person_sign_in,
     projects_to_check,
     rbac_fix,
     rbac_grants,
@@ -89,6 +96,9 @@ class Doctor:
     graph: GraphAdapter
     arm: ArmAdapter
     ado: AdoAdapter
+    # A person signed in (a delegated token, as with `az login`): the checks are of their rights,
+    # and what only the deployed identity's token shows is skipped with how to verify it.
+    person: bool = False
 
 
 Check = Callable[[Doctor], Awaitable[list[Finding]]]
@@ -154,13 +164,14 @@ async def diagnose(
         try:
             roles = await graph.own_token_roles()
             principal_id = await graph.own_principal_id()
+            person = await graph.own_token_is_delegated()
         except ClientAuthenticationError as error:
             detail = NOT_SIGNED_IN.format(cause=_one_line(error))  # the same advice as every command
             return None, [Finding("Sign-in", "a token for Microsoft Graph", Verdict.ERROR, detail)]
         except Failure as error:
             detail = f"{_one_line(error)} (it checks the identity it signs in as: docs/doctor.md)"
             return None, [Finding("Sign-in", "a token for Microsoft Graph", Verdict.ERROR, detail)]
-        doctor = Doctor(policy, configs, settings, token_source, principal_id, roles, graph, arm, ado)
+        doctor = Doctor(policy, configs, settings, token_source, principal_id, roles, graph, arm, ado, person)
         checks: list[tuple[str, Check]] = [
             ("Microsoft Graph", _graph),
             ("Azure DevOps", _devops),
@@ -171,13 +182,28 @@ async def diagnose(
             *EXTRA_CHECKS,
         ]
         found = await asyncio.gather(*(_guarded(area, check, doctor) for area, check in checks))
-        return principal_id, [finding for findings in found for finding in findings]
+        flat = [finding for findings in found for finding in findings]
+        if person:
+            return principal_id, [person_sign_in(principal_id), *map(_as_yours, flat)]
+        return principal_id, flat
     finally:
         await graph.close()
         await arm.close()
         await ado.close()
         if credential is None:
             await token_source.close()
+
+
+def _as_yours(finding: Finding) -> Finding:
+    """A finding of a person's run outside Graph: it judges their own rights, so a missing one is
+    theirs to get; the fixes are written for the deployed identity (a service principal)."""
+    if finding.area == "Microsoft Graph" or finding.verdict is not Verdict.MISSING:
+        return finding
+    return replace(
+        finding,
+        detail=f"your sign-in: {finding.detail}",
+        fix=f"you lack it (a user, not a service principal: adapt the step below): {finding.fix}",
+    )
 
 
 async def _guarded(area: str, check: Check, doctor: Doctor) -> list[Finding]:
@@ -194,6 +220,8 @@ async def _guarded(area: str, check: Check, doctor: Doctor) -> list[Finding]:
 
 
 async def _graph(doctor: Doctor) -> list[Finding]:
+    if doctor.person:
+        return await _graph_as_person(doctor)
     permission = graph_permission(doctor.graph_roles, doctor.principal_id)
     findings = [permission]
     adopted = adopted_applications(doctor.configs)
@@ -211,10 +239,43 @@ async def _graph(doctor: Doctor) -> list[Finding]:
         return [*findings, _error("Microsoft Graph", "the adopted applications and their owners", failure)]
     for app_id, config_ids in sorted(adopted.items()):
         app = apps.get(app_id)
-        findings.append(
-            ownership(app_id, config_ids, None if app is None else owned.owns(app), doctor.principal_id)
-        )
+        owns = None if app is None else owned is None or owned.owns(app)
+        findings.append(ownership(app_id, config_ids, owns, doctor.principal_id))
     return findings
+
+
+async def _graph_as_person(doctor: Doctor) -> list[Finding]:
+    """A person's Graph rights (their delegated permissions), and of each adopted application that it
+    exists and, with WIF_IDENTITY_PRINCIPAL_ID, whether the deployed identity owns it (a person's
+    own token does not say who that identity is)."""
+    findings = person_graph_permissions(await doctor.graph.own_token_scopes())
+    adopted = adopted_applications(doctor.configs)
+    if not adopted:
+        return findings
+    deployed = _deployed_identity(doctor.settings)
+    try:
+        apps = {a.app_id.lower(): a for a in await doctor.graph.read_applications(sorted(adopted))}
+        # Given the deployed identity's object id, what it owns is readable by a person too.
+        owned = await doctor.graph.read_ownership(deployed) if deployed else None
+    except Failure as failure:
+        return [*findings, _error("Microsoft Graph", "the adopted applications and their owners", failure)]
+    if owned is None:
+        return findings + [
+            person_ownership(app_id, ids, app_id in apps) for app_id, ids in sorted(adopted.items())
+        ]
+    return findings + [
+        ownership(app_id, ids, None if app_id not in apps else owned.owns(apps[app_id]), owned.principal_id)
+        for app_id, ids in sorted(adopted.items())
+    ]
+
+
+def _deployed_identity(settings: Mapping[str, str]) -> str | None:
+    """WIF_IDENTITY_PRINCIPAL_ID, the deployed identity's object id (`azd env get-values`), if set."""
+    raw = settings.get(DEPLOYED_IDENTITY, "").strip()
+    try:
+        return str(Guid(raw, DEPLOYED_IDENTITY)) if raw else None
+    except IdentifierError as error:
+        raise CloudError(error.message) from None  # a bad setting: exit 2
 
 
 # ---------------------------------------------------------------- Azure DevOps
@@ -485,7 +546,9 @@ def _one_line(error: BaseException) -> str:
 
 
 def _as_table(principal_id: str | None, findings: Sequence[Finding]) -> str:
-    lines = [f"Checking the rights of the identity {principal_id or '(not signed in)'}"]
+    person = any(f.subject == PERSON_SIGN_IN for f in findings)
+    who = "the person signed in (not the deployed identity)" if person else "the identity"
+    lines = [f"Checking the rights of {who} {principal_id or '(not signed in)'}"]
     area = ""
     for finding in findings:
         if finding.area != area:
@@ -502,6 +565,11 @@ def _as_table(principal_id: str | None, findings: Sequence[Finding]) -> str:
         lines.append(
             f"{missing} missing, {errors} not checked: apply the fixes above, then run "
             "`python -m reconciler doctor` again."
+        )
+    elif person:
+        lines.append(
+            "Everything you need to run plan and apply yourself is in place; the deployed identity was not "
+            "checked: run doctor as it."
         )
     else:
         lines.append("Everything the reconciler needs is in place.")

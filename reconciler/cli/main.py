@@ -19,11 +19,13 @@ from pathlib import Path
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import ClientAuthenticationError
 
+from reconciler.adapters.graph import token_is_delegated
 from reconciler.adapters.pacing import Budgets
 from reconciler.cli import doctor, history_command, queue_commands, table_commands
 from reconciler.cli.defaults import POLICY_HELP, policy_path
 from reconciler.cli.errors import NOT_SIGNED_IN, SettingsProblem, explain, first_line
 from reconciler.cli.progress import Progress, wanted
+from reconciler.cli.sign_in import person_note
 from reconciler.cli.snapshot import load_snapshot
 from reconciler.cloud import Cloud, cloud_from_settings
 from reconciler.core.model import FederationConfig
@@ -215,7 +217,10 @@ async def _run(
 ) -> RunReport:
     credential = default_credential(cloud)
     try:
-        await _signed_in(credential, cloud)
+        if await _signed_in(credential, cloud) and (
+            note := await person_note(cloud, credential, [*configs, *retired], os.environ)
+        ):
+            print(note, file=sys.stderr)
         options = EngineOptions(budgets=Budgets.from_settings(os.environ))
         async with connect(cloud, policy, credential=credential, options=options) as reconciler:
             observing = progress.observing(reconciler.meter) if progress else nullcontext()
@@ -232,13 +237,15 @@ async def _run(
         await credential.close()
 
 
-async def _signed_in(credential: AsyncTokenCredential, cloud: Cloud) -> None:
+async def _signed_in(credential: AsyncTokenCredential, cloud: Cloud) -> bool:
     """Gets the first token before anything else, so that not being signed in is one clear error
-    and not the same failure repeated for every config (the credential caches the token)."""
+    and not the same failure repeated for every config (the credential caches the token).
+    True when a person is signed in (a delegated token: reconciler/cli/sign_in.py)."""
     try:
-        await credential.get_token(cloud.graph_scope)
+        token = await credential.get_token(cloud.graph_scope)
     except ClientAuthenticationError as error:
         raise SettingsProblem(NOT_SIGNED_IN.format(cause=first_line(error))) from error
+    return token_is_delegated(token.token)
 
 
 def _desired_state(

@@ -1,4 +1,5 @@
-"""`python -m reconciler import` and `export`: move configs between YAML files and the table.
+"""`python -m reconciler import` and `export`: move configs between YAML files and the table;
+`table migrate`: bring rows written by earlier versions to the shapes this version reads.
 
 The table is chosen by the environment, as in the Function App: WIF_TABLE_CONNECTION_STRING
 (Azurite) or WIF_TABLE_ENDPOINT (an https account URL, signed in with DefaultAzureCredential).
@@ -28,6 +29,7 @@ from reconciler.documents import InputError, load_configs, load_policy
 from reconciler.failures import TemporaryFailure
 from reconciler.state.claims import claimed_elsewhere
 from reconciler.state.configs import ConfigRecord
+from reconciler.state.migrate import migrate
 from reconciler.state.stores import Stores, open_stores
 from reconciler.state.tables import ConcurrencyConflict, InvalidRow
 
@@ -58,6 +60,15 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     export_cmd.add_argument("--output", type=Path, metavar="FILE", help="write here instead of stdout")
     export_cmd.set_defaults(run=run_export)
+
+    table = commands.add_parser("table", help="maintain the reconciler's tables")
+    maintenance = table.add_subparsers(required=True, metavar="COMMAND")
+    migrate_cmd = maintenance.add_parser(
+        "migrate",
+        help="bring rows of earlier versions to the current shapes (once per upgrade; safe to repeat)",
+    )
+    migrate_cmd.add_argument("--dry-run", action="store_true", help="print what would change, write nothing")
+    migrate_cmd.set_defaults(run=run_migrate)
 
 
 def run_import(args: argparse.Namespace) -> int:
@@ -175,6 +186,27 @@ def render_yaml(documents: list[dict[str, Any]]) -> str:
     return yaml.safe_dump_all(
         documents, sort_keys=False, explicit_start=True, allow_unicode=True, default_flow_style=False
     )
+
+
+def run_migrate(args: argparse.Namespace) -> int:
+    return asyncio.run(migrate_tables(os.environ, dry_run=args.dry_run, out=sys.stdout))
+
+
+async def migrate_tables(settings: Mapping[str, str], *, dry_run: bool, out: TextIO) -> int:
+    """Runs the migration (reconciler.state.migrate), one line per row, then a summary; exit 0 when
+    nothing is left to do, 1 when a row could not be migrated, its owners must act, or (dry run)
+    rows would change."""
+    async with _stores(settings) as stores:
+        report = await migrate(stores, dry_run=dry_run, say=lambda line: print(line, file=out))
+    done = "would be migrated (dry run: nothing written)" if dry_run else "migrated"
+    print(
+        f"{report.changed} row(s) {done}; {len(report.failed)} could not be migrated; "
+        f"{len(report.for_owners)} config(s) wait for their application owners' tenant tag.",
+        file=out,
+    )
+    if report.failed:
+        print("Fix what the lines above name, then run `table migrate` again.", file=out)
+    return EXIT_FAILED if report.left or (dry_run and report.changed) else EXIT_OK
 
 
 @asynccontextmanager

@@ -236,7 +236,9 @@ class ObservedState:
     # to be converted or moved: the subject on Entra's issuer carries it.
     organization_ids: Mapping[str, str] = field(default_factory=dict)
     # None: not read, because no config of the batch adopts an existing application (the
-    # applications the reconciler creates are its own).
+    # applications the reconciler creates are its own), or because a person is signed in (the CLI
+    # with `az login`): a person's writes are decided by their own directory roles, not by what the
+    # deployed identity owns. The owner rule is then not applied.
     ownership: Ownership | None = None
 
     def organization_id(self, organization: str) -> str | None:

@@ -124,6 +124,7 @@ def plan(
     it created on the old one is removed, so the old application no longer trusts its connection.
     `observed.ownership`, when read, says which applications the reconciler's identity owns: the
     configs of an adopted application it does not own are blocked, and nothing is written to it.
+    Unread (None: nothing adopted, or a person signed in with their own rights), the rule is not applied.
     """
     groups: dict[str, _AppGroup] = {}
     for config in sorted(configs, key=lambda c: c.id):

@@ -118,6 +118,68 @@ def ownership(app_id: str, config_ids: Sequence[str], owned: bool | None, princi
     )
 
 
+# A person's delegated permissions (`scp`) that let them write applications in Graph (with, for an
+# application they do not own, a directory role such as Cloud Application Administrator).
+GRAPH_DELEGATED_WRITE = ("Application.ReadWrite.All", "Directory.AccessAsUser.All")
+PERSON_SIGN_IN = "signed in as a person (a delegated token), not as the deployed identity"
+
+
+def person_sign_in(principal_id: str) -> Finding:
+    """What a doctor run by a person checks: their own rights, never the deployed identity's."""
+    return Finding(
+        "Sign-in",
+        PERSON_SIGN_IN,
+        Verdict.SKIPPED,
+        f"user {principal_id}: the Graph token is delegated (idtyp user, scp), so the deployed identity's "
+        "application permission and ownership of adopted applications are not checked (the Graph lines "
+        "say how to verify them); the Azure DevOps, Azure RBAC, Tables, Service Bus and drift events lines "
+        "check YOUR rights: what you may do with plan/apply, not what the deployed identity may do. Run "
+        "doctor as the deployed identity to check it (docs/doctor.md)",
+    )
+
+
+def person_graph_permissions(scopes: Iterable[str]) -> list[Finding]:
+    """A person's Graph rights, from the `scp` claim of their token, and the deployed identity's
+    application permission, which a person's token cannot show (it carries no `roles` for it)."""
+    held = set(scopes)
+    writes = [s for s in GRAPH_DELEGATED_WRITE if s in held]
+    shown = ", ".join(sorted(held)) or "none"
+    yours = Finding(
+        "Microsoft Graph",
+        "your delegated permission to write applications",
+        Verdict.OK if writes else Verdict.MISSING,
+        f"the token's scp claim holds: {shown}",
+        fix=""
+        if writes
+        else f"sign in with a client granted one of {', '.join(GRAPH_DELEGATED_WRITE)} (delegated) in Graph",
+    )
+    deployed = Finding(
+        "Microsoft Graph",
+        f"application permission {GRAPH_PERMISSION}",
+        Verdict.SKIPPED,
+        "not checked: it belongs to the deployed identity, and a person's token carries no application "
+        "permissions; verify: az rest --method GET --uri https://graph.microsoft.com/v1.0/servicePrincipals/"
+        f"<deployed identity object id>/appRoleAssignments lists appRoleId {GRAPH_PERMISSION_ID}",
+    )
+    return [yours, deployed]
+
+
+def person_ownership(app_id: str, config_ids: Sequence[str], found: bool) -> Finding:
+    """An adopted application, checked by a person: it exists; who owns it is the deployed identity's
+    business, which a person's run does not see."""
+    subject = f"owner of adopted application {app_id}"
+    if not found:
+        return ownership(app_id, config_ids, None, "")
+    return Finding(
+        "Microsoft Graph",
+        subject,
+        Verdict.SKIPPED,
+        f"not checked as a person (used by {', '.join(config_ids)}): set WIF_IDENTITY_PRINCIPAL_ID to the "
+        f"deployed identity's object id, or verify: az ad app owner list --id {app_id} --query [].id lists "
+        "it (else its writes are refused)",
+    )
+
+
 # ---------------------------------------------------------------- Azure DevOps
 
 

@@ -216,7 +216,8 @@ class Observer:
         self, configs: Sequence[FederationConfig], failed: _ReadFailures
     ) -> Ownership | None:
         """What the reconciler's identity owns, read only when a config adopts an existing app
-        (by client id): the applications it creates are its own by construction. When the read
+        (by client id): the applications it creates are its own by construction. None when a
+        person is signed in (the adapter does not read it for a delegated token). When the read
         fails, the configs that adopt fail with it (None alone would block nothing)."""
         adopting = [c for c in configs if c.application.app_id]
         if not adopting:

@@ -2,7 +2,8 @@
 
 The first config that names an application claims it for its organization/project. A claim is
 written once, by an insert (the insert is the concurrency guard: of two first claims at once,
-one gets 409 and reads the winner's), and never changed by the reconciler.
+one gets 409 and reads the winner's), and never changed by the reconciler (except once by
+`table migrate`, which gives rows of earlier versions the `Created` property; see below).
 
 A claim binds at upsert for an application the reconciler creates (`new:<display name>`, and
 `app:<client id>` once it created it: row property `Created`). For an existing application it
@@ -14,10 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-from azure.data.tables import TableEntity
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import TableEntity, UpdateMode
 from azure.data.tables.aio import TableClient
 
 from reconciler.core.model import FederationConfig
@@ -35,6 +38,21 @@ from reconciler.state.tables import (
 )
 
 log = logging.getLogger(__name__)
+UNCHANGED = MatchConditions.IfNotModified
+
+
+@dataclass(frozen=True)
+class ClaimRow:
+    """One stored claim as it is, for the migration: `created` is None on rows written before the
+    `Created` property existed."""
+
+    key: str
+    tenant: Tenant
+    config_id: str
+    created: bool | None
+    partition_key: str
+    row_key: str
+    etag: str
 
 
 class ClaimRejected(InputError):
@@ -86,20 +104,46 @@ class ApplicationClaimStore:
         A row that cannot be read goes to `on_invalid` (logged when None) and the listing goes on."""
         found: dict[str, Tenant] = {}
         async for entity in iterate(self._table.list_entities(), "list claims"):
-            key = entity.get("Application")
             try:
-                if not isinstance(key, str) or _keys(key) != (entity["PartitionKey"], entity["RowKey"]):
-                    problem = ("Application does not match the row's key",)
-                    raise CorruptRow(
-                        InvalidRow(self.table_name, entity["PartitionKey"], entity["RowKey"], problem)
-                    )
-                found[key] = self._tenant(entity)
+                found[self._key(entity)] = self._tenant(entity)
             except CorruptRow as corrupt:
                 if on_invalid is None:
                     log.error("%s", corrupt.row)
                 else:
                     on_invalid(corrupt.row)
         return found
+
+    async def rows(self, on_invalid: Callable[[InvalidRow], None]) -> AsyncIterator[ClaimRow]:
+        """Every valid claim row as stored; the others go to `on_invalid`."""
+        async for entity in iterate(self._table.list_entities(), "list claims"):
+            try:
+                key = self._key(entity)
+                created = entity.get("Created")
+                yield ClaimRow(
+                    key=key,
+                    tenant=self._tenant(entity),
+                    config_id=str(entity.get("ConfigId") or ""),
+                    created=created if isinstance(created, bool) else None,
+                    partition_key=entity["PartitionKey"],
+                    row_key=entity["RowKey"],
+                    etag=str(entity.metadata["etag"]),
+                )
+            except CorruptRow as corrupt:
+                on_invalid(corrupt.row)
+
+    async def set_created(self, row: ClaimRow, created: bool) -> None:
+        """Gives a claim written before `Created` existed that property, if the row is unchanged since
+        it was read (else ConcurrencyConflict). The only change to a claim the reconciler makes."""
+        entity = {"PartitionKey": row.partition_key, "RowKey": row.row_key, "Created": created}
+        try:
+            await translated(
+                self._table.update_entity(
+                    entity, mode=UpdateMode.MERGE, etag=row.etag, match_condition=UNCHANGED
+                ),
+                f"mark claim {row.key!r}",
+            )
+        except (ResourceModifiedError, ResourceNotFoundError) as error:
+            raise ConcurrencyConflict(f"the claim of {row.key!r} changed since it was read") from error
 
     async def claim(
         self, key: str, tenant: Tenant, *, config_id: str, request_id: str, created: bool = False
@@ -135,6 +179,13 @@ class ApplicationClaimStore:
         owner = await self.claim(key, tenant, config_id=config.id, request_id=request_id)
         if not policy.may_use_application([key], owner, tenant) and await self.binds(key):
             raise ClaimRejected([claimed_elsewhere(config, owner)])
+
+    def _key(self, entity: TableEntity) -> str:
+        key = entity.get("Application")
+        if not isinstance(key, str) or _keys(key) != (entity["PartitionKey"], entity["RowKey"]):
+            problem = ("Application does not match the row's key",)
+            raise CorruptRow(InvalidRow(self.table_name, entity["PartitionKey"], entity["RowKey"], problem))
+        return key
 
     def _tenant(self, entity: TableEntity) -> Tenant:
         organization, project = entity.get("Organization"), entity.get("Project")

@@ -248,6 +248,31 @@ class DesiredConfigStore:
         index = await self._connection_row(organization, key)
         return str(index.get("ConfigId")) if index is not None else None
 
+    async def connection_holders(self) -> dict[tuple[str, str], str]:
+        """Every connection index row: (PartitionKey, RowKey) -> the id of the config it names."""
+        pages = self._table.query_entities("RowKey ge @index", parameters={"index": CONNECTION_ROW_PREFIX})
+        return {
+            (row["PartitionKey"], row["RowKey"]): str(row.get("ConfigId"))
+            async for row in iterate(pages, "list connection index rows")
+        }
+
+    async def add_connection_row(self, record: ConfigRecord) -> None:
+        """Writes the missing index row of a config stored before index rows existed.
+
+        In one transaction with a guard on the config row's ETag (a merge of nothing), so a config
+        changed since it was read (another connection, purged) gets no stale index row: that is
+        ConcurrencyConflict, as is an index row someone else wrote meanwhile.
+        """
+        config = record.config
+        keys = {"PartitionKey": config.organization.lower(), "RowKey": encode_row_key(config.id)}
+        guard = {
+            "mode": UpdateMode.MERGE,
+            "etag": record.etag,
+            "match_condition": MatchConditions.IfNotModified,
+        }
+        index = _connection_entity(config)
+        await self._transact([("update", keys, guard), ("create", index)], f"index config {config.id!r}")
+
     async def _connection_row(self, organization: str, key: ConnectionKey) -> TableEntity | None:
         try:
             return await translated(

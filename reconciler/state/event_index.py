@@ -20,19 +20,36 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import get_args
 
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableEntity, TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableClient
 
-from reconciler.core.events import IndexKey
+from reconciler.core.events import IndexKey, IndexKind
 from reconciler.failures import TemporaryFailure
 from reconciler.state.queues import is_app_key
-from reconciler.state.tables import INDEX_TABLE, iterate, translated
+from reconciler.state.tables import INDEX_TABLE, ConcurrencyConflict, iterate, translated
 
 MAX_REMEMBERED = 200_000  # rows this process knows it wrote: a steady state writes nothing
 MAX_TRANSACTION_ROWS = 100  # Azure Tables' limit for one transaction (all rows of one partition)
+UNCHANGED = MatchConditions.IfNotModified  # a write only if the row is as it was read
 PARTITION_HEX_DIGITS = 2  # 256 partitions: rows of one partition go out 100 to a transaction
+
+
+@dataclass(frozen=True)
+class OldIndexRow:
+    """A row of the layout before 256 partitions (PartitionKey: the whole sha256 of the object),
+    which lookups no longer read. `key` is None when its Key or AppKey does not parse."""
+
+    partition_key: str
+    row_key: str
+    etag: str
+    key: IndexKey | None
+    app_key: str
 
 
 class EventIndex:
@@ -108,6 +125,48 @@ class EventIndex:
         if len(self._written) + len(rows) > MAX_REMEMBERED:
             self._written.clear()
         self._written.update((str(row["Key"]), str(row["AppKey"])) for row in rows)
+
+    async def old_layout_rows(self) -> AsyncIterator[OldIndexRow]:
+        """The rows of the older layout (one listing of the table)."""
+        listing = self._table.list_entities(select=["PartitionKey", "RowKey", "Key", "AppKey"])
+        async for row in iterate(listing, "list index"):
+            if len(str(row.get("PartitionKey"))) == PARTITION_HEX_DIGITS:
+                continue
+            app_key = row.get("AppKey")
+            key = _index_key(row.get("Key")) if is_app_key(app_key) else None
+            etag = str(row.metadata["etag"])
+            yield OldIndexRow(row["PartitionKey"], row["RowKey"], etag, key, str(app_key))
+
+    async def move(self, old: OldIndexRow) -> None:
+        """Writes the row again in the current layout, then deletes the old one if it is unchanged
+        since it was read (else ConcurrencyConflict: an older worker still writes that layout)."""
+        assert old.key is not None
+        row = _entity(old.key, old.app_key)
+        what = f"move index row {old.partition_key}/{old.row_key}"
+        await translated(self._table.upsert_entity(row, mode=UpdateMode.REPLACE), what)
+        self._written.add((str(old.key), old.app_key))
+        try:
+            await translated(
+                self._table.delete_entity(
+                    old.partition_key, old.row_key, etag=old.etag, match_condition=UNCHANGED
+                ),
+                what,
+            )
+        except ResourceModifiedError as error:
+            raise ConcurrencyConflict(f"{what}: the old row changed since it was read") from error
+        except ResourceNotFoundError:
+            pass  # gone already: nothing left to move
+
+
+def _index_key(text: object) -> IndexKey | None:
+    """`kind:value` as IndexKey.__str__ writes it, or None."""
+    if not isinstance(text, str):
+        return None
+    kind, _, value = text.partition(":")
+    for known in get_args(IndexKind):
+        if kind == known and value:
+            return IndexKey(known, value)
+    return None
 
 
 def _entity(key: IndexKey, app_key: str) -> TableEntity:
