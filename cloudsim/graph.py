@@ -156,13 +156,18 @@ def _select(body: JsonObject, call: Call) -> JsonObject:
 _CLAUSE = re.compile(
     r"\s*(?:(?P<prop>\w+)\s+eq\s+'(?P<value>(?:[^']|'')*)'"
     r"|(?P<in_prop>\w+)\s+in\s+\((?P<values>[^)]*)\)"
-    r"|startswith\(\s*(?P<sw_prop>\w+)\s*,\s*'(?P<prefix>(?:[^']|'')*)'\s*\))\s*",
+    r"|startswith\(\s*(?P<sw_prop>\w+)\s*,\s*'(?P<prefix>(?:[^']|'')*)'\s*\)"
+    # A lambda on a collection: `tags/any(t:t eq 'x')`, any range variable name.
+    r"|(?P<any_prop>\w+)/any\(\s*(?P<var>\w+)\s*:\s*(?P=var)\s+eq\s+'(?P<member>(?:[^']|'')*)'\s*\))\s*",
     re.IGNORECASE,
 )
 
 
-def parse_filter(text: str, allowed: dict[str, str], resource: str) -> Callable[[object], bool]:
-    """A predicate for `prop eq 'v'`, `prop in ('a','b')`, `startswith(prop,'p')` joined by `and`.
+def parse_filter(
+    text: str, allowed: dict[str, str], resource: str, collections: dict[str, str] | None = None
+) -> Callable[[object], bool]:
+    """A predicate for `prop eq 'v'`, `prop in ('a','b')`, `startswith(prop,'p')` and, on the
+    collections named in `collections`, `prop/any(v:v eq 'x')`, joined by `and`.
 
     It reads the model objects' attributes (named in `allowed`), so a list filters before it
     renders anything: large tenants stay fast.
@@ -170,16 +175,18 @@ def parse_filter(text: str, allowed: dict[str, str], resource: str) -> Callable[
     tests: list[Callable[[object], bool]] = []
     for clause in re.split(r"\s+and\s+", text.strip(), flags=re.IGNORECASE):
         found = _CLAUSE.fullmatch(clause)
-        prop = found and (found["prop"] or found["in_prop"] or found["sw_prop"])
-        if not found or not prop or prop.lower() not in allowed:
+        if found and found["any_prop"]:
+            prop, names = found["any_prop"], collections or {}
+        else:
+            prop, names = found and (found["prop"] or found["in_prop"] or found["sw_prop"]), allowed
+        if not found or not prop or prop.lower() not in names:
             raise ApiError(
                 400,
                 "Request_UnsupportedQuery",
                 f"Unsupported or invalid query filter clause specified for property '{prop or clause}' "
                 f"of resource '{resource}'.",
             )
-        key = allowed[prop.lower()]
-        tests.append(_clause_test(found, key))
+        tests.append(_clause_test(found, names[prop.lower()]))
     if len(tests) == 1:
         return tests[0]
     return lambda item: all(test(item) for test in tests)
@@ -187,6 +194,9 @@ def parse_filter(text: str, allowed: dict[str, str], resource: str) -> Callable[
 
 def _clause_test(found: re.Match[str], attribute: str) -> Callable[[object], bool]:
     read = operator.attrgetter(attribute)
+    if found["member"] is not None:
+        member = found["member"].replace("''", "'")
+        return lambda item: member in read(item)
     if found["value"] is not None:
         value = found["value"].replace("''", "'")
         return lambda item: read(item) == value
@@ -207,6 +217,8 @@ def _clause_test(found: re.Match[str], attribute: str) -> Callable[[object], boo
 # Filterable properties: lower-cased name in $filter -> model attribute.
 _DIRECTORY_FILTERS = {"appid": "app_id", "displayname": "display_name", "id": "id"}
 _FIC_FILTERS = {"name": "name", "subject": "subject", "issuer": "issuer"}
+# Collections a lambda (`any`) may filter on: an application's tags (only them: see docs/simulator.md).
+_APP_COLLECTION_FILTERS = {"tags": "tags"}
 
 
 _CLIENT_IDS = re.compile(r"\s*appId\s+(?:eq\s+'(?P<one>[^']*)'|in\s+\((?P<many>[^)]*)\))\s*", re.IGNORECASE)
@@ -228,10 +240,12 @@ def filtered(
     allowed: dict[str, str],
     resource: str,
     keep: Callable[[T], bool] | None = None,
+    collections: dict[str, str] | None = None,
 ) -> list[T]:
     """The items the call's $filter accepts (all without one) and `keep` too; the filter is tested
     first, as it rejects most items of a large tenant at the lowest cost."""
-    test = parse_filter(call.query["$filter"], allowed, resource) if "$filter" in call.query else None
+    query = call.query.get("$filter")
+    test = parse_filter(query, allowed, resource, collections) if query is not None else None
     return [item for item in items if (test is None or test(item)) and (keep is None or keep(item))]
 
 
@@ -338,7 +352,12 @@ class Graph:
             call,
             self._listings,
             lambda: filtered(
-                call, self._app_candidates(call), _DIRECTORY_FILTERS, "Application", self._visible
+                call,
+                self._app_candidates(call),
+                _DIRECTORY_FILTERS,
+                "Application",
+                self._visible,
+                _APP_COLLECTION_FILTERS,
             ),
             lambda app: render_app(app, expand),
         )

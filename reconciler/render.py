@@ -113,6 +113,7 @@ def report_to_dict(report: RunReport) -> dict[str, Any]:
         "requests": report.requests,
         "pipelinePermissionReads": report.pipeline_reads,
         "seconds": {"observe": round(report.observe_seconds, 3), "apply": round(report.apply_seconds, 3)},
+        "warnings": report.warnings,
     }
 
 

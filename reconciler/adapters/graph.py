@@ -237,6 +237,16 @@ class GraphAdapter:
         token = await self._credential.get_token(self._scope)
         return token_is_delegated(token.token)
 
+    async def list_created_applications(self) -> dict[str, str]:
+        """Client id -> display name of every application carrying the reconciler's tag: one paged
+        listing (`$filter=tags/any(t:t eq '...')`, no advanced query needed; 999 per page, 1 unit each).
+
+        Lists what the reconciler created whoever signed in: the deployed identity
+        (Application.ReadWrite.OwnedBy reads every application) or a person with `az login`."""
+        query = {"$select": "appId,displayName", "$top": "999"}  # no $expand: Graph's largest page
+        url = _relative_url("/applications", {"$filter": _tag_filter(APPLICATION_TAG), **query}, None, ())
+        return {str(app["appId"]).lower(): app.get("displayName") or "" for app in await self._batched([url])}
+
     async def count_applications(self) -> int:
         """How many applications the tenant holds (one request; an advanced query)."""
         info = RequestInformation(method=Method.GET)
@@ -355,6 +365,10 @@ class GraphAdapter:
         unique_name = application_unique_name(display_name)
         body = GraphApplication(display_name=display_name, sign_in_audience="AzureADMyOrg", tags=list(tags))
         builder = self._client.applications_with_unique_name(unique_name)
+        # msgraph-sdk writes the unique name into the client's shared path parameters, so concurrent
+        # upserts would all address the last name written (two configs' apps merged into one): this
+        # builder keeps its own copy, taken before any other upsert can run.
+        builder.path_parameters = dict(builder.path_parameters)
         # The upsert would rewrite an existing app's name and tags. An app found under this unique
         # name but tagged for another ADO project (renamed since, and its claim row lost) is not
         # ours to take: refuse before writing, one read on the rare create path.
@@ -538,6 +552,10 @@ def _relative_url(path: str, query: Mapping[str, str], field: str | None, values
     if field:
         query = {"$filter": _in_filter(field, values), **query}
     return f"{path}?{urlencode(query, quote_via=quote, safe='$,()')}"
+
+
+def _tag_filter(tag: str) -> str:
+    return "tags/any(t:t eq '" + tag.replace("'", "''") + "')"
 
 
 def _in_filter(field: str, values: Sequence[str]) -> str:

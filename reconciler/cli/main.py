@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 
 from azure.core.credentials_async import AsyncTokenCredential
@@ -28,6 +29,7 @@ from reconciler.cli.sign_in import person_note
 from reconciler.cli.snapshot import load_snapshot
 from reconciler.cloud import Cloud, cloud_from_settings
 from reconciler.core.model import FederationConfig
+from reconciler.core.orphans import find_orphans
 from reconciler.core.plan import plan
 from reconciler.core.policy import GrantPolicy
 from reconciler.documents import InputError, load_configs, load_policy
@@ -125,6 +127,12 @@ def _add_desired_state_arguments(command: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="configs that were deleted: what they own is pruned (as their prune mode says)",
     )
+    command.add_argument(
+        "--subset",
+        action="store_true",
+        help="these configs are part of the desired state: do not report the reconciler's applications "
+        "they do not name as orphaned (by default the configs are the whole desired state)",
+    )
     command.add_argument("--policy", type=Path, help=POLICY_HELP)
     command.add_argument(
         "--cloud",
@@ -157,22 +165,35 @@ def _validate(args: argparse.Namespace) -> int:
 def _plan(args: argparse.Namespace) -> int:
     if args.observed is None:
         return _apply(args)
-    configs, retired, policy = _desired_state(args)
-    report = offline_report(configs, retired, plan(configs, load_snapshot(args.observed), policy, retired))
+    configs, retired, policy, whole = _desired_state(args)
+    observed = load_snapshot(args.observed)
+    result = plan(configs, observed, policy, retired)
+    if whole:
+        result = replace(result, findings=(*result.findings, *find_orphans(observed, [*configs, *retired])))
+    report = offline_report(configs, retired, result)
     print(report_to_json(report) if args.output == "json" else report_to_table(report))
     return EXIT_OK if report.all_converged else EXIT_DRIFT
 
 
 def _apply(args: argparse.Namespace) -> int:
-    configs, retired, policy = _desired_state(args)
+    configs, retired, policy, whole = _desired_state(args)
     cloud = cloud_from_settings(os.environ, args.cloud)
     progress = Progress(sys.stderr, len(configs) + len(retired)) if wanted(args.progress) else None
     report = asyncio.run(
         _run(
-            cloud, policy, configs, retired, dry_run=args.dry_run, pipelines=args.pipelines, progress=progress
+            cloud,
+            policy,
+            configs,
+            retired,
+            dry_run=args.dry_run,
+            pipelines=args.pipelines,
+            progress=progress,
+            find_orphans=whole,
         )
     )
     print(report_to_json(report) if args.output == "json" else report_to_table(report))
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     unreachable = [o for o in report.outcomes if o.code == CONNECTION_ERROR]
     if unreachable:
         print(
@@ -192,6 +213,7 @@ async def _run(
     dry_run: bool,
     pipelines: bool,
     progress: Progress | None,
+    find_orphans: bool,
 ) -> RunReport:
     credential = default_credential(cloud)
     try:
@@ -209,6 +231,7 @@ async def _run(
                     dry_run=dry_run,
                     pipelines=pipelines,
                     progress=progress.applied if progress else None,
+                    find_orphans=find_orphans,
                 )
     finally:
         await credential.close()
@@ -227,23 +250,33 @@ async def _signed_in(credential: AsyncTokenCredential, cloud: Cloud) -> bool:
 
 def _desired_state(
     args: argparse.Namespace,
-) -> tuple[list[FederationConfig], list[FederationConfig], GrantPolicy]:
+) -> tuple[list[FederationConfig], list[FederationConfig], GrantPolicy, bool]:
+    """Desired and retired configs, the policy, and whether they are the whole desired state (then
+    the reconciler's applications none of them names are reported as orphaned)."""
     if bool(args.configs) == args.from_table:
         raise InputError(
             ["give the desired state as --configs FILE... or as --from-table, not both or neither"]
         )
+    whole = not args.subset
     if args.from_table:
-        configs, retired = asyncio.run(_table_state())
+        configs, retired, unreadable = asyncio.run(_table_state())
+        if unreadable and whole:
+            print(
+                f"warning: orphaned applications are not reported: {unreadable} row(s) of the table could "
+                "not be read, and the applications they name would be called orphaned",
+                file=sys.stderr,
+            )
+            whole = False
     else:
         configs = load_configs(args.configs)
         retired = []
     if args.retired:
         retired += load_configs(args.retired)
-    return configs, retired, load_policy(policy_path(args.policy))
+    return configs, retired, load_policy(policy_path(args.policy)), whole
 
 
-async def _table_state() -> tuple[list[FederationConfig], list[FederationConfig]]:
-    """Active configs and tombstones from the table; invalid rows are listed and left out."""
+async def _table_state() -> tuple[list[FederationConfig], list[FederationConfig], int]:
+    """Active configs, tombstones and the number of invalid rows (listed and left out) of the table."""
     cloud = cloud_from_settings(os.environ)
     credential = None if os.environ.get("WIF_TABLE_CONNECTION_STRING") else default_credential(cloud)
     invalid: list[str] = []
@@ -257,4 +290,5 @@ async def _table_state() -> tuple[list[FederationConfig], list[FederationConfig]
             await credential.close()
     for problem in invalid:
         print(f"warning: skipped an invalid row: {problem}", file=sys.stderr)
-    return split_retired(records)
+    configs, retired = split_retired(records)
+    return configs, retired, len(invalid)

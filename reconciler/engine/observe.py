@@ -11,6 +11,9 @@
   where a connection is to be converted or moved to Entra's issuer, whose subject carries it.
 - Pipeline permissions have no bulk read: one GET per connection, only when asked
   (their own, slower cadence), counted apart.
+- Orphans, when asked with the whole desired state (`known`): one listing of the applications
+  carrying the reconciler's tag (999 a page); only those no config names are read in full, and
+  their principals join the role-assignment listings the batch makes anyway.
 
 A read that fails (after the SDK's own retries) fails only the configs that needed it: the
 observation holds what could be read plus, per config, the failure of a read it needed.
@@ -66,6 +69,8 @@ class Observation:
     pipeline_reads: int  # pipeline-permission GETs, reported on their own line
     # config id -> why a read it needed failed: its part of `state` is incomplete.
     failures: Mapping[str, Failure] = field(default_factory=dict)
+    # Reads no config needed that failed (the orphan scan): reported, they fail nothing.
+    warnings: tuple[str, ...] = ()
 
 
 class _ReadFailures:
@@ -73,10 +78,16 @@ class _ReadFailures:
 
     def __init__(self) -> None:
         self.by_config: dict[str, Failure] = {}
+        self.warnings: list[str] = []
 
     def charge(self, configs: Iterable[FederationConfig], failure: Failure) -> None:
         for config in configs:
             self.by_config.setdefault(config.id, failure)
+
+    def warn(self, failure: Failure, consequence: str) -> None:
+        warning = f"{failure.message}; {consequence}"
+        if warning not in self.warnings:  # one listing failing for several principals says it once
+            self.warnings.append(warning)
 
 
 class Observer:
@@ -97,16 +108,29 @@ class Observer:
         # Shared by every pass of this engine: the sweep's full listings inform the messages' choice.
         self._listing_pages = ListingPages()
 
-    async def observe(self, configs: Sequence[FederationConfig], *, pipelines: bool = False) -> Observation:
+    async def observe(
+        self,
+        configs: Sequence[FederationConfig],
+        *,
+        pipelines: bool = False,
+        known: Sequence[FederationConfig] | None = None,
+    ) -> Observation:
+        """What the clouds hold for `configs`. With `known` (every config of the desired state,
+        including those not observed), also the applications the reconciler created that none of
+        them names, with their credentials and role assignments, for reconciler.core.orphans."""
         failed = _ReadFailures()
-        apps, connections, custom_roles, ownership = await asyncio.gather(
+        apps, connections, custom_roles, ownership, created = await asyncio.gather(
             self._applications(configs, failed),
             self._connections(configs, failed),
             self._custom_roles(configs, failed),
             self._ownership(configs, failed),
+            self._created_applications(known is not None, failed),
         )
+        unnamed = await self._unnamed_applications(created, apps, known or (), failed)
+        apps = [*apps, *unnamed]
         assignments, organization_ids = await asyncio.gather(
-            self._assignments(configs, apps, failed), self._organization_ids(configs, connections, failed)
+            self._assignments(configs, apps, failed, unnamed),
+            self._organization_ids(configs, connections, failed),
         )
         pipeline_reads = 0
         if pipelines:
@@ -119,7 +143,43 @@ class Observer:
             organization_ids,
             ownership,
         )
-        return Observation(state, pipeline_reads, dict(failed.by_config))
+        return Observation(state, pipeline_reads, dict(failed.by_config), tuple(failed.warnings))
+
+    async def _created_applications(self, scan: bool, failed: _ReadFailures) -> Mapping[str, str]:
+        """Client id -> display name of every application the reconciler created, when scanning."""
+        if not scan:
+            return {}
+        listed = await self._read(
+            "the applications the reconciler created", self._graph.list_created_applications()
+        )
+        if isinstance(listed, Failure):
+            failed.warn(listed, "orphaned applications are not reported in this pass")
+            return {}
+        return listed
+
+    async def _unnamed_applications(
+        self,
+        created: Mapping[str, str],
+        apps: Sequence[Application],
+        known: Sequence[FederationConfig],
+        failed: _ReadFailures,
+    ) -> list[Application]:
+        """The created applications no known config names, read in full (few: normally none)."""
+        named = {str(c.application.app_id).lower() for c in known if c.application.app_id}
+        named.update(app.app_id for app in apps)
+        create_names = {str(c.application.display_name) for c in known if not c.application.app_id}
+        ids = sorted(i for i, name in created.items() if i not in named and name not in create_names)
+        reads = [list(chunk) for chunk in _chunks(ids, APPS_PER_READ)]
+        results = await asyncio.gather(
+            *(self._read(_apps_named(chunk, ()), self._graph.read_applications(chunk)) for chunk in reads)
+        )
+        unnamed: list[Application] = []
+        for result in results:
+            if isinstance(result, Failure):
+                failed.warn(result, "some orphaned applications are not reported in this pass")
+            else:
+                unnamed.extend(result)
+        return unnamed
 
     async def _organization_ids(
         self,
@@ -256,8 +316,14 @@ class Observer:
         return found
 
     async def _assignments(
-        self, configs: Sequence[FederationConfig], apps: Sequence[Application], failed: _ReadFailures
+        self,
+        configs: Sequence[FederationConfig],
+        apps: Sequence[Application],
+        failed: _ReadFailures,
+        unnamed: Sequence[Application] = (),
     ) -> list[RoleAssignment]:
+        """The role assignments of the configs' principals under their listing roots; and of the
+        `unnamed` applications' principals under every root of the batch (listings made anyway)."""
         principal_of = {app.app_id: app.service_principal_id for app in apps if app.service_principal_id}
         by_name = {app.display_name: app.service_principal_id for app in apps if app.created_by_reconciler}
         principals_by_root: dict[str, set[str]] = defaultdict(set)
@@ -271,6 +337,10 @@ class Observer:
                 for root in _listing_roots(config):
                     principals_by_root[root].add(principal)
                     needed_by[(root, principal)].append(config)
+        orphan_principals = {app.service_principal_id for app in unnamed if app.service_principal_id}
+        if orphan_principals:
+            for root in {root for config in configs for root in _listing_roots(config)}:
+                principals_by_root[root].update(orphan_principals)
         roots = sorted(principals_by_root.items())
         listings = await asyncio.gather(*(self._assignments_under(root, ps) for root, ps in roots))
         unique: dict[str, RoleAssignment] = {}
@@ -278,6 +348,8 @@ class Observer:
             unique.update((ra.id.lower(), ra) for ra in listing)
             for principal, failure in failures.items():
                 failed.charge(needed_by[(root, principal)], failure)
+                if principal in orphan_principals:
+                    failed.warn(failure, f"orphaned role assignments under {root} are not reported")
         return list(unique.values())
 
     async def _assignments_under(

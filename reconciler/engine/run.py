@@ -24,6 +24,7 @@ from reconciler.adapters.metering import RequestMeter
 from reconciler.adapters.pacing import AZURE_BUDGETS, Budgets
 from reconciler.cloud import Cloud
 from reconciler.core.model import ApplicationRef, FederationConfig, ObservedState
+from reconciler.core.orphans import find_orphans as orphaned
 from reconciler.core.plan import Plan, plan
 from reconciler.core.policy import GrantPolicy
 from reconciler.core.tenancy import Tenant
@@ -65,6 +66,8 @@ class RunReport:
     dry_run: bool
     # What the pass read: the drift-event index is written from it (reconciler/app/events.py).
     observed: ObservedState = field(default_factory=ObservedState)
+    # Reads no config needed that failed (the orphan scan's): they fail nothing, but say what is missing.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def all_converged(self) -> bool:
@@ -126,11 +129,14 @@ class Reconciler:
         claims: Mapping[str, Tenant] | None = None,
         applied: Mapping[str, str] | None = None,
         low_priority: bool = False,
+        find_orphans: bool = False,
     ) -> RunReport:
         """One pass. `claims` and `applied` are as reconciler.core.plan.plan takes them.
 
         `low_priority` (sweeps) asks Graph to throttle this pass's requests before others'
-        (`x-ms-throttle-priority: low`).
+        (`x-ms-throttle-priority: low`). `find_orphans` says `configs` and `retired` are the whole
+        desired state: the reconciler's applications none of them names are reported as orphaned
+        (reconciler.core.orphans), at one more Graph request per 999 applications it created.
         """
         priority = throttle_priority.set("low" if low_priority else None)
         try:
@@ -142,6 +148,7 @@ class Reconciler:
                 progress=progress,
                 claims=claims,
                 applied=applied,
+                find_orphans=find_orphans,
             )
         except Exception as error:  # a bug must fail the pass's configs, not the worker
             log.exception("a reconcile pass failed unexpectedly")
@@ -175,6 +182,7 @@ class Reconciler:
         progress: Callable[[int, int], None] | None,
         claims: Mapping[str, Tenant] | None,
         applied: Mapping[str, str] | None,
+        find_orphans: bool,
     ) -> RunReport:
         started = time.monotonic()
         # The applications configs were last applied to are read too, to remove what a moved config left.
@@ -187,13 +195,18 @@ class Reconciler:
         with self.meter.counting_this_pass() as this_pass:
             # A config the policy blocks is not even read: it gets no actions, whatever the clouds hold.
             allowed = [c for c in [*configs, *left] if not self._policy.check(c)]
-            observation = await self._observer.observe([*allowed, *retired], pipelines=pipelines)
+            # Every config names its application for the orphan scan, blocked or not: none is called orphaned.
+            known = [*configs, *retired, *left] if find_orphans else None
+            observation = await self._observer.observe([*allowed, *retired], pipelines=pipelines, known=known)
             unread = _left_out(observation, [*configs, *retired])
             ready = [c for c in configs if c.id not in unread]
             ready_retired = [c for c in retired if c.id not in unread]
             result = plan(
                 ready, observation.state, self._policy, ready_retired, claims=claims, applied=applied
             )
+            if known is not None:
+                orphans = orphaned(observation.state, known, (applied or {}).values())
+                result = replace(result, findings=(*result.findings, *orphans))
             observed_at = time.monotonic()
             failures: dict[str, Failure] = dict(unread)
             results: list[ActionResult] = []
@@ -218,6 +231,7 @@ class Reconciler:
             apply_seconds=time.monotonic() - observed_at,
             dry_run=dry_run,
             observed=observation.state,
+            warnings=list(observation.warnings),
         )
 
 

@@ -123,4 +123,5 @@ def test_a_config_removed_from_the_file_is_reported_orphaned_by_a_live_plan(
     orphaned = [f for f in json.loads(stdout)["plan"]["findings"] if f["kind"] == "orphaned"]
     assert code == 0  # nothing is changed: an orphan is reported, never removed without --retired
     assert {f["configIds"][0] for f in orphaned} == {"contoso/payments/kv-reader-staging"}
-    assert {f["target"].split(" ")[0] for f in orphaned} == {"credential", "role"}
+    # On the application kv-reader still uses (the plan's group), and its connection (the orphan scan).
+    assert {f["target"].split(" ")[0] for f in orphaned} == {"credential", "role", "service"}

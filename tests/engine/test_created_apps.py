@@ -89,3 +89,14 @@ async def test_replication_wait_is_bounded_then_left_to_a_later_pass(tenant: Ten
     assert outcome.status is Status.FAILED_TEMPORARY
     assert outcome.retry_after == 2.0
     assert "does not see the new principal" in outcome.reason
+
+
+async def test_configs_creating_applications_in_one_pass_get_one_application_each(tenant: Tenant) -> None:
+    """The SDK's alternate-key builder writes the unique name into the client's shared path
+    parameters: concurrent creates once all upserted the last name written, merging the apps."""
+    configs = [tenant.config(f"kv-{n}", None, create_as=f"sc-payments-{n}") for n in range(3)]
+    report = await tenant.run(configs)
+    assert report.all_converged, [(o.status, o.reason) for o in report.outcomes]
+    assert len({o.application_id for o in report.outcomes}) == 3
+    names = sorted(a.display_name for a in tenant.sim.world.applications if APPLICATION_TAG in a.tags)
+    assert names == ["sc-payments-0", "sc-payments-1", "sc-payments-2"]

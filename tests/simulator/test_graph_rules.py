@@ -59,6 +59,30 @@ async def test_in_filter_takes_at_most_fifteen_values(graph: GraphServiceClient)
     assert too_many.value.error is not None and too_many.value.error.code == "Request_UnsupportedQuery"
 
 
+def _filtered(
+    text: str,
+) -> RequestConfiguration[ApplicationsRequestBuilder.ApplicationsRequestBuilderGetQueryParameters]:
+    parameters = ApplicationsRequestBuilder.ApplicationsRequestBuilderGetQueryParameters(
+        filter=text, select=["appId", "displayName"]
+    )
+    return RequestConfiguration(query_parameters=parameters)
+
+
+async def test_applications_filter_on_a_tag_with_any_and_on_nothing_else(graph: GraphServiceClient) -> None:
+    """`tags/any(t:t eq 'x')` on applications, whatever the range variable; a lambda on a scalar
+    property, or `eq` on the collection itself, answers 400 as Graph does."""
+    for name, tags in (("sc-tagged", ["wif-reconciler:managed", "o'brien"]), ("sc-plain", ["other"])):
+        await graph.applications.post(Application(display_name=name, tags=tags))
+    for text in ("tags/any(t:t eq 'wif-reconciler:managed')", "tags/any( tag : tag eq 'o''brien' )"):
+        listed = await graph.applications.get(_filtered(text))
+        assert listed is not None and [a.display_name for a in listed.value or []] == ["sc-tagged"], text
+    for text in ("displayName/any(t:t eq 'sc-tagged')", "tags eq 'other'", "tags/any(t:u eq 'other')"):
+        with pytest.raises(ODataError) as refused:
+            await graph.applications.get(_filtered(text))
+        assert refused.value.response_status_code == 400, text
+        assert refused.value.error is not None and refused.value.error.code == "Request_UnsupportedQuery"
+
+
 async def test_batch_rejects_absolute_urls_and_serves_relative_ones(cloud_env: RunningSimulator) -> None:
     token = await _token(cloud_env)
     body = {
