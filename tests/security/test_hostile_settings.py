@@ -1,0 +1,96 @@
+"""Bad app settings at function startup: every one is a one-line "a setting is wrong" naming the
+setting (HTTP: a 500 problem; Service Bus triggers: ServiceUnavailable, so the message comes back),
+never a traceback out of a trigger."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import azure.functions as func
+import pytest
+
+import function_app
+from reconciler.app import context as app_context
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+async def worker(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[pytest.MonkeyPatch]:
+    """A fresh worker with a good policy and no table or Service Bus settings yet."""
+    for name in (
+        "WIF_TABLE_ENDPOINT",
+        "WIF_TABLE_CONNECTION_STRING",
+        "WIF_CLOUD",
+        "ServiceBusConnection",
+        "ServiceBusConnection__fullyQualifiedNamespace",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WIF_POLICY_FILE", str(ROOT / "policy.yaml"))
+    await app_context.reset()
+    yield monkeypatch
+    await app_context.reset()
+
+
+def get(route: str) -> func.HttpRequest:
+    return func.HttpRequest("GET", f"/api/{route}", body=b"", route_params={"config_id": "contoso~p~c"})
+
+
+async def assert_setting_is_wrong(caplog: pytest.LogCaptureFixture, setting: str, secret: str = "") -> None:
+    for trigger in (function_app.http_plan,):
+        response = await trigger(get("configs/contoso~p~c/plan"))
+        assert response.status_code == 500, response.get_body()[:300]
+        problem = json.loads(response.get_body())
+        assert problem["title"] == "Service unavailable" and "settings are wrong" in problem["detail"]
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors and all(r.exc_info is None for r in errors), [r.getMessage() for r in errors]
+    assert setting in errors[0].getMessage()
+    if secret:
+        assert all(secret not in r.getMessage() for r in errors)
+
+
+@pytest.mark.parametrize(
+    "connection_string",
+    [
+        "garbage",
+        "Endpoint=sb://example.servicebus.windows.net/;SharedAccessKeyName=send",  # no key
+        "Endpoint=;SharedAccessKey=s3cret-key",
+    ],
+)
+async def test_a_malformed_service_bus_connection_string_is_a_setting_error_not_a_traceback(
+    worker: pytest.MonkeyPatch,
+    table_settings: dict[str, str],
+    connection_string: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    for name, value in table_settings.items():
+        worker.setenv(name, value)
+    worker.setenv("ServiceBusConnection", connection_string)
+    await assert_setting_is_wrong(caplog, "ServiceBusConnection", secret="s3cret-key")
+
+
+@pytest.mark.parametrize("endpoint", ["https://", "https://[::1", "https://exa mple.table.core.windows.net"])
+async def test_a_malformed_table_endpoint_is_a_setting_error_not_a_traceback(
+    worker: pytest.MonkeyPatch, endpoint: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    worker.setenv("WIF_TABLE_ENDPOINT", endpoint)
+    worker.setenv("ServiceBusConnection__fullyQualifiedNamespace", "example.servicebus.windows.net")
+    await assert_setting_is_wrong(caplog, "WIF_TABLE_ENDPOINT")
+
+
+@pytest.mark.parametrize(
+    "namespace", ["https://evil.example/?x=1", "a b", "example.servicebus.windows.net/path"]
+)
+async def test_a_service_bus_namespace_that_is_not_a_host_name_is_a_setting_error(
+    worker: pytest.MonkeyPatch,
+    table_settings: dict[str, str],
+    namespace: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    for name, value in table_settings.items():
+        worker.setenv(name, value)
+    worker.setenv("ServiceBusConnection__fullyQualifiedNamespace", namespace)
+    await assert_setting_is_wrong(caplog, "ServiceBusConnection__fullyQualifiedNamespace")
