@@ -40,7 +40,8 @@ def get(route: str) -> func.HttpRequest:
 
 
 async def assert_setting_is_wrong(caplog: pytest.LogCaptureFixture, setting: str, secret: str = "") -> None:
-    for trigger in (function_app.http_plan,):
+    # Every route, /history too (it called service() itself, outside the problem answer).
+    for trigger in (function_app.http_plan, function_app.http_history):
         response = await trigger(get("configs/contoso~p~c/plan"))
         assert response.status_code == 500, response.get_body()[:300]
         problem = json.loads(response.get_body())
