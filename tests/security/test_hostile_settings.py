@@ -1,9 +1,10 @@
 """Bad app settings at function startup: every one is a one-line "a setting is wrong" naming the
 setting (HTTP: a 500 problem; Service Bus triggers: ServiceUnavailable, so the message comes back),
-never a traceback out of a trigger."""
+never a traceback out of a trigger, and never a pass that waits forever."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -13,7 +14,9 @@ import azure.functions as func
 import pytest
 
 import function_app
+from reconciler.adapters.pacing import Budgets, TokenBucket
 from reconciler.app import context as app_context
+from reconciler.cloud import CloudError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -95,3 +98,24 @@ async def test_a_service_bus_namespace_that_is_not_a_host_name_is_a_setting_erro
         worker.setenv(name, value)
     worker.setenv("ServiceBusConnection__fullyQualifiedNamespace", namespace)
     await assert_setting_is_wrong(caplog, "ServiceBusConnection__fullyQualifiedNamespace")
+
+
+@pytest.mark.parametrize("setting", ["WIF_ARM_READS_BURST", "WIF_ARM_WRITES_BURST"])
+@pytest.mark.parametrize("value", ["0.5", "1e-300"])
+def test_an_arm_burst_below_one_request_is_refused(setting: str, value: str) -> None:
+    with pytest.raises(CloudError, match=setting):
+        Budgets.from_settings({setting: value})
+
+
+@pytest.mark.parametrize("setting", ["WIF_ARM_READS_PER_SECOND", "WIF_ARM_WRITES_PER_SECOND"])
+def test_an_arm_rate_of_almost_nothing_is_refused(setting: str) -> None:
+    with pytest.raises(CloudError, match=setting):
+        Budgets.from_settings({setting: "1e-300"})
+
+
+async def test_a_burst_of_one_request_lets_requests_through_one_at_a_time() -> None:
+    """Before: the bucket held 90% of the burst; a burst of 1 held 0.9 tokens, never the 1 a
+    request takes, and every ARM request of every pass waited forever."""
+    budgets = Budgets.from_settings({"WIF_ARM_READS_BURST": "1", "WIF_ARM_READS_PER_SECOND": "1000"})
+    bucket = TokenBucket(budgets.arm_reads_burst, budgets.arm_reads_per_second)
+    await asyncio.wait_for(asyncio.gather(*(bucket.take() for _ in range(3))), timeout=5)
