@@ -328,10 +328,16 @@ class ReconcilerService:
         return _PassContext(list(rows.values()), applied, claims, statuses)
 
     async def _statuses(self, records: Iterable[ConfigRecord]) -> dict[str, ConfigStatus]:
-        """The stored status of each of these configs that has one (a point read each)."""
+        """The stored status of each of these configs that has one (a point read each). An unreadable
+        row counts as none: the pass writes a good one, and removes nothing from an application the
+        row names (what a moved config left waits for a person, as it would without the row)."""
         found: dict[str, ConfigStatus] = {}
         for record in records:
-            status = await self._stores.status.get(record.config.id, record.config.organization)
+            try:
+                status = await self._stores.status.get(record.config.id, record.config.organization)
+            except CorruptRow as corrupt:
+                log.error("status row ignored: %s", corrupt.row)
+                continue
             if status is not None:
                 found[record.config.id] = status
         return found
