@@ -105,13 +105,16 @@ class ReconcilerService:
             return await self._handle_ticket(ticket, body)
 
     async def _handle_ticket(self, ticket: Ticket, body: bytes) -> TicketOutcome:
-        record, created = await self._stores.requests.begin(
-            ticket.request_id,
-            body.decode("utf-8", "replace"),
-            requested_by=ticket.requested_by,
-            action=ticket.action,
-            received_at=self._now(),
-        )
+        try:
+            record, created = await self._stores.requests.begin(
+                ticket.request_id,
+                body.decode("utf-8", "replace"),
+                requested_by=ticket.requested_by,
+                action=ticket.action,
+                received_at=self._now(),
+            )
+        except CorruptRow as corrupt:
+            return _unreadable_record(ticket.request_id, corrupt)
         if not created and record.finished_at:
             # The same request delivered again: it was applied once; answer with the first outcome.
             return TicketOutcome(ticket.request_id, "duplicate", f"already {record.outcome}: {record.reason}")
@@ -177,9 +180,12 @@ class ReconcilerService:
         """Record a ticket that could not be parsed or was not allowed, and answer `rejected`."""
         log.warning("ticket rejected: %s", reason)
         text = body[: MAX_TICKET_BYTES + 1].decode("utf-8", "replace")  # the store cuts it to a row's limit
-        record, created = await self._stores.requests.begin(
-            request_id, text, requested_by="", action="invalid", received_at=self._now()
-        )
+        try:
+            record, created = await self._stores.requests.begin(
+                request_id, text, requested_by="", action="invalid", received_at=self._now()
+            )
+        except CorruptRow as corrupt:
+            return _unreadable_record(request_id, corrupt)
         if created or not record.finished_at:
             await self._stores.requests.finish(request_id, "rejected", reason, [], self._now())
         return TicketOutcome(request_id, "rejected", reason)
@@ -562,6 +568,13 @@ def _source(request: ReconcileRequest) -> str:
     if request.reason != "follow-up":
         return request.reason
     return "ticket" if request.request_id else "sweep"
+
+
+def _unreadable_record(request_id: str, corrupt: CorruptRow) -> TicketOutcome:
+    """A request id whose record exists but cannot be read (edited by hand): whether it was applied
+    is unknown, so nothing is done again, and the message is completed (redelivery cannot fix a row)."""
+    log.error("ticket not handled, its request record cannot be read: %s", corrupt.row)
+    return TicketOutcome(request_id, "rejected", f"the request's record cannot be read: {corrupt.row}")
 
 
 def _reason(refused: TicketRejected | InputError | CorruptRow) -> str:

@@ -12,7 +12,7 @@ from azure.data.tables import TableClient, UpdateMode
 from azure.functions.timer import TimerRequest
 
 import function_app
-from reconciler.state.tables import STATUS_TABLE
+from reconciler.state.tables import REQUESTS_TABLE, STATUS_TABLE, request_partition
 from tests.security.conftest import Host, config, ticket
 
 CONFIG_ID = "contoso/payments/kv-reader"
@@ -74,3 +74,28 @@ async def test_a_hand_edited_status_row_fails_no_sweep_reconcile_or_http_call(
     problem = json.loads(response.get_body())
     assert problem["title"] == "Unreadable row" and next(iter(fields)) in problem["detail"]
     assert b"Traceback" not in response.get_body()
+
+
+BAD_REQUEST_ROWS = {
+    "changes that are not JSON": {"Changes": "[not json"},
+    "an outcome that is not one": {"Outcome": "approved-by-mallory"},
+}
+
+
+@pytest.mark.parametrize("fields", BAD_REQUEST_ROWS.values(), ids=list(BAD_REQUEST_ROWS))
+async def test_a_hand_edited_request_row_fails_no_redelivery_or_http_call(
+    host: Host, table_settings: dict[str, str], fields: dict[str, Any]
+) -> None:
+    await reconciled(host)
+    edit(table_settings, REQUESTS_TABLE, request_partition("ROWS-1"), "ROWS-1", **fields)
+
+    response = await function_app.http_request(get("requests/ROWS-1", request_id="ROWS-1"))
+    assert response.status_code == 500 and b"not a valid" in response.get_body(), response.get_body()
+
+    assert json.loads(response.get_body())["title"] == "Unreadable row"
+
+    # The same ticket delivered again: completed (not redelivered until it is dead-lettered), and
+    # nothing done again, since whether it was applied cannot be read.
+    await host.deliver(ticket("ROWS-1", config=config(host.sim.tenant_id)))
+    assert host.settled()
+    assert await host.deliver_reconciles() == 0
