@@ -43,9 +43,13 @@ def read_documents(path: Path) -> list[Document]:
     """The documents of a YAML or JSON file, numbered from 1."""
     source = str(path)
     try:
-        if path.stat().st_size > MAX_FILE_BYTES:
+        # Read at most one byte past the limit: a pipe, /dev/zero or a file still growing says
+        # size 0 (or less than it holds) to stat(), and would otherwise be read until memory runs out.
+        with path.open("rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
             raise InputError([f"{source}: larger than {MAX_FILE_BYTES // (1024 * 1024)} MB"])
-        text = path.read_text(encoding="utf-8-sig")
+        text = data.decode("utf-8-sig")
     except OSError as error:
         raise InputError([f"{source}: cannot read: {error.strerror or error}"]) from error
     except UnicodeDecodeError as error:

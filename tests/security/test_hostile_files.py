@@ -1,0 +1,50 @@
+"""Files whose size stat() does not tell: a pipe (`validate <(cat ...)`), /dev/zero, a file still
+growing. The size limit holds for what is read, not for what stat() says, so such a file is refused
+after 16 MB, never read until memory runs out; a small pipe is read as a file."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from reconciler.cli.main import main
+from reconciler.documents import MAX_FILE_BYTES, InputError, read_documents
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def pipe_of(tmp_path: Path, data: bytes) -> Path:
+    """A named pipe that a thread fills with `data` (it stops when the reader goes away)."""
+    fifo = tmp_path / "configs.yaml"
+    os.mkfifo(fifo)
+
+    def write() -> None:
+        try:
+            with fifo.open("wb") as pipe:
+                for start in range(0, len(data), 1 << 20):
+                    pipe.write(data[start : start + (1 << 20)])
+        except BrokenPipeError:
+            pass  # the reader stopped at the limit
+
+    threading.Thread(target=write, daemon=True).start()
+    return fifo
+
+
+def test_a_pipe_larger_than_the_limit_is_refused_after_the_limit(tmp_path: Path) -> None:
+    # Comment lines: were the whole pipe read, it would parse as an empty file and pass.
+    fifo = pipe_of(tmp_path, (b"#" * 1023 + b"\n") * (MAX_FILE_BYTES // 1024 + 64))
+    with pytest.raises(InputError, match="larger than 16 MB"):
+        read_documents(fifo)
+
+
+def test_a_small_pipe_is_read_as_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fifo = pipe_of(tmp_path, (ROOT / "examples" / "configs.yaml").read_bytes())
+    assert main(["validate", "--policy", str(ROOT / "policy.yaml"), str(fifo)]) == 0, capsys.readouterr()
+
+
+def test_dev_zero_as_a_config_file_is_refused_not_read_forever(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "--policy", str(ROOT / "policy.yaml"), "/dev/zero"]) == 2
+    assert "/dev/zero: larger than 16 MB" in capsys.readouterr().err
