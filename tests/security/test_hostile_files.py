@@ -4,6 +4,7 @@ after 16 MB, never read until memory runs out; a small pipe is read as a file.""
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from pathlib import Path
@@ -48,3 +49,31 @@ def test_a_small_pipe_is_read_as_a_file(tmp_path: Path, capsys: pytest.CaptureFi
 def test_dev_zero_as_a_config_file_is_refused_not_read_forever(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate", "--policy", str(ROOT / "policy.yaml"), "/dev/zero"]) == 2
     assert "/dev/zero: larger than 16 MB" in capsys.readouterr().err
+
+
+SNAPSHOT_FIELDS = {
+    "a tag that is a number": ("applications", "tags", [1]),
+    "an issuer that is a list": ("serviceConnections", "issuer", ["https://vstoken.dev.azure.com/x"]),
+    "a subject that is an object": ("serviceConnections", "subject", {"sc": "x"}),
+    "an audience that is a number": ("federatedIdentityCredentials", "audiences", [7]),
+}
+
+
+@pytest.mark.parametrize("where", SNAPSHOT_FIELDS.values(), ids=list(SNAPSHOT_FIELDS))
+def test_a_snapshot_field_of_the_wrong_type_is_an_input_error_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], where: tuple[str, str, object]
+) -> None:
+    """Before: the snapshot kept the value and the planner crashed on it (unhashable list, `int` has
+    no `startswith`), a traceback instead of exit 2."""
+    snapshot = json.loads((ROOT / "examples" / "observed.json").read_text())
+    kind, key, value = where
+    if kind == "federatedIdentityCredentials":
+        snapshot["applications"][0][kind][0][key] = value
+    else:
+        snapshot[kind][0][key] = value
+    path = tmp_path / "observed.json"
+    path.write_text(json.dumps(snapshot))
+    configs, policy = ROOT / "examples" / "configs.yaml", ROOT / "policy.yaml"
+    code = main(["plan", "--configs", str(configs), "--policy", str(policy), "--observed", str(path)])
+    assert code == 2
+    assert f"'{key}': expected a" in capsys.readouterr().err
