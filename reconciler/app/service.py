@@ -25,6 +25,7 @@ from azure.servicebus.exceptions import ServiceBusError
 
 from reconciler.app import events, telemetry
 from reconciler.app.logs import log_context
+from reconciler.core.plan import Plan
 from reconciler.core.policy import GrantPolicy
 from reconciler.core.sharding import shard
 from reconciler.core.tenancy import Tenant, claim_key
@@ -297,7 +298,10 @@ class ReconcilerService:
 
     async def _reconcile(self, request: ReconcileRequest, records: Sequence[ConfigRecord]) -> RunReport:
         started_at = self._clock()
-        context = await self._pass_context(records)
+        try:
+            context = await self._pass_context(records)
+        except CorruptRow as corrupt:  # a claim row: whose application it is cannot be read
+            return await self._unreadable_claim(request, records, corrupt.row)
         # A sweep's repair yields to interactive callers at Graph. Pipeline permissions are read only
         # where a connection is created (no bulk read: one GET per connection), as in the sweep.
         report = await self._run(context, low_priority=request.reason == "sweep")
@@ -305,6 +309,23 @@ class ReconcilerService:
         await self._record(report, context)
         await events.after_pass(self._stores, request, report, context.records, started_at, self._clock())
         await self._follow_up(report, request)
+        if request.request_id and request.reason in {"ticket", "follow-up"}:
+            await self._finish_request(request.request_id, report)
+        return report
+
+    async def _unreadable_claim(
+        self, request: ReconcileRequest, records: Sequence[ConfigRecord], row: InvalidRow
+    ) -> RunReport:
+        """Fail closed without guessing whose the application is: nothing is observed or written,
+        each config of the message fails permanently naming the row (a person must repair or delete
+        it), and the message is done: no redelivery can read the row either."""
+        log.error("reconcile not run, a claim row cannot be read: %s", row)
+        reason = f"the application's claim cannot be read: {row}"
+        outcomes = [ConfigOutcome(r.config.id, Status.FAILED_PERMANENT, reason=reason) for r in records]
+        report = RunReport(Plan(), outcomes, {}, 0, 0.0, 0.0, dry_run=False)
+        statuses = await self._statuses(records)
+        context = _PassContext(list(records), _applied(records, statuses), {}, statuses)
+        await self._record(report, context)
         if request.request_id and request.reason in {"ticket", "follow-up"}:
             await self._finish_request(request.request_id, report)
         return report

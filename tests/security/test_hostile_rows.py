@@ -12,7 +12,7 @@ from azure.data.tables import TableClient, UpdateMode
 from azure.functions.timer import TimerRequest
 
 import function_app
-from reconciler.state.tables import REQUESTS_TABLE, STATUS_TABLE, request_partition
+from reconciler.state.tables import CLAIMS_TABLE, REQUESTS_TABLE, STATUS_TABLE, request_partition
 from tests.security.conftest import Host, config, ticket
 
 CONFIG_ID = "contoso/payments/kv-reader"
@@ -99,3 +99,30 @@ async def test_a_hand_edited_request_row_fails_no_redelivery_or_http_call(
     await host.deliver(ticket("ROWS-1", config=config(host.sim.tenant_id)))
     assert host.settled()
     assert await host.deliver_reconciles() == 0
+
+
+async def test_a_hand_edited_claim_row_fails_its_configs_not_the_reconcile_message(
+    host: Host, table_settings: dict[str, str]
+) -> None:
+    """A claim says which project an application belongs to: unreadable, the pass must not guess
+    (fail closed), but the message is completed and the configs say why, instead of a traceback
+    and ten redeliveries into the dead-letter queue."""
+    await reconciled(host)
+    connection = table_settings["WIF_TABLE_CONNECTION_STRING"]
+    with TableClient.from_connection_string(connection, CLAIMS_TABLE) as claims:
+        for row in list(claims.list_entities()):
+            claims.update_entity(
+                {"PartitionKey": row["PartitionKey"], "RowKey": row["RowKey"], "Project": 7},
+                mode=UpdateMode.MERGE,
+            )
+    clouds_before = await host.cloud_state()
+
+    await host.deliver(ticket("ROWS-3", "reconcile", configId=CONFIG_ID))
+    assert await host.deliver_reconciles() == 1  # returned: the message is completed
+    assert await host.cloud_state() == clouds_before
+    status = await (await host.service()).status(CONFIG_ID)
+    assert status is not None and str(status.phase) == "failed-permanent"
+    assert CLAIMS_TABLE in status.last_error and "Organization/Project" in status.last_error
+    assert status.applied_application  # still known: what the config left is not forgotten
+    record = await (await host.service()).request("ROWS-3")
+    assert record is not None and record.outcome == "failed" and CLAIMS_TABLE in record.reason
