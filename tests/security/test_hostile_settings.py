@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -119,3 +122,22 @@ async def test_a_burst_of_one_request_lets_requests_through_one_at_a_time() -> N
     budgets = Budgets.from_settings({"WIF_ARM_READS_BURST": "1", "WIF_ARM_READS_PER_SECOND": "1000"})
     bucket = TokenBucket(budgets.arm_reads_burst, budgets.arm_reads_per_second)
     await asyncio.wait_for(asyncio.gather(*(bucket.take() for _ in range(3))), timeout=5)
+
+
+@pytest.mark.parametrize(
+    "connection_string",
+    ["garbage", "InstrumentationKey=", "InstrumentationKey=abc;IngestionEndpoint=https://x.example"],
+)
+def test_a_malformed_application_insights_connection_string_leaves_the_app_running(
+    connection_string: str,
+) -> None:
+    """Before: configure_azure_monitor's ValueError escaped function_app's import, so the worker
+    indexed no function at all (not even /api/health): one bad optional setting took the app down."""
+    env = {**os.environ, "APPLICATIONINSIGHTS_CONNECTION_STRING": connection_string}
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import function_app; print(len(function_app.app.get_functions()))"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    assert int(loaded.stdout.strip()) >= 6
+    assert "APPLICATIONINSIGHTS_CONNECTION_STRING" in loaded.stderr and "Traceback" not in loaded.stderr
