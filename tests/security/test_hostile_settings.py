@@ -141,3 +141,17 @@ def test_a_malformed_application_insights_connection_string_leaves_the_app_runni
     assert loaded.returncode == 0, loaded.stderr[-2000:]
     assert int(loaded.stdout.strip()) >= 6
     assert "APPLICATIONINSIGHTS_CONNECTION_STRING" in loaded.stderr and "Traceback" not in loaded.stderr
+
+
+@pytest.mark.parametrize(
+    "url", ["https://[::1", "https://graph.example/?x=1", "https://user:pw@graph.example", "https://a b"]
+)
+async def test_a_custom_cloud_url_that_is_no_base_url_is_a_setting_error(
+    worker: pytest.MonkeyPatch, url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: anything starting with https:// was taken, and API paths were appended to a query,
+    a fragment or a broken host: every request of every pass failed, or went where it should not."""
+    worker.setenv("WIF_CLOUD", "custom")
+    for name in ("WIF_GRAPH_URL", "WIF_ARM_URL", "WIF_ADO_URL"):
+        worker.setenv(name, url if name == "WIF_ARM_URL" else "https://sim.example")
+    await assert_setting_is_wrong(caplog, "WIF_ARM_URL", secret="pw@")
