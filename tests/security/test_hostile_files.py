@@ -13,13 +13,18 @@ import pytest
 
 from reconciler.cli.main import main
 from reconciler.documents import MAX_FILE_BYTES, InputError, read_documents
+from servicebus_peer import ServiceBusPeer
+from tests.peer import module_peer, peer
+from tests.tickets.tickets_data import ROOT as TICKETS_ROOT
+from tests.tickets.tickets_data import encode, upsert
 
 ROOT = Path(__file__).resolve().parents[2]
+__all__ = ["module_peer", "peer"]  # fixtures
 
 
-def pipe_of(tmp_path: Path, data: bytes) -> Path:
+def pipe_of(tmp_path: Path, data: bytes, name: str = "configs.yaml") -> Path:
     """A named pipe that a thread fills with `data` (it stops when the reader goes away)."""
-    fifo = tmp_path / "configs.yaml"
+    fifo = tmp_path / name
     os.mkfifo(fifo)
 
     def write() -> None:
@@ -77,3 +82,24 @@ def test_a_snapshot_field_of_the_wrong_type_is_an_input_error_naming_it(
     code = main(["plan", "--configs", str(configs), "--policy", str(policy), "--observed", str(path)])
     assert code == 2
     assert f"'{key}': expected a" in capsys.readouterr().err
+
+
+def test_submit_from_a_pipe_sends_the_ticket_it_validated(
+    peer: ServiceBusPeer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: `submit` validated the file, then opened it again to send it byte for byte: from a
+    pipe (`submit <(...)`) the second open waited forever for a writer, and a file changed between
+    the two reads was sent as it was then, unvalidated. Now the bytes are read once."""
+    monkeypatch.setenv("ServiceBusConnection", peer.connection_string)
+    monkeypatch.setenv("WIF_POLICY_FILE", str(TICKETS_ROOT / "policy.yaml"))
+    fifo = pipe_of(tmp_path, encode(upsert()), "ticket.json")
+    codes: list[int] = []
+    command = threading.Thread(target=lambda: codes.append(main(["submit", str(fifo)])), daemon=True)
+    command.start()
+    command.join(timeout=30)
+    if command.is_alive():  # blocked on a second open: give it an empty writer so the thread ends
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        command.join(timeout=30)
+        pytest.fail("submit opened the pipe a second time and waited for a writer")
+    assert codes == [0]
+    assert [m.body for m in peer.messages("requests")] == [encode(upsert())]
