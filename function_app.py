@@ -112,7 +112,7 @@ async def http_status(req: func.HttpRequest) -> func.HttpResponse:
 
 @app.route(route="configs/{config_id}/history", methods=["GET"])
 async def http_history(req: func.HttpRequest) -> func.HttpResponse:
-    return _http(await http_api.guarded(http_api.history, await service(), req.route_params["config_id"]))
+    return _http(await http_api.answer(service, http_api.history, req.route_params["config_id"]))
 
 
 @app.route(route="requests/{request_id}", methods=["GET"])

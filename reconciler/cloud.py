@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from urllib.parse import urlsplit
 
 ADO_RESOURCE = "499b84ac-1321-427f-aa17-267ca6975798"  # Azure DevOps' own application id
 
@@ -84,13 +85,30 @@ def cloud_from_settings(settings: Mapping[str, str], name: str | None = None) ->
             f"cloud {chosen!r} needs {', '.join(missing)}; "
             "start the simulator with --env-file and source that file"
         )
-    urls = [settings[key].rstrip("/") for key in CUSTOM_SETTINGS]
+    urls = [settings[key].strip().rstrip("/") for key in CUSTOM_SETTINGS]
     for key, url in zip(CUSTOM_SETTINGS, urls, strict=True):
         if not url.startswith("https://"):
             raise CloudError(
-                f"{key} must be an https URL (bearer tokens are never sent over http), got {url!r}"
+                f"{key} must be an https URL (bearer tokens are never sent over http), got {url!r:.200}"
+            )
+        if not _is_base_url(url):
+            raise CloudError(  # not echoed: it may hold credentials
+                f"{key} must be an https URL of a host, with an optional port and path, and no "
+                "credentials, query, fragment or spaces (API paths are appended to it)"
             )
     ca_bundle = settings.get("REQUESTS_CA_BUNDLE") or settings.get("SSL_CERT_FILE") or None
     return replace(
         PUBLIC, name="custom", graph_url=urls[0], arm_url=urls[1], ado_url=urls[2], ca_bundle=ca_bundle
     )
+
+
+def _is_base_url(url: str) -> bool:
+    """A URL that paths can be appended to: a host, no credentials, query, fragment or spaces."""
+    if any(c.isspace() or not c.isprintable() or c in "?#" for c in url):
+        return False
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:  # a broken IPv6 literal, a bad port
+        return False
+    return bool(parts.hostname) and parts.username is None and parts.password is None

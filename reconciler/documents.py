@@ -41,13 +41,29 @@ class InputError(Exception):
 
 def read_documents(path: Path) -> list[Document]:
     """The documents of a YAML or JSON file, numbered from 1."""
+    return parse_documents(read_bounded(path), path)
+
+
+def read_bounded(path: Path) -> bytes:
+    """The file's bytes, at most MAX_FILE_BYTES. Read once: a pipe gives its bytes only once, and a
+    file read twice may have changed in between (what was validated must be what is used)."""
+    try:
+        # Read at most one byte past the limit: a pipe, /dev/zero or a file still growing says
+        # size 0 (or less than it holds) to stat(), and would otherwise be read until memory runs out.
+        with path.open("rb") as file:
+            data: bytes = file.read(MAX_FILE_BYTES + 1)
+    except OSError as error:
+        raise InputError([f"{path}: cannot read: {error.strerror or error}"]) from error
+    if len(data) > MAX_FILE_BYTES:
+        raise InputError([f"{path}: larger than {MAX_FILE_BYTES // (1024 * 1024)} MB"])
+    return data
+
+
+def parse_documents(data: bytes, path: Path) -> list[Document]:
+    """The documents in a file's bytes: JSON when its name ends in .json, else YAML."""
     source = str(path)
     try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise InputError([f"{source}: larger than {MAX_FILE_BYTES // (1024 * 1024)} MB"])
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as error:
-        raise InputError([f"{source}: cannot read: {error.strerror or error}"]) from error
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise InputError([f"{source}: not UTF-8 text ({error.reason})"]) from error
     bodies = _json_documents(text, source) if path.suffix == ".json" else _yaml_documents(text, source)

@@ -44,6 +44,7 @@ LOW_PRIORITY_SHARE = 0.75  # of Graph's window for `x-ms-throttle-priority: low`
 GRAPH_WINDOW_S = 10.0
 GRAPH_WRITES_WINDOW_S = 150.0
 ADO_WINDOW_S = 300.0
+MIN_RATE = 0.01  # requests per second: one every 100 s; a slower "rate" is a typo, not a budget
 _SUBSCRIPTION = re.compile(r"/subscriptions/([^/?]+)", re.IGNORECASE)
 _READS = frozenset({"GET", "HEAD"})
 
@@ -68,7 +69,8 @@ class Budgets:
         for field_name, setting in _SETTINGS.items():
             raw = (settings.get(setting) or "").strip()
             if raw:
-                values[field_name] = _non_negative(setting, raw)
+                least = MIN_RATE if field_name.endswith("per_second") else 1.0
+                values[field_name] = _off_or_at_least(setting, raw, least)
         return cls(**values)
 
 
@@ -93,13 +95,17 @@ AZURE_BUDGETS = Budgets()
 UNLIMITED = Budgets(0, 0, 0, 0, 0, 0, 0)
 
 
-def _non_negative(name: str, raw: str) -> float:
+def _off_or_at_least(name: str, raw: str, least: float) -> float:
+    """0 (off), or a finite number of at least `least`: a smaller budget is never met (a bucket of 0.5
+    requests never holds the one a request takes), and would make every request wait forever."""
     try:
         value = float(raw)
     except ValueError:
         value = -1.0
-    if not math.isfinite(value) or value < 0:
-        raise CloudError(f"{name}: expected a number of at least 0 (0 turns the budget off), got {raw!r}")
+    if not math.isfinite(value) or (value != 0 and value < least):
+        raise CloudError(
+            f"{name}: expected 0 (turns the budget off) or a number of at least {least:g}, got {raw!r:.40}"
+        )
     return value
 
 
@@ -143,7 +149,9 @@ class TokenBucket:
     """ARM's rule: `burst` tokens, refilled at `per_second`; take() waits for a token."""
 
     def __init__(self, burst: float, per_second: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.burst, self.per_second, self._clock = burst * PACE_SHARE, per_second * PACE_SHARE, clock
+        # At least one token: a burst of 1 (90% of it is 0.9) still lets one request through at a time.
+        self.burst = max(1.0, burst * PACE_SHARE) if burst > 0 else 0.0
+        self.per_second, self._clock = per_second * PACE_SHARE, clock
         self._tokens, self._at = self.burst, clock()
 
     async def take(self) -> None:

@@ -25,6 +25,7 @@ from azure.servicebus.exceptions import ServiceBusError
 
 from reconciler.app import events, telemetry
 from reconciler.app.logs import log_context
+from reconciler.core.plan import Plan
 from reconciler.core.policy import GrantPolicy
 from reconciler.core.sharding import shard
 from reconciler.core.tenancy import Tenant, claim_key
@@ -105,13 +106,16 @@ class ReconcilerService:
             return await self._handle_ticket(ticket, body)
 
     async def _handle_ticket(self, ticket: Ticket, body: bytes) -> TicketOutcome:
-        record, created = await self._stores.requests.begin(
-            ticket.request_id,
-            body.decode("utf-8", "replace"),
-            requested_by=ticket.requested_by,
-            action=ticket.action,
-            received_at=self._now(),
-        )
+        try:
+            record, created = await self._stores.requests.begin(
+                ticket.request_id,
+                body.decode("utf-8", "replace"),
+                requested_by=ticket.requested_by,
+                action=ticket.action,
+                received_at=self._now(),
+            )
+        except CorruptRow as corrupt:
+            return _unreadable_record(ticket.request_id, corrupt)
         if not created and record.finished_at:
             # The same request delivered again: it was applied once; answer with the first outcome.
             return TicketOutcome(ticket.request_id, "duplicate", f"already {record.outcome}: {record.reason}")
@@ -177,9 +181,12 @@ class ReconcilerService:
         """Record a ticket that could not be parsed or was not allowed, and answer `rejected`."""
         log.warning("ticket rejected: %s", reason)
         text = body[: MAX_TICKET_BYTES + 1].decode("utf-8", "replace")  # the store cuts it to a row's limit
-        record, created = await self._stores.requests.begin(
-            request_id, text, requested_by="", action="invalid", received_at=self._now()
-        )
+        try:
+            record, created = await self._stores.requests.begin(
+                request_id, text, requested_by="", action="invalid", received_at=self._now()
+            )
+        except CorruptRow as corrupt:
+            return _unreadable_record(request_id, corrupt)
         if created or not record.finished_at:
             await self._stores.requests.finish(request_id, "rejected", reason, [], self._now())
         return TicketOutcome(request_id, "rejected", reason)
@@ -291,7 +298,10 @@ class ReconcilerService:
 
     async def _reconcile(self, request: ReconcileRequest, records: Sequence[ConfigRecord]) -> RunReport:
         started_at = self._clock()
-        context = await self._pass_context(records)
+        try:
+            context = await self._pass_context(records)
+        except CorruptRow as corrupt:  # a claim row: whose application it is cannot be read
+            return await self._unreadable_claim(request, records, corrupt.row)
         # A sweep's repair yields to interactive callers at Graph. Pipeline permissions are read only
         # where a connection is created (no bulk read: one GET per connection), as in the sweep.
         report = await self._run(context, low_priority=request.reason == "sweep")
@@ -299,6 +309,23 @@ class ReconcilerService:
         await self._record(report, context)
         await events.after_pass(self._stores, request, report, context.records, started_at, self._clock())
         await self._follow_up(report, request)
+        if request.request_id and request.reason in {"ticket", "follow-up"}:
+            await self._finish_request(request.request_id, report)
+        return report
+
+    async def _unreadable_claim(
+        self, request: ReconcileRequest, records: Sequence[ConfigRecord], row: InvalidRow
+    ) -> RunReport:
+        """Fail closed without guessing whose the application is: nothing is observed or written,
+        each config of the message fails permanently naming the row (a person must repair or delete
+        it), and the message is done: no redelivery can read the row either."""
+        log.error("reconcile not run, a claim row cannot be read: %s", row)
+        reason = f"the application's claim cannot be read: {row}"
+        outcomes = [ConfigOutcome(r.config.id, Status.FAILED_PERMANENT, reason=reason) for r in records]
+        report = RunReport(Plan(), outcomes, {}, 0, 0.0, 0.0, dry_run=False)
+        statuses = await self._statuses(records)
+        context = _PassContext(list(records), _applied(records, statuses), {}, statuses)
+        await self._record(report, context)
         if request.request_id and request.reason in {"ticket", "follow-up"}:
             await self._finish_request(request.request_id, report)
         return report
@@ -328,10 +355,16 @@ class ReconcilerService:
         return _PassContext(list(rows.values()), applied, claims, statuses)
 
     async def _statuses(self, records: Iterable[ConfigRecord]) -> dict[str, ConfigStatus]:
-        """The stored status of each of these configs that has one (a point read each)."""
+        """The stored status of each of these configs that has one (a point read each). An unreadable
+        row counts as none: the pass writes a good one, and removes nothing from an application the
+        row names (what a moved config left waits for a person, as it would without the row)."""
         found: dict[str, ConfigStatus] = {}
         for record in records:
-            status = await self._stores.status.get(record.config.id, record.config.organization)
+            try:
+                status = await self._stores.status.get(record.config.id, record.config.organization)
+            except CorruptRow as corrupt:
+                log.error("status row ignored: %s", corrupt.row)
+                continue
             if status is not None:
                 found[record.config.id] = status
         return found
@@ -556,6 +589,13 @@ def _source(request: ReconcileRequest) -> str:
     if request.reason != "follow-up":
         return request.reason
     return "ticket" if request.request_id else "sweep"
+
+
+def _unreadable_record(request_id: str, corrupt: CorruptRow) -> TicketOutcome:
+    """A request id whose record exists but cannot be read (edited by hand): whether it was applied
+    is unknown, so nothing is done again, and the message is completed (redelivery cannot fix a row)."""
+    log.error("ticket not handled, its request record cannot be read: %s", corrupt.row)
+    return TicketOutcome(request_id, "rejected", f"the request's record cannot be read: {corrupt.row}")
 
 
 def _reason(refused: TicketRejected | InputError | CorruptRow) -> str:

@@ -116,8 +116,14 @@ def install(settings: Mapping[str, str] = os.environ) -> bool:
     if not isinstance(provider, TracerProvider) and (settings.get(CONNECTION_STRING_SETTING) or "").strip():
         from azure.monitor.opentelemetry import configure_azure_monitor  # noqa: PLC0415 - heavy, rarely
 
-        # Traces and metrics only: without the worker setting the host forwards the worker's logs itself.
-        configure_azure_monitor(disable_logging=True)
+        try:
+            # Traces and metrics only: without the worker setting the host forwards the worker's logs itself.
+            configure_azure_monitor(disable_logging=True)
+        except ValueError as error:  # malformed: run without telemetry rather than load no function at all
+            logging.getLogger("reconciler").error(
+                "telemetry is off, %s is not a valid connection string: %s", CONNECTION_STRING_SETTING, error
+            )
+            return False
         provider = trace.get_tracer_provider()
     if not isinstance(provider, TracerProvider):
         return False

@@ -21,7 +21,7 @@ from typing import Any
 
 from reconciler.cli.defaults import POLICY_HELP, policy_path
 from reconciler.core.validation import Document, parse_config
-from reconciler.documents import InputError, load_policy, read_documents
+from reconciler.documents import InputError, load_policy, parse_documents, read_bounded
 from reconciler.state.queues import (
     QUEUES,
     REQUESTS_QUEUE,
@@ -89,7 +89,8 @@ def _submit(args: argparse.Namespace) -> int:
 
 def _ticket_body(args: argparse.Namespace) -> bytes:
     """The file as a ticket: a JSON ticket as it is, a YAML (or JSON) config wrapped into one."""
-    documents = read_documents(args.file)
+    data = read_bounded(args.file)  # once: what is validated is what is sent, even from a pipe
+    documents = parse_documents(data, args.file)
     if len(documents) != 1:
         raise InputError([f"{args.file}: expected one ticket or config, found {len(documents)} documents"])
     body = documents[0].body
@@ -98,7 +99,7 @@ def _ticket_body(args: argparse.Namespace) -> bytes:
             raise InputError([f"{args.file}: a ticket names its own requestId and requestedBy"])
         if args.file.suffix == ".json":
             # Sent byte for byte, so what is validated is what is sent.
-            return args.file.read_bytes()  # type: ignore[no-any-return]
+            return data
         return json.dumps(body, default=str).encode()  # a ticket written in YAML
     ticket: dict[str, Any] = {
         "schemaVersion": SCHEMA_VERSION,

@@ -74,7 +74,7 @@ def _application(item: Mapping[str, Any]) -> Application:
         display_name=str(item.get("displayName", "")),
         credentials=tuple(_credential(c) for c in item.get("federatedIdentityCredentials", [])),
         service_principal_id=_lower(item.get("servicePrincipalId")),
-        tags=frozenset(item.get("tags", [])),
+        tags=frozenset(_strings(item, "tags")),
     )
 
 
@@ -84,7 +84,7 @@ def _credential(item: Mapping[str, Any]) -> FederatedCredential:
         name=str(item["name"]),
         issuer=str(item["issuer"]),
         subject=str(item["subject"]),
-        audiences=tuple(item.get("audiences", [TOKEN_EXCHANGE_AUDIENCE])),
+        audiences=_strings(item, "audiences", (TOKEN_EXCHANGE_AUDIENCE,)),
         description=str(item.get("description") or ""),
     )
 
@@ -111,9 +111,9 @@ def _connection(item: Mapping[str, Any]) -> ServiceConnection:
         app_id=_lower(item.get("appId")),
         tenant_id=_lower(item.get("tenantId")),
         subscription_id=_lower(item.get("subscriptionId")),
-        subscription_name=item.get("subscriptionName"),
-        issuer=item.get("issuer"),
-        subject=item.get("subject"),
+        subscription_name=_optional_text(item, "subscriptionName"),
+        issuer=_optional_text(item, "issuer"),
+        subject=_optional_text(item, "subject"),
         description=str(item.get("description") or ""),
         pipelines=None
         if pipelines is None
@@ -128,10 +128,25 @@ def _custom_role(item: Mapping[str, Any]) -> CustomRole:
     return CustomRole(
         id=str(item["id"]).rsplit("/", 1)[-1].lower(),
         name=str(item.get("roleName", "")),
-        actions=tuple(item.get("actions", [])),
-        not_actions=tuple(item.get("notActions", [])),
+        actions=_strings(item, "actions"),
+        not_actions=_strings(item, "notActions"),
     )
 
 
 def _lower(value: object) -> str | None:
     return str(value).lower() if value else None
+
+
+def _strings(item: Mapping[str, Any], key: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """A list of strings (the planner compares and hashes them: a number or a list in it would crash it)."""
+    value = item.get(key, default)
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"'{key}': expected a list of strings")
+    return tuple(value)
+
+
+def _optional_text(item: Mapping[str, Any], key: str) -> str | None:
+    value = item.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"'{key}': expected a string")
+    return value

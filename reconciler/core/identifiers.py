@@ -197,6 +197,19 @@ class ApplicationDisplayName(_Name):
         return _unicode_problem(text)
 
 
+class RequesterName(_Name):
+    """A ticket's `requestedBy`, the audit trail's "who": free text of at most 256 characters with the
+    Unicode checks of names, so that no line separator, bidi override or invisible character makes
+    the record, or a log line quoting it, read as something else."""
+
+    what = "a name or address of 1-256 printable characters, without spaces around it"
+    max_length = 256
+
+    @classmethod
+    def _problem(cls, text: str) -> str | None:
+        return _unicode_problem(text)
+
+
 class CredentialName(_Name):
     """Entra's rule for federated identity credential names."""
 

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import re
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -56,6 +57,8 @@ QUEUES = (REQUESTS_QUEUE, RECONCILE_QUEUE, EVENTS_QUEUE)
 CONNECTION_SETTING = "ServiceBusConnection"
 NAMESPACE_SETTING = "ServiceBusConnection__fullyQualifiedNamespace"
 CLIENT_ID_SETTING = "ServiceBusConnection__clientId"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})+")  # DNS labels: no scheme, port, path or space
 
 RECONCILE_SCHEMA_VERSION = 1
 JSON = "application/json"
@@ -68,7 +71,7 @@ _DEAD_LETTER_PROPERTIES = {"DeadLetterReason", "DeadLetterErrorDescription"}
 
 
 class QueueSettingsError(ValueError):
-    """Neither a connection string nor a namespace is configured."""
+    """Neither a connection string nor a namespace is configured, or the one given is malformed."""
 
 
 class ReconcileMessageInvalid(ValueError):
@@ -312,7 +315,14 @@ class Queues:
         caller's `credential` (left open), else a DefaultAzureCredential of our own (closed with us)."""
         connection_string = (settings.get(CONNECTION_SETTING) or "").strip()
         if connection_string:
-            return cls(ServiceBusClient.from_connection_string(connection_string, retry_total=retry_total))
+            try:
+                return cls(
+                    ServiceBusClient.from_connection_string(connection_string, retry_total=retry_total)
+                )
+            except ValueError as error:  # the SDK's reasons name parts, never the values (the key)
+                raise QueueSettingsError(
+                    f"{CONNECTION_SETTING} is not a valid connection string: {error}"
+                ) from None
         namespace = (settings.get(NAMESPACE_SETTING) or "").strip()
         if not namespace:
             raise QueueSettingsError(
@@ -321,6 +331,11 @@ class Queues:
                 "(e.g. mynamespace.servicebus.windows.net, reached with the managed identity)"
             )
         host = namespace.removeprefix("sb://").rstrip("/")
+        if not _HOST_NAME.fullmatch(host):  # else the first send fails, on every message
+            raise QueueSettingsError(
+                f"{NAMESPACE_SETTING} must be a host name (e.g. mynamespace.servicebus.windows.net), "
+                f"got {namespace!r:.100}"
+            )
         if credential is not None:
             return cls(ServiceBusClient(host, credential, retry_total=retry_total))
         client_id = settings.get(CLIENT_ID_SETTING) or settings.get("AZURE_CLIENT_ID") or None

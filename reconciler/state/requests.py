@@ -16,6 +16,8 @@ from reconciler.state.tables import (
     MAX_TEXT_UNITS,
     REQUESTS_TABLE,
     ConcurrencyConflict,
+    CorruptRow,
+    InvalidRow,
     fit,
     request_partition,
     translated,
@@ -131,7 +133,21 @@ def _fit_changes(changes: Sequence[str]) -> str:
 
 
 def _request_of(entity: Mapping[str, Any], etag: str) -> RequestRecord:
-    changes = json.loads(str(entity.get("Changes") or "[]"))
+    """The row as a RequestRecord; a row edited by hand (changes that are no JSON list of strings,
+    an outcome outside the vocabulary) is CorruptRow naming the field, never a ValueError."""
+    problems: list[str] = []
+    try:
+        changes = json.loads(str(entity.get("Changes") or "[]"))
+    except ValueError:
+        changes = None
+    if not isinstance(changes, list) or not all(isinstance(c, str) for c in changes):
+        problems.append(f"Changes: expected a JSON list of strings, got {entity.get('Changes')!r:.60}")
+    outcome = next((o for o in OUTCOMES if o == entity.get("Outcome")), None)
+    if outcome is None:
+        problems.append(f"Outcome: expected one of {', '.join(OUTCOMES)}, got {entity.get('Outcome')!r:.60}")
+    if problems or outcome is None or not isinstance(changes, list):
+        row = InvalidRow(REQUESTS_TABLE, str(entity["PartitionKey"]), str(entity["RowKey"]), tuple(problems))
+        raise CorruptRow(row)
     return RequestRecord(
         request_id=str(entity["RowKey"]),
         action=str(entity.get("Action", "")),
@@ -139,17 +155,9 @@ def _request_of(entity: Mapping[str, Any], etag: str) -> RequestRecord:
         received_at=str(entity.get("ReceivedAt", "")),
         body=str(entity.get("Body", "")),
         body_truncated=bool(entity.get("BodyTruncated", False)),
-        outcome=_outcome(entity.get("Outcome")),
+        outcome=outcome,
         reason=str(entity.get("Reason", "")),
-        changes=tuple(str(c) for c in changes) if isinstance(changes, list) else (),
+        changes=tuple(changes),
         finished_at=str(entity.get("FinishedAt", "")),
         etag=etag,
     )
-
-
-def _outcome(value: object) -> Outcome:
-    """The stored outcome: rows are written only by begin() and finish(), which refuse any other."""
-    found = next((outcome for outcome in OUTCOMES if outcome == value), None)
-    if found is None:
-        raise ValueError(f"table {REQUESTS_TABLE}: Outcome {value!r:.60} is not one of {', '.join(OUTCOMES)}")
-    return found

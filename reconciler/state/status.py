@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -18,6 +19,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableEntity, TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableClient
 
+from reconciler.core.identifiers import Guid
 from reconciler.engine.run import Status
 from reconciler.failures import TemporaryFailure
 from reconciler.state.tables import (
@@ -208,24 +210,39 @@ def _entity(stored: ConfigStatus) -> dict[str, Any]:
 
 
 def _status_of(entity: TableEntity) -> ConfigStatus:
+    """The row as a ConfigStatus; a field that does not parse (a row edited by hand or by an older
+    version) is CorruptRow naming it, never a ValueError out of a sweep or a reconcile."""
+    problems: list[str] = []
+    phase = _phase(entity, problems)
+    generation = entity.get("ObservedGeneration", 0)
+    if type(generation) is not int or generation < 0:
+        problems.append(f"ObservedGeneration: expected a whole number of at least 0, got {generation!r:.60}")
     retry_after = entity.get("RetryAfter")
+    if retry_after is not None and (type(retry_after) not in (int, float) or not 0 <= retry_after < math.inf):
+        problems.append(f"RetryAfter: expected seconds, got {retry_after!r:.60}")
+    # A client id the next pass reads, and removes this config's credentials from: a GUID or nothing.
+    applied = entity.get("AppliedApplication") or ""
+    if applied and not Guid.is_valid(applied):
+        problems.append(f"AppliedApplication: expected {Guid.what}, got {applied!r:.60}")
+    if problems or phase is None:
+        row = InvalidRow(STATUS_TABLE, entity["PartitionKey"], entity["RowKey"], tuple(problems))
+        raise CorruptRow(row)
     return ConfigStatus(
         config_id=decode_row_key(entity["RowKey"]),
         organization=entity["PartitionKey"],
-        phase=_phase(entity),
-        observed_generation=int(entity.get("ObservedGeneration", 0)),
+        phase=phase,
+        observed_generation=generation,
         last_plan=str(entity.get("LastPlan", "")),
         last_error=str(entity.get("LastError", "")),
         retry_after=None if retry_after is None else float(retry_after),
         last_reconcile=str(entity.get("LastReconcile", "")),
-        applied_application=str(entity.get("AppliedApplication") or ""),
+        applied_application=str(Guid(applied, "AppliedApplication")) if applied else "",
     )
 
 
-def _phase(entity: TableEntity) -> Status:
+def _phase(entity: TableEntity, problems: list[str]) -> Status | None:
     try:
         return Status(str(entity.get("Phase")))
     except ValueError:
-        problem = f"Phase: expected one of {', '.join(Status)}, got {entity.get('Phase')!r:.60}"
-        row = InvalidRow(STATUS_TABLE, entity["PartitionKey"], entity["RowKey"], (problem,))
-        raise CorruptRow(row) from None
+        problems.append(f"Phase: expected one of {', '.join(Status)}, got {entity.get('Phase')!r:.60}")
+        return None

@@ -137,8 +137,13 @@ def service_client(
             "set WIF_TABLE_ENDPOINT (the storage account's table URL, in Azure) or "
             "WIF_TABLE_CONNECTION_STRING (Azurite, locally)"
         )
-    if not endpoint.startswith("https://"):
-        raise SettingsError(f"WIF_TABLE_ENDPOINT must be an https URL, got {endpoint!r}")
+    if not endpoint.startswith("https://") or any(c.isspace() for c in endpoint):
+        raise SettingsError(f"WIF_TABLE_ENDPOINT must be an https URL, got {endpoint!r:.200}")
     if credential is None:
         raise SettingsError("WIF_TABLE_ENDPOINT needs a credential (the Function App's managed identity)")
-    return TableServiceClient(endpoint, credential=credential)
+    try:
+        return TableServiceClient(endpoint, credential=credential)
+    except ValueError as error:  # no host ("https://"), a broken IPv6 literal...
+        raise SettingsError(
+            f"WIF_TABLE_ENDPOINT must be an https URL, got {endpoint!r:.200}: {error}"
+        ) from None

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any, Literal
 
 from jsonschema import Draft202012Validator, ValidationError
 
-from reconciler.core.identifiers import ConfigId, RequestId
+from reconciler.core.identifiers import ConfigId, RequesterName, RequestId
 from reconciler.core.model import FederationConfig
 from reconciler.core.policy import SOURCE_NAME, GrantPolicy
 from reconciler.core.validation import API_VERSION, CONFIG_KIND, Document, parse_config
@@ -39,7 +38,6 @@ Action = Literal["upsert", "delete", "reconcile"]
 # JSON Schema patterns are searched with `re.search`, where `$` also matches before a trailing
 # newline, so the identifiers that travel further (keys, markers, logs) are parsed again here
 # by their one rule (reconciler/core/identifiers.py).
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class TicketRejected(ValueError):
@@ -106,8 +104,8 @@ def _parse_message(message: dict[str, Any], policy: GrantPolicy) -> Ticket:
     if isinstance(config_id, str) and not ConfigId.is_valid(config_id):
         schema_problems.append(f"$.configId: expected {ConfigId.what}")
     requested_by = message.get("requestedBy")
-    if isinstance(requested_by, str) and _CONTROL.search(requested_by):
-        schema_problems.append("$.requestedBy: expected no control characters")
+    if isinstance(requested_by, str) and not RequesterName.is_valid(requested_by):
+        schema_problems.append(f"$.requestedBy: expected {RequesterName.what}")
     source = message.get("source")
     if isinstance(source, str) and not SOURCE_NAME.fullmatch(source):
         schema_problems.append("$.source: expected 1-64 lower-case letters, digits and '-'")

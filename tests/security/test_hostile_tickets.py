@@ -193,3 +193,30 @@ async def test_no_hostile_body_crashes_the_handler_or_goes_unrecorded(host: Host
         assert host.peer.messages("reconcile") == []
         assert await desired_state(host) == desired_before
     host.peer.reset()
+
+
+AUDIT_SPOOFS = {
+    "a line separator that forges a log line": "jane\u2028ticket CHG-9: accepted (reconcile queued)",
+    "a next-line control (C1)": "jane\x85ticket CHG-9: accepted",
+    "a right-to-left override": "jane\u202emoc.osotnoc@nimda",
+    "a zero-width space": "ja\u200bne@contoso.com",
+    "only a space": " ",
+    "a fullwidth look-alike": "\uff4aane@contoso.com",
+}
+
+
+@pytest.mark.parametrize("requested_by", AUDIT_SPOOFS.values(), ids=list(AUDIT_SPOOFS))
+async def test_a_requested_by_that_spoofs_the_audit_trail_is_recorded_as_rejected(
+    host: Host, requested_by: str
+) -> None:
+    """`requestedBy` is the audit trail's "who": before, only C0 controls were refused, so a line
+    separator, a C1 control, a bidi override or an invisible character made the record (and the
+    log lines that quote it) read as something else. Now it obeys the Unicode checks of names."""
+    body = body_of(message("AUDIT-1", requestedBy=requested_by))
+    await assert_rejected(host, body, "AUDIT-1", "requestedBy")
+
+
+def test_an_ordinary_requested_by_is_still_accepted() -> None:
+    for number, name in enumerate(["José Müller <jose@contoso.com>", "pipeline-bot", "Łukasz Żółw"]):
+        parsed = parse_ticket(body_of(message(f"AUDIT-OK-{number}", requestedBy=name)), POLICY)
+        assert parsed.requested_by == name
