@@ -47,6 +47,7 @@ from reconciler.core.model import (
     FederationConfig,
     ObservedState,
     Ownership,
+    PersonRun,
     RoleAssignment,
     ServiceConnection,
 )
@@ -88,8 +89,10 @@ class Observer:
         *,
         concurrency: int = 16,
         graph_units_per_window: int = GRAPH_UNITS_PER_WINDOW,
+        deployed_identity: str | None = None,
     ) -> None:
         self._graph = graph
+        self._deployed_identity = deployed_identity
         self._arm = arm
         self._ado = ado
         self._limit = asyncio.Semaphore(concurrency)
@@ -99,11 +102,12 @@ class Observer:
 
     async def observe(self, configs: Sequence[FederationConfig], *, pipelines: bool = False) -> Observation:
         failed = _ReadFailures()
-        apps, connections, custom_roles, ownership = await asyncio.gather(
+        apps, connections, custom_roles, ownership, person = await asyncio.gather(
             self._applications(configs, failed),
             self._connections(configs, failed),
             self._custom_roles(configs, failed),
             self._ownership(configs, failed),
+            self._person(configs, failed),
         )
         assignments, organization_ids = await asyncio.gather(
             self._assignments(configs, apps, failed), self._organization_ids(configs, connections, failed)
@@ -118,6 +122,7 @@ class Observer:
             tuple(custom_roles),
             organization_ids,
             ownership,
+            person,
         )
         return Observation(state, pipeline_reads, dict(failed.by_config))
 
@@ -167,6 +172,27 @@ class Observer:
             failed.charge(adopting, owned)
             return None
         return owned
+
+    async def _person(self, configs: Sequence[FederationConfig], failed: _ReadFailures) -> PersonRun | None:
+        """None for the identity's runs; for a person's, what the deployed identity owns, read (one
+        paged listing) only with its id set and a config naming its application by display name:
+        only such applications are the reconciler's to create, and to make the identity owner of.
+        When the read fails, those configs fail with it (nothing is created that it might not own)."""
+        delegated = await self._read("who is signed in", self._graph.own_token_is_delegated())
+        if isinstance(delegated, Failure):
+            failed.charge(configs, delegated)
+            return None
+        if not delegated:
+            return None
+        naming = [c for c in configs if not c.application.app_id]
+        if self._deployed_identity is None or not naming:
+            return PersonRun()
+        what = f"the applications the deployed identity {self._deployed_identity} owns"
+        owned = await self._read(what, self._graph.read_ownership(self._deployed_identity))
+        if isinstance(owned, Failure):
+            failed.charge(naming, owned)
+            return PersonRun()
+        return PersonRun(owned)
 
     async def _read(self, what: str, work: Awaitable[_T]) -> _T | Failure:
         """The read's result, or its failure naming what could not be read; never an exception."""
