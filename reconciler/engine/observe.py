@@ -3,7 +3,9 @@
 - Graph: the batch's applications by client id (and display name, for apps to create),
   15 per `in` filter, 20 filters per `$batch`, credentials expanded; their principals
   the same way. When the batch adopts existing applications, one paged listing of the
-  applications the reconciler's identity owns (it may change no others).
+  applications the reconciler's identity owns (it may change no others). In a person's
+  run, instead, of those the deployed identity owns, when a config names its application by
+  display name (reconciler.core.model.PersonRun).
 - ARM: per subscription, either one listing of every assignment (then filtered to the
   batch's principals) or one filtered listing per principal, whichever costs fewer requests:
   judged by the pages the subscription's last full listing took (see listing_pages.py).
