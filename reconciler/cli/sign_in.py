@@ -23,12 +23,12 @@ from reconciler.adapters.metering import RequestMeter
 from reconciler.cli.errors import SettingsProblem
 from reconciler.cloud import Cloud
 from reconciler.core.identifiers import Guid, IdentifierError
-from reconciler.core.model import DEPLOYED_IDENTITY_SETTING, FederationConfig
+from reconciler.core.model import DEPLOYED_IDENTITY_VARIABLE, FederationConfig
 from reconciler.failures import Failure
 
 # The deployed identity's object id: `azd provision` outputs it (infra/main.bicep), and
 # `azd env get-values` exports it. Set, a person's run reads what that identity owns.
-DEPLOYED_IDENTITY = DEPLOYED_IDENTITY_SETTING
+DEPLOYED_IDENTITY = DEPLOYED_IDENTITY_VARIABLE
 MAX_NAMED = 5  # applications named in the note; the rest are counted
 
 

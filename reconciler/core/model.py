@@ -224,8 +224,9 @@ class Ownership:
         return app.object_id in self.application_ids
 
 
-# The setting that gives a person's CLI run the deployed identity's object id (see PersonRun).
-DEPLOYED_IDENTITY_SETTING = "WIF_IDENTITY_PRINCIPAL_ID"
+# The CLI's environment variable (not an app setting: the Function App runs as the identity)
+# that gives a person's run the deployed identity's object id (see PersonRun).
+DEPLOYED_IDENTITY_VARIABLE = "WIF_IDENTITY_PRINCIPAL_ID"
 
 
 @dataclass(frozen=True)

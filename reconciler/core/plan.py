@@ -29,7 +29,7 @@ from reconciler.core.identifiers import CredentialName
 from reconciler.core.issuers import Trust, entra_trust
 from reconciler.core.model import (
     APPLICATION_TAG,
-    DEPLOYED_IDENTITY_SETTING,
+    DEPLOYED_IDENTITY_VARIABLE,
     MAX_CREDENTIALS_PER_APP,
     TOKEN_EXCHANGE_AUDIENCE,
     WORKLOAD_IDENTITY_SCHEME,
@@ -412,8 +412,8 @@ class _PlanBuilder:
             ErrorCode.DEPLOYED_IDENTITY_UNKNOWN,
             f"signed in as a person, the application {active[0].application.display_name!r} would be "
             "yours, not the deployed reconciler's (it may change only the applications it owns); set "
-            f"{DEPLOYED_IDENTITY_SETTING} to its object id (`export {DEPLOYED_IDENTITY_SETTING}=$(azd env "
-            f"get-value {DEPLOYED_IDENTITY_SETTING})`) so that it is made owner of what you create, or "
+            f"{DEPLOYED_IDENTITY_VARIABLE} to its object id (`export {DEPLOYED_IDENTITY_VARIABLE}=$(azd env "
+            f"get-value {DEPLOYED_IDENTITY_VARIABLE})`) so that it is made owner of what you create, or "
             "let the deployed reconciler create it",
         )
         return True
