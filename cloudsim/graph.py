@@ -20,10 +20,14 @@ from cloudsim.lookups import ByAppId
 from cloudsim.paging import Listings
 from cloudsim.rights import (
     APPLICATION_ADMIN_ROLES,
+    DIRECTORY_READ_ROLES,
+    DIRECTORY_READ_SCOPES,
     GRAPH_READ_ROLES,
     GRAPH_READ_SCOPES,
     GRAPH_WRITE_ROLES,
     GRAPH_WRITE_SCOPES,
+    OWNER_ADD_ROLES,
+    OWNER_ADD_SCOPES,
 )
 from cloudsim.state import Application, FederatedCredential, JsonObject, ServicePrincipal, World, iso, new_id
 from cloudsim.tokens import GRAPH_AUDIENCES, caller_of, roles_of, scopes_of
@@ -40,6 +44,9 @@ _APP = r"/v1\.0/applications(?:/(?P<id>[^/(]+)|\(appId='(?P<app_id>[^']+)'\))"
 _APP_BY_UNIQUE_NAME = r"/v1\.0/applications\(uniqueName='(?P<unique_name>[^']+)'\)"
 MAX_IN_VALUES = 15  # Graph limits an `in` clause to 15 values
 _FICS = _APP + r"/federatedIdentityCredentials"
+_APP_OWNER_REF = _APP + r"/owners/\$ref"
+# The reference an owners add names: `{"@odata.id": "https://graph.microsoft.com/v1.0/directoryObjects/{id}"}`.
+_DIRECTORY_OBJECT_REF = re.compile(r"https://[^/]+/v1\.0/directoryObjects/(?P<id>[0-9a-fA-F-]{36})")
 _FIC = _FICS + r"(?:/(?P<fic>[^/(]+)|\(name='(?P<fic_name>[^']+)'\))"
 _SP = r"/v1\.0/servicePrincipals(?:/(?P<id>[^/(]+)|\(appId='(?P<app_id>[^']+)'\))"
 # What a principal owns: every directory object, or only applications (the type cast, which
@@ -296,6 +303,7 @@ class Graph:
         add("GET", _FIC, "fics.get", self.get_fic)
         add("PATCH", _FIC, "fics.update", self.update_fic)
         add("DELETE", _FIC, "fics.delete", self.delete_fic)
+        add("POST", _APP_OWNER_REF, "applications.owners.add", self.add_application_owner)
         add("GET", _APP_BY_UNIQUE_NAME, "applications.getByUniqueName", self.get_by_unique_name)
         add("PATCH", _APP_BY_UNIQUE_NAME, "applications.upsert", self.upsert_application)
         add("GET", _APP, "applications.get", self.get_application)
@@ -444,6 +452,51 @@ class Graph:
         self._require_owner(call, app.owners)
         self.world.applications.remove(app)
         return Reply(204)
+
+    def add_application_owner(self, call: Call, match: re.Match[str]) -> Reply:
+        """`POST /applications/{id}/owners/$ref` (learn.microsoft.com graph/api/application-post-owners):
+        204. An app needs Application.ReadWrite.All (OwnedBy "isn't sufficient to add another owner")
+        and Directory.Read.All; a person needs Application.ReadWrite.All and Directory.Read.All
+        delegated (or Directory.ReadWrite.All / Directory.AccessAsUser.All), and to own the application
+        or hold an application administrator role. 404 for an unknown application or directory object,
+        400 for a malformed reference or an owner already there."""
+        app = self._app(match)
+        authorization = call.headers.get("Authorization")
+        scopes = scopes_of(authorization)
+        if scopes is None:
+            roles = roles_of(authorization)
+            if not (roles & OWNER_ADD_ROLES and roles & DIRECTORY_READ_ROLES):
+                raise _not_owner()
+        else:
+            if not (scopes & OWNER_ADD_SCOPES and scopes & DIRECTORY_READ_SCOPES):
+                raise _not_owner()
+            self._require_owner(call, app.owners)
+        body = call.body if isinstance(call.body, dict) else {}
+        found = _DIRECTORY_OBJECT_REF.fullmatch(str(body.get("@odata.id", "")))
+        if found is None:
+            raise ApiError(400, "Request_BadRequest", "Invalid object identifier '@odata.id'.")
+        owner = found["id"].lower()
+        if not self._is_directory_object(owner):
+            raise _not_found(owner)
+        if owner in app.owners:
+            raise ApiError(
+                400,
+                "Request_BadRequest",
+                "One or more added object references already exist for the following modified "
+                "properties: 'owners'.",
+            )
+        app.owners.append(owner)
+        return Reply(204)
+
+    def _is_directory_object(self, object_id: str) -> bool:
+        """An application, service principal or person of the world, or its managed identity."""
+        world = self.world
+        return (
+            object_id == world.caller_object_id
+            or world.person(object_id) is not None
+            or any(s.id == object_id for s in world.service_principals)
+            or world.application(object_id) is not None
+        )
 
     # service principals
 

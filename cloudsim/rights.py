@@ -50,6 +50,16 @@ GRAPH_WRITE_SCOPES = frozenset({"Application.ReadWrite.All", "Directory.AccessAs
 APPLICATION_ADMIN_ROLES = frozenset(
     {"Application Administrator", "Cloud Application Administrator", "Global Administrator"}
 )
+# Adding an owner to an application (learn.microsoft.com graph/api/application-post-owners,
+# "Permissions"): an app needs Application.ReadWrite.All ("Application.ReadWrite.OwnedBy isn't
+# sufficient to add another owner") or Directory.ReadWrite.All, with Directory.Read.All; a person
+# the delegated Application.ReadWrite.All and Directory.Read.All, or Directory.ReadWrite.All
+# (Directory.AccessAsUser.All, which `az login` tokens carry, acts as the user across the directory).
+OWNER_ADD_ROLES = frozenset({"Application.ReadWrite.All", "Directory.ReadWrite.All"})
+DIRECTORY_READ_ROLES = frozenset({"Directory.Read.All", "Directory.ReadWrite.All"})
+_AS_USER = "Directory.AccessAsUser.All"
+OWNER_ADD_SCOPES = frozenset({"Application.ReadWrite.All", "Directory.ReadWrite.All", _AS_USER})
+DIRECTORY_READ_SCOPES = frozenset({"Directory.Read.All", "Directory.ReadWrite.All", _AS_USER})
 RBAC_ADMINISTRATOR = "f58310d9-a9f6-439a-9e8d-f62e7b41a168"  # Role Based Access Control Administrator
 # Azure DevOps ServiceEndpoints security namespace: Use 1, Administer 2, Create 4, ViewAuthorization 8,
 # ViewEndpoint 16; the Endpoint Administrator role holds them all.

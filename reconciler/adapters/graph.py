@@ -36,6 +36,7 @@ from msgraph.generated.applications.item.federated_identity_credentials import (
 from msgraph.generated.models.application import Application as GraphApplication
 from msgraph.generated.models.federated_identity_credential import FederatedIdentityCredential
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
+from msgraph.generated.models.reference_create import ReferenceCreate
 from msgraph.generated.models.service_principal import ServicePrincipal
 from msgraph.generated.service_principals.item.owned_objects.graph_application import (
     graph_application_request_builder as owned_applications,
@@ -75,6 +76,8 @@ from reconciler.failures import (
 
 MAX_IN_VALUES = 15  # Graph's limit on values in one `in` filter
 MAX_BATCH = 20  # Graph's limit on requests in one $batch
+# Graph's 400 for adding an owner (or member) that is one already.
+ALREADY_REFERENCED = "One or more added object references already exist"
 # Graph caps a page at 100 objects with $expand whatever $top asks; the applications are read
 # with their credentials expanded, so that is the page size to plan listings with.
 EXPANDED_PAGE_SIZE = 100
@@ -430,6 +433,23 @@ class GraphAdapter:
         credentials = self._credentials_of(object_id)
         page = await self._call(credentials.get())
         return [_credential(c) for c in (page.value if page else None) or []]
+
+    async def add_application_owner(self, object_id: str, principal_id: str) -> bool:
+        """Make a directory object (the deployed identity's service principal) an owner of an
+        application: `POST /applications/{id}/owners/$ref` with `{"@odata.id": ".../directoryObjects/{id}"}`
+        (learn.microsoft.com graph/api/application-post-owners). True when added; False when it was an
+        owner already (Graph's 400 "One or more added object references already exist"), so a retry
+        after a lost response is harmless."""
+        owner = _guid(principal_id, "owner principal id")
+        reference = ReferenceCreate(odata_id=f"{self._base_url}/directoryObjects/{owner}")
+        application = self._client.applications.by_application_id(_guid(object_id, "application object id"))
+        try:
+            await self._call(application.owners.ref.post(reference))
+        except PermanentFailure as failure:
+            if failure.status == 400 and ALREADY_REFERENCED in failure.message:
+                return False
+            raise
+        return True
 
     def _credentials_of(
         self, object_id: str

@@ -25,7 +25,7 @@ from reconciler.cli import doctor, history_command, queue_commands, table_comman
 from reconciler.cli.defaults import POLICY_HELP, policy_path
 from reconciler.cli.errors import NOT_SIGNED_IN, SettingsProblem, explain, first_line
 from reconciler.cli.progress import Progress, wanted
-from reconciler.cli.sign_in import person_note
+from reconciler.cli.sign_in import deployed_identity, person_note
 from reconciler.cli.snapshot import load_snapshot
 from reconciler.cloud import Cloud, cloud_from_settings
 from reconciler.core.model import FederationConfig
@@ -217,11 +217,14 @@ async def _run(
 ) -> RunReport:
     credential = default_credential(cloud)
     try:
-        if await _signed_in(credential, cloud) and (
-            note := await person_note(cloud, credential, [*configs, *retired], os.environ)
-        ):
+        person = await _signed_in(credential, cloud)
+        if person and (note := await person_note(cloud, credential, [*configs, *retired], os.environ)):
             print(note, file=sys.stderr)
-        options = EngineOptions(budgets=Budgets.from_settings(os.environ))
+        options = EngineOptions(
+            budgets=Budgets.from_settings(os.environ),
+            # A person's run makes it owner of the applications it creates (core.model.PersonRun).
+            deployed_identity=deployed_identity(os.environ) if person else None,
+        )
         async with connect(cloud, policy, credential=credential, options=options) as reconciler:
             observing = progress.observing(reconciler.meter) if progress else nullcontext()
             async with observing:

@@ -7,6 +7,8 @@ Application Administrator may change applications they do not own), so the owner
 models the deployed identity's Application.ReadWrite.OwnedBy, is not applied to their runs: the
 engine does not read ownership for a delegated token (reconciler/adapters/graph.py,
 `token_is_delegated`). What the deployed identity will be able to do is then said here, once.
+An application a person's run creates is made the deployed identity's too (its id from
+WIF_IDENTITY_PRINCIPAL_ID), or not created (reconciler.core.model.PersonRun).
 """
 
 from __future__ import annotations
@@ -21,12 +23,12 @@ from reconciler.adapters.metering import RequestMeter
 from reconciler.cli.errors import SettingsProblem
 from reconciler.cloud import Cloud
 from reconciler.core.identifiers import Guid, IdentifierError
-from reconciler.core.model import FederationConfig
+from reconciler.core.model import DEPLOYED_IDENTITY_VARIABLE, FederationConfig
 from reconciler.failures import Failure
 
 # The deployed identity's object id: `azd provision` outputs it (infra/main.bicep), and
 # `azd env get-values` exports it. Set, a person's run reads what that identity owns.
-DEPLOYED_IDENTITY = "WIF_IDENTITY_PRINCIPAL_ID"
+DEPLOYED_IDENTITY = DEPLOYED_IDENTITY_VARIABLE
 MAX_NAMED = 5  # applications named in the note; the rest are counted
 
 
@@ -53,10 +55,18 @@ async def person_note(
     applications it does not own; nothing is blocked, the person's rights decide the run."""
     adopted = sorted({c.application.app_id.lower() for c in configs if c.application.app_id})
     created = sorted({c.application.display_name or "" for c in configs if not c.application.app_id} - {""})
+    principal_id = deployed_identity(settings)
     deployed = None
-    if adopted and (raw := settings.get(DEPLOYED_IDENTITY, "").strip()):
-        deployed = await _deployed_ownership(cloud, credential, _principal_id(raw), adopted)
-    return note(adopted, created, deployed)
+    if adopted and principal_id:
+        deployed = await _deployed_ownership(cloud, credential, principal_id, adopted)
+    return note(adopted, created, deployed, principal_id)
+
+
+def deployed_identity(settings: Mapping[str, str]) -> str | None:
+    """WIF_IDENTITY_PRINCIPAL_ID, validated, when set: a person's run makes that identity owner of
+    the applications it creates (reconciler.core.model.PersonRun)."""
+    raw = settings.get(DEPLOYED_IDENTITY, "").strip()
+    return _principal_id(raw) if raw else None
 
 
 def _principal_id(raw: str) -> str:
@@ -84,7 +94,12 @@ async def _deployed_ownership(
     return DeployedOwnership(principal_id, tuple(sorted(not_owned)))
 
 
-def note(adopted: Sequence[str], created: Sequence[str], deployed: DeployedOwnership | None) -> str | None:
+def note(
+    adopted: Sequence[str],
+    created: Sequence[str],
+    deployed: DeployedOwnership | None,
+    principal_id: str | None = None,
+) -> str | None:
     """The note's text: what the deployed identity may do, as far as this run knows it."""
     if not adopted and not created:
         return None
@@ -96,12 +111,22 @@ def note(adopted: Sequence[str], created: Sequence[str], deployed: DeployedOwner
     if adopted:
         lines.append(_adopted_line(adopted, deployed))
     if created:
-        lines.append(
-            f"  Applications created as you ({_named(created)}) are not owned by it: before it "
-            "reconciles them, an owner adds it: "
-            "`az ad app owner add --id <client id> --owner-object-id <its object id>`."
-        )
+        lines.append(_created_line(created, principal_id))
     return "\n".join(lines)
+
+
+def _created_line(created: Sequence[str], principal_id: str | None) -> str:
+    if principal_id:
+        return (
+            f"  Applications named by display name ({_named(created)}): the deployed identity "
+            f"{principal_id} is made owner of those the reconciler creates, before anything else is written."
+        )
+    return (
+        f"  Applications named by display name ({_named(created)}) that do not exist yet are not created "
+        "as you: Graph would "
+        f"make you their owner, not the deployed identity; set {DEPLOYED_IDENTITY} "
+        f"(`export {DEPLOYED_IDENTITY}=$(azd env get-value {DEPLOYED_IDENTITY})`) to have it made owner."
+    )
 
 
 def _adopted_line(adopted: Sequence[str], deployed: DeployedOwnership | None) -> str:

@@ -20,6 +20,7 @@ from reconciler.core.model import ConnectionKey, PipelineAccess
 
 class ActionKind(StrEnum):
     CREATE_APPLICATION = "create-application"
+    ADD_APPLICATION_OWNER = "add-application-owner"  # a person's run: the deployed identity, see PersonRun
     CREATE_SERVICE_PRINCIPAL = "create-service-principal"
     CREATE_CONNECTION = "create-connection"
     UPDATE_CONNECTION = "update-connection"
@@ -49,6 +50,7 @@ class Phase(IntEnum):
 
 PHASE_OF: dict[ActionKind, Phase] = {
     ActionKind.CREATE_APPLICATION: Phase.APPLICATION,
+    ActionKind.ADD_APPLICATION_OWNER: Phase.APPLICATION,  # planned right after the create
     ActionKind.CREATE_SERVICE_PRINCIPAL: Phase.PRINCIPAL,
     ActionKind.CREATE_CONNECTION: Phase.CONNECTION,
     ActionKind.UPDATE_CONNECTION: Phase.CONNECTION,
@@ -120,10 +122,15 @@ class Action:
 class ApplicationAction(Action):
     app: AppTarget
     tags: tuple[str, ...] = ()  # for an application the plan creates: ours, and the tenant's claim
+    owner: str | None = None  # add-application-owner: the object id of the principal to add
 
     @property
     def target(self) -> str:
         return str(self.app)
+
+    @property
+    def changes(self) -> dict[str, str]:
+        return {"owner": self.owner} if self.owner else {}
 
 
 @dataclass(frozen=True)

@@ -224,6 +224,24 @@ class Ownership:
         return app.object_id in self.application_ids
 
 
+# The CLI's environment variable (not an app setting: the Function App runs as the identity)
+# that gives a person's run the deployed identity's object id (see PersonRun).
+DEPLOYED_IDENTITY_VARIABLE = "WIF_IDENTITY_PRINCIPAL_ID"
+
+
+@dataclass(frozen=True)
+class PersonRun:
+    """A person is signed in (the CLI after `az login`). Graph makes whoever creates an
+    application its owner, so an application a person creates is not the deployed identity's,
+    which holds only Application.ReadWrite.OwnedBy: the plan adds that identity as owner of each
+    application the reconciler created that it does not own, or, when its id is not known, refuses
+    to create one. `deployed` is what that identity owns (its object id from
+    WIF_IDENTITY_PRINCIPAL_ID), read only when a config names its application by display name;
+    None when the setting is unset, or when no config could create an application."""
+
+    deployed: Ownership | None = None
+
+
 @dataclass(frozen=True)
 class ObservedState:
     """What the clouds hold for the applications, principals and connections of a batch."""
@@ -240,6 +258,8 @@ class ObservedState:
     # with `az login`): a person's writes are decided by their own directory roles, not by what the
     # deployed identity owns. The owner rule is then not applied.
     ownership: Ownership | None = None
+    # Set when a person is signed in: see PersonRun. None for the deployed identity's runs.
+    person: PersonRun | None = None
 
     def organization_id(self, organization: str) -> str | None:
         return self.organization_ids.get(organization.lower())

@@ -29,6 +29,7 @@ from reconciler.core.identifiers import CredentialName
 from reconciler.core.issuers import Trust, entra_trust
 from reconciler.core.model import (
     APPLICATION_TAG,
+    DEPLOYED_IDENTITY_VARIABLE,
     MAX_CREDENTIALS_PER_APP,
     TOKEN_EXCHANGE_AUDIENCE,
     WORKLOAD_IDENTITY_SCHEME,
@@ -60,6 +61,7 @@ class ErrorCode(StrEnum):
     APPLICATION_CLAIMED = "application-claimed"  # another ADO project claimed the application
     CONNECTION_CLAIMED = "connection-claimed"  # the connection carries another config's marker
     ORGANIZATION_UNKNOWN = "organization-unknown"  # its id, which a converted connection's subject carries
+    DEPLOYED_IDENTITY_UNKNOWN = "deployed-identity-unknown"  # a person would create an app it cannot own
 
 
 class FindingKind(StrEnum):
@@ -273,8 +275,12 @@ class _PlanBuilder:
             self.applications.update((c.id, app.app_id) for c in active)
         if app is None and not active:
             return  # nothing to create for, nothing to prune from
+        if app is None and self._person_may_not_create(active):
+            return
         owners = _Owners(active, group.retired, frozen, self.active_ids)
         self._plan_principal(app, target, active, self._tenant_of(ref, active))
+        if not ref.app_id:
+            self._plan_deployed_owner(app, target, active)
         wants = [self._plan_connection(config, target) for config in active]
         self._plan_credentials(app, target, [w for w in wants if w is not None], owners)
         principal_id = app.service_principal_id if app else None
@@ -393,6 +399,45 @@ class _PlanBuilder:
             Violation(config.id, Rule.NOT_OWNER, f"application {app.app_id}", message) for config in configs
         )
         return False
+
+    def _person_may_not_create(self, active: list[FederationConfig]) -> bool:
+        """A person would create the application, but the deployed identity's id is not known, so
+        it could not be made owner and every later pass of the deployed reconciler would get
+        Graph's 403 on it: the configs fail instead, and nothing is created."""
+        person = self.observed.person
+        if person is None or person.deployed is not None:
+            return False
+        self.fail(
+            active,
+            ErrorCode.DEPLOYED_IDENTITY_UNKNOWN,
+            f"signed in as a person, the application {active[0].application.display_name!r} would be "
+            "yours, not the deployed reconciler's (it may change only the applications it owns); set "
+            f"{DEPLOYED_IDENTITY_VARIABLE} to its object id (`export {DEPLOYED_IDENTITY_VARIABLE}=$(azd env "
+            f"get-value {DEPLOYED_IDENTITY_VARIABLE})`) so that it is made owner of what you create, or "
+            "let the deployed reconciler create it",
+        )
+        return True
+
+    def _plan_deployed_owner(
+        self, app: Application | None, target: AppTarget, active: list[FederationConfig]
+    ) -> None:
+        """A person's run: the deployed identity becomes owner of the application the reconciler
+        creates now, or of one it created before that the identity does not own (an earlier add
+        failed), right after the create and before anything is written to the application."""
+        deployed = self.observed.person.deployed if self.observed.person else None
+        if deployed is None or not active or (app is not None and deployed.owns(app)):
+            return
+        why = "created now" if app is None else "created by the reconciler, not owned by the identity"
+        drift = Drift(DriftKind.MISSING, f"the deployed identity {deployed.principal_id} as owner ({why})")
+        self.actions.append(
+            ApplicationAction(
+                kind=ActionKind.ADD_APPLICATION_OWNER,
+                config_ids=tuple(c.id for c in active),
+                drift=drift,
+                app=target,
+                owner=deployed.principal_id,
+            )
+        )
 
     def _connections_of_others(self, active: list[FederationConfig]) -> list[FederationConfig]:
         """The configs whose connection the reconciler created for another config: two configs on

@@ -193,6 +193,8 @@ class Applier:
             )
             group.wrote("application", group.object_id)
             return ("applied" if created else "adopted"), f"app {group.app_id}"
+        if action.kind is ActionKind.ADD_APPLICATION_OWNER:
+            return await self._add_owner(action, group, observed)
         app_id = self._app_id(action.app.app_id, group)
         try:
             group.principal_id = await self._graph.create_service_principal(app_id)
@@ -206,6 +208,20 @@ class Applier:
         group.principal_created_at = time.monotonic()
         group.wrote("principal", group.principal_id)
         return "applied", f"principal {group.principal_id}"
+
+    async def _add_owner(
+        self, action: ApplicationAction, group: _Group, observed: ObservedState
+    ) -> tuple[str, str]:
+        """The deployed identity becomes an owner (a person's run, reconciler.core.model.PersonRun).
+        When Graph refuses, the application's configs fail with what to do: the application
+        exists, and the next run plans the owner again (it reads what the identity owns)."""
+        owner = str(action.owner)
+        object_id = await self._object_id(action.app.app_id, group, observed)
+        try:
+            added = await self._graph.add_application_owner(object_id, owner)
+        except Failure as failure:
+            raise _owner_not_added(action, self._app_id(action.app.app_id, group), failure) from failure
+        return ("applied" if added else "adopted"), f"owner {owner}"
 
     def _app_id(self, planned: str | None, group: _Group) -> str:
         app_id = planned or group.app_id
@@ -472,6 +488,19 @@ def _conversion_refused(
             code="ConversionRefused",
         )
     return PermanentFailure(f"{said}: {_portal_action(action, expects)}", code="ConversionRefused")
+
+
+def _owner_not_added(action: ApplicationAction, app_id: str, cause: Failure) -> Failure:
+    """The application's configs fail with the fix, the cause's kind kept (a throttled add is retried)."""
+    message = (
+        f"could not make the deployed identity {action.owner} an owner of application {app_id} "
+        f"({cause.message}); nothing else was written to it, and the next run tries again; or an owner "
+        f"of the application or an Entra admin runs `az ad app owner add --id {app_id} "
+        f"--owner-object-id {action.owner}`"
+    )
+    if isinstance(cause, TemporaryFailure):
+        return TemporaryFailure(message, retry_after=cause.retry_after, code=cause.code, status=cause.status)
+    return PermanentFailure(message, code=cause.code, status=cause.status)
 
 
 def _portal_action(action: ConnectionAction, trust: Trust) -> str:

@@ -3,7 +3,9 @@
 - Graph: the batch's applications by client id (and display name, for apps to create),
   15 per `in` filter, 20 filters per `$batch`, credentials expanded; their principals
   the same way. When the batch adopts existing applications, one paged listing of the
-  applications the reconciler's identity owns (it may change no others).
+  applications the reconciler's identity owns (it may change no others). In a person's
+  run, instead, of those the deployed identity owns, when a config names its application by
+  display name (reconciler.core.model.PersonRun).
 - ARM: per subscription, either one listing of every assignment (then filtered to the
   batch's principals) or one filtered listing per principal, whichever costs fewer requests:
   judged by the pages the subscription's last full listing took (see listing_pages.py).
@@ -50,6 +52,7 @@ from reconciler.core.model import (
     FederationConfig,
     ObservedState,
     Ownership,
+    PersonRun,
     RoleAssignment,
     ServiceConnection,
 )
@@ -99,8 +102,10 @@ class Observer:
         *,
         concurrency: int = 16,
         graph_units_per_window: int = GRAPH_UNITS_PER_WINDOW,
+        deployed_identity: str | None = None,
     ) -> None:
         self._graph = graph
+        self._deployed_identity = deployed_identity
         self._arm = arm
         self._ado = ado
         self._limit = asyncio.Semaphore(concurrency)
@@ -119,11 +124,12 @@ class Observer:
         including those not observed), also the applications the reconciler created that none of
         them names, with their credentials and role assignments, for reconciler.core.orphans."""
         failed = _ReadFailures()
-        apps, connections, custom_roles, ownership, created = await asyncio.gather(
+        apps, connections, custom_roles, ownership, person, created = await asyncio.gather(
             self._applications(configs, failed),
             self._connections(configs, failed),
             self._custom_roles(configs, failed),
             self._ownership(configs, failed),
+            self._person(configs, failed),
             self._created_applications(known is not None, failed),
         )
         unnamed = await self._unnamed_applications(created, apps, known or (), failed)
@@ -142,6 +148,7 @@ class Observer:
             tuple(custom_roles),
             organization_ids,
             ownership,
+            person,
         )
         return Observation(state, pipeline_reads, dict(failed.by_config), tuple(failed.warnings))
 
@@ -227,6 +234,27 @@ class Observer:
             failed.charge(adopting, owned)
             return None
         return owned
+
+    async def _person(self, configs: Sequence[FederationConfig], failed: _ReadFailures) -> PersonRun | None:
+        """None for the identity's runs; for a person's, what the deployed identity owns, read (one
+        paged listing) only with its id set and a config naming its application by display name:
+        only such applications are the reconciler's to create, and to make the identity owner of.
+        When the read fails, those configs fail with it (nothing is created that it might not own)."""
+        delegated = await self._read("who is signed in", self._graph.own_token_is_delegated())
+        if isinstance(delegated, Failure):
+            failed.charge(configs, delegated)
+            return None
+        if not delegated:
+            return None
+        naming = [c for c in configs if not c.application.app_id]
+        if self._deployed_identity is None or not naming:
+            return PersonRun()
+        what = f"the applications the deployed identity {self._deployed_identity} owns"
+        owned = await self._read(what, self._graph.read_ownership(self._deployed_identity))
+        if isinstance(owned, Failure):
+            failed.charge(naming, owned)
+            return PersonRun()
+        return PersonRun(owned)
 
     async def _read(self, what: str, work: Awaitable[_T]) -> _T | Failure:
         """The read's result, or its failure naming what could not be read; never an exception."""

@@ -89,6 +89,9 @@ class EngineOptions:
     # adapters pace their requests under them, and the application reads list the whole tenant
     # only when filtered reads would exceed Graph's window.
     budgets: Budgets = AZURE_BUDGETS
+    # The deployed identity's object id (WIF_IDENTITY_PRINCIPAL_ID), for a person's CLI run: it is
+    # made owner of the applications the person's run creates (reconciler.core.model.PersonRun).
+    deployed_identity: str | None = None
 
 
 class Reconciler:
@@ -107,6 +110,7 @@ class Reconciler:
             ado,
             concurrency=options.concurrency,
             graph_units_per_window=round(options.budgets.graph_units_per_10s),
+            deployed_identity=options.deployed_identity,
         )
         self._applier = Applier(
             graph,

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,13 @@ import yaml
 
 from cloudsim.rights import add_person
 from cloudsim.state import World
-from cloudsim.testing import person_env, start_simulator_process
+from cloudsim.testing import AdminClient, person_env, start_simulator_process
 
 ROOT = Path(__file__).resolve().parents[2]
 KV_READER_APP = "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0"  # adopted by examples/configs.yaml
 NOTE = "signed in as a person (a delegated token)"
+KV_SECRETS = "contoso/payments/kv-secrets"  # its application, sc-payments-kv-secrets, is to be created
+IDENTITY = "WIF_IDENTITY_PRINCIPAL_ID"
 
 
 @pytest.fixture
@@ -73,12 +76,12 @@ async def test_a_person_applies_an_adopted_app_the_identity_does_not_own_and_is_
     assert NOTE not in as_identity.stderr
 
     applied = cli(person_env(env, person), "apply", "--output", "json")
-    assert applied.returncode == 0, applied.stdout + applied.stderr
-    assert {o["status"] for o in outcomes(applied).values()} == {"converged"}
+    created = {k for k, o in outcomes(applied).items() if o["status"] != "converged"}
+    assert created == {KV_SECRETS}, applied.stdout + applied.stderr  # not created as a person: below
     assert set(blocked) <= set(outcomes(applied))
     assert applied.stderr.count(NOTE) == 1
     assert "az ad app owner list --id <client id>" in applied.stderr and KV_READER_APP in applied.stderr
-    assert "Applications created as you (sc-payments-kv-secrets) are not owned by it" in applied.stderr
+    assert "(sc-payments-kv-secrets) that do not exist yet are not created as you" in applied.stderr
     assert "could not read the applications the reconciler owns" not in applied.stdout
 
     identity = str(yaml.safe_load((ROOT / "examples" / "tenant.yaml").read_text())["caller_object_id"])
@@ -92,9 +95,8 @@ async def test_a_person_applies_an_adopted_app_the_identity_does_not_own_and_is_
     assert typo.returncode == 2 and "WIF_IDENTITY_PRINCIPAL_ID must be" in typo.stderr, typo.stderr
     assert "Traceback" not in typo.stderr
 
-    clean = cli(person_env(env, person), "plan")
-    assert clean.returncode == 0, clean.stdout + clean.stderr
-    assert "No changes" in clean.stdout
+    clean = cli(person_env(env, person), "plan", "--output", "json")
+    assert {k for k, o in outcomes(clean).items() if o["status"] != "converged"} == {KV_SECRETS}
 
     still_blocked = cli(env, "plan", "--output", "json")  # the identity's own run is unchanged
     assert {k for k, o in outcomes(still_blocked).items() if o["status"] == "blocked"} == set(blocked)
@@ -135,3 +137,86 @@ async def test_doctor_as_a_person_says_so_and_skips_what_only_the_identitys_toke
     )
     assert "[skipped] signed in as a person" in table.stdout
     assert "Everything the reconciler needs is in place." not in table.stdout
+
+
+@dataclass(frozen=True)
+class AzLogin:
+    env: dict[str, str]
+    person: str  # a Cloud Application Administrator signed in as `az login` does
+    narrow: str  # the same, without Directory.Read.All: Graph refuses them an owners add
+    identity: str  # the deployed identity's object id
+    admin: AdminClient  # the simulator's admin API
+
+
+@pytest.fixture
+async def az_login(tmp_path: Path) -> AsyncIterator[AzLogin]:
+    """The demo tenant, unchanged (the identity owns what it adopts), and two administrators: one
+    whose Graph token carries what `az login`'s does (Directory.AccessAsUser.All), one without."""
+    world = World.from_json(yaml.safe_load((ROOT / "examples" / "tenant.yaml").read_text(encoding="utf-8")))
+    person, narrow = add_person(world), add_person(world)
+    person.graph_scopes = ["Application.ReadWrite.All", "Directory.AccessAsUser.All", "User.Read"]
+    path = tmp_path / "tenant.json"
+    path.write_text(json.dumps(world.to_json()), encoding="utf-8")
+    process, env = await start_simulator_process(path)
+    try:
+        admin = AdminClient(env["WIF_SIMULATOR_ADMIN_URL"], Path(env["REQUESTS_CA_BUNDLE"]))
+        yield AzLogin(env, person.object_id, narrow.object_id, world.caller_object_id, admin)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await process.wait()
+
+
+async def kv_secrets_app(admin: AdminClient) -> dict[str, Any] | None:
+    apps = (await admin.dump_state())["applications"]
+    return next((a for a in apps if a["display_name"] == "sc-payments-kv-secrets"), None)
+
+
+async def test_a_persons_apply_makes_the_deployed_identity_owner_of_what_it_creates(
+    az_login: AzLogin,
+) -> None:
+    env, person, identity, admin = az_login.env, az_login.person, az_login.identity, az_login.admin
+    as_person = person_env(env, person)
+
+    for command in ("plan", "apply"):  # without the identity's id: refused, and the others go on
+        refused = outcomes(cli(as_person, command, "--output", "json"))
+        assert refused[KV_SECRETS]["status"] == "failed-permanent"
+        assert f"set {IDENTITY} to its object id" in refused[KV_SECRETS]["reason"]
+        assert {o["status"] for k, o in refused.items() if k != KV_SECRETS} <= {"converged", "drifted"}
+    assert await kv_secrets_app(admin) is None
+
+    # Graph refuses the owner step: the app exists, nothing else is written to it, the config says why.
+    narrow = outcomes(
+        cli({**person_env(env, az_login.narrow), IDENTITY: identity}, "apply", "--output", "json")
+    )
+    assert narrow[KV_SECRETS]["status"] == "failed-permanent"
+    assert f"could not make the deployed identity {identity} an owner" in narrow[KV_SECRETS]["reason"]
+    assert [a["outcome"] for a in narrow[KV_SECRETS]["actions"]][:3] == ["applied", "failed", "skipped"]
+    app = await kv_secrets_app(admin)
+    assert app is not None and app["owners"] == [az_login.narrow] and not app["federated_credentials"]
+
+    with_id = {**as_person, IDENTITY: identity}
+    dry_run = cli(with_id, "plan")  # the next run retries the owner step first: one read told it
+    listed = [line.split()[1:3] for line in dry_run.stdout.splitlines() if line.strip()[:1].isdigit()]
+    assert listed[0] == ["add-application-owner", "app"], dry_run.stdout
+    assert f"owner={identity}" in dry_run.stdout
+    applied = cli(with_id, "apply", "--output", "json")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert {o["status"] for o in outcomes(applied).values()} == {"converged"}
+    assert identity in ((await kv_secrets_app(admin)) or {})["owners"]
+
+    deployed = cli(env, "apply", "--output", "json")  # the deployed identity's own pass: no 403
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    assert {o["status"] for o in outcomes(deployed).values()} == {"converged"}
+    assert "Authorization_RequestDenied" not in deployed.stdout
+    assert "No changes" in cli(with_id, "plan").stdout
+
+
+async def test_a_new_app_gets_the_owner_step_right_after_its_create(az_login: AzLogin) -> None:
+    with_id = {**person_env(az_login.env, az_login.person), IDENTITY: az_login.identity}
+    dry_run = cli(with_id, "plan")
+    assert "add-application-owner      new app 'sc-payments-kv-secrets'" in dry_run.stdout, dry_run.stdout
+    applied = outcomes(cli(with_id, "apply", "--output", "json"))
+    steps = [a["kind"] for a in applied[KV_SECRETS]["actions"]]
+    assert steps[:3] == ["create-application", "add-application-owner", "create-service-principal"]
+    app = await kv_secrets_app(az_login.admin)
+    assert app is not None and set(app["owners"]) == {az_login.person, az_login.identity}
