@@ -4,7 +4,8 @@
   under the request id (ETag-guarded), hand the reconcile to the `reconcile` queue;
 - a sweep (timer): one bulk pass over the whole desired state, a dry run (observe with the
   engine's bulk reads, plan); record the statuses that changed, and send reconcile messages
-  (batched, in sessions) only for the applications that drifted;
+  (batched, in sessions) only for the applications that drifted; report (never remove) what the
+  reconciler made that no config names;
 - a reconcile message (Service Bus `reconcile`, sessions keyed by a hash of the application): load every
   config of those applications, run one engine pass, record status and the requests'
   outcomes, schedule a follow-up for temporary failures, purge tombstones that converged;
