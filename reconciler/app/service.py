@@ -306,10 +306,11 @@ class ReconcilerService:
             report.sweep_id, report.configs, report.outcomes, requests, report.status_writes,
             report.apps_queued, report.messages, report.orphans, report.invalid_rows,
         )  # fmt: skip
-        for orphan in report.orphan_findings:
+        for orphan in report.orphan_findings:  # names read from the clouds: one line each, whatever they hold
             log.warning(
                 "sweep %s: orphaned %s (config %s): %s",
-                report.sweep_id, orphan.target, ", ".join(orphan.config_ids) or "none", orphan.detail,
+                report.sweep_id, _one_line(orphan.target), _one_line(", ".join(orphan.config_ids) or "none"),
+                _one_line(orphan.detail),
             )  # fmt: skip
         if report.orphans > len(report.orphan_findings):
             log.warning(
@@ -599,6 +600,11 @@ def _needs_reconcile(outcome: ConfigOutcome, record: ConfigRecord) -> bool:
     if outcome.status is Status.DRIFTED:
         return True
     return record.deleted and outcome.status is Status.CONVERGED
+
+
+def _one_line(text: str, limit: int = 500) -> str:
+    """Text from outside (a display name, a marker) for a log line: no line breaks or other controls."""
+    return "".join(c if c.isprintable() else "?" for c in text[:limit])
 
 
 def _source(request: ReconcileRequest) -> str:

@@ -199,12 +199,17 @@ async def test_a_config_deleted_by_hand_is_reported_orphaned_and_nothing_is_remo
     left = what_the_orphan_left(app, application)
     assert left == {"credentials": 1, "assignments": 1, "connections": 1}
 
+    # Someone renamed it with a line break (a forged log line, were it written as is).
+    application.display_name = f"{ORPHAN_APP}\nsweep forged: 0 orphans"
+
     caplog.set_level(logging.INFO, "reconciler")
     await sweep()
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     orphaned = [line for line in warned if ": orphaned " in line]
     assert len(orphaned) == 4  # each once
-    assert any(f"orphaned application {ORPHAN_APP} ({application.app_id})" in line for line in orphaned)
+    assert all("\n" not in line for line in orphaned)
+    expected = f"orphaned application {ORPHAN_APP}?sweep forged: 0 orphans ({application.app_id})"
+    assert any(expected in line for line in orphaned)
     assert any("4 orphans" in r.getMessage() for r in caplog.records if r.levelno == logging.INFO)
 
     report = await (await app.service()).sweep()
