@@ -3,7 +3,7 @@
 | function | trigger | does |
 |---|---|---|
 | ticket_requests | Service Bus queue `requests` | validate and record a ticket, queue its reconcile |
-| drift_sweep | timer `%DRIFT_SCHEDULE%` | one bulk dry run; reconcile messages for drifted applications |
+| drift_sweep | timer `%DRIFT_SCHEDULE%` | bulk dry run; reconcile messages for drift; orphans logged |
 | reconcile_apps | Service Bus queue `reconcile` (sessions) | reconcile the configs of one application group |
 | drift_events | Service Bus queue `events` (batches) | Event Grid events -> coalesced reconcile messages |
 | entra_audit | Event Hubs `%ENTRA_AUDIT_HUB%` (only when set) | the same, for Entra audit logs |

@@ -263,7 +263,8 @@ async def cases(
 
     async with connect(cloud, policy) as reconciler:
         wall, cpu = time.perf_counter(), time.process_time()
-        bulk_report = await reconciler.run(configs, dry_run=True)  # what `python -m reconciler plan` runs
+        # What `python -m reconciler plan --from-table` runs: the whole desired state, orphans looked for.
+        bulk_report = await reconciler.run(configs, dry_run=True, find_orphans=True)
         bulk = Case("CLI bulk pass (`plan`)", requests=bulk_report.requests)
         bulk.wall, bulk.cpu = time.perf_counter() - wall, time.process_time() - cpu
     converged = await sweep("(a) converged sweep", bus, tables)

@@ -141,6 +141,11 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           name: 'DRIFT_SCHEDULE'
           value: driftSchedule
         }
+        // The sweep reports orphans (docs/operations.md, "Finding what deleted configs left").
+        {
+          name: 'WIF_SWEEP_FIND_ORPHANS'
+          value: 'true'
+        }
         // Drift events (docs/events.md).
         {
           name: 'WIF_RECONCILER_IDENTITIES'

@@ -19,7 +19,7 @@ from azure.core.exceptions import AzureError
 from reconciler.adapters.pacing import Budgets
 from reconciler.app import telemetry
 from reconciler.app.events import EventSettings
-from reconciler.app.service import ReconcilerService
+from reconciler.app.service import ReconcilerService, sweep_finds_orphans
 from reconciler.cloud import CloudError, cloud_from_settings
 from reconciler.documents import InputError, load_policy
 from reconciler.engine.run import EngineOptions, connect, default_credential
@@ -99,6 +99,7 @@ async def build_service(settings: Mapping[str, str]) -> tuple[ReconcilerService,
     """
     policy = load_policy(Path(settings.get("WIF_POLICY_FILE") or "policy.yaml"))
     event_settings = EventSettings.from_settings(settings)
+    find_orphans = sweep_finds_orphans(settings)
     cloud = cloud_from_settings(settings)
     opened = AsyncExitStack()
     try:
@@ -119,6 +120,13 @@ async def build_service(settings: Mapping[str, str]) -> tuple[ReconcilerService,
         raise
     # Every invocation borrows the one engine; only reset() closes it.
     return (
-        ReconcilerService(stores, queues, policy, lambda: nullcontext(engine), event_settings=event_settings),
+        ReconcilerService(
+            stores,
+            queues,
+            policy,
+            lambda: nullcontext(engine),
+            event_settings=event_settings,
+            find_orphans=find_orphans,
+        ),
         opened,
     )

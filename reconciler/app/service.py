@@ -4,7 +4,8 @@
   under the request id (ETag-guarded), hand the reconcile to the `reconcile` queue;
 - a sweep (timer): one bulk pass over the whole desired state, a dry run (observe with the
   engine's bulk reads, plan); record the statuses that changed, and send reconcile messages
-  (batched, in sessions) only for the applications that drifted;
+  (batched, in sessions) only for the applications that drifted; report (never remove) what the
+  reconciler made that no config names;
 - a reconcile message (Service Bus `reconcile`, sessions keyed by a hash of the application): load every
   config of those applications, run one engine pass, record status and the requests'
   outcomes, schedule a follow-up for temporary failures, purge tombstones that converged;
@@ -25,7 +26,7 @@ from azure.servicebus.exceptions import ServiceBusError
 
 from reconciler.app import events, telemetry
 from reconciler.app.logs import log_context
-from reconciler.core.plan import Plan
+from reconciler.core.plan import Finding, FindingKind, Plan
 from reconciler.core.policy import GrantPolicy
 from reconciler.core.sharding import shard
 from reconciler.core.tenancy import Tenant, claim_key
@@ -39,12 +40,14 @@ from reconciler.state.queues import Queues, ReconcileRequest
 from reconciler.state.requests import Outcome
 from reconciler.state.status import ConfigStatus, changed, summarise_plan
 from reconciler.state.stores import Stores
-from reconciler.state.tables import ConcurrencyConflict, CorruptRow, InvalidRow
+from reconciler.state.tables import ConcurrencyConflict, CorruptRow, InvalidRow, SettingsError
 from reconciler.state.tickets import MAX_TICKET_BYTES, Ticket, TicketRejected, parse_ticket, rejection_key
 
 log = logging.getLogger("reconciler.app.service")
 
 PUT_ATTEMPTS = 5  # optimistic-concurrency retries for one ticket's write
+FIND_ORPHANS_SETTING = "WIF_SWEEP_FIND_ORPHANS"
+MAX_ORPHANS_LISTED = 100  # orphans kept in a sweep's report and logged one by one; the count has them all
 EngineFactory = Callable[[], AbstractAsyncContextManager[Reconciler]]
 
 
@@ -60,7 +63,18 @@ class SweepReport:
     messages: int = 0
     status_writes: int = 0  # status rows written (changed), in table transactions
     requests: dict[str, dict[str, int]] = field(default_factory=dict)  # the bulk pass's, per API
+    orphans: int = 0  # `orphaned` findings: what the reconciler made that no config names any more
+    orphan_findings: list[Finding] = field(default_factory=list)  # the first MAX_ORPHANS_LISTED of them
+    warnings: list[str] = field(default_factory=list)  # failed reads no config needed (the orphan scan's)
     problems: list[str] = field(default_factory=list)  # what the sweep could not do, for the log
+
+
+def sweep_finds_orphans(settings: Mapping[str, str]) -> bool:
+    """`WIF_SWEEP_FIND_ORPHANS`: whether the sweep looks for orphans (`true`, the default, or `false`)."""
+    text = (settings.get(FIND_ORPHANS_SETTING) or "").strip()
+    if text.lower() not in {"", "true", "false"}:
+        raise SettingsError(f"{FIND_ORPHANS_SETTING}: expected true or false, got {text!r:.40}")
+    return text.lower() != "false"
 
 
 @dataclass(frozen=True)
@@ -80,8 +94,11 @@ class ReconcilerService:
         engine: EngineFactory,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         event_settings: events.EventSettings = events.EventSettings(),  # noqa: B008 - frozen value
+        *,
+        find_orphans: bool = True,
     ) -> None:
         self._stores = stores
+        self._find_orphans = find_orphans  # whether the sweep reports what no config names
         self._queues = queues
         self._policy = policy
         self._engine = engine
@@ -206,18 +223,22 @@ class ReconcilerService:
         report = SweepReport(self._clock().strftime("sweep-%Y%m%dT%H%M%SZ"))
         with log_context(request_id=report.sweep_id):
             try:
-                context = await self._whole_state(report)
+                context, whole = await self._whole_state(report)
             except TemporaryFailure as failure:
                 report.problems.append(f"the state tables could not be read: {failure.message}")
             else:
-                await self._sweep(context, report)
+                await self._sweep(context, report, find_orphans=self._find_orphans and whole)
             self._log_sweep(report)
         return report
 
-    async def _whole_state(self, report: SweepReport) -> _PassContext:
+    async def _whole_state(self, report: SweepReport) -> tuple[_PassContext, bool]:
         """Every row of the desired state, with every status and claim: three listings. An unreadable
         row is logged, counted and skipped: fine for a dry run, whose repairs re-read what they need
-        (a writing pass reads each claim with `owners`, which refuses an unreadable one)."""
+        (a writing pass reads each claim with `owners`, which refuses an unreadable one).
+
+        Also whether the configs and statuses were all read, so that the sweep may report orphans: the
+        application an unreadable config names (or a status says it was applied to) would be called
+        orphaned. An unreadable claim names no application the scan needs."""
 
         def skipped(row: InvalidRow) -> None:
             log.error("row skipped: %s", row)
@@ -225,16 +246,29 @@ class ReconcilerService:
 
         records = [r async for r in self._stores.configs.list_all(on_invalid=skipped)]
         statuses = {s.config_id: s async for s in self._stores.status.list_all(on_invalid=skipped)}
+        whole = report.invalid_rows == 0
+        if self._find_orphans and not whole:
+            report.problems.append(
+                f"orphans are not reported: {report.invalid_rows} config or status row(s) could not be "
+                "read, and the applications they name would be called orphaned"
+            )
         claims = await self._stores.claims.list_all(on_invalid=skipped)
         report.configs = len(records)
-        return _PassContext(records, _applied(records, statuses), claims, statuses)
+        return _PassContext(records, _applied(records, statuses), claims, statuses), whole
 
-    async def _sweep(self, context: _PassContext, report: SweepReport) -> None:
+    async def _sweep(self, context: _PassContext, report: SweepReport, *, find_orphans: bool) -> None:
         # Pipeline permissions have no bulk read (one GET per connection): the sweep leaves them out.
-        result = await self._run(context, dry_run=True, low_priority=True)
+        result = await self._run(context, dry_run=True, low_priority=True, find_orphans=find_orphans)
         telemetry.record_pass(result, source="sweep")  # a dry run: requests and phases, no drift counts
         report.requests = result.requests
         report.outcomes = dict(Counter(str(o.status) for o in result.outcomes))
+        # Orphans are reported, never removed nor queued: their configs are gone, so nothing says what
+        # to remove; a person retires them (docs/operations.md, "Finding what deleted configs left").
+        orphans = [f for f in result.plan.findings if f.kind is FindingKind.ORPHANED]
+        report.orphans, report.orphan_findings = len(orphans), orphans[:MAX_ORPHANS_LISTED]
+        report.warnings = list(result.warnings)
+        if find_orphans and not result.warnings:  # a complete count: the gauge may say it
+            telemetry.record_orphans(orphans)
         await self._index(context, result, report)
 
         def unrecorded(config_ids: Sequence[str], error: Exception) -> None:
@@ -274,10 +308,23 @@ class ReconcilerService:
         requests = sum(c["reads"] + c["writes"] for c in report.requests.values())
         log.info(
             "sweep %s: %d configs (%s), %d requests; %d status rows written; %d applications to repair "
-            "in %d messages; %d unreadable rows",
+            "in %d messages; %d orphans; %d unreadable rows",
             report.sweep_id, report.configs, report.outcomes, requests, report.status_writes,
-            report.apps_queued, report.messages, report.invalid_rows,
+            report.apps_queued, report.messages, report.orphans, report.invalid_rows,
         )  # fmt: skip
+        for orphan in report.orphan_findings:  # names read from the clouds: one line each, whatever they hold
+            log.warning(
+                "sweep %s: orphaned %s (config %s): %s",
+                report.sweep_id, _one_line(orphan.target), _one_line(", ".join(orphan.config_ids) or "none"),
+                _one_line(orphan.detail),
+            )  # fmt: skip
+        if report.orphans > len(report.orphan_findings):
+            log.warning(
+                "sweep %s: %d more orphans not listed; `reconciler plan --from-table` lists them all",
+                report.sweep_id, report.orphans - len(report.orphan_findings),
+            )  # fmt: skip
+        for warning in report.warnings:
+            log.warning("sweep %s: %s", report.sweep_id, warning)
         for problem in report.problems:
             log.error("sweep %s: %s", report.sweep_id, problem)
 
@@ -375,8 +422,10 @@ class ReconcilerService:
         *,
         dry_run: bool = False,
         low_priority: bool = False,
+        find_orphans: bool = False,
     ) -> RunReport:
-        """One engine pass over these rows: the live configs desired, the tombstones retired."""
+        """One engine pass over these rows: the live configs desired, the tombstones retired.
+        `find_orphans` only when the rows are the whole desired state."""
         active, retired = split_retired(context.records)
         async with self._engine() as engine:
             return await engine.run(
@@ -386,6 +435,7 @@ class ReconcilerService:
                 low_priority=low_priority,
                 claims=context.claims,
                 applied=context.applied,
+                find_orphans=find_orphans,
             )
 
     async def _finish_request(self, request_id: str, report: RunReport) -> None:
@@ -582,6 +632,11 @@ def _needs_reconcile(outcome: ConfigOutcome, record: ConfigRecord) -> bool:
     if outcome.status is Status.DRIFTED:
         return True
     return record.deleted and outcome.status is Status.CONVERGED
+
+
+def _one_line(text: str, limit: int = 500) -> str:
+    """Text from outside (a display name, a marker) for a log line: no line breaks or other controls."""
+    return "".join(c if c.isprintable() else "?" for c in text[:limit])
 
 
 def _source(request: ReconcileRequest) -> str:

@@ -46,6 +46,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from reconciler.adapters.metering import RequestMeter
 from reconciler.app.logs import current_context
+from reconciler.core.plan import Finding
 from reconciler.engine.run import RunReport
 
 CONNECTION_STRING_SETTING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
@@ -88,6 +89,19 @@ config_outcomes = _meter.create_counter(
     unit="{config}",
     description="Configs at the end of a pass, by phase (converged, failed-temporary, ...) and source",
 )
+orphans = _meter.create_gauge(
+    "reconciler.orphans",
+    unit="{object}",
+    description="What the reconciler made that no config names, by kind, as the last scanning sweep found",
+)
+# What an orphaned finding's target starts with (reconciler/core/orphans.py and plan.py), and its kind.
+ORPHAN_KINDS = {
+    "application ": "application",
+    "app ": "application",
+    "credential ": "credential",
+    "role assignment ": "role-assignment",
+    "service connection ": "connection",
+}
 _watched: list[RequestMeter] = []
 _unwatched = Counter[str]()  # what closed engines' meters counted: the counter never goes down
 _stamped: list[TracerProvider] = []  # the providers install() added the request-context stamp to
@@ -283,3 +297,14 @@ def record_pass(report: RunReport, *, source: str) -> None:
     for result in results.values():
         if result.outcome in REPAIRED:
             drift_repaired.add(1, {"kind": str(result.action.kind), **attributes})
+
+
+def record_orphans(findings: Sequence[Finding]) -> None:
+    """`reconciler.orphans`: the sweep's orphaned findings by kind, every kind set (0 once cleared)."""
+    counts = Counter(orphan_kind(finding.target) for finding in findings)
+    for kind in sorted({*ORPHAN_KINDS.values(), *counts}):
+        orphans.set(counts[kind], {"kind": kind})
+
+
+def orphan_kind(target: str) -> str:
+    return next((kind for prefix, kind in ORPHAN_KINDS.items() if target.startswith(prefix)), "other")

@@ -32,6 +32,7 @@ import function_app
 from cloudsim.faults import Faults
 from reconciler.app import telemetry
 from tests.app.test_app_triggers import App, app
+from tests.app.test_sweep import a_config_deleted_by_hand
 from tests.infra.bicep import ROOT, app_settings
 
 __all__ = ["app"]
@@ -237,6 +238,24 @@ async def test_a_pass_records_drift_detected_and_repaired_and_requests_per_api_b
     assert grew(outcomes, "reconciler.config.outcomes", phase="converged", source="sweep") == 1
     assert grew(durations, "reconciler.pass.duration", source="ticket") == 1
     assert grew(lags, "reconciler.queue.lag", queue="reconcile") == 2
+
+
+async def test_the_sweep_sets_the_orphans_gauge_by_kind_and_back_to_zero(
+    app: App, otel: Telemetry, table_settings: dict[str, str]
+) -> None:
+    await a_config_deleted_by_hand(app, table_settings)
+    await function_app.drift_sweep(TimerRequest(past_due=False))
+    kinds = ("application", "credential", "role-assignment", "connection")
+    assert {
+        k: otel.points("reconciler.orphans").get(frozenset({("kind", k)})) for k in kinds
+    } == dict.fromkeys(kinds, 1)
+    [application] = [a for a in app.sim.world.applications if a.display_name == "sc-payments-orphan"]
+    for credential in list(application.federated_credentials):  # a person cleans up what it left
+        await app.sim.admin.delete_fic(application.app_id, credential.name)
+    await function_app.drift_sweep(TimerRequest(past_due=False))
+    orphans = otel.points("reconciler.orphans")
+    assert orphans[frozenset({("kind", "credential")})] == 0
+    assert orphans[frozenset({("kind", "application")})] == 1
 
 
 async def test_throttled_answers_are_counted_per_api_retried_ones_included(app: App, otel: Telemetry) -> None:
