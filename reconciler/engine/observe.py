@@ -13,6 +13,8 @@
   where a connection is to be converted or moved to Entra's issuer, whose subject carries it.
 - Pipeline permissions have no bulk read: one GET per connection, only when asked
   (their own, slower cadence), counted apart.
+- The tenant the reconciler signs in to: its Graph token's `tid` claim (no request), for the
+  planner's check of each config's tenantId.
 - Orphans, when asked with the whole desired state (`known`): one listing of the applications
   carrying the reconciler's tag (999 a page); only those no config names are read in full, and
   their principals join the role-assignment listings the batch makes anyway.
@@ -124,13 +126,14 @@ class Observer:
         including those not observed), also the applications the reconciler created that none of
         them names, with their credentials and role assignments, for reconciler.core.orphans."""
         failed = _ReadFailures()
-        apps, connections, custom_roles, ownership, person, created = await asyncio.gather(
+        apps, connections, custom_roles, ownership, person, created, tenant = await asyncio.gather(
             self._applications(configs, failed),
             self._connections(configs, failed),
             self._custom_roles(configs, failed),
             self._ownership(configs, failed),
             self._person(configs, failed),
             self._created_applications(known is not None, failed),
+            self._tenant(configs, failed),
         )
         unnamed = await self._unnamed_applications(created, apps, known or (), failed)
         apps = [*apps, *unnamed]
@@ -149,8 +152,21 @@ class Observer:
             organization_ids,
             ownership,
             person,
+            tenant,
         )
         return Observation(state, pipeline_reads, dict(failed.by_config), tuple(failed.warnings))
+
+    async def _tenant(self, configs: Sequence[FederationConfig], failed: _ReadFailures) -> str | None:
+        """The tenant the reconciler signs in to (its Graph token's `tid`: no request), which the
+        planner checks each config's tenantId against. When the token cannot be had, every config
+        fails with it (none can be written anyway); a token without `tid` leaves it unknown."""
+        if not configs:
+            return None
+        tenant = await self._read("the tenant the reconciler signs in to", self._graph.own_tenant_id())
+        if isinstance(tenant, Failure):
+            failed.charge(configs, tenant)
+            return None
+        return tenant
 
     async def _created_applications(self, scan: bool, failed: _ReadFailures) -> Mapping[str, str]:
         """Client id -> display name of every application the reconciler created, when scanning."""
