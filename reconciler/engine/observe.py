@@ -126,20 +126,20 @@ class Observer:
         including those not observed), also the applications the reconciler created that none of
         them names, with their credentials and role assignments, for reconciler.core.orphans."""
         failed = _ReadFailures()
-        apps, connections, custom_roles, ownership, person, created, tenant = await asyncio.gather(
+        apps, connections, custom_roles, ownership, person, created = await asyncio.gather(
             self._applications(configs, failed),
             self._connections(configs, failed),
             self._custom_roles(configs, failed),
             self._ownership(configs, failed),
             self._person(configs, failed),
             self._created_applications(known is not None, failed),
-            self._tenant(configs, failed),
         )
         unnamed = await self._unnamed_applications(created, apps, known or (), failed)
         apps = [*apps, *unnamed]
-        assignments, organization_ids = await asyncio.gather(
+        assignments, organization_ids, tenant = await asyncio.gather(
             self._assignments(configs, apps, failed, unnamed),
             self._organization_ids(configs, connections, failed),
+            self._tenant(configs, failed),  # from the token the reads above signed in with
         )
         pipeline_reads = 0
         if pipelines:
