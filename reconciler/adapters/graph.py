@@ -217,6 +217,13 @@ class GraphAdapter:
             self._principal_id = principal_of_token(token.token)
         return self._principal_id
 
+    async def own_tenant_id(self) -> str | None:
+        """The tenant the reconciler signs in to, and so the one it writes applications, credentials
+        and role assignments in: the `tid` claim of its Graph token. Read from the token: no request.
+        None when the token carries no readable `tid` (the caller then cannot check configs against it)."""
+        token = await self._credential.get_token(self._scope)
+        return tenant_of_token(token.token)
+
     async def own_token_roles(self) -> frozenset[str]:
         """The application permissions the identity holds in Graph: the `roles` claim of its Graph
         token (absent when it holds none). Read from the token it signs in with: no request."""
@@ -504,6 +511,18 @@ def principal_of_token(token: str) -> str:
             "applications it owns",
             code="UnreadableToken",
         ) from error
+
+
+def tenant_of_token(token: str) -> str | None:
+    """The `tid` claim of an Entra access token: the tenant the principal signed in to, lower case.
+
+    learn.microsoft.com/entra/identity-platform/access-token-claims-reference: `tid` "represents
+    the tenant that the user is signing in to" (for an app-only token, the tenant of the service
+    principal). None when the token is not a JWT or the claim is missing or not a GUID."""
+    try:
+        return str(Guid(_claims_of_token(token)["tid"], "tid"))
+    except (KeyError, TypeError, ValueError):  # ValueError covers bad JWTs and bad GUIDs
+        return None
 
 
 def roles_of_token(token: str) -> frozenset[str]:

@@ -260,6 +260,11 @@ class ObservedState:
     ownership: Ownership | None = None
     # Set when a person is signed in: see PersonRun. None for the deployed identity's runs.
     person: PersonRun | None = None
+    # The tenant the reconciler signs in to (its Graph token's `tid`), lower case: the one where it
+    # writes applications, credentials and role assignments. A config naming another tenant is
+    # blocked (its connection could never sign in to what is set up here). None: not known (an
+    # unreadable token, or an offline snapshot), and the rule is not applied.
+    tenant_id: str | None = None
 
     def organization_id(self, organization: str) -> str | None:
         return self.organization_ids.get(organization.lower())

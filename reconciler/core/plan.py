@@ -62,6 +62,7 @@ class ErrorCode(StrEnum):
     CONNECTION_CLAIMED = "connection-claimed"  # the connection carries another config's marker
     ORGANIZATION_UNKNOWN = "organization-unknown"  # its id, which a converted connection's subject carries
     DEPLOYED_IDENTITY_UNKNOWN = "deployed-identity-unknown"  # a person would create an app it cannot own
+    TENANT_MISMATCH = "tenant-mismatch"  # the config names a tenant the reconciler does not sign in to
 
 
 class FindingKind(StrEnum):
@@ -252,7 +253,7 @@ class _PlanBuilder:
         for config in group.active:
             violations = self.policy.check(config, self.observed.custom_roles)
             self.violations.extend(violations)
-            if violations:
+            if violations or self._in_another_tenant(config):
                 frozen.add(config.id)
             else:
                 active.append(config)
@@ -286,6 +287,23 @@ class _PlanBuilder:
         principal_id = app.service_principal_id if app else None
         self._plan_role_assignments(principal_id, target, active, owners)
         self._plan_retired_connections(group.retired, active)
+
+    def _in_another_tenant(self, config: FederationConfig) -> bool:
+        """Whether the config names a tenant other than the one the reconciler signs in to (and
+        fail it if so): the application, credential and roles would be set up in this tenant
+        while its connection signs in to the other, so it could never sign in. Retired configs
+        are not checked: what they own here can still be removed. Unknown tenant: not checked."""
+        ours = self.observed.tenant_id
+        if ours is None or config.tenant_id.lower() == ours.lower():
+            return False
+        self.fail(
+            [config],
+            ErrorCode.TENANT_MISMATCH,
+            f"config names tenant {config.tenant_id}, but the reconciler manages tenant {ours}: the "
+            "connection could never sign in to what the reconciler sets up; fix tenantId or run the "
+            f"reconciler in tenant {config.tenant_id}",
+        )
+        return True
 
     def _resolve_application(self, configs: list[FederationConfig]) -> Application | _Unresolved | None:
         """The existing app the group refers to; None when it is to be created."""

@@ -13,6 +13,8 @@
   where a connection is to be converted or moved to Entra's issuer, whose subject carries it.
 - Pipeline permissions have no bulk read: one GET per connection, only when asked
   (their own, slower cadence), counted apart.
+- The tenant the reconciler signs in to: its Graph token's `tid` claim (no request), for the
+  planner's check of each config's tenantId.
 - Orphans, when asked with the whole desired state (`known`): one listing of the applications
   carrying the reconciler's tag (999 a page); only those no config names are read in full, and
   their principals join the role-assignment listings the batch makes anyway.
@@ -134,9 +136,10 @@ class Observer:
         )
         unnamed = await self._unnamed_applications(created, apps, known or (), failed)
         apps = [*apps, *unnamed]
-        assignments, organization_ids = await asyncio.gather(
+        assignments, organization_ids, tenant = await asyncio.gather(
             self._assignments(configs, apps, failed, unnamed),
             self._organization_ids(configs, connections, failed),
+            self._tenant(configs, failed),  # from the token the reads above signed in with
         )
         pipeline_reads = 0
         if pipelines:
@@ -149,8 +152,21 @@ class Observer:
             organization_ids,
             ownership,
             person,
+            tenant,
         )
         return Observation(state, pipeline_reads, dict(failed.by_config), tuple(failed.warnings))
+
+    async def _tenant(self, configs: Sequence[FederationConfig], failed: _ReadFailures) -> str | None:
+        """The tenant the reconciler signs in to (its Graph token's `tid`: no request), which the
+        planner checks each config's tenantId against. When the token cannot be had, every config
+        fails with it (none can be written anyway); a token without `tid` leaves it unknown."""
+        if not configs:
+            return None
+        tenant = await self._read("the tenant the reconciler signs in to", self._graph.own_tenant_id())
+        if isinstance(tenant, Failure):
+            failed.charge(configs, tenant)
+            return None
+        return tenant
 
     async def _created_applications(self, scan: bool, failed: _ReadFailures) -> Mapping[str, str]:
         """Client id -> display name of every application the reconciler created, when scanning."""

@@ -312,6 +312,7 @@ def _outcomes(
     for error in result.errors:
         outcomes[error.config_id].status = Status.FAILED_PERMANENT
         outcomes[error.config_id].reason = error.message
+        outcomes[error.config_id].code = str(error.code)
     for violation in result.violations:
         outcome = outcomes[violation.config_id]
         outcome.status = Status.BLOCKED

@@ -114,6 +114,7 @@ def test_generator_builds_apps_orgs_and_matching_configs() -> None:
     assert {d["organization"] for d in docs} == {"contoso", "fabrikam"}
     assert [len(o.projects) for o in world.organizations] == [10, 10]
     assert len({d["serviceConnection"]["subscriptionId"] for d in docs}) == 5
+    assert {d["tenantId"] for d in docs} == {world.tenant_id}  # the `tid` its tokens carry: not blocked
     assert all(1 <= len(d["roleAssignments"]) <= 2 and d["prune"] == "managed" for d in docs)
     per_app = Counter(d["application"]["appId"] for d in docs)
     assert max(per_app.values()) <= 3 and max(per_app.values()) > 1
