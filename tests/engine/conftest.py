@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
+from azure.identity.aio import ManagedIdentityCredential
 
 from cloudsim.testing import SAMPLE_SUBSCRIPTION, RunningSimulator, cloud_env, cloud_simulator
+from reconciler.adapters.ado import AdoAdapter
+from reconciler.adapters.arm import ArmAdapter
+from reconciler.adapters.metering import RequestMeter
 from reconciler.cloud import Cloud, cloud_from_settings
 from reconciler.core.model import FederationConfig
 from reconciler.engine.run import EngineOptions, RunReport, connect
@@ -54,3 +59,17 @@ class Tenant:
 @pytest.fixture
 def tenant(cloud_env: RunningSimulator) -> Tenant:
     return Tenant(cloud_env, cloud_from_settings(os.environ))
+
+
+@pytest.fixture
+async def adapters(tenant: Tenant) -> AsyncIterator[tuple[ArmAdapter, AdoAdapter]]:
+    """The ARM and ADO adapters alone, with no SDK retries: an error reaches the adapter as sent."""
+    meter = RequestMeter()
+    async with ManagedIdentityCredential(connection_verify=tenant.cloud.ca_bundle) as credential:
+        arm = ArmAdapter(credential, tenant.cloud, meter, retry_total=0)
+        ado = AdoAdapter(credential, tenant.cloud, meter, retry_total=0)
+        try:
+            yield arm, ado
+        finally:
+            await arm.close()
+            await ado.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
@@ -16,19 +15,6 @@ from reconciler.adapters.metering import RequestMeter
 from reconciler.core.identifiers import ArmScope
 from reconciler.failures import Conflict, PermanentFailure
 from tests.engine.conftest import KEY_VAULT_READER, VAULT, Tenant
-
-
-@pytest.fixture
-async def adapters(tenant: Tenant) -> AsyncIterator[tuple[ArmAdapter, AdoAdapter]]:
-    meter = RequestMeter()
-    async with ManagedIdentityCredential(connection_verify=tenant.cloud.ca_bundle) as credential:
-        arm = ArmAdapter(credential, tenant.cloud, meter, retry_total=0)
-        ado = AdoAdapter(credential, tenant.cloud, meter, retry_total=0)
-        try:
-            yield arm, ado
-        finally:
-            await arm.close()
-            await ado.close()
 
 
 async def test_ado_data_and_parameter_keys_are_read_and_replaced_ignoring_case(

@@ -3,17 +3,14 @@ in both of its forms (seconds or an HTTP date, RFC 9110), also as the simulator 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
-from azure.identity.aio import ManagedIdentityCredential
 
 from cloudsim.faults import Faults
 from cloudsim.testing import SAMPLE_SUBSCRIPTION
 from reconciler.adapters.ado import AdoAdapter
 from reconciler.adapters.arm import ArmAdapter
-from reconciler.adapters.metering import RequestMeter
 from reconciler.core.identifiers import ArmScope
 from reconciler.failures import (
     NotFound,
@@ -65,20 +62,6 @@ def test_every_adapter_maps_a_status_the_same_way(status: int, kind: type[Except
     assert type(failure) is kind and failure.status == status and failure.code == "Code"
     if isinstance(failure, TemporaryFailure):
         assert failure.retry_after == 12.0
-
-
-@pytest.fixture
-async def adapters(tenant: Tenant) -> AsyncIterator[tuple[ArmAdapter, AdoAdapter]]:
-    # No SDK retries: the 429 reaches the adapter, which must read its Retry-After.
-    meter = RequestMeter()
-    async with ManagedIdentityCredential(connection_verify=tenant.cloud.ca_bundle) as credential:
-        arm = ArmAdapter(credential, tenant.cloud, meter, retry_total=0)
-        ado = AdoAdapter(credential, tenant.cloud, meter, retry_total=0)
-        try:
-            yield arm, ado
-        finally:
-            await arm.close()
-            await ado.close()
 
 
 async def test_a_retry_after_date_from_arm_and_ado_is_a_temporary_failure_with_that_delay(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 import json
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -22,14 +22,12 @@ from typing import Any
 
 import jsonschema
 import pytest
-from azure.identity.aio import ManagedIdentityCredential
 
 from cloudsim.api import Api, Call, Reply
 from cloudsim.state import new_id
 from cloudsim.testing import SAMPLE_SUBSCRIPTION
 from reconciler.adapters.ado import AdoAdapter, ConnectionSettings
 from reconciler.adapters.arm import ArmAdapter
-from reconciler.adapters.metering import RequestMeter
 from reconciler.core.identifiers import ArmScope, Guid
 from reconciler.core.model import PipelineAccess
 from tests.engine.conftest import KEY_VAULT_READER, VAULT, Tenant
@@ -300,18 +298,6 @@ def _public_methods(cls: type) -> set[str]:
         for name, member in inspect.getmembers(cls, inspect.iscoroutinefunction)
         if not name.startswith("_") and name != "close"
     }
-
-
-@pytest.fixture
-async def adapters(tenant: Tenant) -> AsyncIterator[tuple[ArmAdapter, AdoAdapter]]:
-    async with ManagedIdentityCredential(connection_verify=tenant.cloud.ca_bundle) as credential:
-        arm = ArmAdapter(credential, tenant.cloud, RequestMeter(), retry_total=0)
-        ado = AdoAdapter(credential, tenant.cloud, RequestMeter(), retry_total=0)
-        try:
-            yield arm, ado
-        finally:
-            await arm.close()
-            await ado.close()
 
 
 async def test_every_request_of_the_arm_and_ado_adapters_validates_against_the_specs(

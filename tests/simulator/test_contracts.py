@@ -8,22 +8,20 @@ Swagger 2.0 schemas are). The operation and status pick the schema, as a client 
 from __future__ import annotations
 
 import json
-import ssl
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import jsonschema
 import pytest
 import yaml
 from openapi_schema_validator import OAS30Validator
 
 from cloudsim.state import ADO_RESOURCE_APP_ID
-from cloudsim.testing import SAMPLE_SUBSCRIPTION, RunningSimulator, running_simulator
+from cloudsim.testing import SAMPLE_SUBSCRIPTION
+from tests.simulator.raw import Raw, raw_simulator
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SPEC_DIRS = (REPO_ROOT.parent / "shared" / "specs", Path("/work/shared/specs"))
@@ -86,34 +84,10 @@ def validate_swagger(spec: Json, path: str, method: str, status: int, body: Json
     jsonschema.Draft4Validator({**schema, "definitions": spec["definitions"]}).validate(body)
 
 
-@dataclass
-class Raw:
-    """Plain HTTPS calls with tokens from the simulator's MI endpoint (no SDK models in between)."""
-
-    sim: RunningSimulator
-    session: aiohttp.ClientSession
-
-    async def token(self, resource: str) -> str:
-        headers = {"X-IDENTITY-HEADER": self.sim.env["IDENTITY_HEADER"]}
-        params = {"resource": resource, "api-version": "2019-08-01"}
-        async with self.session.get(self.sim.identity_endpoint, params=params, headers=headers) as response:
-            return str((await response.json())["access_token"])
-
-    async def call(
-        self, method: str, url: str, resource: str, body: Json = None, **params: str
-    ) -> tuple[int, Json]:
-        headers = {"Authorization": f"Bearer {await self.token(resource)}"}
-        async with self.session.request(method, url, json=body, params=params, headers=headers) as response:
-            text = await response.text()
-            return response.status, (json.loads(text) if text else None)
-
-
 @pytest.fixture
 async def raw() -> AsyncIterator[Raw]:
-    async with running_simulator() as sim:
-        context = ssl.create_default_context(cafile=str(sim.ca_path))
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as session:
-            yield Raw(sim, session)
+    async with raw_simulator() as raw:
+        yield raw
 
 
 GRAPH = "https://graph.microsoft.com"
