@@ -3,6 +3,7 @@ docs/deploy.md): ARM refuses the subscription's listing (403), the observer list
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import replace
 
 from cloudsim.rights import RBAC_ADMINISTRATOR
@@ -68,3 +69,15 @@ async def test_a_grant_in_a_resource_group_without_rights_fails_alone(tenant: Te
         ra for ra in tenant.sim.world.role_assignments if ra.principal_id == refused["servicePrincipalId"]
     ]
     assert (await tenant.run([good], dry_run=True)).plan.is_empty
+
+
+async def test_a_connection_subscription_without_rights_or_grants_fails_nothing(tenant: Tenant) -> None:
+    _rights_on_the_group_only(tenant)
+    other = str(uuid.uuid4())
+    tenant.sim.world.settings.subscriptions[other] = "Other"  # the reconciler holds nothing there
+    app = await tenant.app("sc-payments-elsewhere")
+    config = replace(tenant.config("elsewhere", app["appId"]), subscription_id=other)
+
+    report = await tenant.run([config])
+    assert report.all_converged, [(o.status, o.reason) for o in report.outcomes]
+    assert (await tenant.run([config], dry_run=True)).plan.is_empty
