@@ -9,6 +9,8 @@
 - ARM: per subscription, either one listing of every assignment (then filtered to the
   batch's principals) or one filtered listing per principal, whichever costs fewer requests:
   judged by the pages the subscription's last full listing took (see listing_pages.py).
+  Where ARM refuses a subscription's listing (403: rights on resource groups only), one
+  filtered listing per resource group the configs grant in and principal.
 - ADO: one endpoint listing per project; the organization's id (one request, cached) only
   where a connection is to be converted or moved to Entra's issuer, whose subject carries it.
 - Pipeline permissions have no bulk read: one GET per connection, only when asked
@@ -388,13 +390,58 @@ class Observer:
         roots = sorted(principals_by_root.items())
         listings = await asyncio.gather(*(self._assignments_under(root, ps) for root, ps in roots))
         unique: dict[str, RoleAssignment] = {}
+        refused: dict[tuple[str, str], Failure] = {}
         for (root, _), (listing, failures) in zip(roots, listings, strict=True):
             unique.update((ra.id.lower(), ra) for ra in listing)
             for principal, failure in failures.items():
-                failed.charge(needed_by[(root, principal)], failure)
+                if _refused_at_subscription(root, failure):
+                    refused[(root, principal)] = failure
+                else:
+                    failed.charge(needed_by[(root, principal)], failure)
                 if principal in orphan_principals:
                     failed.warn(failure, f"orphaned role assignments under {root} are not reported")
+        if refused:
+            fallback = await self._assignments_in_groups(refused, needed_by, failed)
+            unique.update((ra.id.lower(), ra) for ra in fallback)
         return list(unique.values())
+
+    async def _assignments_in_groups(
+        self,
+        refused: Mapping[tuple[str, str], Failure],
+        needed_by: Mapping[tuple[str, str], Sequence[FederationConfig]],
+        failed: _ReadFailures,
+    ) -> list[RoleAssignment]:
+        """Where ARM refused a subscription's listing (403: the reconciler's role is on resource
+        groups only, docs/deploy.md), the principals' assignments at, above and below each resource
+        group their configs grant in: one filtered listing per group and principal. A config is
+        failed only by the refused read of a scope it grants at; a subscription it grants nothing
+        in (its connection's) it could not write in either. Nothing is learnt for listing_pages."""
+        needing: dict[tuple[ArmScope, str], list[FederationConfig]] = defaultdict(list)
+        for (root, principal), failure in refused.items():
+            subscription = ArmScope.parse(root).subscription
+            for config in needed_by.get((root, principal), ()):
+                for scope in (grant.arm_scope for grant in config.role_grants):
+                    if scope.subscription != subscription:
+                        continue
+                    if scope.resource_group is None:  # a grant at the subscription itself
+                        failed.charge([config], failure)
+                    else:
+                        group = ArmScope(subscription=subscription, resource_group=scope.resource_group)
+                        needing[(group, principal)].append(config)
+        wanted = sorted(needing, key=lambda pair: (str(pair[0]), pair[1]))
+        listings = await asyncio.gather(
+            *(
+                self._read(f"the role assignments under {group} of {p}", self._arm.list_assignments(group, p))
+                for group, p in wanted
+            )
+        )
+        found: list[RoleAssignment] = []
+        for pair, listing in zip(wanted, listings, strict=True):
+            if isinstance(listing, Failure):
+                failed.charge(needing[pair], listing)
+            else:
+                found.extend(listing.assignments)
+        return found
 
     async def _assignments_under(
         self, root: str, principals: set[str]
@@ -522,6 +569,11 @@ def _uses_role(config: FederationConfig, role_id: str) -> bool:
 
 def _chunks(items: Sequence[_T], size: int) -> Iterable[Sequence[_T]]:
     return (items[start : start + size] for start in range(0, len(items), size))
+
+
+def _refused_at_subscription(root: str, failure: Failure) -> bool:
+    """Whether ARM refused to list a subscription's assignments (403: no roleAssignments/read there)."""
+    return failure.status == 403 and ArmScope.parse(root).subscription is not None
 
 
 def _listing_roots(config: FederationConfig) -> set[str]:

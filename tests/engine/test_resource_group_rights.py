@@ -1,0 +1,83 @@
+"""A deployment whose reconciler holds its role on resource groups only (WIF_RBAC_TARGET_RESOURCE_GROUPS,
+docs/deploy.md): ARM refuses the subscription's listing (403), the observer lists at the groups."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+
+from cloudsim.rights import RBAC_ADMINISTRATOR
+from cloudsim.testing import SAMPLE_SUBSCRIPTION
+from reconciler.engine.run import Status
+from tests.engine.conftest import KEY_VAULT_READER, VAULT, Tenant
+
+GRANTED_GROUP = f"/subscriptions/{SAMPLE_SUBSCRIPTION}/resourceGroups/rg-pay"
+OTHER_VAULT = (
+    f"/subscriptions/{SAMPLE_SUBSCRIPTION}/resourceGroups/rg-other"
+    "/providers/microsoft.keyvault/vaults/kv-other"
+)
+
+
+def _rights_on_the_group_only(tenant: Tenant) -> None:
+    """The tenant setup's RBAC administrator assignment of the reconciler, moved from the
+    subscription to the resource group holding the vault."""
+    world = tenant.sim.world
+    mine = [
+        ra
+        for ra in world.role_assignments
+        if ra.principal_id == world.caller_object_id and ra.role_definition_guid == RBAC_ADMINISTRATOR
+    ]
+    assert mine, "the sample world grants the reconciler the RBAC administrator role"
+    for assignment in mine:
+        world.role_assignments.remove(assignment)
+        world.role_assignments.append(replace(assignment, scope=GRANTED_GROUP))
+
+
+async def test_a_grant_in_the_resource_group_the_reconciler_holds_converges(tenant: Tenant) -> None:
+    _rights_on_the_group_only(tenant)
+    app = await tenant.app("sc-payments-rg")
+    config = tenant.config("payments-rg", app["appId"])
+
+    created = await tenant.run([config])
+    assert created.all_converged, [(o.status, o.reason) for o in created.outcomes]
+    granted = [
+        ra
+        for ra in tenant.sim.world.role_assignments
+        if ra.principal_id == app["servicePrincipalId"] and ra.role_definition_guid == KEY_VAULT_READER
+    ]
+    assert [ra.scope.lower() for ra in granted] == [VAULT.lower()]
+    again = await tenant.run([config], dry_run=True)
+    assert again.plan.is_empty, again.plan
+    assert again.all_converged, [(o.status, o.reason) for o in again.outcomes]
+
+
+async def test_a_grant_in_a_resource_group_without_rights_fails_alone(tenant: Tenant) -> None:
+    _rights_on_the_group_only(tenant)
+    allowed = await tenant.app("sc-payments-allowed")
+    refused = await tenant.app("sc-payments-refused")
+    good = tenant.config("allowed", allowed["appId"])
+    bad = tenant.config("refused", refused["appId"])
+    bad = replace(bad, role_grants=(replace(bad.role_grants[0], scope=OTHER_VAULT),))
+
+    report = await tenant.run([good, bad])
+    by_id = {o.config_id: o for o in report.outcomes}
+    assert by_id[good.id].status is Status.CONVERGED, by_id[good.id].reason
+    assert by_id[bad.id].status is Status.FAILED_PERMANENT
+    assert "Microsoft.Authorization/roleAssignments/read" in by_id[bad.id].reason
+    assert "rg-other" in by_id[bad.id].reason
+    assert not [
+        ra for ra in tenant.sim.world.role_assignments if ra.principal_id == refused["servicePrincipalId"]
+    ]
+    assert (await tenant.run([good], dry_run=True)).plan.is_empty
+
+
+async def test_a_connection_subscription_without_rights_or_grants_fails_nothing(tenant: Tenant) -> None:
+    _rights_on_the_group_only(tenant)
+    other = str(uuid.uuid4())
+    tenant.sim.world.settings.subscriptions[other] = "Other"  # the reconciler holds nothing there
+    app = await tenant.app("sc-payments-elsewhere")
+    config = replace(tenant.config("elsewhere", app["appId"]), subscription_id=other)
+
+    report = await tenant.run([config])
+    assert report.all_converged, [(o.status, o.reason) for o in report.outcomes]
+    assert (await tenant.run([config], dry_run=True)).plan.is_empty
