@@ -174,10 +174,13 @@ class ArmAdapter:
         except NotFound:
             return  # already gone
 
-    async def get_role_definition(self, subscription_id: str, role_id: str) -> CustomRole | None:
-        path = role_definition_path(Guid(subscription_id, "subscription id"), role_id)
+    async def get_role_definition(self, scope: ArmScope, role_id: str) -> CustomRole | None:
+        """The role's definition read at `scope` (Role Definitions - Get): ARM answers it where the
+        role is assignable, at or below its assignable scopes, to a caller with roleDefinitions/read
+        there. Reading at the scope of a grant needs no more rights than writing the grant does (a
+        reconciler whose role is on a resource group only may not read at the subscription)."""
         try:
-            found = await self._call(self._client.role_definitions.get_by_id(path))
+            found = await self._call(self._client.role_definitions.get(scope_path(scope), str(Guid(role_id))))
         except NotFound:
             return None
         permissions = found.permissions or []

@@ -369,40 +369,84 @@ async def _rbac(doctor: Doctor) -> list[Finding]:
         by_root[scope.root].append(scope)
     for root, targets in sorted(by_root.items(), key=lambda item: str(item[0])):
         try:
-            assignments = await doctor.arm.list_assignments_of(root, doctor.principal_id)
-            roles = await _role_definitions(doctor.arm, root, assignments)
+            findings += await _rbac_at(doctor, root, targets)
         except Failure as failure:
             if failure.code == _CONNECTION_FAILED:
                 return [_error("Azure RBAC", "endpoint", failure)]
-            if failure.status == 403:  # the reconciler reads assignments before it writes them
-                findings.append(
-                    Finding(
-                        "Azure RBAC",
-                        f"role assignments read in {root}",
-                        Verdict.MISSING,
-                        f"ARM refused to list the identity's role assignments: {failure.message}",
-                        fix=rbac_fix(root, doctor.principal_id),
-                    )
-                )
+            if failure.status != 403 or root.subscription is None:
+                findings.append(_error("Azure RBAC", f"role assignments in {root}", failure))
                 continue
-            findings.append(_error("Azure RBAC", f"role assignments in {root}", failure))
-            continue
-        findings += _rbac_findings(root, targets, assignments, roles, doctor.principal_id)
+            # The reconciler reads assignments before it writes them; a deployment whose role is
+            # on resource groups only (docs/deploy.md) is refused the subscription and reads at
+            # each group, as the engine does.
+            findings += await _rbac_in_groups(doctor, root, targets, failure)
     return findings
 
 
-async def _role_definitions(
-    arm: ArmAdapter, root: ArmScope, assignments: Sequence[RoleAssignment]
-) -> dict[str, CustomRole]:
-    if root.subscription is None:
-        return {}  # management-group definitions are read under a subscription: none to read them under
-    found = await asyncio.gather(
-        *(
-            arm.get_role_definition(str(root.subscription), r)
-            for r in sorted({a.role_id for a in assignments})
-        )
+async def _rbac_at(doctor: Doctor, where: ArmScope, targets: Sequence[ArmScope]) -> list[Finding]:
+    """The identity's rights on `targets`, from its assignments at, above and below `where`."""
+    assignments = await doctor.arm.list_assignments_of(where, doctor.principal_id)
+    roles = await _role_definitions(doctor.arm, where, assignments)
+    return _rbac_findings(where, targets, assignments, roles, doctor.principal_id)
+
+
+async def _rbac_in_groups(
+    doctor: Doctor, subscription: ArmScope, targets: Sequence[ArmScope], refused: Failure
+) -> list[Finding]:
+    """After ARM refused the subscription's listing: the targets in resource groups, judged from
+    the listing at their group; a target at the subscription itself is missing the read."""
+    findings: list[Finding] = []
+    by_group: dict[ArmScope, list[ArmScope]] = defaultdict(list)
+    for target in targets:
+        if target.resource_group is None:
+            findings.append(_read_refused(target, refused, doctor.principal_id))
+        else:
+            group = ArmScope(subscription=subscription.subscription, resource_group=target.resource_group)
+            by_group[group].append(target)
+    for group, in_group in sorted(by_group.items(), key=lambda item: str(item[0])):
+        try:
+            findings += await _rbac_at(doctor, group, in_group)
+        except Failure as failure:
+            if failure.status != 403:
+                raise
+            findings.append(_read_refused(group, failure, doctor.principal_id, also=subscription))
+    return findings
+
+
+def _read_refused(
+    scope: ArmScope, failure: Failure, principal_id: str, also: ArmScope | None = None
+) -> Finding:
+    where = f" (and in {also})" if also else ""
+    return Finding(
+        "Azure RBAC",
+        f"role assignments read in {scope}",
+        Verdict.MISSING,
+        f"ARM refused to list the identity's role assignments{where}: {failure.message}",
+        fix=rbac_fix(scope, principal_id),
     )
+
+
+async def _role_definitions(
+    arm: ArmAdapter, where: ArmScope, assignments: Sequence[RoleAssignment]
+) -> dict[str, CustomRole]:
+    """The definitions of the identity's roles. Each is read where one of its assignments is, if at
+    or below `where` (a custom role may be assignable on a resource group only), else at `where`;
+    the identity may read where it listed."""
+    read_at: dict[str, ArmScope] = {}
+    for assignment in sorted(assignments, key=lambda a: a.scope):
+        scope = _within(assignment.scope, where) or where
+        read_at.setdefault(assignment.role_id, scope)
+    found = await asyncio.gather(*(arm.get_role_definition(s, r) for r, s in sorted(read_at.items())))
     return {role.id: role for role in found if role is not None}
+
+
+def _within(text: str, where: ArmScope) -> ArmScope | None:
+    """`text` as a scope when it is `where` or below it."""
+    try:
+        scope = ArmScope.parse(text)
+    except IdentifierError:
+        return None  # the root `/`: above everything
+    return scope if scope.segments[: len(where.segments)] == where.segments else None
 
 
 def _rbac_findings(

@@ -471,19 +471,22 @@ class Observer:
     ) -> list[CustomRole]:
         """Definitions of roles the built-in catalogue does not know, so the policy can classify them."""
         # A custom role id is unique in the tenant, but its definition is readable only where it is
-        # assignable: read each at the subscription of a grant that uses it (a grant on a management
-        # group falls back to the config's own subscription).
-        where: dict[str, str] = {}
+        # assignable, by a caller with roleDefinitions/read there: read each at the scope of a grant
+        # that uses it (the first by name, so a pass is deterministic). Where the grant can be
+        # written, the definition can be read; a subscription may be refused (rights on resource
+        # groups only, docs/deploy.md) or not be where the role is assignable.
+        where: dict[str, ArmScope] = {}
         for config in configs:
             for grant in config.role_grants:
                 if builtin_role(grant.role_id) is None:
-                    subscription = grant.arm_scope.subscription or config.subscription_id
-                    where[grant.role_id] = min(where.get(grant.role_id, subscription), str(subscription))
+                    known = where.get(grant.role_id)
+                    if known is None or str(grant.arm_scope) < str(known):
+                        where[grant.role_id] = grant.arm_scope
         roles = sorted(where.items())
         found = await asyncio.gather(
             *(
-                self._read(f"role definition {role}", self._arm.get_role_definition(sub, role))
-                for role, sub in roles
+                self._read(f"role definition {role}", self._arm.get_role_definition(scope, role))
+                for role, scope in roles
             )
         )
         custom: list[CustomRole] = []

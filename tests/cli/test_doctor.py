@@ -228,8 +228,12 @@ async def test_each_missing_right_is_named_with_its_fix(
     )
 
     rbac = [f for key, f in missing.items() if key.startswith("Azure RBAC")]
-    # No role there at all: ARM refuses even the listing (roleAssignments/read), so that is what is named.
-    assert [f["subject"] for f in rbac] == [f"role assignments read in /subscriptions/{WEB_SUB}"]
+    # No role there at all: ARM refuses even the listing (roleAssignments/read), at the subscription
+    # and then at the resource group of the target scope, so the read is what is named.
+    assert [f["subject"] for f in rbac] == [
+        f"role assignments read in /subscriptions/{WEB_SUB}/resourceGroups/rg-web"
+    ]
+    assert f"(and in /subscriptions/{WEB_SUB})" in rbac[0]["detail"]
     assert all(f"--assignee-object-id {ME}" in f["fix"] and "azd provision" in f["fix"] for f in rbac)
     assert any(
         k.startswith("Azure RBAC") and PAYMENTS_SUB in k and f["verdict"] == "ok" for k, f in found.items()
@@ -297,8 +301,52 @@ async def test_rights_are_judged_by_effective_permissions_and_ownership(tmp_path
     web = [f for k, f in found.items() if k.startswith("Azure RBAC") and WEB_SUB in k]
     assert web and all(f["verdict"] == "missing" for f in web)
     # Write alone is not enough: ARM refuses the listing the reconciler reads first (roleAssignments/read).
-    assert [f["subject"] for f in web] == [f"role assignments read in /subscriptions/{WEB_SUB}"]
+    assert [f["subject"] for f in web] == [
+        f"role assignments read in /subscriptions/{WEB_SUB}/resourceGroups/rg-web"
+    ]
     assert "roleAssignments/read" in web[0]["detail"] and web[0]["fix"]
+
+
+def _rights_on_resource_groups_only(state: dict[str, Any]) -> None:
+    """A deployment with WIF_RBAC_TARGET_RESOURCE_GROUPS (docs/deploy.md): the RBAC role on rg-pay,
+    and on rg-web a custom role assignable there only; rg-pay-staging is left without a role."""
+    payments, web = state["role_assignments"]
+    payments["scope"] = f"/subscriptions/{PAYMENTS_SUB}/resourceGroups/rg-pay"
+    web["scope"] = f"/subscriptions/{WEB_SUB}/resourceGroups/rg-web"
+    group_role = {
+        "id": "0d0c7000-0000-4000-8000-000000000003",
+        "role_name": "WIF Reconciler in rg-web",
+        "actions": [
+            "Microsoft.Authorization/roleAssignments/read",
+            "Microsoft.Authorization/roleAssignments/write",
+            "Microsoft.Authorization/roleAssignments/delete",
+            "Microsoft.Authorization/roleDefinitions/read",
+        ],
+        "role_type": "CustomRole",
+        "assignable_scopes": [web["scope"]],
+    }
+    state["role_definitions"] = [r.to_json() for r in builtin_role_definitions()] + [group_role]
+    web["role_definition_guid"] = group_role["id"]
+
+
+async def test_rights_on_resource_groups_only_are_read_at_the_groups(tmp_path: Path) -> None:
+    async with simulator(tenant(_rights_on_resource_groups_only), tmp_path) as env:
+        result = doctor(env, "--output", "json")
+    assert result.returncode == 1, result.stdout + result.stderr
+    rbac = {f["subject"]: f for k, f in findings(result).items() if k.startswith("Azure RBAC")}
+    pay, web = (f"/subscriptions/{PAYMENTS_SUB}/resourceGroups", f"/subscriptions/{WEB_SUB}/resourceGroups")
+    held = "role assignments write and delete on"
+    assert {subject: f["verdict"] for subject, f in rbac.items()} == {
+        f"{held} 1 target scope(s) in {pay}/rg-pay": "ok",
+        f"role assignments read in {pay}/rg-pay-staging": "missing",
+        f"{held} 2 target scope(s) in {web}/rg-web": "ok",
+    }, rbac
+    # The custom role's definition is read at the group, where it is assignable.
+    assert "WIF Reconciler in rg-web" in rbac[f"{held} 2 target scope(s) in {web}/rg-web"]["detail"]
+    staging = rbac[f"role assignments read in {pay}/rg-pay-staging"]
+    assert (
+        "rg-pay-staging" in staging["fix"] and f"(and in /subscriptions/{PAYMENTS_SUB})" in staging["detail"]
+    )
 
 
 def _closed_port() -> int:

@@ -12,6 +12,7 @@ from cloudsim.state import RoleDefinition
 from cloudsim.testing import SAMPLE_SUBSCRIPTION
 from reconciler.adapters.arm import ArmAdapter
 from reconciler.adapters.metering import RequestMeter
+from reconciler.core.identifiers import ArmScope, Guid
 from reconciler.engine.run import connect
 from tests.core.builders import policy
 from tests.engine.conftest import FAST, Tenant
@@ -69,7 +70,7 @@ async def test_a_custom_role_is_not_readable_outside_its_assignable_scopes(tenan
     async with ManagedIdentityCredential(connection_verify=tenant.cloud.ca_bundle) as credential:
         arm = ArmAdapter(credential, tenant.cloud, RequestMeter(), retry_total=0)
         try:
-            assert await arm.get_role_definition(SAMPLE_SUBSCRIPTION, VAULT_AUDITOR) is not None
-            assert await arm.get_role_definition(other, VAULT_AUDITOR) is None
+            assert await arm.get_role_definition(ArmScope.parse(RESOURCE_GROUP), VAULT_AUDITOR) is not None
+            assert await arm.get_role_definition(ArmScope(subscription=Guid(other)), VAULT_AUDITOR) is None
         finally:
             await arm.close()

@@ -7,9 +7,11 @@ import uuid
 from dataclasses import replace
 
 from cloudsim.rights import RBAC_ADMINISTRATOR
+from cloudsim.state import RoleDefinition
 from cloudsim.testing import SAMPLE_SUBSCRIPTION
-from reconciler.engine.run import Status
-from tests.engine.conftest import KEY_VAULT_READER, VAULT, Tenant
+from reconciler.engine.run import Status, connect
+from tests.core.builders import policy
+from tests.engine.conftest import FAST, KEY_VAULT_READER, VAULT, Tenant
 
 GRANTED_GROUP = f"/subscriptions/{SAMPLE_SUBSCRIPTION}/resourceGroups/rg-pay"
 OTHER_VAULT = (
@@ -81,3 +83,30 @@ async def test_a_connection_subscription_without_rights_or_grants_fails_nothing(
     report = await tenant.run([config])
     assert report.all_converged, [(o.status, o.reason) for o in report.outcomes]
     assert (await tenant.run([config], dry_run=True)).plan.is_empty
+
+
+async def test_a_custom_role_is_read_at_the_group_it_is_granted_in(tenant: Tenant) -> None:
+    """The definition is read at the grant's scope: the subscription would refuse it (403)."""
+    _rights_on_the_group_only(tenant)
+    auditor = "5c1f5f8e-2b8f-4a44-9d47-0f6c3c2b7a12"
+    tenant.sim.world.role_definitions.append(
+        RoleDefinition(
+            id=auditor,
+            role_name="Vault Auditor",
+            actions=["Microsoft.KeyVault/vaults/read"],
+            role_type="CustomRole",
+            assignable_scopes=[f"/subscriptions/{SAMPLE_SUBSCRIPTION}"],
+        )
+    )
+    app = await tenant.app("sc-payments-auditor")
+    config = tenant.config("auditor", app["appId"])
+    config = replace(config, role_grants=(replace(config.role_grants[0], role_id=auditor),))
+    allowed = replace(policy(), role_ids=policy().role_ids | {auditor})
+    async with connect(tenant.cloud, allowed, options=FAST) as engine:
+        report = await engine.run([config])
+    assert report.all_converged, [(o.status, o.reason) for o in report.outcomes]
+    assert [
+        ra.scope.lower()
+        for ra in tenant.sim.world.role_assignments
+        if ra.principal_id == app["servicePrincipalId"] and ra.role_definition_guid == auditor
+    ] == [VAULT.lower()]
