@@ -396,6 +396,7 @@ class Observer:
             for principal, failure in failures.items():
                 if _refused_at_subscription(root, failure):
                     refused[(root, principal)] = failure
+                    self._listing_pages.learn_refusal(root, failure, time.monotonic())
                 else:
                     failed.charge(needed_by[(root, principal)], failure)
                 if principal in orphan_principals:
@@ -449,6 +450,9 @@ class Observer:
         """The principals' assignments under `root`, and the failed read of each principal it missed."""
         scope = ArmScope.parse(root)
         what = f"the role assignments under {root}"
+        refused = self._listing_pages.refusal(root, time.monotonic())
+        if refused is not None:  # rights on resource groups only: the caller reads at the groups
+            return [], dict.fromkeys(principals, refused)
         if scope.subscription is not None and self._listing_pages.per_principal_is_cheaper(
             root, len(principals)
         ):

@@ -8,8 +8,9 @@ import pytest
 from cloudsim.state import RoleAssignment, new_id
 from cloudsim.testing import SAMPLE_SUBSCRIPTION
 from reconciler.core.model import FederationConfig
-from reconciler.engine.listing_pages import ListingPages, per_principal_is_cheaper
+from reconciler.engine.listing_pages import REFUSAL_MEMORY_S, ListingPages, per_principal_is_cheaper
 from reconciler.engine.run import Reconciler, connect
+from reconciler.failures import Failure
 from tests.core.builders import policy
 from tests.engine.conftest import FAST, KEY_VAULT_READER, Tenant
 
@@ -93,3 +94,13 @@ def test_the_page_counts_are_bounded_and_the_oldest_forgotten() -> None:
         30,
     )
     assert pages.per_principal_is_cheaper("/subscriptions/b", 5) is False  # forgotten: the threshold
+
+
+def test_a_refusal_is_remembered_for_a_while_from_when_arm_gave_it() -> None:
+    pages = ListingPages()
+    refused = Failure("AuthorizationFailed", status=403)
+    pages.learn_refusal(SUBSCRIPTION, refused, now=100.0)
+    assert pages.refusal(SUBSCRIPTION, now=100.0 + REFUSAL_MEMORY_S - 1) is refused
+    pages.learn_refusal(SUBSCRIPTION, refused, now=150.0)  # the remembered one, seen again: no renewal
+    assert pages.refusal(SUBSCRIPTION, now=100.0 + REFUSAL_MEMORY_S) is None
+    assert pages.refusal("/subscriptions/other", now=100.0) is None

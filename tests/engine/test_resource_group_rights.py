@@ -110,3 +110,20 @@ async def test_a_custom_role_is_read_at_the_group_it_is_granted_in(tenant: Tenan
         for ra in tenant.sim.world.role_assignments
         if ra.principal_id == app["servicePrincipalId"] and ra.role_definition_guid == auditor
     ] == [VAULT.lower()]
+
+
+async def test_the_refused_subscription_listing_is_not_sent_again_by_the_next_pass(tenant: Tenant) -> None:
+    _rights_on_the_group_only(tenant)
+    app = await tenant.app("sc-payments-twice")
+    config = tenant.config("twice", app["appId"])
+    async with connect(tenant.cloud, policy(), options=FAST) as engine:
+        listings = []
+        for _ in range(2):
+            await tenant.sim.admin.reset_counters()
+            report = await engine.run([config])
+            assert report.all_converged, [(o.status, o.reason) for o in report.outcomes]
+            counters = await tenant.sim.admin.counters()
+            listings.append(counters["arm"]["operations"]["roleAssignments.list"]["reads"])
+    # The first pass is refused the subscription's listing, then lists the group; the next one
+    # remembers the refusal (engine/listing_pages.py) and lists the group only.
+    assert listings == [2, 1]
