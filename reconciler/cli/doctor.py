@@ -165,6 +165,7 @@ async def diagnose(
             roles = await graph.own_token_roles()
             principal_id = await graph.own_principal_id()
             person = await graph.own_token_is_delegated()
+            tenant = await graph.own_tenant_id()
         except ClientAuthenticationError as error:
             detail = NOT_SIGNED_IN.format(cause=_one_line(error))  # the same advice as every command
             return None, [Finding("Sign-in", "a token for Microsoft Graph", Verdict.ERROR, detail)]
@@ -182,7 +183,7 @@ async def diagnose(
             *EXTRA_CHECKS,
         ]
         found = await asyncio.gather(*(_guarded(area, check, doctor) for area, check in checks))
-        flat = [finding for findings in found for finding in findings]
+        flat = [_tenant(tenant, configs), *(finding for findings in found for finding in findings)]
         if person:
             return principal_id, [person_sign_in(principal_id), *map(_as_yours, flat)]
         return principal_id, flat
@@ -192,6 +193,32 @@ async def diagnose(
         await ado.close()
         if credential is None:
             await token_source.close()
+
+
+def _tenant(tenant: str | None, configs: Sequence[FederationConfig]) -> Finding:
+    """The tenant the credential signs in to (its Graph token's `tid`), against the configs'
+    tenantId: the engine fails a config of another tenant (`tenant-mismatch`) and writes nothing."""
+    if tenant is None:
+        return _skipped(
+            "Sign-in", "tenant", "the Graph token carries no tid claim: configs are not checked against it"
+        )
+    elsewhere: dict[str, list[str]] = defaultdict(list)
+    for config in configs:
+        if config.tenant_id.lower() != tenant.lower():
+            elsewhere[config.tenant_id.lower()].append(config.id)
+    if not elsewhere:
+        named = f"; every config names it ({len(configs)})" if configs else ""
+        return Finding("Sign-in", f"tenant {tenant}", Verdict.OK, f"the Graph token's tid{named}")
+    listed = "; ".join(f"{t}: {', '.join(sorted(ids))}" for t, ids in sorted(elsewhere.items()))
+    return Finding(
+        "Sign-in",
+        f"tenant {tenant}",
+        Verdict.MISSING,
+        f"configs name other tenants ({listed}): the reconciler fails them (tenant-mismatch) and writes "
+        "nothing for them",
+        fix="correct the configs' tenantId, or run a reconciler signed in to their tenant (AZURE_TENANT_ID "
+        "with a person's sign-in; a deployment in that tenant)",
+    )
 
 
 def _as_yours(finding: Finding) -> Finding:

@@ -84,6 +84,8 @@ async def test_everything_in_place_exits_0(tmp_path: Path, table_settings: dict[
             "deletes to the events queue"
         )
     assert found["Drift events: queue events"]["verdict"] == "ok"
+    signed_in = found[f"Sign-in: tenant {TENANT['tenant_id']}"]
+    assert signed_in["detail"] == "the Graph token's tid; every config names it (4)"
     assert set(found) >= {
         "Microsoft Graph: application permission Application.ReadWrite.OwnedBy",
         f"Microsoft Graph: owner of adopted application {KV_READER_APP}",
@@ -347,6 +349,25 @@ async def test_rights_on_resource_groups_only_are_read_at_the_groups(tmp_path: P
     assert (
         "rg-pay-staging" in staging["fix"] and f"(and in /subscriptions/{PAYMENTS_SUB})" in staging["detail"]
     )
+
+
+async def test_configs_of_another_tenant_are_named(tmp_path: Path) -> None:
+    examples = yaml.safe_load_all((ROOT / "examples" / "configs.yaml").read_text(encoding="utf-8"))
+    elsewhere = list(examples)[2]  # kv-secrets: an application the reconciler creates
+    elsewhere["serviceConnection"]["name"] = "kv-secrets-elsewhere"
+    elsewhere["application"]["displayName"] = "sc-payments-kv-secrets-elsewhere"
+    elsewhere["tenantId"] = "0c1d2e3f-0000-4000-8000-000000000001"
+    other = tmp_path / "elsewhere.yaml"
+    other.write_text(yaml.safe_dump(elsewhere), encoding="utf-8")
+    async with simulator(tenant(), tmp_path) as env:
+        result = doctor(env, "--configs", str(other), "--output", "json")
+    assert result.returncode == 1, result.stdout + result.stderr
+    signed_in = findings(result)[f"Sign-in: tenant {TENANT['tenant_id']}"]
+    assert signed_in["verdict"] == "missing"
+    assert (
+        "0c1d2e3f-0000-4000-8000-000000000001: contoso/payments/kv-secrets-elsewhere" in signed_in["detail"]
+    )
+    assert "tenantId" in signed_in["fix"]
 
 
 def _closed_port() -> int:
