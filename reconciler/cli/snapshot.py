@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+from reconciler.core.identifiers import Guid
 from reconciler.core.model import (
     TOKEN_EXCHANGE_AUDIENCE,
     Application,
@@ -41,7 +42,19 @@ def parse_snapshot(body: Mapping[str, Any], source: str = "snapshot") -> Observe
         connections=_each(body, "serviceConnections", _connection, source),
         custom_roles=_each(body, "customRoles", _custom_role, source),
         organization_ids=_organization_ids(body, source),
+        tenant_id=_tenant_id(body, source),
     )
+
+
+def _tenant_id(body: Mapping[str, Any], source: str) -> str | None:
+    """`tenantId`: the tenant the reconciler signs in to (optional): configs naming another one
+    fail with tenant-mismatch, as in a live plan; without it that check is skipped."""
+    raw = body.get("tenantId")
+    if raw is None:
+        return None
+    if not Guid.is_valid(raw):
+        raise InputError([f"{source}: tenantId must be a GUID, got {str(raw)[:80]!r}"])
+    return str(Guid(raw))
 
 
 def _organization_ids(body: Mapping[str, Any], source: str) -> dict[str, str]:

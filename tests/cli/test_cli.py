@@ -107,3 +107,24 @@ def test_plan_rejects_organization_ids_that_are_not_a_mapping_of_names_to_ids(tm
     result = run("plan", "--configs", "examples/configs.yaml", "--observed", str(snapshot))
     assert result.returncode == 2
     assert "organizationIds must map organization names to ids" in result.stderr
+
+
+def test_an_offline_plan_fails_configs_of_another_tenant_than_the_snapshots(tmp_path: Path) -> None:
+    observed = json.loads((ROOT / "examples" / "observed.json").read_text(encoding="utf-8"))
+    snapshot = tmp_path / "observed.json"
+    snapshot.write_text(json.dumps({**observed, "tenantId": "0C1D2E3F-0000-4000-8000-000000000001"}))
+    result = run("plan", "--configs", "examples/configs.yaml", "--observed", str(snapshot))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "tenant-mismatch" in result.stdout
+    assert "the reconciler manages tenant 0c1d2e3f-0000-4000-8000-000000000001" in result.stdout
+    snapshot.write_text(json.dumps({**observed, "tenantId": "72f988bf-86f1-41af-91ab-2d7cd011db47"}))
+    same = run("plan", "--configs", "examples/configs.yaml", "--observed", str(snapshot))
+    assert "tenant-mismatch" not in same.stdout + same.stderr
+
+
+def test_plan_rejects_a_snapshot_tenant_that_is_not_a_guid(tmp_path: Path) -> None:
+    snapshot = tmp_path / "observed.json"
+    snapshot.write_text('{"tenantId": "contoso.onmicrosoft.com"}')
+    result = run("plan", "--configs", "examples/configs.yaml", "--observed", str(snapshot))
+    assert result.returncode == 2
+    assert "tenantId must be a GUID, got 'contoso.onmicrosoft.com'" in result.stderr
