@@ -159,6 +159,8 @@ class Api:
         self.routes = RouteTable()
         self.faults = FaultState(Faults())
         self.reports_resource_units = False  # Graph's x-ms-resource-unit headers
+        # The share of the rate limits' budget in use (cloudsim/limits.py), for those headers.
+        self.budget_percent: Callable[[], int] = lambda: 0
         self.precondition: Precondition | None = None  # e.g. ARM's and ADO's api-version checks
         self.limit: LimitRule | None = None
         # How the service answers a token it does not accept, when not with the 401 it is given.
@@ -201,7 +203,8 @@ class Api:
             self.on_change(self.name, route.operation, call, match, reply)
         if self.reports_resource_units:
             reply.headers["x-ms-resource-unit"] = str(units)
-            reply.headers["x-ms-throttle-limit-percentage"] = str(self.faults.usage_percent())
+            used = max(self.budget_percent(), self.faults.usage_percent())
+            reply.headers["x-ms-throttle-limit-percentage"] = str(used)
         return reply
 
     async def _handle(self, route: Route, call: Call, match: re.Match[str]) -> Reply:

@@ -153,6 +153,10 @@ class Throttle:
         wait = self._graph_units.take(units)
         return None if wait is None else (wait, {})
 
+    def graph_percent(self) -> int:
+        """How much of Graph's resource-unit budget this window has used (x-ms-throttle-limit-percentage)."""
+        return self._graph_units.percent()
+
     def arm(self, call: Call, route: Route, _units: int) -> tuple[int, dict[str, str]] | None:
         found = _SUBSCRIPTION.search(call.path)
         key = (found.group(1).lower() if found else "", route.write)

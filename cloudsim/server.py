@@ -112,6 +112,7 @@ class Simulator:
         apis = {"graph": self.graph.api, "arm": self.arm.api, "ado": self.ado.api, "msi": self.msi.api}
         self.throttle = Throttle(limits or Limits())
         self.graph.api.limit = self.throttle.graph
+        self.graph.api.budget_percent = self.throttle.graph_percent
         self.arm.api.limit = self.throttle.arm
         self.ado.api.limit = self.throttle.ado
         self.admin = Admin(

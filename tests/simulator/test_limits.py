@@ -80,8 +80,10 @@ async def test_graph_answers_429_with_retry_after_past_its_resource_unit_budget(
 ) -> None:
     await cloud_env.admin.set_limits(Limits(graph_units=6))
     expanded = "/v1.0/applications?$expand=federatedIdentityCredentials"
-    assert (await raw.get("graph", expanded))[0] == 200  # 3 units
-    assert (await raw.get("graph", expanded))[0] == 200  # 6 units: the budget
+    status, _, headers = await raw.get("graph", expanded)
+    assert status == 200 and headers["x-ms-throttle-limit-percentage"] == "50"  # 3 units of 6
+    status, _, headers = await raw.get("graph", expanded)
+    assert status == 200 and headers["x-ms-throttle-limit-percentage"] == "100"  # 6 units: the budget
     status, body, headers = await raw.get("graph", expanded)
     assert status == 429 and body["error"]["code"] == "TooManyRequests"
     assert 1 <= int(headers["Retry-After"]) <= 10
