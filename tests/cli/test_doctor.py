@@ -37,6 +37,22 @@ def tenant(change: Callable[[dict[str, Any]], None] = lambda _: None) -> dict[st
     return state
 
 
+def reconciler_role(name: str, *assignable_scopes: str) -> dict[str, Any]:
+    """A custom role with the reconciler's RBAC actions (infra/app/rbac-admin-subscription.bicep's)."""
+    return {
+        "id": "0d0c7000-0000-4000-8000-000000000003",
+        "role_name": name,
+        "actions": [
+            "Microsoft.Authorization/roleAssignments/read",
+            "Microsoft.Authorization/roleAssignments/write",
+            "Microsoft.Authorization/roleAssignments/delete",
+            "Microsoft.Authorization/roleDefinitions/read",
+        ],
+        "role_type": "CustomRole",
+        "assignable_scopes": list(assignable_scopes),
+    }
+
+
 @asynccontextmanager
 async def simulator(state: dict[str, Any], tmp_path: Path) -> AsyncIterator[dict[str, str]]:
     path = tmp_path / "tenant.json"
@@ -148,18 +164,9 @@ async def test_a_missing_event_subscription_is_named_with_its_fix(
 
 def _no_event_grid_read(state: dict[str, Any]) -> None:
     """The reconciler's own custom role (infra/app/rbac-admin-subscription.bicep): no `*/read`."""
-    role = {
-        "id": "0d0c7000-0000-4000-8000-000000000003",
-        "role_name": "WIF Reconciler Role Assignments",
-        "actions": [
-            "Microsoft.Authorization/roleAssignments/read",
-            "Microsoft.Authorization/roleAssignments/write",
-            "Microsoft.Authorization/roleAssignments/delete",
-            "Microsoft.Authorization/roleDefinitions/read",
-        ],
-        "role_type": "CustomRole",
-        "assignable_scopes": [f"/subscriptions/{PAYMENTS_SUB}", f"/subscriptions/{WEB_SUB}"],
-    }
+    role = reconciler_role(
+        "WIF Reconciler Role Assignments", f"/subscriptions/{PAYMENTS_SUB}", f"/subscriptions/{WEB_SUB}"
+    )
     state["role_definitions"] = [r.to_json() for r in builtin_role_definitions()] + [role]
     for assignment in state["role_assignments"]:
         assignment["role_definition_guid"] = role["id"]
@@ -315,18 +322,7 @@ def _rights_on_resource_groups_only(state: dict[str, Any]) -> None:
     payments, web = state["role_assignments"]
     payments["scope"] = f"/subscriptions/{PAYMENTS_SUB}/resourceGroups/rg-pay"
     web["scope"] = f"/subscriptions/{WEB_SUB}/resourceGroups/rg-web"
-    group_role = {
-        "id": "0d0c7000-0000-4000-8000-000000000003",
-        "role_name": "WIF Reconciler in rg-web",
-        "actions": [
-            "Microsoft.Authorization/roleAssignments/read",
-            "Microsoft.Authorization/roleAssignments/write",
-            "Microsoft.Authorization/roleAssignments/delete",
-            "Microsoft.Authorization/roleDefinitions/read",
-        ],
-        "role_type": "CustomRole",
-        "assignable_scopes": [web["scope"]],
-    }
+    group_role = reconciler_role("WIF Reconciler in rg-web", web["scope"])
     state["role_definitions"] = [r.to_json() for r in builtin_role_definitions()] + [group_role]
     web["role_definition_guid"] = group_role["id"]
 
