@@ -7,7 +7,8 @@ credential for the values the connection will have (ADO refuses it before); the 
 returns are then checked, and the credential follows them when they differ.
 
 Every write is idempotent: a credential whose issuer and subject already exist is
-adopted, RoleAssignmentExists is adopted by the id ARM names, a connection that exists by
+adopted, a service principal that exists is read by its appId and adopted,
+RoleAssignmentExists is adopted by the id ARM names, a connection that exists by
 name is adopted, and a new application is upserted by a unique name derived from its
 display name, so a lost response or a second reconciler never makes a duplicate.
 One config's failure never stops the others: its remaining actions are skipped and the
@@ -214,11 +215,19 @@ class Applier:
                 # application object"), 404 from some replicas; the status decides, not the text.
                 statuses=(400, 404),
             )
-        except Conflict:
-            app = await self._graph.read_application(app_id)
-            if app is None or app.service_principal_id is None:
-                raise
-            group.principal_id = app.service_principal_id
+        except Conflict as conflict:
+            # Graph says it exists: read it by its key (its listings, which the plan came from, lag
+            # behind writes). Not visible even so: a later pass adopts it, never a permanent failure.
+            found = await self._graph.service_principal_id(app_id)
+            if found is None:
+                raise TemporaryFailure(
+                    f"Graph says the service principal of application {app_id} exists but does not "
+                    f"show it yet ({conflict.message})",
+                    retry_after=10,
+                    code="PrincipalNotVisible",
+                    status=conflict.status,
+                ) from conflict
+            group.principal_id = found
             group.wrote("principal", group.principal_id)
             return "adopted", f"principal {group.principal_id}"
         group.principal_created_at = time.monotonic()

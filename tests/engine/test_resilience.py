@@ -17,7 +17,14 @@ from reconciler.adapters.ado import AdoAdapter
 from reconciler.adapters.arm import ArmAdapter
 from reconciler.adapters.graph import GraphAdapter
 from reconciler.adapters.metering import RequestMeter
-from reconciler.core.actions import ActionKind, AppTarget, Drift, DriftKind, RoleAssignmentAction
+from reconciler.core.actions import (
+    ActionKind,
+    ApplicationAction,
+    AppTarget,
+    Drift,
+    DriftKind,
+    RoleAssignmentAction,
+)
 from reconciler.core.model import TOKEN_EXCHANGE_AUDIENCE, FederationConfig, ObservedState
 from reconciler.core.plan import Plan
 from reconciler.engine.apply import Applier
@@ -163,3 +170,36 @@ async def test_a_wrong_principal_fails_permanently_fast_with_a_clear_message(ten
     assert isinstance(failure, PermanentFailure)
     assert failure.code == "PrincipalNotFound"
     assert f"principal {wrong} does not exist" in failure.message
+
+
+async def test_a_principal_graph_says_exists_but_does_not_list_yet_is_adopted(tenant: Tenant) -> None:
+    """The plan asks for a service principal because Graph's listing did not show it (a pass moments
+    after the one that created it: lists lag behind writes). Graph then answers the POST 409, and
+    its listing still shows none: the principal is read by its appId (a read by key, not a list)
+    and adopted, never a permanent failure of the config."""
+    seeded = await tenant.sim.admin.seed_application("sc-just-made", created_seconds_ago=0)
+    await tenant.sim.admin.set_faults({"graph": Faults(list_lag_s=60.0)})
+    config = tenant.config("kv-reader", seeded["appId"])
+    action = ApplicationAction(
+        kind=ActionKind.CREATE_SERVICE_PRINCIPAL,
+        config_ids=(config.id,),
+        drift=Drift(DriftKind.MISSING, "test"),
+        app=AppTarget(seeded["appId"], "sc-just-made"),
+    )
+    meter = RequestMeter()
+    credential = ManagedIdentityCredential(connection_verify=tenant.cloud.ca_bundle)
+    graph, arm, ado = (
+        GraphAdapter(credential, tenant.cloud, meter),
+        ArmAdapter(credential, tenant.cloud, meter, retry_total=0),
+        AdoAdapter(credential, tenant.cloud, meter, retry_total=0),
+    )
+    try:
+        result = await Applier(graph, arm, ado).apply(Plan(actions=(action,)), ObservedState(), [config])
+    finally:
+        await graph.close()
+        await arm.close()
+        await ado.close()
+        await credential.close()
+    assert result.failures == {}, result.failures
+    (done,) = result.results
+    assert done.outcome == "adopted" and seeded["servicePrincipalId"] in done.detail
