@@ -458,14 +458,25 @@ class Applier:
                     object_id, action.name, issuer, subject, action.description
                 ),
             )
-        except Conflict:
+        except Conflict as conflict:
             # Re-read before deciding: the same trust may exist already (adopt it), or our own
             # credential of that name may need its values (a lost response, a concurrent run).
-            for existing in await self._graph.read_credentials(object_id):
+            current = await self._graph.read_credentials(object_id)
+            for existing in current:
                 if (existing.issuer, existing.subject) == (issuer, subject):
                     group.trusted.add(Trust(issuer, subject))
                     return "adopted", f"credential {existing.name!r} already trusts {subject}"
-            raise
+            if any(existing.name.lower() == action.name.lower() for existing in current):
+                raise
+            # Nothing the re-read shows explains the clash: Graph's listing lags behind the write
+            # that made it (moments ago, by a lost response or another pass). A later pass sees it.
+            raise TemporaryFailure(
+                f"Graph refused credential {action.name!r} as a clash but does not show the credential "
+                f"it clashes with yet ({conflict.message})",
+                retry_after=10,
+                code="ConflictNotVisible",
+                status=conflict.status,
+            ) from conflict
         group.trusted.add(Trust(issuer, subject))
         return "applied", f"created {action.name}"
 

@@ -18,18 +18,20 @@ from reconciler.adapters.arm import ArmAdapter
 from reconciler.adapters.graph import GraphAdapter
 from reconciler.adapters.metering import RequestMeter
 from reconciler.core.actions import (
+    Action,
     ActionKind,
     ApplicationAction,
     AppTarget,
+    CredentialAction,
     Drift,
     DriftKind,
     RoleAssignmentAction,
 )
 from reconciler.core.model import TOKEN_EXCHANGE_AUDIENCE, FederationConfig, ObservedState
 from reconciler.core.plan import Plan
-from reconciler.engine.apply import Applier
+from reconciler.engine.apply import Applier, ApplyResult
 from reconciler.engine.run import EngineOptions, Status
-from reconciler.failures import PermanentFailure
+from reconciler.failures import PermanentFailure, TemporaryFailure
 from tests.engine.conftest import FAST, KEY_VAULT_READER, VAULT, Tenant
 
 READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
@@ -186,6 +188,52 @@ async def test_a_principal_graph_says_exists_but_does_not_list_yet_is_adopted(te
         drift=Drift(DriftKind.MISSING, "test"),
         app=AppTarget(seeded["appId"], "sc-just-made"),
     )
+    result = await apply_alone(tenant, action, config)
+    assert result.failures == {}, result.failures
+    (done,) = result.results
+    assert done.outcome == "adopted" and seeded["servicePrincipalId"] in done.detail
+
+
+async def test_a_credential_clash_graph_does_not_list_yet_is_left_to_a_later_pass(tenant: Tenant) -> None:
+    """A credential create meets Graph's 400 for an issuer and subject the application trusts
+    already (written moments ago: a lost response, a pass right after another), and the re-read,
+    a listing, does not show that credential yet. Nothing explains the clash: a temporary failure,
+    never a permanent one a person would have to clear."""
+    seeded = await tenant.app("sc-payments")
+    app = tenant.sim.world.application_by_app_id(seeded["appId"])
+    assert app is not None
+    issuer, subject = "https://token.actions.githubusercontent.com", "repo:contoso/payments:environment:prod"
+    app.federated_credentials.append(
+        FederatedCredential(
+            id=new_id(),
+            name="written-moments-ago",
+            issuer=issuer,
+            subject=subject,
+            audiences=[TOKEN_EXCHANGE_AUDIENCE],
+        )
+    )
+    await tenant.sim.admin.set_faults({"graph": Faults(list_lag_s=60.0)})
+    config = tenant.config("kv-reader", seeded["appId"])
+    action = CredentialAction(
+        kind=ActionKind.CREATE_CREDENTIAL,
+        config_ids=(config.id,),
+        drift=Drift(DriftKind.MISSING, "test"),
+        app=AppTarget(seeded["appId"], "sc-payments"),
+        name="kv-reader",
+        credential_id=None,
+        issuer=issuer,
+        subject=subject,
+        from_connection=None,
+        description=config.marker,
+    )
+    result = await apply_alone(tenant, action, config)
+    failure = result.failures[config.id]
+    assert isinstance(failure, TemporaryFailure), failure
+    assert "does not show" in failure.message
+
+
+async def apply_alone(tenant: Tenant, action: Action, config: FederationConfig) -> ApplyResult:
+    """One action applied by an Applier of its own, on an empty observation."""
     meter = RequestMeter()
     credential = ManagedIdentityCredential(connection_verify=tenant.cloud.ca_bundle)
     graph, arm, ado = (
@@ -194,12 +242,9 @@ async def test_a_principal_graph_says_exists_but_does_not_list_yet_is_adopted(te
         AdoAdapter(credential, tenant.cloud, meter, retry_total=0),
     )
     try:
-        result = await Applier(graph, arm, ado).apply(Plan(actions=(action,)), ObservedState(), [config])
+        return await Applier(graph, arm, ado).apply(Plan(actions=(action,)), ObservedState(), [config])
     finally:
         await graph.close()
         await arm.close()
         await ado.close()
         await credential.close()
-    assert result.failures == {}, result.failures
-    (done,) = result.results
-    assert done.outcome == "adopted" and seeded["servicePrincipalId"] in done.detail
