@@ -513,9 +513,11 @@ class Applier:
                 return "applied", f"assignment {name}"
             except Conflict as conflict:
                 if conflict.code == "RoleAssignmentExists":
-                    # Same scope, role and principal: ARM names the one that holds them.
-                    group.wrote_assignment(action.scope, conflict.existing_id.rsplit("/", 1)[-1])
-                    return "adopted", f"assignment {conflict.existing_id or 'already present'}"
+                    # Same scope, role and principal. ARM's message names the one that holds them,
+                    # or not (earlier answers did not): then it is found by a re-read.
+                    existing = conflict.existing_id or await self._existing_assignment(action, principal)
+                    group.wrote_assignment(action.scope, existing.rsplit("/", 1)[-1])
+                    return "adopted", f"assignment {existing or 'already present'}"
                 raise
             except TemporaryFailure as failure:
                 if failure.code != "PrincipalNotFound":
@@ -535,6 +537,24 @@ class Applier:
                         code="PrincipalNotFound",
                     ) from failure
                 await asyncio.sleep(min(failure.retry_after, 2.0))
+
+    async def _existing_assignment(self, action: RoleAssignmentAction, principal: str) -> str:
+        """The id of the principal's assignment of the action's role at exactly its scope, as a
+        filtered listing shows it; "" when the listing does not show it (yet) or fails: the assignment
+        exists either way, only the record of which one it is is missing."""
+        scope = ArmScope.parse(action.scope)
+        try:
+            listing = await self._arm.list_assignments(scope, principal)
+        except Failure:
+            return ""
+        return next(
+            (
+                found.id
+                for found in listing.assignments
+                if found.scope == str(scope) and found.role_id == action.role_id.lower()
+            ),
+            "",
+        )
 
     def _principal_of(self, action: RoleAssignmentAction, observed: ObservedState) -> str:
         app = observed.application_by_app_id(action.app.app_id or "")

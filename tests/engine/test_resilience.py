@@ -27,6 +27,8 @@ from reconciler.core.actions import (
     DriftKind,
     RoleAssignmentAction,
 )
+from reconciler.core.events import IndexKey, assignment_key
+from reconciler.core.identifiers import canonical_scope
 from reconciler.core.model import TOKEN_EXCHANGE_AUDIENCE, FederationConfig, ObservedState
 from reconciler.core.plan import Plan
 from reconciler.engine.apply import Applier, ApplyResult
@@ -248,3 +250,43 @@ async def apply_alone(tenant: Tenant, action: Action, config: FederationConfig) 
         await arm.close()
         await ado.close()
         await credential.close()
+
+
+async def test_role_assignment_exists_without_the_id_in_its_message_is_adopted_by_a_re_read(
+    tenant: Tenant,
+) -> None:
+    """ARM's RoleAssignmentExists need not name the existing assignment (earlier answers said only
+    "The role assignment already exists.", terraform-provider-azurerm#2565, #17421): the engine
+    finds it by listing the principal's assignments at the scope, and records what it adopted (the
+    drift-event index learns it from this pass), never depending on the message's text."""
+    await tenant.sim.admin.update_settings(arm_conflict_names_existing=False)
+    seeded = await tenant.app("sc-payments")
+    config = tenant.config("kv-reader", seeded["appId"])
+    by_hand = new_id()
+    tenant.sim.world.role_assignments.append(
+        RoleAssignment(
+            name=by_hand,
+            scope=VAULT,
+            role_definition_guid=KEY_VAULT_READER,
+            principal_id=seeded["servicePrincipalId"],
+            principal_type="ServicePrincipal",
+        )
+    )
+    action = RoleAssignmentAction(
+        kind=ActionKind.CREATE_ROLE_ASSIGNMENT,
+        config_ids=(config.id,),
+        drift=Drift(DriftKind.MISSING, "test"),
+        scope=VAULT,
+        role_id=KEY_VAULT_READER,
+        role_name="Key Vault Reader",
+        principal_id=seeded["servicePrincipalId"],
+        app=AppTarget(seeded["appId"], "sc-payments"),
+        assignment_id=None,
+        name=None,
+        description=config.marker,
+    )
+    result = await apply_alone(tenant, action, config)
+    assert result.failures == {}, result.failures
+    (done,) = result.results
+    assert done.outcome == "adopted" and by_hand in done.detail
+    assert done.written == (IndexKey("roleAssignment", assignment_key(canonical_scope(VAULT), by_hand)),)
