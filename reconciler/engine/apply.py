@@ -86,7 +86,7 @@ class _Group:
 
     object_id: str | None = None
     app_id: str | None = None
-    # When this group upserted its application: Graph may not show it to the writes that follow yet.
+    # When this group created its application: Graph may not show it to the writes that follow yet.
     app_written_at: float | None = None
     principal_id: str | None = None
     principal_created_at: float | None = None
@@ -200,7 +200,8 @@ class Applier:
             group.object_id, group.app_id, created = await self._graph.upsert_application(
                 action.app.display_name, action.tags
             )
-            group.app_written_at = time.monotonic()
+            if created:  # an application that existed before is no replication delay's
+                group.app_written_at = time.monotonic()
             group.wrote("application", group.object_id)
             return ("applied" if created else "adopted"), f"app {group.app_id}"
         if action.kind is ActionKind.ADD_APPLICATION_OWNER:
@@ -260,7 +261,7 @@ class Applier:
         *,
         statuses: tuple[int, ...] = (404,),
     ) -> _T:
-        """A Graph write to the application this group upserted moments ago. Graph may route it to a
+        """A Graph write to the application this group created moments ago. Graph may route it to a
         replica that has not seen the application yet (microsoft-graph-docs #19510; azure-cli retries
         `az ad sp create` after `az ad app create` for this): a refusal with one of `statuses` is
         waited out, with backoff, for the replication window, then left to a later pass as a
