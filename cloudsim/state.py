@@ -119,7 +119,8 @@ class RoleAssignment(_Record):
 
     @property
     def id(self) -> str:
-        return f"{self.scope}/providers/Microsoft.Authorization/roleAssignments/{self.name}"
+        # At the tenant root (scope `/`) the id is `/providers/Microsoft.Authorization/...`.
+        return f"{self.scope.rstrip('/')}/providers/Microsoft.Authorization/roleAssignments/{self.name}"
 
 
 @dataclass

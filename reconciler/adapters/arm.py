@@ -303,6 +303,20 @@ def parse_assignment_id(assignment_id: str) -> tuple[ArmScope, Guid]:
         ) from error
 
 
+def _scope_and_name(assignment_id: str) -> tuple[str, str]:
+    """The scope and name of a listed assignment's id, the tenant root's (`/providers/...`: a scope
+    ArmScope does not model, listed above every subscription) as `/`."""
+    if assignment_id.lower().startswith(_ASSIGNMENTS.lower()):
+        try:
+            return "/", str(Guid(assignment_id[len(_ASSIGNMENTS) :], "role assignment name"))
+        except IdentifierError as error:
+            raise PermanentFailure(
+                f"refusing a malformed role assignment id: {error}", code="InvalidId"
+            ) from error
+    scope, name = parse_assignment_id(assignment_id)
+    return str(scope), str(name)
+
+
 def _parsed_id(text: object, field: str) -> ArmScope:
     try:
         return ArmScope.parse(text, field)
@@ -338,8 +352,8 @@ def _assignment(item: Any) -> RoleAssignment:
         # `{scope}/providers/Microsoft.Authorization/roleAssignments/{name}`.
         if not item.id:
             raise PermanentFailure("ARM answered a role assignment without an id", code="InvalidResponse")
-        id_scope, id_name = parse_assignment_id(str(item.id))
-        scope, name = scope or str(id_scope), name or id_name
+        id_scope, id_name = _scope_and_name(str(item.id))
+        scope, name = scope or id_scope, name or id_name
     return RoleAssignment(
         id=str(item.id),
         name=str(name),

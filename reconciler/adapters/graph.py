@@ -396,6 +396,20 @@ class GraphAdapter:
         existing = await self._call(builder.get())  # 204: it existed
         return str(existing.id), str(existing.app_id).lower(), False
 
+    async def service_principal_id(self, app_id: str) -> str | None:
+        """The object id of the application's service principal, read by its alternate key
+        (`GET /servicePrincipals(appId='{appId}')`): a read by key, which shows a principal created
+        moments ago sooner than the `$filter` listings do. None when Graph answers 404."""
+        builder = self._client.service_principals_with_app_id(_guid(app_id, "application client id"))
+        # The SDK writes the key into the client's shared path parameters: keep this builder's own.
+        builder.path_parameters = dict(builder.path_parameters)
+        query = builder.ServicePrincipalsWithAppIdRequestBuilderGetQueryParameters(select=["id"])
+        try:
+            found = await self._call(builder.get(RequestConfiguration(query_parameters=query)))
+        except NotFound:
+            return None
+        return str(found.id) if found is not None and found.id else None
+
     async def create_service_principal(self, app_id: str) -> str:
         created = await self._call(self._client.service_principals.post(ServicePrincipal(app_id=app_id)))
         return str(created.id)

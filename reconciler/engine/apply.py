@@ -7,7 +7,8 @@ credential for the values the connection will have (ADO refuses it before); the 
 returns are then checked, and the credential follows them when they differ.
 
 Every write is idempotent: a credential whose issuer and subject already exist is
-adopted, RoleAssignmentExists is adopted by the id ARM names, a connection that exists by
+adopted, a service principal that exists is read by its appId and adopted,
+RoleAssignmentExists is adopted by the id ARM names, a connection that exists by
 name is adopted, and a new application is upserted by a unique name derived from its
 display name, so a lost response or a second reconciler never makes a duplicate.
 One config's failure never stops the others: its remaining actions are skipped and the
@@ -19,9 +20,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeVar
 
 from reconciler.adapters.ado import AdoAdapter, ConnectionSettings
 from reconciler.adapters.arm import ArmAdapter
@@ -56,6 +57,9 @@ CONVERT_OPERATION = "ConvertAuthenticationScheme"
 # How long Entra may take before ADO sees a credential written moments ago (the portal's manual
 # fallback says to wait a few moments, then try again).
 TRUST_PROPAGATION_SECONDS = 60.0
+# First wait before writing again to an application Graph does not show yet (doubling, at most 5 s).
+GRAPH_REPLICATION_POLL_SECONDS = 0.5
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -82,6 +86,8 @@ class _Group:
 
     object_id: str | None = None
     app_id: str | None = None
+    # When this group created its application: Graph may not show it to the writes that follow yet.
+    app_written_at: float | None = None
     principal_id: str | None = None
     principal_created_at: float | None = None
     # Shared by all groups of one apply: a connection belongs to one config, so to one group.
@@ -108,6 +114,9 @@ class Applier:
         concurrency: int = 16,
         principal_replication_window: float = 60.0,
     ) -> None:
+        """`principal_replication_window`: how long after creating an application or a service
+        principal a refusal that says the service does not see it yet is waited out (then a
+        temporary failure, left to a later pass)."""
         self._graph = graph
         self._arm = arm
         self._ado = ado
@@ -191,18 +200,35 @@ class Applier:
             group.object_id, group.app_id, created = await self._graph.upsert_application(
                 action.app.display_name, action.tags
             )
+            if created:  # an application that existed before is no replication delay's
+                group.app_written_at = time.monotonic()
             group.wrote("application", group.object_id)
             return ("applied" if created else "adopted"), f"app {group.app_id}"
         if action.kind is ActionKind.ADD_APPLICATION_OWNER:
             return await self._add_owner(action, group, observed)
         app_id = self._app_id(action.app.app_id, group)
         try:
-            group.principal_id = await self._graph.create_service_principal(app_id)
-        except Conflict:
-            app = await self._graph.read_application(app_id)
-            if app is None or app.service_principal_id is None:
-                raise
-            group.principal_id = app.service_principal_id
+            group.principal_id = await self._while_replicating(
+                group,
+                app_id == group.app_id,
+                lambda: self._graph.create_service_principal(app_id),
+                # Graph's answer for an appId it does not see: 400 ("does not reference a valid
+                # application object"), 404 from some replicas; the status decides, not the text.
+                statuses=(400, 404),
+            )
+        except Conflict as conflict:
+            # Graph says it exists: read it by its key (its listings, which the plan came from, lag
+            # behind writes). Not visible even so: a later pass adopts it, never a permanent failure.
+            found = await self._graph.service_principal_id(app_id)
+            if found is None:
+                raise TemporaryFailure(
+                    f"Graph says the service principal of application {app_id} exists but does not "
+                    f"show it yet ({conflict.message})",
+                    retry_after=10,
+                    code="PrincipalNotVisible",
+                    status=conflict.status,
+                ) from conflict
+            group.principal_id = found
             group.wrote("principal", group.principal_id)
             return "adopted", f"principal {group.principal_id}"
         group.principal_created_at = time.monotonic()
@@ -218,10 +244,51 @@ class Applier:
         owner = str(action.owner)
         object_id = await self._object_id(action.app.app_id, group, observed)
         try:
-            added = await self._graph.add_application_owner(object_id, owner)
+            added = await self._while_replicating(
+                group,
+                object_id == group.object_id,
+                lambda: self._graph.add_application_owner(object_id, owner),
+            )
         except Failure as failure:
             raise _owner_not_added(action, self._app_id(action.app.app_id, group), failure) from failure
         return ("applied" if added else "adopted"), f"owner {owner}"
+
+    async def _while_replicating(
+        self,
+        group: _Group,
+        addresses_new_app: bool,
+        write: Callable[[], Awaitable[_T]],
+        *,
+        statuses: tuple[int, ...] = (404,),
+    ) -> _T:
+        """A Graph write to the application this group created moments ago. Graph may route it to a
+        replica that has not seen the application yet (microsoft-graph-docs #19510; azure-cli retries
+        `az ad sp create` after `az ad app create` for this): a refusal with one of `statuses` is
+        waited out, with backoff, for the replication window, then left to a later pass as a
+        temporary failure. Any other application's refusal is what it says."""
+        delay = GRAPH_REPLICATION_POLL_SECONDS
+        while True:
+            try:
+                return await write()
+            except PermanentFailure as failure:
+                since = group.app_written_at
+                if (
+                    not addresses_new_app
+                    or since is None
+                    or isinstance(failure, Conflict)
+                    or failure.status not in statuses
+                ):
+                    raise
+                if time.monotonic() >= since + self._replication_window:
+                    raise TemporaryFailure(
+                        f"Graph does not see the new application {group.app_id} yet (replication "
+                        f"delay): {failure.message}",
+                        retry_after=self._replication_window,
+                        code="ApplicationNotReplicated",
+                        status=failure.status,
+                    ) from failure
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     def _app_id(self, planned: str | None, group: _Group) -> str:
         app_id = planned or group.app_id
@@ -369,26 +436,48 @@ class Applier:
         self, action: CredentialAction, group: _Group, observed: ObservedState
     ) -> tuple[str, str]:
         object_id = await self._object_id(action.app.app_id, group, observed)
+        new_app = object_id == group.object_id
         if action.kind is ActionKind.DELETE_CREDENTIAL:
             await self._graph.delete_credential(object_id, str(action.credential_id))
             return "applied", f"deleted {action.name}"
         issuer, subject = await self._issuer_and_subject(action, group)
         if action.kind is ActionKind.UPDATE_CREDENTIAL:
-            await self._graph.update_credential(
-                object_id, str(action.credential_id), issuer, subject, action.description
+            await self._while_replicating(
+                group,
+                new_app,
+                lambda: self._graph.update_credential(
+                    object_id, str(action.credential_id), issuer, subject, action.description
+                ),
             )
             group.trusted.add(Trust(issuer, subject))
             return "applied", f"updated {action.name}"
         try:
-            await self._graph.create_credential(object_id, action.name, issuer, subject, action.description)
-        except Conflict:
+            await self._while_replicating(
+                group,
+                new_app,
+                lambda: self._graph.create_credential(
+                    object_id, action.name, issuer, subject, action.description
+                ),
+            )
+        except Conflict as conflict:
             # Re-read before deciding: the same trust may exist already (adopt it), or our own
             # credential of that name may need its values (a lost response, a concurrent run).
-            for existing in await self._graph.read_credentials(object_id):
+            current = await self._graph.read_credentials(object_id)
+            for existing in current:
                 if (existing.issuer, existing.subject) == (issuer, subject):
                     group.trusted.add(Trust(issuer, subject))
                     return "adopted", f"credential {existing.name!r} already trusts {subject}"
-            raise
+            if any(existing.name.lower() == action.name.lower() for existing in current):
+                raise
+            # Nothing the re-read shows explains the clash: Graph's listing lags behind the write
+            # that made it (moments ago, by a lost response or another pass). A later pass sees it.
+            raise TemporaryFailure(
+                f"Graph refused credential {action.name!r} as a clash but does not show the credential "
+                f"it clashes with yet ({conflict.message})",
+                retry_after=10,
+                code="ConflictNotVisible",
+                status=conflict.status,
+            ) from conflict
         group.trusted.add(Trust(issuer, subject))
         return "applied", f"created {action.name}"
 
@@ -425,9 +514,11 @@ class Applier:
                 return "applied", f"assignment {name}"
             except Conflict as conflict:
                 if conflict.code == "RoleAssignmentExists":
-                    # Same scope, role and principal: ARM names the one that holds them.
-                    group.wrote_assignment(action.scope, conflict.existing_id.rsplit("/", 1)[-1])
-                    return "adopted", f"assignment {conflict.existing_id or 'already present'}"
+                    # Same scope, role and principal. ARM's message names the one that holds them,
+                    # or not (earlier answers did not): then it is found by a re-read.
+                    existing = conflict.existing_id or await self._existing_assignment(action, principal)
+                    group.wrote_assignment(action.scope, existing.rsplit("/", 1)[-1])
+                    return "adopted", f"assignment {existing or 'already present'}"
                 raise
             except TemporaryFailure as failure:
                 if failure.code != "PrincipalNotFound":
@@ -447,6 +538,24 @@ class Applier:
                         code="PrincipalNotFound",
                     ) from failure
                 await asyncio.sleep(min(failure.retry_after, 2.0))
+
+    async def _existing_assignment(self, action: RoleAssignmentAction, principal: str) -> str:
+        """The id of the principal's assignment of the action's role at exactly its scope, as a
+        filtered listing shows it; "" when the listing does not show it (yet) or fails: the assignment
+        exists either way, only the record of which one it is is missing."""
+        scope = ArmScope.parse(action.scope)
+        try:
+            listing = await self._arm.list_assignments(scope, principal)
+        except Failure:
+            return ""
+        return next(
+            (
+                found.id
+                for found in listing.assignments
+                if found.scope == str(scope) and found.role_id == action.role_id.lower()
+            ),
+            "",
+        )
 
     def _principal_of(self, action: RoleAssignmentAction, observed: ObservedState) -> str:
         app = observed.application_by_app_id(action.app.app_id or "")

@@ -83,7 +83,9 @@ class RunReport:
 @dataclass(frozen=True)
 class EngineOptions:
     concurrency: int = 16
-    principal_replication_window: float = 60.0  # how long PrincipalNotFound counts as replication delay
+    # How long, after this pass created them, ARM's PrincipalNotFound for a principal and Graph's
+    # refusals of writes to an application count as replication delay (waited out, then temporary).
+    principal_replication_window: float = 60.0
     retry_total: int = 5  # azure-core retries per ARM and ADO request
     # What each API allows (Graph's resource units per 10 s, ARM's buckets, ADO's window): the
     # adapters pace their requests under them, and the application reads list the whole tenant

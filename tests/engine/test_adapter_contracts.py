@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 from azure.identity.aio import ManagedIdentityCredential
 
-from cloudsim.state import ProjectReference, ServiceEndpoint, new_id
+from cloudsim.state import ProjectReference, RoleAssignment, ServiceEndpoint, new_id
 from cloudsim.testing import SAMPLE_SUBSCRIPTION
 from reconciler.adapters.ado import AdoAdapter, ConnectionSettings, listed_items
 from reconciler.adapters.arm import ArmAdapter
@@ -15,6 +15,8 @@ from reconciler.adapters.metering import RequestMeter
 from reconciler.core.identifiers import ArmScope
 from reconciler.failures import Conflict, PermanentFailure
 from tests.engine.conftest import KEY_VAULT_READER, VAULT, Tenant
+
+USER_ACCESS_ADMINISTRATOR = "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9"
 
 
 async def test_ado_data_and_parameter_keys_are_read_and_replaced_ignoring_case(
@@ -130,3 +132,22 @@ async def test_arm_role_assignment_exists_is_a_conflict_with_or_without_the_exis
         await arm.create_assignment(scope, new_id(), KEY_VAULT_READER, principal, "second")
     assert conflict.value.code == "RoleAssignmentExists"
     assert conflict.value.existing_id == (first.name if names_existing else "")
+
+
+async def test_a_subscription_listing_holds_assignments_at_the_tenant_root(
+    tenant: Tenant, adapters: tuple[ArmAdapter, AdoAdapter]
+) -> None:
+    """A listing of a subscription shows what is assigned above it, the tenant root `/` included (a
+    Global Administrator who elevated access holds User Access Administrator there). Its id is
+    `/providers/Microsoft.Authorization/roleAssignments/{name}`, and without `properties.scope`
+    (optional in the spec) the scope is read from it: `/`, not a malformed id failing the listing."""
+    arm, _ado = adapters
+    elevated = RoleAssignment(
+        name=new_id(), scope="/", role_definition_guid=USER_ACCESS_ADMINISTRATOR, principal_id=new_id()
+    )
+    tenant.sim.world.role_assignments.append(elevated)
+    listing = await arm.list_assignments(ArmScope.parse(f"/subscriptions/{SAMPLE_SUBSCRIPTION}"))
+    (root,) = [a for a in listing.assignments if a.name == elevated.name]
+    assert root.scope == "/"
+    assert root.id == f"/providers/Microsoft.Authorization/roleAssignments/{elevated.name}"
+    assert root.role_id == USER_ACCESS_ADMINISTRATOR

@@ -100,3 +100,36 @@ async def test_configs_creating_applications_in_one_pass_get_one_application_eac
     assert len({o.application_id for o in report.outcomes}) == 3
     names = sorted(a.display_name for a in tenant.sim.world.applications if APPLICATION_TAG in a.tags)
     assert names == ["sc-payments-0", "sc-payments-1", "sc-payments-2"]
+
+
+async def test_writes_to_a_just_created_application_wait_until_graph_has_replicated_it(
+    tenant: Tenant,
+) -> None:
+    """Graph may route the writes that follow an application's creation to a replica that has not
+    seen it yet: the service principal's POST answers 400 ("does not reference a valid application
+    object"; azure-cli retries `az ad sp create` on it), a credential's POST 404. Within the
+    replication window that is a wait, not a permanent failure of the config."""
+    await tenant.sim.admin.set_faults({"graph": Faults(read_lag_s=1.5)})
+    config = tenant.config("kv-new", None, create_as="sc-payments-new")
+    started = time.monotonic()
+    report = await tenant.run(
+        [config], options=EngineOptions(principal_replication_window=20.0, retry_total=0)
+    )
+    assert report.all_converged, [(o.status, o.reason) for o in report.outcomes]
+    assert time.monotonic() - started >= 1.0  # it waited for Graph to see the new application
+    await tenant.sim.admin.set_faults({"graph": Faults()})
+    assert (await tenant.run([config], dry_run=True)).plan.is_empty
+
+
+async def test_the_wait_for_graph_to_replicate_a_new_application_is_bounded(tenant: Tenant) -> None:
+    await tenant.sim.admin.set_faults({"graph": Faults(read_lag_s=30.0)})
+    config = tenant.config("kv-new", None, create_as="sc-payments-new")
+    started = time.monotonic()
+    report = await tenant.run(
+        [config], options=EngineOptions(principal_replication_window=2.0, retry_total=0)
+    )
+    assert time.monotonic() - started < 10
+    (outcome,) = report.outcomes
+    assert outcome.status is Status.FAILED_TEMPORARY, (outcome.status, outcome.reason)
+    assert outcome.retry_after == 2.0
+    assert "does not see the new application" in outcome.reason

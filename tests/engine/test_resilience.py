@@ -17,12 +17,23 @@ from reconciler.adapters.ado import AdoAdapter
 from reconciler.adapters.arm import ArmAdapter
 from reconciler.adapters.graph import GraphAdapter
 from reconciler.adapters.metering import RequestMeter
-from reconciler.core.actions import ActionKind, AppTarget, Drift, DriftKind, RoleAssignmentAction
+from reconciler.core.actions import (
+    Action,
+    ActionKind,
+    ApplicationAction,
+    AppTarget,
+    CredentialAction,
+    Drift,
+    DriftKind,
+    RoleAssignmentAction,
+)
+from reconciler.core.events import IndexKey, assignment_key
+from reconciler.core.identifiers import canonical_scope
 from reconciler.core.model import TOKEN_EXCHANGE_AUDIENCE, FederationConfig, ObservedState
 from reconciler.core.plan import Plan
-from reconciler.engine.apply import Applier
+from reconciler.engine.apply import Applier, ApplyResult
 from reconciler.engine.run import EngineOptions, Status
-from reconciler.failures import PermanentFailure
+from reconciler.failures import PermanentFailure, TemporaryFailure
 from tests.engine.conftest import FAST, KEY_VAULT_READER, VAULT, Tenant
 
 READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
@@ -163,3 +174,119 @@ async def test_a_wrong_principal_fails_permanently_fast_with_a_clear_message(ten
     assert isinstance(failure, PermanentFailure)
     assert failure.code == "PrincipalNotFound"
     assert f"principal {wrong} does not exist" in failure.message
+
+
+async def test_a_principal_graph_says_exists_but_does_not_list_yet_is_adopted(tenant: Tenant) -> None:
+    """The plan asks for a service principal because Graph's listing did not show it (a pass moments
+    after the one that created it: lists lag behind writes). Graph then answers the POST 409, and
+    its listing still shows none: the principal is read by its appId (a read by key, not a list)
+    and adopted, never a permanent failure of the config."""
+    seeded = await tenant.sim.admin.seed_application("sc-just-made", created_seconds_ago=0)
+    await tenant.sim.admin.set_faults({"graph": Faults(list_lag_s=60.0)})
+    config = tenant.config("kv-reader", seeded["appId"])
+    action = ApplicationAction(
+        kind=ActionKind.CREATE_SERVICE_PRINCIPAL,
+        config_ids=(config.id,),
+        drift=Drift(DriftKind.MISSING, "test"),
+        app=AppTarget(seeded["appId"], "sc-just-made"),
+    )
+    result = await apply_alone(tenant, action, config)
+    assert result.failures == {}, result.failures
+    (done,) = result.results
+    assert done.outcome == "adopted" and seeded["servicePrincipalId"] in done.detail
+
+
+async def test_a_credential_clash_graph_does_not_list_yet_is_left_to_a_later_pass(tenant: Tenant) -> None:
+    """A credential create meets Graph's 400 for an issuer and subject the application trusts
+    already (written moments ago: a lost response, a pass right after another), and the re-read,
+    a listing, does not show that credential yet. Nothing explains the clash: a temporary failure,
+    never a permanent one a person would have to clear."""
+    seeded = await tenant.app("sc-payments")
+    app = tenant.sim.world.application_by_app_id(seeded["appId"])
+    assert app is not None
+    issuer, subject = "https://token.actions.githubusercontent.com", "repo:contoso/payments:environment:prod"
+    app.federated_credentials.append(
+        FederatedCredential(
+            id=new_id(),
+            name="written-moments-ago",
+            issuer=issuer,
+            subject=subject,
+            audiences=[TOKEN_EXCHANGE_AUDIENCE],
+        )
+    )
+    await tenant.sim.admin.set_faults({"graph": Faults(list_lag_s=60.0)})
+    config = tenant.config("kv-reader", seeded["appId"])
+    action = CredentialAction(
+        kind=ActionKind.CREATE_CREDENTIAL,
+        config_ids=(config.id,),
+        drift=Drift(DriftKind.MISSING, "test"),
+        app=AppTarget(seeded["appId"], "sc-payments"),
+        name="kv-reader",
+        credential_id=None,
+        issuer=issuer,
+        subject=subject,
+        from_connection=None,
+        description=config.marker,
+    )
+    result = await apply_alone(tenant, action, config)
+    failure = result.failures[config.id]
+    assert isinstance(failure, TemporaryFailure), failure
+    assert "does not show" in failure.message
+
+
+async def apply_alone(tenant: Tenant, action: Action, config: FederationConfig) -> ApplyResult:
+    """One action applied by an Applier of its own, on an empty observation."""
+    meter = RequestMeter()
+    credential = ManagedIdentityCredential(connection_verify=tenant.cloud.ca_bundle)
+    graph, arm, ado = (
+        GraphAdapter(credential, tenant.cloud, meter),
+        ArmAdapter(credential, tenant.cloud, meter, retry_total=0),
+        AdoAdapter(credential, tenant.cloud, meter, retry_total=0),
+    )
+    try:
+        return await Applier(graph, arm, ado).apply(Plan(actions=(action,)), ObservedState(), [config])
+    finally:
+        await graph.close()
+        await arm.close()
+        await ado.close()
+        await credential.close()
+
+
+async def test_role_assignment_exists_without_the_id_in_its_message_is_adopted_by_a_re_read(
+    tenant: Tenant,
+) -> None:
+    """ARM's RoleAssignmentExists need not name the existing assignment (earlier answers said only
+    "The role assignment already exists.", terraform-provider-azurerm#2565, #17421): the engine
+    finds it by listing the principal's assignments at the scope, and records what it adopted (the
+    drift-event index learns it from this pass), never depending on the message's text."""
+    await tenant.sim.admin.update_settings(arm_conflict_names_existing=False)
+    seeded = await tenant.app("sc-payments")
+    config = tenant.config("kv-reader", seeded["appId"])
+    by_hand = new_id()
+    tenant.sim.world.role_assignments.append(
+        RoleAssignment(
+            name=by_hand,
+            scope=VAULT,
+            role_definition_guid=KEY_VAULT_READER,
+            principal_id=seeded["servicePrincipalId"],
+            principal_type="ServicePrincipal",
+        )
+    )
+    action = RoleAssignmentAction(
+        kind=ActionKind.CREATE_ROLE_ASSIGNMENT,
+        config_ids=(config.id,),
+        drift=Drift(DriftKind.MISSING, "test"),
+        scope=VAULT,
+        role_id=KEY_VAULT_READER,
+        role_name="Key Vault Reader",
+        principal_id=seeded["servicePrincipalId"],
+        app=AppTarget(seeded["appId"], "sc-payments"),
+        assignment_id=None,
+        name=None,
+        description=config.marker,
+    )
+    result = await apply_alone(tenant, action, config)
+    assert result.failures == {}, result.failures
+    (done,) = result.results
+    assert done.outcome == "adopted" and by_hand in done.detail
+    assert done.written == (IndexKey("roleAssignment", assignment_key(canonical_scope(VAULT), by_hand)),)

@@ -16,7 +16,9 @@ from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError
 from azure.identity.aio import ManagedIdentityCredential
 from azure.mgmt.authorization.aio import AuthorizationManagementClient
 from msgraph.generated.models.application import Application
+from msgraph.generated.models.federated_identity_credential import FederatedIdentityCredential
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
+from msgraph.generated.models.service_principal import ServicePrincipal
 from msgraph.graph_service_client import GraphServiceClient
 from msgraph_core.requests.batch_request_builder import BatchRequestBuilder
 from msgraph_core.requests.batch_request_content import BatchRequestContent
@@ -205,3 +207,29 @@ async def test_new_objects_read_as_missing_for_the_read_lag(
     assert missing.value.response_status_code == 404
     await asyncio.sleep(1.6)
     assert await graph.applications.by_application_id(app.id).get() is not None
+
+
+async def test_writes_to_a_new_application_miss_it_for_the_read_lag_too(
+    graph: GraphServiceClient, cloud_env: RunningSimulator
+) -> None:
+    """A write may reach a replica that has not seen the application yet: its service principal's
+    POST answers 400 (the appId "does not reference a valid application object"), a credential's POST
+    404, until the lag has passed."""
+    await cloud_env.admin.set_faults({"graph": Faults(read_lag_s=1.5)})
+    app = await graph.applications.post(Application(display_name="not-yet"))
+    assert app is not None and app.id and app.app_id
+    credential = FederatedIdentityCredential(
+        name="first", issuer="https://issuer.example", subject="s", audiences=["api://AzureADTokenExchange"]
+    )
+    credentials = graph.applications.by_application_id(app.id).federated_identity_credentials
+    with pytest.raises(ODataError) as missing:
+        await credentials.post(credential)
+    assert missing.value.response_status_code == 404
+    with pytest.raises(ODataError) as unknown:
+        await graph.service_principals.post(ServicePrincipal(app_id=app.app_id))
+    assert unknown.value.response_status_code == 400
+    assert unknown.value.error is not None
+    assert "does not reference a valid application object" in str(unknown.value.error.message)
+    await asyncio.sleep(1.6)
+    assert await credentials.post(credential) is not None
+    assert await graph.service_principals.post(ServicePrincipal(app_id=app.app_id)) is not None
