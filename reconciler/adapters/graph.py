@@ -184,7 +184,7 @@ class GraphAdapter:
 
     async def read_ownership(self, principal_id: str | None = None) -> Ownership | None:
         """What the reconciler's identity owns: one paged listing of its applications
-        (`GET /servicePrincipals/{id}/ownedObjects/graph.application`, ids only).
+        (`GET /servicePrincipals/{id}/ownedObjects/graph.application`: object id, client id, name).
 
         None when a person is signed in (a delegated token, see `own_token_is_delegated`): the
         token's `oid` is then a user's, which no service principal has (Graph answers 404), and
@@ -198,12 +198,22 @@ class GraphAdapter:
             principal_id = await self.own_principal_id()
         principal_id = _guid(principal_id, "service principal id")
         builder = owned_applications.GraphApplicationRequestBuilder
-        query = builder.GraphApplicationRequestBuilderGetQueryParameters(select=["id"], top=OWNED_PAGE_SIZE)
+        query = builder.GraphApplicationRequestBuilderGetQueryParameters(
+            select=["id", "appId", "displayName"], top=OWNED_PAGE_SIZE
+        )
         owned = self._client.service_principals.by_service_principal_id(principal_id).owned_objects
         config = RequestConfiguration(query_parameters=query)
         info = owned.graph_application.to_get_request_information(config)
         apps = await self._batched([self._relative(info.url)])
-        return Ownership(principal_id, frozenset(str(app["id"]) for app in apps))
+        return Ownership(
+            principal_id,
+            frozenset(str(app["id"]) for app in apps),
+            {
+                str(app["appId"]).lower(): str(app.get("displayName") or "")
+                for app in apps
+                if app.get("appId")
+            },
+        )
 
     async def own_principal_id(self) -> str:
         """The object id of the principal signed in: the `oid` claim of its Graph token (the

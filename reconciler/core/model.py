@@ -219,6 +219,9 @@ class Ownership:
 
     principal_id: str  # the object id of the reconciler's service principal
     application_ids: frozenset[str]  # object ids of the applications it owns
+    # Client id -> display name of the same applications (the orphan scan reads those no config
+    # names: an adopted application keeps what the reconciler put on it after its config is gone).
+    client_ids: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def owns(self, app: Application) -> bool:
         return app.object_id in self.application_ids

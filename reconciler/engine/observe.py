@@ -132,10 +132,12 @@ class Observer:
             self._applications(configs, failed),
             self._connections(configs, failed),
             self._custom_roles(configs, failed),
-            self._ownership(configs, failed),
+            self._ownership(configs, failed, scan=known is not None),
             self._person(configs, failed),
             self._created_applications(known is not None, failed),
         )
+        if ownership is not None:  # adopted applications too: what the reconciler put there stays
+            created = {**ownership.client_ids, **created}
         unnamed = await self._unnamed_applications(created, apps, known or (), failed)
         apps = [*apps, *unnamed]
         assignments, organization_ids, tenant = await asyncio.gather(
@@ -189,7 +191,8 @@ class Observer:
         known: Sequence[FederationConfig],
         failed: _ReadFailures,
     ) -> list[Application]:
-        """The created applications no known config names, read in full (few: normally none)."""
+        """The applications the reconciler created or owns that no known config names, read in
+        full (few: normally none)."""
         named = {str(c.application.app_id).lower() for c in known if c.application.app_id}
         named.update(app.app_id for app in apps)
         create_names = {str(c.application.display_name) for c in known if not c.application.app_id}
@@ -238,18 +241,22 @@ class Observer:
         return ids
 
     async def _ownership(
-        self, configs: Sequence[FederationConfig], failed: _ReadFailures
+        self, configs: Sequence[FederationConfig], failed: _ReadFailures, *, scan: bool = False
     ) -> Ownership | None:
-        """What the reconciler's identity owns, read only when a config adopts an existing app
-        (by client id): the applications it creates are its own by construction. None when a
-        person is signed in (the adapter does not read it for a delegated token). When the read
-        fails, the configs that adopt fail with it (None alone would block nothing)."""
+        """What the reconciler's identity owns, read when a config adopts an existing app (by
+        client id): the applications it creates are its own by construction; and when scanning
+        for orphans (the applications it was made owner of, which configs no longer name, may
+        hold its credentials and role assignments). None when a person is signed in (the adapter
+        does not read it for a delegated token). When the read fails, the configs that adopt fail
+        with it (None alone would block nothing); a scan alone is only warned about."""
         adopting = [c for c in configs if c.application.app_id]
-        if not adopting:
+        if not adopting and not scan:
             return None
         owned = await self._read("the applications the reconciler owns", self._graph.read_ownership())
         if isinstance(owned, Failure):
             failed.charge(adopting, owned)
+            if scan:
+                failed.warn(owned, "orphans on adopted applications are not reported in this pass")
             return None
         return owned
 
