@@ -195,6 +195,35 @@ def parse_config(document: Document) -> tuple[FederationConfig | None, list[Prob
 derive_config_id = ConfigId.derive
 
 
+def id_takeover(stored: FederationConfig, incoming: FederationConfig) -> str | None:
+    """Why `incoming` may not be stored over `stored` (the config under the same id), or None.
+
+    A derived id folds every run of other characters to '-', so different connections derive
+    the same id (`kv reader`, `kv--reader`, `kv/reader` and `kv-reader`). A config whose id is
+    its own connection's derived id (whether or not `id:` was written) never takes over a config
+    of another connection: it would move that config, and the federated credential named after
+    the id, to the new connection, leaving the old one unable to sign in. An explicit id of any
+    other value still moves a config to another connection.
+    """
+    if stored.connection.folded == incoming.connection.folded:
+        return None
+    derived = _derived_or_none(incoming.organization, incoming.project, incoming.connection_name)
+    if derived != incoming.id:
+        return None
+    return (
+        f"config {stored.id!r} already manages service connection {stored.connection}; this config "
+        f"for {incoming.connection} derives the same id, so storing it would take that config over: "
+        "give this config an explicit id of its own (or retire that config and let its prune finish first)"
+    )
+
+
+def _derived_or_none(organization: str, project: str, name: str) -> str | None:
+    try:
+        return str(derive_config_id(organization, project, name))
+    except IdentifierError:
+        return None
+
+
 def _config_id(reader: _Reader, body: Mapping[str, Any], organization: str, project: str, name: str) -> str:
     explicit = body.get("id")
     if explicit is not None:
