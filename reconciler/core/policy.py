@@ -381,5 +381,5 @@ def _scope_patterns(body: Mapping[str, Any], fail: Any) -> list[ScopePattern]:
         try:
             patterns.append(ScopePattern(text))
         except IdentifierError as error:
-            fail(f"scopes[{position}]", f"expected an ARM scope prefix, '*' for one segment; {error.message}")
+            fail(f"scopes[{position}]", f"expected an ARM scope prefix, '*' for one name; {error.message}")
     return patterns
