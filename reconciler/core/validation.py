@@ -38,6 +38,10 @@ API_VERSION = "wif-reconciler/v1"
 CONFIG_KIND = "FederationConfig"
 
 _MAX_NAME_LENGTH = 256
+# Azure DevOps pipeline (definition) ids are .NET Int32s (PipelinePermission.Id in its web API
+# contract): a larger id is refused by ADO's pipeline permissions, after everything else of the
+# config was already written.
+MAX_PIPELINE_ID = 2**31 - 1
 
 # An identifier rule of reconciler/core/identifiers.py: (value, field) -> canonical text, or IdentifierError.
 _Identifier = Callable[[object, str], str]
@@ -249,11 +253,20 @@ def _pipelines(reader: _Reader, value: object) -> PipelineAccess:
     if value == "all":
         return PipelineAccess(all_pipelines=True)
     if isinstance(value, list) and all(
-        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value
+        isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_PIPELINE_ID for v in value
     ):
         return PipelineAccess(pipeline_ids=frozenset(value))
-    reader.fail("serviceConnection.pipelines", f"expected 'all' or a list of pipeline ids, got {value!r}")
+    reader.fail(
+        "serviceConnection.pipelines",
+        f"expected 'all' or a list of pipeline ids (whole numbers from 1 to {MAX_PIPELINE_ID}), "
+        f"got {_shown_value(value)}",
+    )
     return PipelineAccess()
+
+
+def _shown_value(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _application(reader: _Reader, value: object) -> ApplicationRef:

@@ -1,0 +1,56 @@
+"""Config fields that passed validation and failed only in the clouds (second hostile review of
+the grant path): such a config got its application, credential, role assignments and connection
+written, then failed at the last step on every pass, half-applied for good. Each is now refused
+where it enters (a ticket, a file), with a one-line problem naming the field."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from reconciler.core.validation import Document, parse_config
+from reconciler.documents import InputError, load_configs
+from tests.security.conftest import Host, config, ticket
+from tests.security.test_hostile_tickets import assert_rejected
+
+INT32_MAX = 2**31 - 1
+
+
+def parsed(**connection: Any) -> tuple[object, list[str]]:
+    body = config("72f988bf-86f1-41af-91ab-2d7cd011db47")
+    body["serviceConnection"].update(connection)
+    found, problems = parse_config(
+        Document("t", 1, {"apiVersion": "wif-reconciler/v1", "kind": "FederationConfig", **body})
+    )
+    return found, [str(p) for p in problems]
+
+
+@pytest.mark.parametrize("pipeline", [INT32_MAX + 1, 10**17, -1, 0])
+def test_a_pipeline_id_azure_devops_cannot_hold_is_refused_in_a_file(tmp_path: Path, pipeline: int) -> None:
+    """ADO's pipeline ids are Int32s: a larger one failed the pipeline permissions call, the last
+    step of a config's apply, after the connection and its credential were made."""
+    body = config("72f988bf-86f1-41af-91ab-2d7cd011db47")
+    body["serviceConnection"]["pipelines"] = [12, pipeline]
+    path = tmp_path / "configs.yaml"
+    path.write_text(yaml.safe_dump({"apiVersion": "wif-reconciler/v1", "kind": "FederationConfig", **body}))
+    with pytest.raises(InputError) as refused:
+        load_configs([path])
+    (problem,) = refused.value.problems
+    assert "serviceConnection.pipelines" in problem and f"from 1 to {INT32_MAX}" in problem
+
+
+def test_the_largest_int32_pipeline_id_is_still_accepted() -> None:
+    found, problems = parsed(pipelines=[1, INT32_MAX])
+    assert found is not None and not problems
+
+
+async def test_a_ticket_with_a_pipeline_id_beyond_int32_is_recorded_as_rejected(host: Host) -> None:
+    body = config(host.sim.tenant_id)
+    body["serviceConnection"]["pipelines"] = [INT32_MAX + 1]
+    await assert_rejected(host, ticket("PIPE-1", config=body), "PIPE-1", "does not match the ticket schema")
+    record = await (await host.service()).request("PIPE-1")
+    assert record is not None and "pipelines" in json.dumps(record.reason)
