@@ -26,9 +26,10 @@ scopes: [{pattern}]
 """
 
 
-def load(tmp_path: Path, pattern: str) -> None:
+def load(tmp_path: Path, pattern: str, organizations: str = "[contoso]") -> None:
     path = tmp_path / "policy.yaml"
-    path.write_text(POLICY.format(pattern=f"'{pattern}'"))
+    text = POLICY.format(pattern=f"'{pattern}'").replace("[contoso]", organizations)
+    path.write_text(text)
     load_policy(path)
 
 
@@ -106,3 +107,22 @@ def test_what_a_grammatical_pattern_covers_is_unchanged() -> None:
     )
     with pytest.raises(IdentifierError, match="scope pattern"):
         ScopePattern("/subscription/*")
+
+
+@pytest.mark.parametrize(
+    "organization",
+    ["'*'", "contoso/payments", "https://dev.azure.com/contoso", "c\u00f6ntoso", "-contoso"],
+)
+def test_an_organization_azure_devops_cannot_have_is_refused_in_the_policy(
+    tmp_path: Path, organization: str
+) -> None:
+    """It could never match a config (organization names are parsed by ADO's rule), so every
+    ticket of the organization its author meant was refused with organization-not-allowed."""
+    with pytest.raises(InputError) as refused:
+        load(tmp_path, "/subscriptions/*", organizations=f"[fabrikam, {organization}]")
+    (problem,) = refused.value.problems
+    assert "organizations[1]" in problem and "Azure DevOps organization name" in problem, problem
+
+
+def test_policy_organizations_still_compare_without_case(tmp_path: Path) -> None:
+    load(tmp_path, "/subscriptions/*", organizations="[Contoso, FABRIKAM-2]")
