@@ -9,9 +9,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+import azure.functions as func
 import pytest
 import yaml
 
+import function_app
 from reconciler.core.validation import Document, parse_config
 from reconciler.documents import InputError, load_configs
 from tests.security.conftest import Host, config, ticket
@@ -54,3 +56,14 @@ async def test_a_ticket_with_a_pipeline_id_beyond_int32_is_recorded_as_rejected(
     await assert_rejected(host, ticket("PIPE-1", config=body), "PIPE-1", "does not match the ticket schema")
     record = await (await host.service()).request("PIPE-1")
     assert record is not None and "pipelines" in json.dumps(record.reason)
+
+
+async def test_a_route_config_id_in_the_wrong_case_says_ids_are_lower_case(host: Host) -> None:
+    """`Contoso~Payments~KV-Reader` used `~` as told; the answer must say what is wrong with it."""
+    request = func.HttpRequest(
+        "GET", "/api/configs/x/plan", body=b"", route_params={"config_id": "Contoso~Payments~KV-Reader"}
+    )
+    response = await function_app.http_plan(request)
+    assert response.status_code == 400
+    detail = json.loads(response.get_body())["detail"]
+    assert "lower-case" in detail and "'Contoso~Payments~KV-Reader'" in detail, detail
