@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.core.identifiers import (
+    MAX_SCOPE_LENGTH,
     ApplicationDisplayName,
     ArmScope,
     ConfigId,
@@ -108,7 +109,15 @@ class _Reader:
                 self.fail(where, f"unknown field; expected one of {', '.join(sorted(allowed))}")
         return value
 
-    def text(self, body: Mapping[str, Any], key: str, field: str, *, required: bool = True) -> str:
+    def text(
+        self,
+        body: Mapping[str, Any],
+        key: str,
+        field: str,
+        *,
+        required: bool = True,
+        max_length: int = _MAX_NAME_LENGTH,
+    ) -> str:
         value = body.get(key)
         if value is None:
             if required:
@@ -117,8 +126,8 @@ class _Reader:
         if not isinstance(value, str) or not value.strip():
             self.fail(field, f"expected a non-empty string, got {_kind(value)}")
             return ""
-        if len(value) > _MAX_NAME_LENGTH or _CONTROL_CHARACTER.search(value):
-            self.fail(field, f"expected at most {_MAX_NAME_LENGTH} printable characters")
+        if len(value) > max_length or _CONTROL_CHARACTER.search(value):
+            self.fail(field, f"expected at most {max_length} printable characters")
             return ""
         return value.strip()
 
@@ -303,7 +312,8 @@ def _grants(reader: _Reader, value: object) -> tuple[RoleGrant, ...]:
         field = f"roleAssignments[{position}]"
         body = reader.mapping(item, field, _GRANT_FIELDS)
         role = reader.text(body, "role", f"{field}.role")
-        scope = reader.text(body, "scope", f"{field}.scope")
+        # A scope's own rule bounds it (ARM ids of nested resources pass 256 characters easily).
+        scope = reader.text(body, "scope", f"{field}.scope", max_length=MAX_SCOPE_LENGTH)
         role_id = _role_id(reader, role, f"{field}.role") if role else ""
         scope = _scope(reader, scope, f"{field}.scope") if scope else ""
         if role_id and scope:

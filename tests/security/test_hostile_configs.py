@@ -67,3 +67,37 @@ async def test_a_route_config_id_in_the_wrong_case_says_ids_are_lower_case(host:
     assert response.status_code == 400
     detail = json.loads(response.get_body())["detail"]
     assert "lower-case" in detail and "'Contoso~Payments~KV-Reader'" in detail, detail
+
+
+LONG_BUT_VALID = (
+    "/subscriptions/6b1e2c5a-3f4d-4e8a-9c7b-1a2b3c4d5e6f/resourceGroups/"
+    + "g" * 90
+    + "/providers/Microsoft.Web/sites/"
+    + "s" * 60
+    + "/slots/"
+    + "t" * 59
+)
+
+
+def test_a_valid_scope_longer_than_256_characters_is_accepted() -> None:
+    """ARM ids of nested resources pass 256 characters (resource groups of 90, names of 260): such a
+    grant was refused with "expected at most 256 printable characters", though the scope rule, the
+    ticket schema and docs/security.md all say 1024."""
+    assert len(LONG_BUT_VALID) > 256
+    body = config("72f988bf-86f1-41af-91ab-2d7cd011db47")
+    body["roleAssignments"] = [{"role": "Key Vault Reader", "scope": LONG_BUT_VALID}]
+    found, problems = parse_config(
+        Document("t", 1, {"apiVersion": "wif-reconciler/v1", "kind": "FederationConfig", **body})
+    )
+    assert found is not None, problems
+
+
+def test_a_scope_beyond_1024_characters_is_refused_by_the_scope_rule() -> None:
+    body = config("72f988bf-86f1-41af-91ab-2d7cd011db47")
+    body["roleAssignments"] = [{"role": "Key Vault Reader", "scope": LONG_BUT_VALID + "/x/y" * 200}]
+    _found, problems = parse_config(
+        Document("t", 1, {"apiVersion": "wif-reconciler/v1", "kind": "FederationConfig", **body})
+    )
+    assert [str(p) for p in problems] == [
+        "t, document 1, roleAssignments[0].scope: expected at most 1024 printable characters"
+    ]
