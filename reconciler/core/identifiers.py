@@ -139,6 +139,11 @@ def _unicode_problem(text: str) -> str | None:
     """Text that renders ambiguously: invisible characters, or a compatibility form of another character."""
     if text.isascii() and text.isprintable():  # the common case, in linear time: none of the below
         return "it starts or ends with a space" if text != text.strip() else None
+    if unicodedata.normalize("NFC", text) != text:  # as macOS and some keyboards write accents
+        return (
+            "it is not in Unicode's composed form (NFC): a letter and a separate combining accent, "
+            "which reads like the composed letter but is another name; write the composed letter"
+        )
     if unicodedata.normalize("NFKC", text) != text:
         return "it holds compatibility characters that Unicode folds into others (like U+FF0F for '/')"
     for char in text:

@@ -101,3 +101,37 @@ def test_a_scope_beyond_1024_characters_is_refused_by_the_scope_rule() -> None:
     assert [str(p) for p in problems] == [
         "t, document 1, roleAssignments[0].scope: expected at most 1024 printable characters"
     ]
+
+
+@pytest.mark.parametrize("field", ["name", "project", "displayName"])
+def test_a_decomposed_accent_is_refused_with_what_is_wrong(field: str) -> None:
+    """`kv-re\u0301ader` (e and a combining acute, as macOS writes it) reads as `kv-réader` but is
+    another name to Azure DevOps: refused as before, now saying why instead of "compatibility
+    characters ... like U+FF0F"."""
+    body = config("72f988bf-86f1-41af-91ab-2d7cd011db47")
+    decomposed = "kv-re\u0301ader"
+    if field == "name":
+        body["serviceConnection"]["name"] = decomposed
+    elif field == "project":
+        body["project"] = decomposed
+    else:
+        body["application"]["displayName"] = decomposed
+    _found, problems = parse_config(
+        Document("t", 1, {"apiVersion": "wif-reconciler/v1", "kind": "FederationConfig", **body})
+    )
+    assert problems and "composed form (NFC)" in str(problems[0]), problems
+    composed = dict(body)
+    found, _ = parse_config(
+        Document(
+            "t",
+            1,
+            {
+                "apiVersion": "wif-reconciler/v1",
+                "kind": "FederationConfig",
+                **{**composed, "project": "payments"},
+                "serviceConnection": {**body["serviceConnection"], "name": "kv-r\u00e9ader"},
+                "application": {"displayName": "sc-r\u00e9ader", "create": True},
+            },
+        )
+    )
+    assert found is not None
