@@ -42,6 +42,7 @@ _ASSEMBLY = "Microsoft.VisualStudio.Services.WebApi"
 # for service endpoints (vsts-rest-api-specs serviceEndpoint 7.1), projects and permissions;
 # 7.1-preview.1 for pipeline permissions (REST reference, Pipeline Permissions); connectionData has
 # no published reference, so its preview forms.
+_INT32_MAX = 2**31 - 1  # PipelinePermission.Id is an Int32 in ADO's web API contract
 _PREVIEW_ONLY = ("pipelinePermissions", "connectionData")  # the -preview flag is required
 _API_VERSIONS = {
     "pipelinePermissions": ("7.1-preview.1",),
@@ -646,7 +647,10 @@ class Ado:
             permissions["allPipelines"] = {"authorized": True, **stamp} if authorized else None
         pipelines = {int(p["id"]): p for p in permissions.get("pipelines", [])}
         for change in body.get("pipelines") or []:
-            pipeline_id = int(change["id"])
+            pipeline_id = change.get("id") if isinstance(change, dict) else None
+            if type(pipeline_id) is not int or not 0 < pipeline_id <= _INT32_MAX:
+                # PipelinePermission.Id is a .NET int: a value outside it does not deserialise.
+                raise ApiError(400, "ArgumentException", f"Invalid pipeline id {pipeline_id!r}.")
             if change.get("authorized"):
                 pipelines[pipeline_id] = {"id": pipeline_id, "authorized": True, **stamp}
             else:

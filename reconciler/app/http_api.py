@@ -111,7 +111,7 @@ async def reconcile(service: ReconcilerService, body: bytes, content_type: str |
 async def plan(service: ReconcilerService, raw_id: str) -> Response:
     config_id = config_id_from_route(raw_id)
     if config_id is None:
-        return _bad_config_id()
+        return _bad_config_id(raw_id)
     report = await service.plan_config(config_id)
     if report is None:
         return problem(404, "Unknown config", f"no config {config_id}")
@@ -121,7 +121,7 @@ async def plan(service: ReconcilerService, raw_id: str) -> Response:
 async def status(service: ReconcilerService, raw_id: str) -> Response:
     config_id = config_id_from_route(raw_id)
     if config_id is None:
-        return _bad_config_id()
+        return _bad_config_id(raw_id)
     found = await service.status(config_id)
     if found is None:
         return problem(404, "No status", f"config {config_id} has not been reconciled yet, or does not exist")
@@ -133,16 +133,20 @@ async def history(service: ReconcilerService, raw_id: str) -> Response:
     source and who made the change (docs/events.md)."""
     config_id = config_id_from_route(raw_id)
     if config_id is None:
-        return _bad_config_id()
+        return _bad_config_id(raw_id)
     repairs = await service.history(config_id)
     if repairs is None:
         return problem(404, "Unknown config", f"no config {config_id}")
     return Response(200, {"configId": config_id, "repairs": [r.as_json() for r in repairs]})
 
 
-def _bad_config_id() -> Response:
+def _bad_config_id(raw: str) -> Response:
+    shown = repr(raw) if len(raw) <= 80 else repr(raw[:77]) + "..."
     return problem(
-        400, "Invalid config id", "use the id with '~' in place of '/', e.g. contoso~payments~kv-reader"
+        400,
+        "Invalid config id",
+        f"{shown} is not a config id: expected {ConfigId.what}, with '~' in place of '/', "
+        "e.g. contoso~payments~kv-reader",
     )
 
 

@@ -127,6 +127,9 @@ async def _claim_problems(stores: Stores, configs: list[FederationConfig], polic
         owner = owners[key][0] if key in owners else Tenant.of(config)
         if not policy.may_use_application([key], owner, Tenant.of(config)):
             problems.append(f"config {config.id}: {claimed_elsewhere(config, owner)}")
+        takeover = await stores.configs.id_takeover(config)
+        if takeover is not None:
+            problems.append(f"config {config.id}: id: {takeover}")
         holder = await stores.configs.connection_holder(config.organization, config.connection)
         if holder not in (None, config.id):
             problems.append(

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -138,6 +139,11 @@ def _unicode_problem(text: str) -> str | None:
     """Text that renders ambiguously: invisible characters, or a compatibility form of another character."""
     if text.isascii() and text.isprintable():  # the common case, in linear time: none of the below
         return "it starts or ends with a space" if text != text.strip() else None
+    if unicodedata.normalize("NFC", text) != text:  # as macOS and some keyboards write accents
+        return (
+            "it is not in Unicode's composed form (NFC): a letter and a separate combining accent, "
+            "which reads like the composed letter but is another name; write the composed letter"
+        )
     if unicodedata.normalize("NFKC", text) != text:
         return "it holds compatibility characters that Unicode folds into others (like U+FF0F for '/')"
     for char in text:
@@ -429,6 +435,9 @@ class ScopePattern:
 
     def __post_init__(self) -> None:
         segments = _scope_segments(self.pattern, "scope pattern")
+        problem = _pattern_problem(segments)
+        if problem is not None:
+            raise IdentifierError("scope pattern", f"{problem}, got {_shown(self.pattern)}")
         object.__setattr__(self, "segments", tuple(s if s == "*" else s.lower() for s in segments))
 
     def covers(self, scope: ArmScope | str) -> bool:
@@ -442,6 +451,64 @@ class ScopePattern:
         if len(actual) < len(self.segments):
             return False
         return all(p == "*" or p == a.lower() for p, a in zip(self.segments, actual, strict=False))
+
+
+def _pattern_problem(segments: list[str]) -> str | None:
+    """Why a pattern's segments are not a prefix of ARM's scope grammar with `*` for whole names,
+    or None. A pattern outside the grammar could never cover a scope (a typo, a glob inside a
+    name), and a `*` for a keyword covers more kinds of scope than it reads as."""
+
+    def keyword(position: int, *expected: str) -> str | None:
+        found = segments[position]
+        if found == "*":
+            return f"'*' stands for a name, not for the keyword {' or '.join(map(repr, expected))}"
+        if found.lower() not in {e.lower() for e in expected}:
+            return f"expected {' or '.join(map(repr, expected))} where it says {_shown(found)}"
+        return None
+
+    def name(position: int, what: str, valid: Callable[[str], bool]) -> str | None:
+        found = segments[position]
+        if found == "*" or valid(found):
+            return None
+        if "*" in found:
+            return f"'*' stands for a whole name ({what}), it is no glob inside one: {_shown(found)}"
+        return f"{_shown(found)} is not a valid {what}"
+
+    def matching(pattern: re.Pattern[str], max_length: int) -> Callable[[str], bool]:
+        return lambda text: len(text) <= max_length and pattern.fullmatch(text) is not None
+
+    arm_name = matching(_ARM_NAME, _MAX_GROUP_NAME)
+    steps: list[Callable[[int], str | None]] = [lambda n: keyword(n, "subscriptions", "providers")]
+    if segments[0].lower() == "providers":
+        steps += [
+            lambda n: keyword(n, MANAGEMENT_NAMESPACE),
+            lambda n: keyword(n, "managementGroups"),
+            lambda n: name(n, "management group id", arm_name),
+        ]
+    else:
+        steps.append(lambda n: name(n, "subscription id (a GUID)", Guid.is_valid))
+        if len(segments) > 2 and segments[2].lower() == "resourcegroups":
+            steps += [
+                lambda n: keyword(n, "resourceGroups"),
+                lambda n: name(n, "resource group name", arm_name),
+            ]
+        keywords = ("resourceGroups", "providers") if len(steps) == 2 else ("providers",)
+        steps += [
+            lambda n: keyword(n, *keywords),
+            lambda n: name(n, "resource provider namespace", matching(_NAMESPACE, _MAX_TYPE_NAME)),
+        ]
+        pair = [
+            lambda n: name(n, "resource type", matching(_RESOURCE_TYPE, _MAX_TYPE_NAME)),
+            lambda n: name(n, "resource name", matching(_ARM_NAME, _MAX_RESOURCE_NAME)),
+        ]
+        steps += pair * max(0, (len(segments) - len(steps) + 1) // 2)
+    if len(segments) > len(steps):
+        return "nothing may follow the management group id"
+    for position, step in enumerate(steps[: len(segments)]):
+        problem = step(position)
+        if problem is not None:
+            return f"segment {position + 1}: {problem}"
+    return None
 
 
 _SCOPE_KEYWORDS = frozenset({"subscriptions", "resourceGroups", "providers", "managementGroups"})

@@ -248,6 +248,21 @@ class _PlanBuilder:
     # ----------------------------------------------------------------- per application
 
     def plan_group(self, group: _AppGroup) -> None:
+        """Plan one application's configs; a config that fails here changes nothing (PlanError).
+
+        Some failures are found only once other actions of the config are planned (a credential
+        name another config holds, Entra's credential limit): those actions are dropped again, so
+        no connection that could never sign in is made, and no role granted, for a failed config.
+        """
+        errors, actions = len(self.errors), len(self.actions)
+        self._plan_group(group)
+        failed = {error.config_id for error in self.errors[errors:]}
+        if failed:
+            self.actions[actions:] = [
+                action for action in self.actions[actions:] if not set(action.config_ids) <= failed
+            ]
+
+    def _plan_group(self, group: _AppGroup) -> None:
         active: list[FederationConfig] = []
         frozen: set[str] = set()  # configs that must not be changed: what they own stays
         for config in group.active:

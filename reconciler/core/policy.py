@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from reconciler.core.identifiers import Guid, IdentifierError, ScopePattern
+from reconciler.core.identifiers import Guid, IdentifierError, OrganizationName, ScopePattern
 from reconciler.core.model import ApplicationRef, CustomRole, FederationConfig, RoleGrant
 from reconciler.core.roles import builtin_role, is_privileged
 from reconciler.core.tenancy import Tenant, app_key, claim_key
@@ -231,7 +231,7 @@ def parse_policy(document: Document) -> tuple[GrantPolicy | None, list[Problem]]
         fail("apiVersion", f"expected {API_VERSION!r}, got {body.get('apiVersion')!r}")
     if body.get("kind") != POLICY_KIND:
         fail("kind", f"expected {POLICY_KIND!r}, got {body.get('kind')!r}")
-    organizations = _strings(body, "organizations", fail)
+    organizations = _organizations(body, fail)
     roles = _role_ids(body, "roles", fail)
     privileged = _role_ids(body, "privilegedRoles", fail, required=False)
     scopes = _scope_patterns(body, fail)
@@ -362,6 +362,17 @@ def _strings(body: Mapping[str, Any], key: str, fail: Any, *, required: bool = T
     return [v.strip() for v in value]
 
 
+def _organizations(body: Mapping[str, Any], fail: Any) -> list[str]:
+    """ADO organization names: anything else (`*`, `org/project`, a URL) could never match a config."""
+    found: list[str] = []
+    for position, text in enumerate(_strings(body, "organizations", fail)):
+        try:
+            found.append(str(OrganizationName(text, f"organizations[{position}]")))
+        except IdentifierError as error:
+            fail(error.field, error.message)
+    return found
+
+
 def _role_ids(body: Mapping[str, Any], key: str, fail: Any, *, required: bool = True) -> list[str]:
     ids: list[str] = []
     for role in _strings(body, key, fail, required=required):
@@ -381,5 +392,5 @@ def _scope_patterns(body: Mapping[str, Any], fail: Any) -> list[ScopePattern]:
         try:
             patterns.append(ScopePattern(text))
         except IdentifierError as error:
-            fail(f"scopes[{position}]", f"expected an ARM scope prefix, '*' for one segment; {error.message}")
+            fail(f"scopes[{position}]", f"expected an ARM scope prefix, '*' for one name; {error.message}")
     return patterns

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.core.identifiers import (
+    MAX_SCOPE_LENGTH,
     ApplicationDisplayName,
     ArmScope,
     ConfigId,
@@ -38,6 +39,10 @@ API_VERSION = "wif-reconciler/v1"
 CONFIG_KIND = "FederationConfig"
 
 _MAX_NAME_LENGTH = 256
+# Azure DevOps pipeline (definition) ids are .NET Int32s (PipelinePermission.Id in its web API
+# contract): a larger id is refused by ADO's pipeline permissions, after everything else of the
+# config was already written.
+MAX_PIPELINE_ID = 2**31 - 1
 
 # An identifier rule of reconciler/core/identifiers.py: (value, field) -> canonical text, or IdentifierError.
 _Identifier = Callable[[object, str], str]
@@ -104,7 +109,15 @@ class _Reader:
                 self.fail(where, f"unknown field; expected one of {', '.join(sorted(allowed))}")
         return value
 
-    def text(self, body: Mapping[str, Any], key: str, field: str, *, required: bool = True) -> str:
+    def text(
+        self,
+        body: Mapping[str, Any],
+        key: str,
+        field: str,
+        *,
+        required: bool = True,
+        max_length: int = _MAX_NAME_LENGTH,
+    ) -> str:
         value = body.get(key)
         if value is None:
             if required:
@@ -113,8 +126,8 @@ class _Reader:
         if not isinstance(value, str) or not value.strip():
             self.fail(field, f"expected a non-empty string, got {_kind(value)}")
             return ""
-        if len(value) > _MAX_NAME_LENGTH or _CONTROL_CHARACTER.search(value):
-            self.fail(field, f"expected at most {_MAX_NAME_LENGTH} printable characters")
+        if len(value) > max_length or _CONTROL_CHARACTER.search(value):
+            self.fail(field, f"expected at most {max_length} printable characters")
             return ""
         return value.strip()
 
@@ -195,6 +208,35 @@ def parse_config(document: Document) -> tuple[FederationConfig | None, list[Prob
 derive_config_id = ConfigId.derive
 
 
+def id_takeover(stored: FederationConfig, incoming: FederationConfig) -> str | None:
+    """Why `incoming` may not be stored over `stored` (the config under the same id), or None.
+
+    A derived id folds every run of other characters to '-', so different connections derive
+    the same id (`kv reader`, `kv--reader`, `kv/reader` and `kv-reader`). A config whose id is
+    its own connection's derived id (whether or not `id:` was written) never takes over a config
+    of another connection: it would move that config, and the federated credential named after
+    the id, to the new connection, leaving the old one unable to sign in. An explicit id of any
+    other value still moves a config to another connection.
+    """
+    if stored.connection.folded == incoming.connection.folded:
+        return None
+    derived = _derived_or_none(incoming.organization, incoming.project, incoming.connection_name)
+    if derived != incoming.id:
+        return None
+    return (
+        f"config {stored.id!r} already manages service connection {stored.connection}; this config "
+        f"for {incoming.connection} derives the same id, so storing it would take that config over: "
+        "give this config an explicit id of its own (or retire that config and let its prune finish first)"
+    )
+
+
+def _derived_or_none(organization: str, project: str, name: str) -> str | None:
+    try:
+        return str(derive_config_id(organization, project, name))
+    except IdentifierError:
+        return None
+
+
 def _config_id(reader: _Reader, body: Mapping[str, Any], organization: str, project: str, name: str) -> str:
     explicit = body.get("id")
     if explicit is not None:
@@ -220,11 +262,20 @@ def _pipelines(reader: _Reader, value: object) -> PipelineAccess:
     if value == "all":
         return PipelineAccess(all_pipelines=True)
     if isinstance(value, list) and all(
-        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value
+        isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_PIPELINE_ID for v in value
     ):
         return PipelineAccess(pipeline_ids=frozenset(value))
-    reader.fail("serviceConnection.pipelines", f"expected 'all' or a list of pipeline ids, got {value!r}")
+    reader.fail(
+        "serviceConnection.pipelines",
+        f"expected 'all' or a list of pipeline ids (whole numbers from 1 to {MAX_PIPELINE_ID}), "
+        f"got {_shown_value(value)}",
+    )
     return PipelineAccess()
+
+
+def _shown_value(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _application(reader: _Reader, value: object) -> ApplicationRef:
@@ -261,7 +312,8 @@ def _grants(reader: _Reader, value: object) -> tuple[RoleGrant, ...]:
         field = f"roleAssignments[{position}]"
         body = reader.mapping(item, field, _GRANT_FIELDS)
         role = reader.text(body, "role", f"{field}.role")
-        scope = reader.text(body, "scope", f"{field}.scope")
+        # A scope's own rule bounds it (ARM ids of nested resources pass 256 characters easily).
+        scope = reader.text(body, "scope", f"{field}.scope", max_length=MAX_SCOPE_LENGTH)
         role_id = _role_id(reader, role, f"{field}.role") if role else ""
         scope = _scope(reader, scope, f"{field}.scope") if scope else ""
         if role_id and scope:

@@ -17,7 +17,7 @@ from azure.data.tables.aio import TableClient
 
 from reconciler.core.model import ConnectionKey, FederationConfig
 from reconciler.core.serialise import config_to_document
-from reconciler.core.validation import Document, parse_config
+from reconciler.core.validation import Document, id_takeover, parse_config
 from reconciler.documents import InputError
 from reconciler.state.claims import ClaimRejected
 from reconciler.state.tables import (
@@ -105,6 +105,9 @@ class DesiredConfigStore:
                     ]
                 )
         _check_etag(current, expected_etag, config.id)
+        takeover = self._takeover(current, config)
+        if takeover is not None:
+            raise ClaimRejected([f"id: {takeover}"])
         index = await self._connection_row(config.organization, config.connection)
         holder = index.get("ConfigId") if index is not None else None
         if holder not in (None, config.id):
@@ -280,6 +283,24 @@ class DesiredConfigStore:
                 f"read the index row of connection {key}",
             )
         except ResourceNotFoundError:
+            return None
+
+    def _takeover(self, current: TableEntity | None, config: FederationConfig) -> str | None:
+        """Why `config` may not replace the stored row (reconciler.core.validation.id_takeover)."""
+        if current is None:
+            return None
+        try:
+            before = self._record(current).config
+        except CorruptRow:
+            return None  # an unreadable row is replaced as before: nothing in it can be kept
+        return id_takeover(before, config)
+
+    async def id_takeover(self, config: FederationConfig) -> str | None:
+        """Why storing `config` would take over the config of another connection, or None (for
+        `import`, which checks every config before it writes any)."""
+        try:
+            return self._takeover(await self._find(config.id, config.organization), config)
+        except CorruptRow:
             return None
 
     async def _connection_left(

@@ -181,7 +181,7 @@ def test_a_project_name_azure_devops_accepts_is_accepted(name: str) -> None:
         ("defaultcollection", "reserves"),
         ("a\uff0fb", "Unicode folds"),  # fullwidth solidus
         ("a\u2024\u2024b", "Unicode folds"),  # one-dot leaders, NFKC '..'
-        ("e\u0301", "Unicode folds"),  # not NFC: e + combining acute
+        ("e\u0301", "composed form (NFC)"),  # not NFC: e + combining acute
         ("a\u200bb", "U+200B"),  # zero width space
         ("a\u202eb", "U+202E"),  # right-to-left override
         ("a\tb", "U+0009"),

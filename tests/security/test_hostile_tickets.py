@@ -129,11 +129,12 @@ async def test_a_bom_is_harmless(host: Host) -> None:
 
 def too_large_for_a_row(tenant_id: str) -> bytes:
     """A valid, allowed upsert under 64 KiB whose config is too large for one table property (64 KiB
-    as UTF-16): 1,000 pipeline ids of 18 digits, 50 role assignments on resources with long names."""
+    as UTF-16): 1,000 pipeline ids of 10 digits (ADO's are Int32s), 50 role assignments on resources
+    with names of 260 characters (ARM's longest), a subscription name of 256."""
     vaults = f"/subscriptions/{SAMPLE_SUBSCRIPTION}/resourceGroups/rg-pay/providers/Microsoft.KeyVault/vaults"
-    grants = [{"role": "Key Vault Reader", "scope": f"{vaults}/{n:02d}{'v' * 140}"} for n in range(50)]
-    pipelines = [10**17 + n for n in range(1000)]
-    connection = {"name": "kv-reader", "subscriptionId": SAMPLE_SUBSCRIPTION, "subscriptionName": "Prod"}
+    grants = [{"role": "Key Vault Reader", "scope": f"{vaults}/{n:02d}{'v' * 258}"} for n in range(50)]
+    pipelines = [2_000_000_000 + n for n in range(1000)]
+    connection = {"name": "kv-reader", "subscriptionId": SAMPLE_SUBSCRIPTION, "subscriptionName": "P" * 256}
     big = config(tenant_id, roleAssignments=grants, serviceConnection={**connection, "pipelines": pipelines})
     return ticket("ROW-1", config=big)
 

@@ -210,6 +210,11 @@ async def test_pipeline_permissions_get_patch_and_batch(ado: AdoClient, cloud_en
     _s, patched = await call(ado, "PATCH", url, PREVIEW, {"pipelines": [{"id": 7, "authorized": True}]})
     _s, patched = await call(ado, "PATCH", url, PREVIEW, {"pipelines": [{"id": 9, "authorized": True}]})
     assert [p["id"] for p in patched["pipelines"]] == [7, 9]  # untouched pipelines stay
+    for beyond_int32 in (2**31, 0, "7"):
+        status, refused = await call(
+            ado, "PATCH", url, PREVIEW, {"pipelines": [{"id": beyond_int32, "authorized": True}]}
+        )
+        assert status == 400, beyond_int32
     batch = [
         {"resource": {"type": "endpoint", "id": e["id"]}, "allPipelines": {"authorized": True}}
         for e in (first, second)
