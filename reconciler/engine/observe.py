@@ -136,7 +136,8 @@ class Observer:
             self._person(configs, failed),
             self._created_applications(known is not None, failed),
         )
-        if ownership is not None:  # adopted applications too: what the reconciler put there stays
+        if known is not None and ownership is not None:
+            # Scanning: adopted applications too, since what the reconciler put there stays.
             created = {**ownership.client_ids, **created}
         unnamed = await self._unnamed_applications(created, apps, known or (), failed)
         apps = [*apps, *unnamed]
