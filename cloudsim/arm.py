@@ -258,6 +258,14 @@ class Arm:
         role_guid = self._role_guid(properties.get("roleDefinitionId"))
         principal_id = str(properties.get("principalId", "")).lower()
         self._check_principal(principal_id, properties.get("principalType"))
+        condition = properties.get("condition")
+        if condition is not None and not isinstance(condition, str):
+            raise ApiError(
+                400,
+                "InvalidRequestContent",
+                "The request content was invalid and could not be deserialized: "
+                "'Error converting value to type 'String'. Path 'properties.condition'.'",
+            )
         existing = self._find(scope, name)
         if existing is not None:
             return self._update(existing, principal_id, role_guid, properties)
@@ -272,8 +280,11 @@ class Arm:
             None,
         )
         if duplicate is not None:
-            # Azure names the existing assignment in the message, without hyphens (earlier answers
-            # did not name it at all: terraform-provider-azurerm#2565).
+            # One assignment per scope, role and principal, whatever the condition of either: a second
+            # that differs only by its ABAC condition is refused too (terraform-provider-azurerm#24045;
+            # the docs say nothing either way, so the stricter reading). Azure names the existing
+            # assignment in the message, without hyphens (earlier answers did not name it at all:
+            # terraform-provider-azurerm#2565).
             named = f" The ID of the existing role assignment is {duplicate.name.replace('-', '')}."
             raise ApiError(
                 409,
@@ -288,8 +299,9 @@ class Arm:
             principal_id=principal_id,
             principal_type=str(properties.get("principalType") or "User"),
             description=properties.get("description"),
-            condition=properties.get("condition"),
-            condition_version=properties.get("conditionVersion"),
+            condition=condition,
+            # "Defaults to 2.0 and is the only publicly supported version" (conditions FAQ).
+            condition_version=properties.get("conditionVersion") or ("2.0" if condition else None),
         )
         self.world.role_assignments.append(assignment)
         return Reply(201, render_assignment(assignment, self.world.caller_object_id))

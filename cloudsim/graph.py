@@ -45,6 +45,7 @@ _APP_BY_UNIQUE_NAME = r"/v1\.0/applications\(uniqueName='(?P<unique_name>[^']+)'
 MAX_IN_VALUES = 15  # Graph limits an `in` clause to 15 values
 _FICS = _APP + r"/federatedIdentityCredentials"
 _APP_OWNER_REF = _APP + r"/owners/\$ref"
+_APP_OWNERS = _APP + r"/owners"
 # The reference an owners add names: `{"@odata.id": "https://graph.microsoft.com/v1.0/directoryObjects/{id}"}`.
 _DIRECTORY_OBJECT_REF = re.compile(r"https://[^/]+/v1\.0/directoryObjects/(?P<id>[0-9a-fA-F-]{36})")
 _FIC = _FICS + r"(?:/(?P<fic>[^/(]+)|\(name='(?P<fic_name>[^']+)'\))"
@@ -304,6 +305,7 @@ class Graph:
         add("PATCH", _FIC, "fics.update", self.update_fic)
         add("DELETE", _FIC, "fics.delete", self.delete_fic)
         add("POST", _APP_OWNER_REF, "applications.owners.add", self.add_application_owner)
+        add("GET", _APP_OWNERS, "applications.owners.list", self.list_application_owners)
         add("GET", _APP_BY_UNIQUE_NAME, "applications.getByUniqueName", self.get_by_unique_name)
         add("PATCH", _APP_BY_UNIQUE_NAME, "applications.upsert", self.upsert_application)
         add("GET", _APP, "applications.get", self.get_application)
@@ -480,14 +482,27 @@ class Graph:
         if not self._is_directory_object(owner):
             raise _not_found(owner)
         if owner in app.owners:
-            raise ApiError(
-                400,
-                "Request_BadRequest",
-                "One or more added object references already exist for the following modified "
-                "properties: 'owners'.",
-            )
+            raise ApiError(400, "Request_BadRequest", self.world.settings.graph_duplicate_owner_message)
         app.owners.append(owner)
         return Reply(204)
+
+    def list_application_owners(self, call: Call, match: re.Match[str]) -> Reply:
+        """`GET /applications/{id}/owners` (learn.microsoft.com graph/api/application-list-owners): 200
+        and a page of directoryObject objects, each with its `@odata.type`. The read permissions of
+        every application read suffice (Application.Read.All up to Directory.ReadWrite.All; OwnedBy for
+        an app), so the route needs no check of its own. A service principal is rendered whole; a
+        person or the managed identity only by type and id, as Graph returns a member "with limited
+        information" to a caller without the right to read its type (the simulator models no user
+        read right). Owners take effect at once, as for ownedObjects."""
+        app = self._app(match)
+        return collection(call, self._listings, lambda: list(app.owners), self._render_owner)
+
+    def _render_owner(self, object_id: str) -> JsonObject:
+        principal = next((s for s in self.world.service_principals if s.id == object_id), None)
+        if principal is not None:
+            return {"@odata.type": "#microsoft.graph.servicePrincipal", **render_sp(principal)}
+        kind = "user" if self.world.person(object_id) is not None else "servicePrincipal"
+        return {"@odata.type": f"#microsoft.graph.{kind}", "id": object_id}
 
     def _is_directory_object(self, object_id: str) -> bool:
         """An application, service principal or person of the world, or its managed identity."""

@@ -255,6 +255,12 @@ class Settings(_Record):
     # ARM's RoleAssignmentExists message names the existing assignment (the troubleshooting docs);
     # off: the bare "The role assignment already exists." that earlier answers carried.
     arm_conflict_names_existing: bool = True
+    # The message of Graph's 400 `Request_BadRequest` for adding an owner that is one already. Graph
+    # documents no wording; this is the one `az ad app owner add` users meet. Another wording makes a
+    # client show that it decides by re-reading the owners, not by the text.
+    graph_duplicate_owner_message: str = (
+        "One or more added object references already exist for the following modified properties: 'owners'."
+    )
     # Subscriptions that exist (display names), for generated configs and demos.
     subscriptions: dict[str, str] = field(default_factory=dict)
 

@@ -361,6 +361,8 @@ def _assignment(item: Any) -> RoleAssignment:
         role_id=str(item.role_definition_id).rsplit("/", 1)[-1].lower(),
         principal_id=str(item.principal_id).lower(),
         description=item.description or "",
+        condition=item.condition or "",
+        condition_version=item.condition_version or "",
     )
 
 

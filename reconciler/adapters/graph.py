@@ -33,6 +33,7 @@ from kiota_http.middleware.options import RetryHandlerOption
 from msgraph.generated.applications.item.federated_identity_credentials import (
     federated_identity_credentials_request_builder as credentials_builder,
 )
+from msgraph.generated.applications.item.owners import owners_request_builder as owners_builder
 from msgraph.generated.models.application import Application as GraphApplication
 from msgraph.generated.models.federated_identity_credential import FederatedIdentityCredential
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
@@ -469,18 +470,43 @@ class GraphAdapter:
         """Make a directory object (the deployed identity's service principal) an owner of an
         application: `POST /applications/{id}/owners/$ref` with `{"@odata.id": ".../directoryObjects/{id}"}`
         (learn.microsoft.com graph/api/application-post-owners). True when added; False when it was an
-        owner already (Graph's 400 "One or more added object references already exist"), so a retry
-        after a lost response is harmless."""
+        owner already, so a retry after a lost response is harmless.
+
+        Graph answers an owner already there with a 400 whose wording it does not document: the
+        known text ("One or more added object references already exist") decides at once; any other
+        400 is decided by re-reading the application's owners (`GET /applications/{id}/owners`,
+        learn.microsoft.com graph/api/application-list-owners), sent only on that path."""
         owner = _guid(principal_id, "owner principal id")
         reference = ReferenceCreate(odata_id=f"{self._base_url}/directoryObjects/{owner}")
         application = self._client.applications.by_application_id(_guid(object_id, "application object id"))
         try:
             await self._call(application.owners.ref.post(reference))
         except PermanentFailure as failure:
-            if failure.status == 400 and ALREADY_REFERENCED in failure.message:
+            if failure.status != 400:
+                raise
+            if ALREADY_REFERENCED in failure.message:
+                return False
+            try:
+                owners = await self._owner_ids(object_id)
+            except PermanentFailure as unread:  # the 400 stands; a temporary failure is retried later
+                raise failure from unread
+            if owner.lower() in owners:
                 return False
             raise
         return True
+
+    async def _owner_ids(self, object_id: str) -> set[str]:
+        """The object ids of an application's owners, every page (ids only: `$select=id`)."""
+        owners = self._client.applications.by_application_id(_guid(object_id, "application object id")).owners
+        query = owners_builder.OwnersRequestBuilder.OwnersRequestBuilderGetQueryParameters(select=["id"])
+        page = await self._call(owners.get(RequestConfiguration(query_parameters=query)))
+        found: set[str] = set()
+        while page is not None:
+            found.update(str(item.id).lower() for item in page.value or [] if item.id)
+            if not page.odata_next_link:
+                break
+            page = await self._call(owners.with_url(page.odata_next_link).get())
+        return found
 
     def _credentials_of(
         self, object_id: str

@@ -110,6 +110,8 @@ def _role_assignment(item: Mapping[str, Any]) -> RoleAssignment:
         role_id=str(item["roleDefinitionId"]).rsplit("/", 1)[-1].lower(),
         principal_id=str(item["principalId"]).lower(),
         description=str(item.get("description") or ""),
+        condition=str(item.get("condition") or ""),
+        condition_version=str(item.get("conditionVersion") or ""),
     )
 
 

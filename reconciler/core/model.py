@@ -171,9 +171,18 @@ class RoleAssignment:
     role_id: str  # role definition GUID
     principal_id: str
     description: str = ""
+    # An ABAC condition (`properties.condition`): the role applies only where it holds, so the
+    # assignment grants less than the role does. "" for none. ARM keeps one assignment per scope,
+    # role and principal whatever the condition (docs/simulator.md, "Role assignment conditions").
+    condition: str = ""
+    condition_version: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "scope", canonical_scope(self.scope))
+
+    @property
+    def conditioned(self) -> bool:
+        return bool(self.condition.strip())
 
 
 @dataclass(frozen=True)

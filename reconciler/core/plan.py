@@ -63,6 +63,8 @@ class ErrorCode(StrEnum):
     ORGANIZATION_UNKNOWN = "organization-unknown"  # its id, which a converted connection's subject carries
     DEPLOYED_IDENTITY_UNKNOWN = "deployed-identity-unknown"  # a person would create an app it cannot own
     TENANT_MISMATCH = "tenant-mismatch"  # the config names a tenant the reconciler does not sign in to
+    # A role it asks for is held only under an ABAC condition, by an assignment the reconciler did not create
+    ROLE_CONDITIONED = "role-assignment-conditioned"
 
 
 class FindingKind(StrEnum):
@@ -848,20 +850,27 @@ class _PlanBuilder:
         self, principal_id: str | None, target: AppTarget, active: list[FederationConfig], owners: _Owners
     ) -> None:
         wanted: dict[tuple[str, str], tuple[FederationConfig, str]] = {}
+        wanting: dict[tuple[str, str], list[FederationConfig]] = {}
         for config in active:
             for grant in config.role_grants:
                 wanted.setdefault((grant.scope, grant.role_id), (config, grant.role_name))
+                wanting.setdefault((grant.scope, grant.role_id), []).append(config)
         current = self.observed.assignments_of(principal_id) if principal_id else ()
         existing = {(ra.scope, ra.role_id): ra for ra in current}
         for (scope, role_id), (config, role_name) in wanted.items():
             found = existing.get((scope, role_id))
-            if found is not None:
+            drift = Drift(DriftKind.MISSING, f"{target} does not hold {role_name or role_id} on {scope}")
+            if found is not None and found.conditioned:
+                replaced = self._conditioned(found, target, wanting[(scope, role_id)], role_name, owners)
+                if replaced is None:
+                    continue
+                drift = replaced
+            elif found is not None:
                 if owner_of(found.description) is None:
                     what = f"role assignment {found.name} on {scope}"
                     self.find(FindingKind.ADOPTED, [config.id], what, "matches exactly")
                 continue
             name = role_assignment_name(scope, role_id, principal_id) if principal_id else None
-            drift = Drift(DriftKind.MISSING, f"{target} does not hold {role_name or role_id} on {scope}")
             self.actions.append(
                 RoleAssignmentAction(
                     kind=ActionKind.CREATE_ROLE_ASSIGNMENT,
@@ -880,6 +889,60 @@ class _PlanBuilder:
         for ra in current:
             if (ra.scope, ra.role_id) not in wanted:
                 self._prune_role_assignment(ra, target, owners)
+
+    def _conditioned(
+        self,
+        found: RoleAssignment,
+        target: AppTarget,
+        configs: list[FederationConfig],
+        role_name: str,
+        owners: _Owners,
+    ) -> Drift | None:
+        """A wanted role held only under an ABAC condition: it grants less than the role, so it does
+        not satisfy the grant. ARM keeps one assignment per scope, role and principal whatever the
+        condition (a second answers RoleAssignmentExists), so the unconditioned one can only be
+        created once this one is gone. The reconciler's own assignment (a condition added since) is
+        deleted, then created again: the Drift of that create. Any other assignment is never touched:
+        the configs asking for the role fail with what to do, and None is returned (no create that
+        ARM must refuse)."""
+        role = role_name or _role_name(found.role_id) or found.role_id
+        condition = " ".join(found.condition.split())
+        shown = condition if len(condition) <= 200 else condition[:197] + "..."
+        owner = owner_of(found.description)
+        if owner is not None and owner not in owners.frozen:
+            drift = Drift(
+                DriftKind.WRONG_VALUE,
+                f"the reconciler's assignment of {role} on {found.scope} to {target} has a condition "
+                f"({shown}), so it grants less than the config asks: replaced by one without",
+            )
+            self.actions.append(
+                RoleAssignmentAction(
+                    kind=ActionKind.DELETE_ROLE_ASSIGNMENT,
+                    config_ids=(configs[0].id,),
+                    drift=drift,
+                    scope=found.scope,
+                    role_id=found.role_id,
+                    role_name=role,
+                    principal_id=found.principal_id,
+                    app=target,
+                    assignment_id=found.id,
+                    name=found.name,
+                    description="",
+                )
+            )
+            return drift
+        made = "the reconciler did not create" if owner is None else f"config {owner} (blocked) holds"
+        self.fail(
+            configs,
+            ErrorCode.ROLE_CONDITIONED,
+            f"{target} holds {role} on {found.scope} only under a condition ({shown}), by role assignment "
+            f"{found.id}, which {made}: that grants less than the config asks. ARM allows one assignment "
+            "of a role to a principal at a scope, so none without a condition can be added "
+            "(RoleAssignmentExists), and the reconciler does not change that one. Remove the condition "
+            f"from it, or delete it (az role assignment delete --ids {found.id}), and the next pass "
+            "assigns the role",
+        )
+        return None
 
     def _prune_role_assignment(self, ra: RoleAssignment, target: AppTarget, owners: _Owners) -> None:
         where = f"role assignment {ra.name} ({_role_name(ra.role_id) or ra.role_id}) on {ra.scope}"

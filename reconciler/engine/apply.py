@@ -8,7 +8,8 @@ returns are then checked, and the credential follows them when they differ.
 
 Every write is idempotent: a credential whose issuer and subject already exist is
 adopted, a service principal that exists is read by its appId and adopted,
-RoleAssignmentExists is adopted by the id ARM names, a connection that exists by
+RoleAssignmentExists is adopted by the id ARM names (unless a re-read shows the role held only under
+an ABAC condition: then the config fails, naming that assignment), a connection that exists by
 name is adopted, and a new application is upserted by a unique name derived from its
 display name, so a lost response or a second reconciler never makes a duplicate.
 One config's failure never stops the others: its remaining actions are skipped and the
@@ -44,6 +45,7 @@ from reconciler.core.model import (
     ConnectionKey,
     FederationConfig,
     ObservedState,
+    RoleAssignment,
     ServiceConnection,
     owner_of,
     role_assignment_name,
@@ -514,9 +516,13 @@ class Applier:
                 return "applied", f"assignment {name}"
             except Conflict as conflict:
                 if conflict.code == "RoleAssignmentExists":
-                    # Same scope, role and principal. ARM's message names the one that holds them,
-                    # or not (earlier answers did not): then it is found by a re-read.
-                    existing = conflict.existing_id or await self._existing_assignment(action, principal)
+                    # Same scope, role and principal, whatever the condition. ARM's message names the
+                    # one that holds them, or not (earlier answers did not): a re-read finds it, and
+                    # says whether it holds the role only under a condition (then it is not adopted).
+                    found = await self._existing_assignment(action, principal)
+                    if found is not None and found.conditioned:
+                        raise _conditioned_conflict(action, found) from conflict
+                    existing = conflict.existing_id or (found.id if found else "")
                     group.wrote_assignment(action.scope, existing.rsplit("/", 1)[-1])
                     return "adopted", f"assignment {existing or 'already present'}"
                 raise
@@ -539,22 +545,24 @@ class Applier:
                     ) from failure
                 await asyncio.sleep(min(failure.retry_after, 2.0))
 
-    async def _existing_assignment(self, action: RoleAssignmentAction, principal: str) -> str:
-        """The id of the principal's assignment of the action's role at exactly its scope, as a
-        filtered listing shows it; "" when the listing does not show it (yet) or fails: the assignment
-        exists either way, only the record of which one it is is missing."""
+    async def _existing_assignment(
+        self, action: RoleAssignmentAction, principal: str
+    ) -> RoleAssignment | None:
+        """The principal's assignment of the action's role at exactly its scope, as a filtered listing
+        shows it; None when the listing does not show it (yet) or fails: the assignment exists either
+        way, only the record of which one it is (and of its condition) is missing."""
         scope = ArmScope.parse(action.scope)
         try:
             listing = await self._arm.list_assignments(scope, principal)
         except Failure:
-            return ""
+            return None
         return next(
             (
-                found.id
+                found
                 for found in listing.assignments
                 if found.scope == str(scope) and found.role_id == action.role_id.lower()
             ),
-            "",
+            None,
         )
 
     def _principal_of(self, action: RoleAssignmentAction, observed: ObservedState) -> str:
@@ -577,6 +585,19 @@ class Applier:
         key = action.connection
         await self._ado.authorize_pipelines(key.organization, key.project, connection_id, action.access)
         return "applied", "authorized"
+
+
+def _conditioned_conflict(action: RoleAssignmentAction, found: RoleAssignment) -> PermanentFailure:
+    """ARM refused the create because the principal holds the role at the scope already, but only
+    under an ABAC condition (made since the pass observed): that grants less than the config asks,
+    and the reconciler changes no assignment it did not create."""
+    return PermanentFailure(
+        f"{action.app} holds {action.role_name or action.role_id} on {action.scope} only under a condition, "
+        f"by role assignment {found.id}, which grants less than the config asks; ARM refuses a second "
+        "assignment of the same role, principal and scope (RoleAssignmentExists). Remove the condition "
+        "from it, or delete it, for the next pass to assign the role without a condition",
+        code="RoleAssignmentConditioned",
+    )
 
 
 def _conversion_refused(

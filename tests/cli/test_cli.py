@@ -128,3 +128,15 @@ def test_plan_rejects_a_snapshot_tenant_that_is_not_a_guid(tmp_path: Path) -> No
     result = run("plan", "--configs", "examples/configs.yaml", "--observed", str(snapshot))
     assert result.returncode == 2
     assert "tenantId must be a GUID, got 'contoso.onmicrosoft.com'" in result.stderr
+
+
+def test_an_offline_plan_reads_a_condition_and_fails_the_config_it_does_not_satisfy(tmp_path: Path) -> None:
+    observed = json.loads((ROOT / "examples" / "observed.json").read_text(encoding="utf-8"))
+    reader = observed["roleAssignments"][0]  # Reader on rg-web, wanted by fabrikam/storefront/deploy-web
+    reader.update(description="", condition="@Resource[Microsoft.Web/sites:name] StringEquals 'one'")
+    snapshot = tmp_path / "observed.json"
+    snapshot.write_text(json.dumps(observed))
+    result = run("plan", "--configs", "examples/configs.yaml", "--observed", str(snapshot))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "role-assignment-conditioned" in result.stdout
+    assert reader["id"].rsplit("/", 1)[-1] in result.stdout

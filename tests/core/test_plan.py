@@ -343,6 +343,38 @@ def test_unmarked_role_assignment_that_matches_is_adopted() -> None:
     assert [f.kind for f in result.findings] == [FindingKind.ADOPTED]
 
 
+CONDITION = "@Resource[Microsoft.KeyVault/vaults/secrets:name] StringEquals 'one-secret'"
+
+
+def test_a_hand_made_assignment_with_a_condition_does_not_satisfy_the_grant_and_is_left_alone() -> None:
+    # ARM keeps one assignment per scope, role and principal whatever the condition: a create would
+    # answer RoleAssignmentExists, so none is planned; the config fails, naming the assignment.
+    conditioned = replace(assignment(), condition=CONDITION, condition_version="2.0")
+    observed = replace(converged_state(), role_assignments=(conditioned,))
+    result = plan([KV], observed, policy())
+
+    assert result.is_empty  # nothing created, nothing deleted or changed
+    (error,) = result.errors
+    assert (error.config_id, error.code) == (KV.id, ErrorCode.ROLE_CONDITIONED)
+    assert conditioned.id in error.message and CONDITION in error.message
+    assert "Remove the condition" in error.message and "az role assignment delete" in error.message
+    assert FindingKind.ADOPTED not in [f.kind for f in result.findings]
+
+
+def test_the_reconcilers_own_assignment_given_a_condition_is_replaced_by_one_without() -> None:
+    conditioned = replace(assignment(owner=KV.id), condition=CONDITION)
+    observed = replace(converged_state(), role_assignments=(conditioned,))
+    result = plan([KV], observed, policy())
+
+    assert not result.errors
+    assert kinds(result) == [ActionKind.DELETE_ROLE_ASSIGNMENT, ActionKind.CREATE_ROLE_ASSIGNMENT]
+    delete, create = result.actions
+    assert isinstance(delete, RoleAssignmentAction) and delete.assignment_id == conditioned.id
+    assert delete.drift.kind is DriftKind.WRONG_VALUE and "condition" in delete.drift.detail
+    assert isinstance(create, RoleAssignmentAction) and create.description == KV.marker
+    assert_converges(result, observed)
+
+
 def test_managed_role_assignment_no_longer_wanted_is_deleted_foreign_one_is_not() -> None:
     rg = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-pay"
     managed_extra = assignment(rg, READER, owner=KV.id)

@@ -3,7 +3,8 @@
 - convergence: applying the plan (with the pure effects model) leaves nothing to do;
 - determinism: the same inputs give the same plan;
 - safety: no plan deletes or changes an unmarked object;
-- policy: no plan grants what the policy forbids.
+- policy: no plan grants what the policy forbids;
+- conditions: a role held only under an ABAC condition never counts as granted.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ RG = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-a"
 # Mostly allowed grants, with the occasional forbidden role or scope (weighted by repetition).
 SCOPES = (RG, f"{RG}/providers/microsoft.keyvault/vaults/kv", RG, f"/subscriptions/{SUBSCRIPTION}")
 ROLES = (KEY_VAULT_READER, READER, KEY_VAULT_READER, READER, OWNER)
+CONDITION = "@Resource[Microsoft.KeyVault/vaults/secrets:name] StringEquals 'one'"
 EXISTING_APPS = tuple(fake_id("existing-app", str(i)) for i in range(3))
 NEW_APP_NAMES = ("sc-new-1", "sc-new-2")
 POLICY: GrantPolicy = policy()
@@ -147,9 +149,14 @@ def worlds(draw: st.DrawFn) -> tuple[list[FederationConfig], list[FederationConf
     for app in apps:
         if app.service_principal_id is None:
             continue
-        for role_id, scope, owner in draw(
+        for role_id, scope, owner, condition in draw(
             st.lists(
-                st.tuples(st.sampled_from(ROLES), st.sampled_from(SCOPES), st.sampled_from([*owners, None])),
+                st.tuples(
+                    st.sampled_from(ROLES),
+                    st.sampled_from(SCOPES),
+                    st.sampled_from([*owners, None]),
+                    st.sampled_from(["", CONDITION]),  # an ABAC condition, by hand or added to ours
+                ),
                 max_size=3,
                 unique_by=lambda t: (t[0], t[1]),
             )
@@ -163,6 +170,7 @@ def worlds(draw: st.DrawFn) -> tuple[list[FederationConfig], list[FederationConf
                 role_id,
                 app.service_principal_id,
                 marker_for(owner) if owner else "",
+                condition=condition,
             )
     observed = ObservedState(
         tuple(apps), tuple(assignments.values()), tuple(connections), organization_ids=ORGANIZATION_IDS
@@ -232,3 +240,29 @@ def test_no_plan_grants_what_the_policy_forbids(
                 ActionKind.CREATE_CREDENTIAL,
             }:
                 assert not POLICY.check(by_id[config_id])
+
+
+@PROPERTY_SETTINGS
+@given(worlds())
+def test_a_conditioned_assignment_never_satisfies_a_grant(
+    world: tuple[list[FederationConfig], list[FederationConfig], ObservedState],
+) -> None:
+    """After the plan is applied, each grant of a config the plan neither blocks nor fails is held
+    without a condition; a config whose grant is held only under one by an assignment the
+    reconciler did not create fails, and that assignment is left as it was."""
+    desired, retired, observed = world
+    result = plan(desired, observed, POLICY, retired)
+    after = apply_plan(observed, result)
+    failed = {e.config_id for e in result.errors} | {v.config_id for v in result.violations}
+    held = {(ra.scope, ra.role_id, ra.principal_id): ra for ra in after.role_assignments}
+    before = {ra.id: ra for ra in observed.role_assignments}
+    for wanting in desired:
+        app = after.application_by_app_id(result.applications.get(wanting.id, ""))
+        if wanting.id in failed or app is None or app.service_principal_id is None:
+            continue
+        for grant in wanting.role_grants:
+            found = held.get((grant.scope, grant.role_id, app.service_principal_id))
+            assert found is not None and not found.conditioned, (wanting.id, grant)
+    for ra in before.values():
+        if ra.conditioned and owner_of(ra.description) is None:
+            assert ra in after.role_assignments  # never deleted nor changed

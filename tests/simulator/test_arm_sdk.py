@@ -138,6 +138,39 @@ async def test_existing_assignment_under_another_name_is_409_with_its_id(
     assert first.replace("-", "") in str(exists.value.message)
 
 
+# A Storage Blob Data Reader condition from the conditions docs' examples (one container only).
+CONDITION = (
+    "((!(ActionMatches{'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read'})) OR "
+    "(@Resource[Microsoft.Storage/storageAccounts/blobServices/containers:name] StringEquals 'logs'))"
+)
+
+
+async def test_a_condition_is_stored_and_listed_and_does_not_make_a_second_assignment_possible(
+    arm: AuthorizationManagementClient, cloud_env: RunningSimulator
+) -> None:
+    """The PUT body's `condition` is kept and answered as `properties.condition` with its
+    `conditionVersion` (2.0 by default); ARM keeps one assignment per scope, role and principal
+    whatever the condition: another that differs only by it is RoleAssignmentExists
+    (terraform-provider-azurerm#24045), with or without a condition of its own."""
+    principal_id = await principal(cloud_env)
+    conditioned = grant(principal_id)
+    conditioned.condition = CONDITION
+    first = str(uuid.uuid4())
+    await arm.role_assignments.create(VAULT, first, conditioned)
+    (listed,) = [
+        a async for a in arm.role_assignments.list_for_scope(VAULT, filter=f"principalId eq '{principal_id}'")
+    ]
+    assert (listed.name, listed.condition, listed.condition_version) == (first, CONDITION, "2.0")
+
+    other = grant(principal_id)
+    other.condition, other.condition_version = CONDITION.replace("'logs'", "'other'"), "2.0"
+    for attempt in (grant(principal_id), other):
+        with pytest.raises(ResourceExistsError) as exists:
+            await arm.role_assignments.create(VAULT, str(uuid.uuid4()), attempt)
+        assert exists.value.error is not None and exists.value.error.code == "RoleAssignmentExists"
+        assert first.replace("-", "") in str(exists.value.message)
+
+
 async def test_reusing_a_name_for_another_principal_is_not_permitted(
     arm: AuthorizationManagementClient, cloud_env: RunningSimulator
 ) -> None:

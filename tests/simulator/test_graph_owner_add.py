@@ -111,3 +111,28 @@ async def test_a_person_adds_an_owner_to_an_app_they_own_or_as_an_administrator(
     async with credential:  # an administrator with `az login`'s Directory.AccessAsUser.All
         await add_owner(graph, str(other["id"]), reference(cloud_env, identity))
         assert str(other["appId"]) in await owned_app_ids(graph, identity)
+
+
+async def test_the_owners_of_an_application_are_listed_as_directory_objects(
+    cloud_env: RunningSimulator,
+) -> None:
+    """`GET /applications/{id}/owners` (graph/api/application-list-owners): 200 and directoryObject
+    objects with their type; readable with Application.Read.All, not without a read permission."""
+    foreign = await cloud_env.admin.seed_application("someone else's", owned=False)
+    other = await cloud_env.admin.seed_application("another")
+    person = new_id()
+    await cloud_env.admin.add_owner(str(foreign["appId"]), str(other["servicePrincipalId"]))
+    await cloud_env.admin.add_owner(str(foreign["appId"]), person)
+
+    _identity, graph, credential = await _app_graph(cloud_env, ["Application.Read.All"])
+    async with credential:
+        owners = graph.applications.by_application_id(str(foreign["id"])).owners
+        page = await owners.get()
+        assert page is not None and page.value is not None
+        found = {str(item.id): item.odata_type for item in page.value}
+        assert set(found) == {str(other["servicePrincipalId"]), person}
+        assert found[str(other["servicePrincipalId"])] == "#microsoft.graph.servicePrincipal"
+
+    _identity, graph, credential = await _app_graph(cloud_env, [])
+    async with credential:
+        assert_denied(await refused(graph.applications.by_application_id(str(foreign["id"])).owners.get()))
