@@ -303,6 +303,8 @@ class Admin:
         _org, endpoint = self._endpoint(match)
         body = self._body(call)
         endpoint.is_ready = bool(body.get("isReady", endpoint.is_ready))
+        if isinstance(body.get("operationStatus"), dict):
+            endpoint.operation_status = {str(k): str(v) for k, v in body["operationStatus"].items()}
         endpoint.name = str(body.get("name", endpoint.name))
         if "data" in body:
             endpoint.data.update({str(k): str(v) for k, v in body["data"].items()})

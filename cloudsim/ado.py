@@ -48,6 +48,11 @@ _API_VERSIONS = {
     "pipelinePermissions": ("7.1-preview.1",),
     "connectionData": ("7.1-preview", "7.1-preview.1"),
 }
+# Simulated wording: ADO documents `operationStatus` only as "Error message during creation/deletion".
+_OPERATION_MESSAGES = {
+    "InProgress": "The service connection is being prepared.",
+    "Failed": "Failed to prepare the service connection: the operation did not complete.",
+}
 _USER = {"displayName": "WIF Reconciler (simulated identity)", "id": "00000000-0000-0000-0000-00000000aaaa"}
 
 
@@ -118,6 +123,7 @@ def render_endpoint(org: Organization, endpoint: ServiceEndpoint) -> JsonObject:
         "authorization": {"parameters": parameters, "scheme": endpoint.scheme},
         "isShared": len(endpoint.project_refs) > 1,
         "isReady": endpoint.is_ready,
+        "operationStatus": dict(endpoint.operation_status),
         "owner": endpoint.owner,
         "serviceEndpointProjectReferences": references,
     }
@@ -427,6 +433,7 @@ class Ado:
                 "A manually created workload identity federation connection needs serviceprincipalid.",
             )
         org.endpoints.append(endpoint)
+        self._settle(endpoint)
         return Reply(200, render_endpoint(org, endpoint))
 
     def update_endpoint(self, call: Call, match: re.Match[str]) -> Reply:
@@ -439,6 +446,7 @@ class Ado:
         operation = call.query.get("operation", "")
         if operation.lower() == "convertauthenticationscheme":
             self._convert(org, endpoint, target_scheme, authorization)
+            self._settle(endpoint)
             return Reply(200, render_endpoint(org, endpoint))
         if operation:
             raise ApiError(400, "ArgumentException", f"The operation '{operation}' is not supported.")
@@ -450,7 +458,15 @@ class Ado:
                 "operation=ConvertAuthenticationScheme.",
             )
         self._apply_update(org, endpoint, body, authorization)
+        self._settle(endpoint)
         return Reply(200, render_endpoint(org, endpoint))
+
+    def _settle(self, endpoint: ServiceEndpoint) -> None:
+        """The state a write leaves the endpoint in (setting `ado_endpoint_write_state`)."""
+        state = self.world.settings.ado_endpoint_write_state
+        endpoint.is_ready = state == "Ready"
+        message = "" if endpoint.is_ready else _OPERATION_MESSAGES.get(state, f"Operation {state}.")
+        endpoint.operation_status = {"state": state, "statusMessage": message}
 
     def _apply_update(
         self, org: Organization, endpoint: ServiceEndpoint, body: JsonObject, authorization: JsonObject

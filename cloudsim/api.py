@@ -134,7 +134,15 @@ class RequestCounters:
 CostRule = Callable[[Call, Route], int]
 # The service's own rate limit (cloudsim.limits): None to go ahead, or the seconds to wait and
 # extra headers for its 429.
-LimitRule = Callable[[Call, Route, int], tuple[int, dict[str, str]] | None]
+# A rate limit's answer: None (serve), (seconds to wait, headers) for a 429, or a Slowdown (serve
+# late, with these headers: Azure DevOps delays a caller over its budget before it refuses one).
+LimitRule = Callable[[Call, Route, int], "tuple[int, dict[str, str]] | Slowdown | None"]
+
+
+@dataclass(frozen=True)
+class Slowdown:
+    delay_s: float
+    headers: dict[str, str]
 
 
 class Api:
@@ -193,11 +201,19 @@ class Api:
                 if refusal is not None:
                     return self.token_refused(call, refusal) if self.token_refused else refusal
         units = self.cost(call, route)
-        reply = (
-            self._service_faults(route.operation, _target(call), units)
-            or self._rate_limited(call, route, units)
-            or await self._handle(route, call, match)
-        )
+        slowdown: Slowdown | None = None
+        reply = self._service_faults(route.operation, _target(call), units)
+        if reply is None:
+            limited = self.limit(call, route, units) if self.limit is not None else None
+            if isinstance(limited, Slowdown):
+                slowdown = limited
+                await asyncio.sleep(limited.delay_s)
+            elif limited is not None:
+                reply = self._throttled(*limited)
+        if reply is None:
+            reply = await self._handle(route, call, match)
+            if slowdown is not None:
+                reply.headers.update(slowdown.headers)
         self.counters.answered(self.name, reply.status, units)
         if self.on_change is not None and route.write:
             self.on_change(self.name, route.operation, call, match, reply)
@@ -237,11 +253,7 @@ class Api:
             return self._failure(429, wait)
         return None
 
-    def _rate_limited(self, call: Call, route: Route, units: int) -> Reply | None:
-        throttled = self.limit(call, route, units) if self.limit is not None else None
-        if throttled is None:
-            return None
-        wait, headers = throttled
+    def _throttled(self, wait: int, headers: dict[str, str]) -> Reply:
         reply = self._failure(429, wait)
         reply.headers.update(headers)
         return reply

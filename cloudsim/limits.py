@@ -14,7 +14,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from cloudsim.api import Call, Route
+from cloudsim.api import Call, Route, Slowdown
 from cloudsim.state import _Record
 
 # Graph throttles low-priority requests first; the simulator's reading: refused from 80% of the
@@ -45,6 +45,13 @@ class Limits(_Record):
     ado_tstus: float = 200.0
     ado_window_s: float = 300.0
     ado_tstus_per_request: float = 0.05
+    # Past the budget ADO first delays requests (up to 30 s) and says so on the answer it then
+    # gives (`Retry-After`, `X-RateLimit-Delay`), and only later answers 429 (learn.microsoft.com
+    # azure-devops integrate concepts rate-limits: "If you detect a Retry-After header in any
+    # response, wait until that amount of time has passed"). This many requests past the budget are
+    # served late, by ado_slowdown_delay_s, before 429s start; 0 (default): 429 at once, the stricter.
+    ado_slowdown_requests: int = 0
+    ado_slowdown_delay_s: float = 0.1
 
     @classmethod
     def lenient(cls) -> Limits:
@@ -137,6 +144,7 @@ class Throttle:
         self._graph_writes = _FixedWindow(limits.graph_writes, limits.graph_writes_window_s)
         self._arm: dict[tuple[str, bool], _TokenBucket] = {}
         self._ado = _SlidingWindow(limits.ado_tstus, limits.ado_window_s)
+        self._ado_slowed = 0  # requests served late since the budget last had room
         self.low_priority_requests = 0  # Graph requests that said x-ms-throttle-priority: low
 
     # Each rule answers None (go ahead) or the seconds to wait and extra headers for the 429.
@@ -173,9 +181,10 @@ class Throttle:
         remaining = {f"x-ms-ratelimit-remaining-subscription-{'writes' if route.write else 'reads'}": "0"}
         return None if wait is None else (wait, remaining)
 
-    def ado(self, _call: Call, _route: Route, _units: int) -> tuple[int, dict[str, str]] | None:
+    def ado(self, _call: Call, _route: Route, _units: int) -> tuple[int, dict[str, str]] | Slowdown | None:
         wait = self._ado.take(self.limits.ado_tstus_per_request)
         if wait is None:
+            self._ado_slowed = 0
             return None
         headers = {
             "X-RateLimit-Resource": "Core",
@@ -183,4 +192,8 @@ class Throttle:
             "X-RateLimit-Remaining": str(math.floor(self._ado.remaining())),
             "X-RateLimit-Reset": str(math.ceil(time.time() + wait)),
         }
+        if self._ado_slowed < self.limits.ado_slowdown_requests:
+            self._ado_slowed += 1
+            delay = self.limits.ado_slowdown_delay_s
+            return Slowdown(delay, {**headers, "Retry-After": str(wait), "X-RateLimit-Delay": f"{delay:.3f}"})
         return wait, headers

@@ -140,6 +140,9 @@ class ProjectReference(_Record):
     description: str = ""
 
 
+READY_STATUS = {"state": "Ready", "statusMessage": ""}
+
+
 @dataclass
 class ServiceEndpoint(_Record):
     """An ADO service connection; `issuer_format` picks how its WIF issuer/subject look."""
@@ -154,6 +157,9 @@ class ServiceEndpoint(_Record):
     project_refs: list[ProjectReference]
     description: str = ""
     is_ready: bool = True
+    # operationStatus: ADO's JObject {state, statusMessage}, "Error message during creation/deletion of
+    # endpoint" (serviceEndpoint 7.1 spec); a failed operation leaves the endpoint not ready.
+    operation_status: dict[str, str] = field(default_factory=lambda: dict(READY_STATUS))
     issuer_format: str = "entra"  # "entra" (current) or "vstoken" (legacy ADO issuer)
     owner: str = "library"
     created_at: float = field(default_factory=time.time)
@@ -252,6 +258,10 @@ class Settings(_Record):
     # off its own issuer, only once the app already trusts the new issuer and subject (Azure's rule,
     # so on by default; off only for a test that needs the lenient order).
     ado_conversion_requires_fic: bool = True
+    # The operation state a create, update or conversion of a service connection ends in: "Ready"
+    # (isReady true), or "InProgress" / "Failed" (isReady false, answered so and kept): what ADO
+    # reports while or after an operation on an endpoint does not complete (spec: `operationStatus`).
+    ado_endpoint_write_state: str = "Ready"
     # ARM's RoleAssignmentExists message names the existing assignment (the troubleshooting docs);
     # off: the bare "The role assignment already exists." that earlier answers carried.
     arm_conflict_names_existing: bool = True

@@ -344,11 +344,13 @@ def _connection(organization: str, project: str, item: Mapping[str, Any]) -> Ser
     authorization = _mapping(item.get("authorization"))
     parameters = _lowered_keys(authorization.get("parameters"))
     data = _lowered_keys(item.get("data"))
+    # operationStatus is a free JObject in the spec: its keys are read ignoring case, like `data`'s.
+    status = _lowered_keys(item.get("operationStatus"))
     return ServiceConnection(
-        id=str(item.get("id", "")),
+        id=str(item.get("id") or ""),
         organization=organization,
         project=project,
-        name=str(item.get("name", "")),
+        name=str(item.get("name") or ""),
         scheme=str(authorization.get("scheme", "")),
         app_id=_lower(parameters.get("serviceprincipalid")),
         tenant_id=_lower(parameters.get("tenantid")),
@@ -357,6 +359,9 @@ def _connection(organization: str, project: str, item: Mapping[str, Any]) -> Ser
         issuer=parameters.get("workloadidentityfederationissuer"),
         subject=parameters.get("workloadidentityfederationsubject"),
         description=str(item.get("description") or ""),
+        ready=item.get("isReady") is not False,  # optional in the spec: only an explicit false counts
+        operation_state=str(status.get("state") or ""),
+        status_message=str(status.get("statusmessage") or ""),
     )
 
 

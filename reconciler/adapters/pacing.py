@@ -8,7 +8,8 @@ Each API throttles by its own measure (shared/design/azure-contracts.md):
 - ARM: a token bucket per subscription (and principal and region): reads 250 burst refilling
   25 a second, writes and deletes 200 refilling 10 a second;
 - Azure DevOps: 200 TSTUs in a sliding 5 minutes; what one request costs is not published, so the
-  budget is set in requests (4,000: 0.05 TSTU per request, an assumption).
+  budget is set in requests (4,000: 0.05 TSTU per request, an assumption); a `Retry-After` on any
+  of its answers holds the next requests (AdoPacingPolicy).
 
 The pacers sit in the SDKs' own pipelines (a kiota middleware for Graph, an azure-core policy for
 ARM and ADO), after the retry step, so every attempt is paced; a 429 that still happens (another
@@ -38,6 +39,7 @@ from azure.core.pipeline.policies import AsyncHTTPPolicy
 from kiota_http.middleware.middleware import BaseMiddleware
 
 from reconciler.cloud import CloudError
+from reconciler.failures import retry_after_seconds
 
 PACE_SHARE = 0.9  # of each budget: the rest absorbs the varying delay between client and service
 LOW_PRIORITY_SHARE = 0.75  # of Graph's window for `x-ms-throttle-priority: low` (Graph: from 80%)
@@ -262,13 +264,29 @@ class ArmPacingPolicy(AsyncHTTPPolicy):  # type: ignore[type-arg]
 
 
 class AdoPacingPolicy(AsyncHTTPPolicy):  # type: ignore[type-arg]
-    """An azure-core policy (per retry) keeping Azure DevOps' sliding 5-minute window, in requests."""
+    """An azure-core policy (per retry) keeping Azure DevOps' sliding 5-minute window, in requests,
+    and holding every request back while ADO has asked to wait.
 
-    def __init__(self, budgets: Budgets) -> None:
+    Over its budget ADO first delays requests and puts `Retry-After` on the answers it still gives
+    (200s included), answering 429 only later: "If you detect a Retry-After header in any response,
+    wait until that amount of time has passed before sending another request" (learn.microsoft.com
+    azure-devops integrate concepts rate-limits). azure-core's retry reads the header only on the
+    answers it retries, so this policy reads it on every answer.
+    """
+
+    def __init__(self, budgets: Budgets, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
         self._window = SlidingWindow(budgets.ado_requests_per_5min, ADO_WINDOW_S)
+        self._clock = clock
+        self._hold_until = 0.0
 
     async def send(self, request: PipelineRequest) -> PipelineResponse:  # type: ignore[type-arg]
+        held = self._hold_until - self._clock()
+        if held > 0:
+            await asyncio.sleep(held)
         await self._window.spend(1)
         response: Any = await self.next.send(request)
+        asked = retry_after_seconds(response.http_response.headers.get("Retry-After"), default=0.0)
+        if asked > 0:  # never longer than ADO's window: a larger value is not ADO's throttling
+            self._hold_until = max(self._hold_until, self._clock() + min(asked, ADO_WINDOW_S))
         return response  # type: ignore[no-any-return]

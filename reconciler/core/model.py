@@ -185,6 +185,10 @@ class RoleAssignment:
         return bool(self.condition.strip())
 
 
+# operationStatus states of an operation still running (ADO documents no list of states).
+_IN_PROGRESS_STATES = frozenset({"inprogress", "pending", "initializing"})
+
+
 @dataclass(frozen=True)
 class ServiceConnection:
     id: str
@@ -201,10 +205,27 @@ class ServiceConnection:
     description: str = ""
     # None: not observed in this pass (pipeline permissions have no bulk read).
     pipelines: PipelineAccess | None = None
+    # ADO's `isReady` (absent: ready) and `operationStatus` {state, statusMessage}: a connection whose
+    # creation or update did not complete is not ready ("failed" to the listing's `includeFailed`).
+    ready: bool = True
+    operation_state: str = ""
+    status_message: str = ""
 
     @property
     def key(self) -> ConnectionKey:
         return ConnectionKey(self.organization, self.project, self.name)
+
+    @property
+    def failed(self) -> bool:
+        """Not ready and not on its way: ADO says the operation failed (state `Failed`), or says
+        nothing of one in progress."""
+        return not self.ready and self.operation_state.lower() not in _IN_PROGRESS_STATES
+
+    @property
+    def readiness(self) -> str:
+        """What ADO says of a connection that is not ready, for people."""
+        state, message = self.operation_state or "unknown", self.status_message or "no message"
+        return f"Azure DevOps reports it not ready (operation state {state}: {message})"
 
     @property
     def uses_legacy_issuer(self) -> bool:

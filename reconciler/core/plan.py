@@ -536,6 +536,17 @@ class _PlanBuilder:
             )
             self._plan_pipelines(config, None, created=True)
             return created
+        if not current.ready:
+            # Mid-operation or failed: no write to it (a conversion or update could meet either),
+            # nothing trusts it yet; ADO's own message says what happened. Each pass looks again.
+            self.fail(
+                [config],
+                ErrorCode.CONNECTION_NOT_READY,
+                f"service connection {config.connection} ({current.id}): {current.readiness}; nothing is "
+                "changed until ADO reports it ready (a failed one is for a person to repair under "
+                "Project settings > Service connections)",
+            )
+            return None
         self._plan_pipelines(config, current, created=False)
         if current.scheme != WORKLOAD_IDENTITY_SCHEME:
             detail = f"scheme is {current.scheme}, converted in place (same id, authorizations kept)"

@@ -340,6 +340,7 @@ class Applier:
             return await self._convert(action, action.expects, current, settings, group, observed)
         updated = await self._ado.update_connection(current, settings)
         group.connections[key] = updated
+        _require_ready(updated, "updated")
         return "applied", f"connection {updated.id}"
 
     async def _convert(
@@ -362,6 +363,7 @@ class Applier:
                 action, expects, refusal, just_trusted=expects in group.trusted
             ) from refusal
         group.connections[action.connection.folded] = updated
+        _require_ready(updated, "converted")
         returned = await self._returned_trust(action.connection, updated)
         if returned == expects:
             return "applied", f"connection {updated.id} now uses {expects.issuer}"
@@ -426,6 +428,7 @@ class Applier:
             return "adopted", f"connection {existing.id} already existed"
         group.connections[key.folded] = created
         group.wrote("connection", created.id)
+        _require_ready(created, "created")
         return "applied", f"connection {created.id}"
 
     async def _find_connection(self, key: ConnectionKey) -> ServiceConnection | None:
@@ -641,3 +644,18 @@ def _portal_action(action: ConnectionAction, trust: Trust) -> str:
         f"Add credential > Other issuer, audience {TOKEN_EXCHANGE_AUDIENCE}), then in Azure DevOps open "
         f"the service connection {action.connection.name!r} and select Update (or Try again) to finish"
     )
+
+
+NOT_READY_RETRY_S = 30.0  # a connection still being prepared is looked at again after this
+
+
+def _require_ready(connection: ServiceConnection, done: str) -> None:
+    """A write ADO answers with the connection not ready ends this config's pass: a failed operation
+    needs a person (each pass then reports it, the planner writes nothing more to it); one still in
+    progress is looked at again soon. Nothing that follows it (its credential) is written meanwhile."""
+    if connection.ready:
+        return
+    message = f"service connection {connection.key} ({connection.id}) was {done}, but {connection.readiness}"
+    if connection.failed:
+        raise PermanentFailure(message, code="ConnectionNotReady")
+    raise TemporaryFailure(message, retry_after=NOT_READY_RETRY_S, code="ConnectionNotReady")

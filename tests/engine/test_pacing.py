@@ -99,3 +99,26 @@ async def test_ado_requests_wait_for_the_window_instead_of_a_429(tenant: Tenant)
     ado_counts = (await tenant.sim.admin.counters())["ado"]
     assert ado_counts["reads"] == 9
     assert ado_counts["throttled"] == 0
+
+
+async def test_ado_s_retry_after_on_a_delayed_answer_holds_the_next_requests(tenant: Tenant) -> None:
+    """Over its budget ADO first serves requests late with `Retry-After` (and `X-RateLimit-Delay`),
+    and refuses with 429 only a caller that keeps going: "If you detect a Retry-After header in any
+    response, wait until that amount of time has passed before sending another request." Our own
+    budget is left large: only ADO's answer can hold the requests back."""
+    window_s = 2.0  # the simulator's window: 3 requests per 2 s, then one delayed answer, then 429s
+    await tenant.sim.admin.set_limits(
+        Limits(ado_tstus=0.15, ado_tstus_per_request=0.05, ado_window_s=window_s, ado_slowdown_requests=1)
+    )
+    credential = default_credential(tenant.cloud)
+    ado = AdoAdapter(credential, tenant.cloud, RequestMeter(), budgets=Budgets(ado_requests_per_5min=1000))
+    started = asyncio.get_running_loop().time()
+    try:
+        for _ in range(6):
+            await ado.list_connections("contoso", "payments")
+    finally:
+        await ado.close()
+        await credential.close()
+    ado_counts = (await tenant.sim.admin.counters())["ado"]
+    assert ado_counts["throttled"] == 0, ado_counts  # held back by the Retry-After on a 200
+    assert asyncio.get_running_loop().time() - started >= window_s - 0.5

@@ -121,6 +121,25 @@ async def test_list_filters_and_get_quirks(ado: AdoClient, cloud_env: RunningSim
     assert status == 400 and missing_version["typeKey"] == "VssVersionNotSpecifiedException"
 
 
+async def test_writes_answer_the_operation_state_the_setting_names(
+    ado: AdoClient, cloud_env: RunningSimulator
+) -> None:
+    """`operationStatus` ({state, statusMessage}) comes with every endpoint; a write that does not
+    complete (setting `ado_endpoint_write_state`) answers and leaves it not ready."""
+    org = org_and_project(cloud_env)[0]
+    ready = await create(ado, cloud_env, "ready")
+    assert (ready["isReady"], ready["operationStatus"]) == (True, {"state": "Ready", "statusMessage": ""})
+    await cloud_env.admin.update_settings(ado_endpoint_write_state="Failed")
+    failed = await create(ado, cloud_env, "failed")
+    assert failed["isReady"] is False and failed["operationStatus"]["state"] == "Failed"
+    assert failed["operationStatus"]["statusMessage"]
+    url = f"{org}/payments/_apis/serviceendpoint/endpoints"
+    _s, listed = await call(ado, "GET", url)
+    assert [e["name"] for e in listed["value"]] == ["ready"]
+    _s, with_failed = await call(ado, "GET", url, {**API, "includeFailed": "true"})
+    assert sorted(e["name"] for e in with_failed["value"]) == ["failed", "ready"]
+
+
 async def test_update_keeps_id_and_delete_removes(ado: AdoClient, cloud_env: RunningSimulator) -> None:
     org, _org_id, project_id = org_and_project(cloud_env)
     created = await create(ado, cloud_env)
