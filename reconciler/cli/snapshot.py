@@ -130,6 +130,9 @@ def _connection(item: Mapping[str, Any]) -> ServiceConnection:
         issuer=_optional_text(item, "issuer"),
         subject=_optional_text(item, "subject"),
         description=str(item.get("description") or ""),
+        ready=item.get("isReady") is not False,  # as the API: only an explicit false counts
+        operation_state=_status_text(item, "state"),
+        status_message=_status_text(item, "statusMessage"),
         pipelines=None
         if pipelines is None
         else PipelineAccess(
@@ -146,6 +149,13 @@ def _custom_role(item: Mapping[str, Any]) -> CustomRole:
         actions=_strings(item, "actions"),
         not_actions=_strings(item, "notActions"),
     )
+
+
+def _status_text(item: Mapping[str, Any], key: str) -> str:
+    """A text of the connection's optional `operationStatus` ({state, statusMessage})."""
+    status = item.get("operationStatus")
+    value = status.get(key) if isinstance(status, Mapping) else None
+    return value if isinstance(value, str) else ""
 
 
 def _lower(value: object) -> str | None:

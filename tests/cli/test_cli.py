@@ -140,3 +140,17 @@ def test_an_offline_plan_reads_a_condition_and_fails_the_config_it_does_not_sati
     assert result.returncode == 1, result.stdout + result.stderr
     assert "role-assignment-conditioned" in result.stdout
     assert reader["id"].rsplit("/", 1)[-1] in result.stdout
+
+
+def test_an_offline_plan_fails_a_connection_the_snapshot_says_is_not_ready(tmp_path: Path) -> None:
+    observed = json.loads((ROOT / "examples" / "observed.json").read_text(encoding="utf-8"))
+    kv_reader = next(c for c in observed["serviceConnections"] if c["name"] == "kv-reader-staging")
+    kv_reader["isReady"] = False
+    kv_reader["operationStatus"] = {"state": "Failed", "statusMessage": "the tenant refused the app"}
+    snapshot = tmp_path / "observed.json"
+    snapshot.write_text(json.dumps(observed))
+    result = run("plan", "--configs", "examples/configs.yaml", "--observed", str(snapshot))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "connection-not-ready" in result.stdout
+    assert "operation state Failed: the tenant refused the app" in result.stdout
+    assert "convert-connection" not in result.stdout  # nothing is written to it
