@@ -471,11 +471,7 @@ class ReconcilerService:
                 continue
             if record.deleted and outcome.status is Status.CONVERGED:
                 if not report.dry_run:
-                    # What the retired config owned is gone: the tombstone and its status can go too.
-                    await self._stores.configs.purge(
-                        record.config.id, record.etag, record.config.organization
-                    )
-                    await self._stores.status.delete(record.config.id, record.config.organization)
+                    await self._purge(record)
                 continue
             previous = context.statuses.get(record.config.id)
             status = self._status(record, outcome, planned[outcome.config_id], context, previous)
@@ -484,6 +480,17 @@ class ReconcilerService:
             if not report.dry_run and outcome.status is Status.CONVERGED and outcome.application_id:
                 await self._claim_created(record, outcome.application_id, context)
         return await self._stores.status.put_many(statuses, on_failure)
+
+    async def _purge(self, record: ConfigRecord) -> None:
+        """What the retired config owned is gone: the tombstone and its status can go too. A tombstone
+        changed since the pass read it (edited by hand, re-created by a ticket) is left for the next
+        pass, which reads it again: that is this config's business, not the rest of the pass's."""
+        try:
+            await self._stores.configs.purge(record.config.id, record.etag, record.config.organization)
+        except ConcurrencyConflict as conflict:
+            log.warning("tombstone of %s not purged, changed during the pass: %s", record.config.id, conflict)
+            return
+        await self._stores.status.delete(record.config.id, record.config.organization)  # gone either way
 
     async def _claim_created(self, record: ConfigRecord, app_id: str, context: _PassContext) -> None:
         """An application created for a display name is claimed by its client id too (for the same

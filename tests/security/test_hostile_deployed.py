@@ -1,0 +1,107 @@
+"""The deployed path as an attacker, a careless operator and a flaky Azure would try it: messages
+delivered twice or out of order, rows edited by hand between a read and a write, settings with
+absurd values (docs/security.md, "Hostile review of the deployed path")."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import azure.functions as func
+import pytest
+from azure.data.tables import TableClient, UpdateMode
+
+import function_app
+from reconciler.app import http_api
+from reconciler.app.service import ReconcilerService
+from reconciler.state.tables import CONFIGS_TABLE, ConcurrencyConflict
+from tests.security.conftest import Host, config, ticket
+
+CONFIG_ID = "contoso/payments/kv-reader"
+ROUTE_ID = "contoso~payments~kv-reader"
+
+
+def edit_config_row(table_settings: dict[str, str], **fields: Any) -> None:
+    """A person edits the config's row in Storage Explorer: its ETag changes."""
+    connection = table_settings["WIF_TABLE_CONNECTION_STRING"]
+    with TableClient.from_connection_string(connection, CONFIGS_TABLE) as client:
+        client.update_entity({"PartitionKey": "contoso", "RowKey": ROUTE_ID, **fields}, mode=UpdateMode.MERGE)
+
+
+async def applied_then_deleted(host: Host) -> ReconcilerService:
+    await host.deliver(ticket("DEP-1", config=config(host.sim.tenant_id)))
+    assert await host.deliver_reconciles() == 1
+    await host.deliver(ticket("DEP-2", "delete", configId=CONFIG_ID))
+    return await host.service()
+
+
+def edited_before_purge(
+    service: ReconcilerService, table_settings: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> list[str]:
+    """Edit the tombstone by hand between the pass's read and its purge (once)."""
+    purge = service._stores.configs.purge
+    edited: list[str] = []
+
+    async def purge_after_an_edit(config_id: str, etag: str, organization: str | None = None) -> bool:
+        if not edited:
+            edit_config_row(table_settings, Note="looked at by hand")
+            edited.append(config_id)
+        return await purge(config_id, etag, organization)
+
+    monkeypatch.setattr(service._stores.configs, "purge", purge_after_an_edit)
+    return edited
+
+
+async def test_a_tombstone_edited_by_hand_before_its_purge_fails_neither_the_message_nor_the_request(
+    host: Host, table_settings: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The purge is conditional on the ETag the pass read (right: never delete what changed), but its
+    ConcurrencyConflict escaped the whole pass: the delete request was never finished, and the
+    message was abandoned into redeliveries."""
+    service = await applied_then_deleted(host)
+    edited = edited_before_purge(service, table_settings, monkeypatch)
+
+    assert await host.deliver_reconciles() == 1  # returned: the message is completed
+    assert edited == [CONFIG_ID]
+    record = await service.request("DEP-2")
+    assert record is not None and record.outcome == "applied", record
+    # Nothing lost: the tombstone stays (it changed since it was read) and the next pass purges it.
+    stored = await service._stores.configs.get(CONFIG_ID)
+    assert stored is not None and stored.deleted
+    await host.deliver(ticket("DEP-3", "delete", configId=CONFIG_ID))
+    assert await host.deliver_reconciles() == 1
+    assert await service._stores.configs.get(CONFIG_ID) is None
+
+
+async def test_a_tombstone_edited_by_hand_during_an_http_reconcile_is_no_500(
+    host: Host,
+    table_settings: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    service = await applied_then_deleted(host)
+    host.peer.reset()  # the delete's reconcile message is not delivered: the HTTP call does it
+    edited_before_purge(service, table_settings, monkeypatch)
+
+    body = json.dumps({"configIds": [CONFIG_ID]}).encode()
+    with caplog.at_level(logging.ERROR):
+        headers = {"content-type": "application/json"}
+        response = await function_app.http_reconcile(
+            func.HttpRequest("POST", "/api/reconcile", body=body, headers=headers)
+        )
+    assert response.status_code == 200, response.get_body()
+    assert not [r for r in caplog.records if r.exc_info], "no traceback logged"
+
+
+async def test_a_row_changed_under_an_http_call_is_a_409_not_a_logged_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def clashing() -> http_api.Response:
+        raise ConcurrencyConflict("config 'contoso/payments/kv-reader' changed since it was read")
+
+    with caplog.at_level(logging.ERROR):
+        response = await http_api.guarded(clashing)
+    assert response.status == 409 and response.headers["Content-Type"] == "application/problem+json"
+    assert "kv-reader" not in response.text()  # the row's words stay in the service
+    assert not [r for r in caplog.records if r.exc_info]
