@@ -150,8 +150,10 @@ class ReconcilerService:
             shard([config_record.config]), reason="ticket", request_id=ticket.request_id
         )
         changes = [f"{ticket.action} {config_record.config.id} (generation {config_record.generation})"]
+        # Conditional on the row as begin() read it: the reconcile just queued may run on another
+        # instance and finish the request before this write lands; its outcome is the later word.
         await self._stores.requests.finish(
-            ticket.request_id, "accepted", "reconcile queued", changes, self._now()
+            ticket.request_id, "accepted", "reconcile queued", changes, self._now(), expected_etag=record.etag
         )
         return TicketOutcome(ticket.request_id, "accepted", "reconcile queued", config_record.config.id)
 
@@ -445,6 +447,15 @@ class ReconcilerService:
         changes = [
             f"{r.action.kind} {r.action.target}: {r.outcome}" for o in report.outcomes for r in o.actions
         ]
+        # Added to what the record says: a pass again (a redelivered message, a follow-up) that finds
+        # less or nothing to do must not erase what the earlier passes of the request changed.
+        try:
+            before = await self._stores.requests.get(request_id)
+        except CorruptRow as corrupt:  # the outcome below replaces the unreadable fields
+            log.error("request record rewritten, it could not be read: %s", corrupt.row)
+            before = None
+        earlier = list(before.changes) if before is not None else []
+        changes = [*earlier, *(c for c in changes if c not in earlier)]
         try:
             await self._stores.requests.finish(request_id, outcome, "; ".join(reasons), changes, self._now())
         except KeyError:

@@ -105,3 +105,40 @@ async def test_a_row_changed_under_an_http_call_is_a_409_not_a_logged_traceback(
     assert response.status == 409 and response.headers["Content-Type"] == "application/problem+json"
     assert "kv-reader" not in response.text()  # the row's words stay in the service
     assert not [r for r in caplog.records if r.exc_info]
+
+
+async def test_a_reconcile_message_delivered_twice_keeps_what_the_first_delivery_recorded(host: Host) -> None:
+    """At-least-once: a reconcile message completed too late (its lock lost) comes again. The second
+    pass finds nothing to do, and used to overwrite the request's changes with none."""
+    await host.deliver(ticket("DEP-4", config=config(host.sim.tenant_id)))
+    (message,) = host.peer.messages("reconcile")
+    await function_app.reconcile_apps(func.ServiceBusMessage(body=message.body))
+    first = await (await host.service()).request("DEP-4")
+    assert first is not None and first.outcome == "applied" and first.changes, first
+
+    await function_app.reconcile_apps(func.ServiceBusMessage(body=message.body))  # the same again
+    again = await (await host.service()).request("DEP-4")
+    assert again is not None and again.outcome == "applied"
+    assert set(first.changes) <= set(again.changes), again.changes
+
+
+async def test_a_reconcile_done_before_its_ticket_is_recorded_accepted_keeps_its_outcome(
+    host: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Out of order: another instance takes the reconcile message and finishes the request while the
+    ticket's own last write (`accepted`, `reconcile queued`) is still on its way (a slow or retried
+    table call). That write used to land last and leave the request `accepted` for good."""
+    service = await host.service()
+    send = service._queues.send_reconcile
+
+    async def send_and_reconcile_at_once(*args: Any, **kwargs: Any) -> Any:
+        sent = await send(*args, **kwargs)
+        (message,) = host.peer.messages("reconcile")  # left there: the ticket's own message is locked
+        await function_app.reconcile_apps(func.ServiceBusMessage(body=message.body))
+        return sent
+
+    monkeypatch.setattr(service._queues, "send_reconcile", send_and_reconcile_at_once)
+    await host.deliver(ticket("DEP-5", config=config(host.sim.tenant_id)))
+    record = await service.request("DEP-5")
+    assert record is not None and record.outcome == "applied", record
+    assert record.finished_at and record.changes
