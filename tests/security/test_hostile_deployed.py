@@ -15,7 +15,14 @@ from azure.data.tables import TableClient, UpdateMode
 import function_app
 from reconciler.app import http_api
 from reconciler.app.service import ReconcilerService
-from reconciler.state.tables import CONFIGS_TABLE, ConcurrencyConflict
+from reconciler.failures import TemporaryFailure
+from reconciler.state.tables import (
+    CONFIGS_TABLE,
+    HISTORY_TABLE,
+    REQUESTS_TABLE,
+    STATUS_TABLE,
+    ConcurrencyConflict,
+)
 from tests.security.conftest import Host, config, ticket
 
 CONFIG_ID = "contoso/payments/kv-reader"
@@ -142,3 +149,49 @@ async def test_a_reconcile_done_before_its_ticket_is_recorded_accepted_keeps_its
     record = await service.request("DEP-5")
     assert record is not None and record.outcome == "applied", record
     assert record.finished_at and record.changes
+
+
+def delete_table(table_settings: dict[str, str], table: str) -> None:
+    """An operator "resets" a table in Storage Explorer while the app runs."""
+    with TableClient.from_connection_string(table_settings["WIF_TABLE_CONNECTION_STRING"], table) as client:
+        client.delete_table()
+
+
+def get(route: str, **params: str) -> func.HttpRequest:
+    return func.HttpRequest("GET", f"/api/{route}", body=b"", route_params=params)
+
+
+async def test_a_table_deleted_while_the_app_runs_fails_one_call_cleanly_and_is_created_again(
+    host: Host, table_settings: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Table Storage answers 404 TableNotFound for every call on a deleted table, which the stores took
+    for "no such row" or let escape: the sweep raised out of the timer, GET .../history answered a bare
+    500, a ticket raised the SDK's error on every delivery, and nothing created the table again until
+    the worker restarted."""
+    await host.deliver(ticket("DEP-6", config=config(host.sim.tenant_id)))
+    assert await host.deliver_reconciles() == 1
+    service = await host.service()
+
+    delete_table(table_settings, STATUS_TABLE)
+    report = await service.sweep()  # never raises: one problem line, and the table is back
+    assert any("does not exist" in p for p in report.problems), report.problems
+    assert not (await service.sweep()).problems
+
+    delete_table(table_settings, HISTORY_TABLE)
+    with caplog.at_level(logging.ERROR):
+        response = await function_app.http_history(get(f"configs/{ROUTE_ID}/history", config_id=ROUTE_ID))
+    assert response.status_code == 503, response.get_body()
+    assert not [r for r in caplog.records if r.exc_info], "no traceback logged"
+    response = await function_app.http_history(get(f"configs/{ROUTE_ID}/history", config_id=ROUTE_ID))
+    assert response.status_code == 200, response.get_body()
+
+    delete_table(table_settings, REQUESTS_TABLE)
+    with pytest.raises(TemporaryFailure, match="does not exist"):  # the message comes again
+        await function_app.ticket_requests(
+            func.ServiceBusMessage(body=ticket("DEP-7", "reconcile", configId=CONFIG_ID))
+        )
+    await function_app.ticket_requests(
+        func.ServiceBusMessage(body=ticket("DEP-7", "reconcile", configId=CONFIG_ID))
+    )
+    record = await service.request("DEP-7")
+    assert record is not None and record.outcome == "accepted"
