@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from typing import Any
 
 import azure.functions as func
@@ -14,6 +15,7 @@ from azure.data.tables import TableClient, UpdateMode
 
 import function_app
 from reconciler.app import http_api
+from reconciler.app.events import EventSettings
 from reconciler.app.service import ReconcilerService
 from reconciler.failures import TemporaryFailure
 from reconciler.state.tables import (
@@ -22,6 +24,7 @@ from reconciler.state.tables import (
     REQUESTS_TABLE,
     STATUS_TABLE,
     ConcurrencyConflict,
+    SettingsError,
 )
 from tests.security.conftest import Host, config, ticket
 
@@ -195,3 +198,11 @@ async def test_a_table_deleted_while_the_app_runs_fails_one_call_cleanly_and_is_
     )
     record = await service.request("DEP-7")
     assert record is not None and record.outcome == "accepted"
+
+
+def test_a_wrong_azure_client_id_is_named_as_such() -> None:
+    """The error named WIF_RECONCILER_IDENTITIES, which the operator had not set."""
+    with pytest.raises(SettingsError, match=r"^AZURE_CLIENT_ID: expected a GUID"):
+        EventSettings.from_settings({"AZURE_CLIENT_ID": "my-identity"})
+    with pytest.raises(SettingsError, match=r"^WIF_RECONCILER_IDENTITIES: expected a GUID"):
+        EventSettings.from_settings({"WIF_RECONCILER_IDENTITIES": "x", "AZURE_CLIENT_ID": str(uuid.uuid4())})
