@@ -4,6 +4,7 @@ absurd values (docs/security.md, "Hostile review of the deployed path")."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
@@ -206,3 +207,30 @@ def test_a_wrong_azure_client_id_is_named_as_such() -> None:
         EventSettings.from_settings({"AZURE_CLIENT_ID": "my-identity"})
     with pytest.raises(SettingsError, match=r"^WIF_RECONCILER_IDENTITIES: expected a GUID"):
         EventSettings.from_settings({"WIF_RECONCILER_IDENTITIES": "x", "AZURE_CLIENT_ID": str(uuid.uuid4())})
+
+
+async def test_a_reconcile_message_for_an_application_no_config_names_any_more_changes_nothing(
+    host: Host,
+) -> None:
+    """Held: the config was deleted and purged while its message waited; the pass has no rows."""
+    clouds_before = await host.cloud_state()
+    body = json.dumps(
+        {"schemaVersion": 1, "apps": [f"app:{uuid.uuid4()}"], "reason": "ticket", "requestId": "DEP-GONE"}
+    ).encode()
+    await function_app.reconcile_apps(func.ServiceBusMessage(body=body))  # returns: completed
+    assert await host.cloud_state() == clouds_before
+    assert await (await host.service()).request("DEP-GONE") is None  # no record made up for it
+
+
+async def test_one_ticket_handled_twice_at_once_is_applied_once(host: Host) -> None:
+    """Held: a lock that expired mid-handling gives the same message to a second instance."""
+    body = ticket("DEP-8", config=config(host.sim.tenant_id))
+    service = await host.service()  # built first: the worker's one-time build lock is per event loop
+    outcomes = await asyncio.gather(
+        *(function_app.ticket_requests(func.ServiceBusMessage(body=body)) for _ in range(2))
+    )
+    assert outcomes == [None, None]
+    stored = await service._stores.configs.get(CONFIG_ID)
+    assert stored is not None and stored.generation == 1
+    record = await service.request("DEP-8")
+    assert record is not None and record.outcome == "accepted"
