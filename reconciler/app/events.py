@@ -66,6 +66,10 @@ class EventSettings:
         ids = [i.strip() for i in (settings.get(IDENTITIES_SETTING) or "").split(",") if i.strip()]
         client_id = (settings.get("AZURE_CLIENT_ID") or "").strip()
         try:
+            OwnIdentity.of([client_id] if client_id else [])
+        except IdentifierError as error:  # named for what it is: the error must point at the right setting
+            raise SettingsError(f"AZURE_CLIENT_ID: {error.message}") from None
+        try:
             own = OwnIdentity.of([*ids, *([client_id] if client_id else [])])
         except IdentifierError as error:
             raise SettingsError(f"{IDENTITIES_SETTING}: {error.message}") from None

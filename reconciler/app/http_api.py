@@ -20,7 +20,7 @@ from reconciler.core.identifiers import ConfigId, IdentifierError, RequestId
 from reconciler.documents import InputError, NotText, json_nesting_depth, strict_json_loads
 from reconciler.failures import TemporaryFailure
 from reconciler.render import report_to_dict
-from reconciler.state.tables import CorruptRow
+from reconciler.state.tables import ConcurrencyConflict, CorruptRow
 
 log = logging.getLogger("reconciler.http")
 MAX_BODY = 64 * 1024
@@ -177,6 +177,8 @@ async def guarded(handler: Any, *args: Any) -> Response:
         response: Response = await handler(*args)
     except TemporaryFailure as failure:
         return problem(503, "Try again later", failure.message)
+    except ConcurrencyConflict:  # a row changed under the call (another writer, a person): not a bug
+        return problem(409, "Conflict", "a stored row changed while the call ran; send it again")
     except CorruptRow as corrupt:  # a row edited by hand: say which, without a stack trace
         log.error("%s", corrupt.row)
         return problem(500, "Unreadable row", str(corrupt.row)[:1_000])

@@ -14,13 +14,14 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from azure.servicebus.exceptions import ServiceBusError
 
@@ -40,7 +41,7 @@ from reconciler.state.queues import Queues, ReconcileRequest
 from reconciler.state.requests import Outcome
 from reconciler.state.status import ConfigStatus, changed, summarise_plan
 from reconciler.state.stores import Stores
-from reconciler.state.tables import ConcurrencyConflict, CorruptRow, InvalidRow, SettingsError
+from reconciler.state.tables import ConcurrencyConflict, CorruptRow, InvalidRow, SettingsError, TableMissing
 from reconciler.state.tickets import MAX_TICKET_BYTES, Ticket, TicketRejected, parse_ticket, rejection_key
 
 log = logging.getLogger("reconciler.app.service")
@@ -85,6 +86,29 @@ class TicketOutcome:
     config_id: str | None = None
 
 
+_Service = TypeVar("_Service", bound="ReconcilerService")
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _heals_tables(
+    method: Callable[Concatenate[_Service, _P], Awaitable[_R]],
+) -> Callable[Concatenate[_Service, _P], Awaitable[_R]]:
+    """A table deleted by hand while the app runs fails the call that met it (a temporary failure:
+    the message comes again, HTTP answers 503) and is created again for the next one."""
+
+    @functools.wraps(method)
+    async def run(self: _Service, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return await method(self, *args, **kwargs)
+        except TableMissing as missing:
+            log.error("%s", missing.message)
+            await self._stores.heal()
+            raise
+
+    return run
+
+
 class ReconcilerService:
     def __init__(
         self,
@@ -107,6 +131,7 @@ class ReconcilerService:
 
     # ------------------------------------------------------------------ tickets
 
+    @_heals_tables
     @telemetry.traced("ticket")
     async def handle_ticket(self, body: bytes) -> TicketOutcome:
         """Record one ticket request. Invalid or forbidden requests are recorded as rejected and
@@ -150,8 +175,10 @@ class ReconcilerService:
             shard([config_record.config]), reason="ticket", request_id=ticket.request_id
         )
         changes = [f"{ticket.action} {config_record.config.id} (generation {config_record.generation})"]
+        # Conditional on the row as begin() read it: the reconcile just queued may run on another
+        # instance and finish the request before this write lands; its outcome is the later word.
         await self._stores.requests.finish(
-            ticket.request_id, "accepted", "reconcile queued", changes, self._now()
+            ticket.request_id, "accepted", "reconcile queued", changes, self._now(), expected_etag=record.etag
         )
         return TicketOutcome(ticket.request_id, "accepted", "reconcile queued", config_record.config.id)
 
@@ -226,6 +253,8 @@ class ReconcilerService:
                 context, whole = await self._whole_state(report)
             except TemporaryFailure as failure:
                 report.problems.append(f"the state tables could not be read: {failure.message}")
+                if isinstance(failure, TableMissing):
+                    await self._stores.heal()
             else:
                 await self._sweep(context, report, find_orphans=self._find_orphans and whole)
             self._log_sweep(report)
@@ -330,6 +359,7 @@ class ReconcilerService:
 
     # ------------------------------------------------------------------ reconcile
 
+    @_heals_tables
     @telemetry.traced("reconcile")
     async def reconcile(self, request: ReconcileRequest) -> RunReport:
         await events.before_pass(self._stores, request)
@@ -445,6 +475,15 @@ class ReconcilerService:
         changes = [
             f"{r.action.kind} {r.action.target}: {r.outcome}" for o in report.outcomes for r in o.actions
         ]
+        # Added to what the record says: a pass again (a redelivered message, a follow-up) that finds
+        # less or nothing to do must not erase what the earlier passes of the request changed.
+        try:
+            before = await self._stores.requests.get(request_id)
+        except CorruptRow as corrupt:  # the outcome below replaces the unreadable fields
+            log.error("request record rewritten, it could not be read: %s", corrupt.row)
+            before = None
+        earlier = list(before.changes) if before is not None else []
+        changes = [*earlier, *(c for c in changes if c not in earlier)]
         try:
             await self._stores.requests.finish(request_id, outcome, "; ".join(reasons), changes, self._now())
         except KeyError:
@@ -471,11 +510,7 @@ class ReconcilerService:
                 continue
             if record.deleted and outcome.status is Status.CONVERGED:
                 if not report.dry_run:
-                    # What the retired config owned is gone: the tombstone and its status can go too.
-                    await self._stores.configs.purge(
-                        record.config.id, record.etag, record.config.organization
-                    )
-                    await self._stores.status.delete(record.config.id, record.config.organization)
+                    await self._purge(record)
                 continue
             previous = context.statuses.get(record.config.id)
             status = self._status(record, outcome, planned[outcome.config_id], context, previous)
@@ -484,6 +519,17 @@ class ReconcilerService:
             if not report.dry_run and outcome.status is Status.CONVERGED and outcome.application_id:
                 await self._claim_created(record, outcome.application_id, context)
         return await self._stores.status.put_many(statuses, on_failure)
+
+    async def _purge(self, record: ConfigRecord) -> None:
+        """What the retired config owned is gone: the tombstone and its status can go too. A tombstone
+        changed since the pass read it (edited by hand, re-created by a ticket) is left for the next
+        pass, which reads it again: that is this config's business, not the rest of the pass's."""
+        try:
+            await self._stores.configs.purge(record.config.id, record.etag, record.config.organization)
+        except ConcurrencyConflict as conflict:
+            log.warning("tombstone of %s not purged, changed during the pass: %s", record.config.id, conflict)
+            return
+        await self._stores.status.delete(record.config.id, record.config.organization)  # gone either way
 
     async def _claim_created(self, record: ConfigRecord, app_id: str, context: _PassContext) -> None:
         """An application created for a display name is claimed by its client id too (for the same
@@ -552,6 +598,7 @@ class ReconcilerService:
 
     # ------------------------------------------------------------------ drift events
 
+    @_heals_tables
     async def handle_drift_events(
         self, bodies: Sequence[bytes], delivery: events.Delivery
     ) -> events.EventsOutcome:
@@ -559,6 +606,7 @@ class ReconcilerService:
         for the applications its events touch (reconciler/app/events.py)."""
         return await self._events.route(bodies, delivery)
 
+    @_heals_tables
     async def history(self, config_id: str, limit: int = 100) -> list[Repair] | None:
         """The config's repaired drift, newest first; None when there is no such config."""
         if await self._stores.configs.get(config_id) is None:
@@ -567,6 +615,7 @@ class ReconcilerService:
 
     # ------------------------------------------------------------------ HTTP API
 
+    @_heals_tables
     @telemetry.traced("plan")
     async def plan_config(self, config_id: str) -> RunReport | None:
         record = await self._stores.configs.get(config_id)
@@ -577,6 +626,7 @@ class ReconcilerService:
         telemetry.record_pass(report, source="http")
         return report
 
+    @_heals_tables
     @telemetry.traced("reconcile now")
     async def reconcile_now(self, config_ids: Sequence[str] | None, *, dry_run: bool) -> RunReport:
         """Reconcile these configs (and every config sharing their applications), or all."""
@@ -596,9 +646,11 @@ class ReconcilerService:
             await self._record(report, context)
         return report
 
+    @_heals_tables
     async def status(self, config_id: str) -> ConfigStatus | None:
         return await self._stores.status.get(config_id)
 
+    @_heals_tables
     async def request(self, request_id: str) -> Any:
         return await self._stores.requests.get(request_id)
 

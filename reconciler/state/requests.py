@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
@@ -86,9 +87,19 @@ class RequestStore:
         return _request_of({**entity}, str(metadata["etag"])), True
 
     async def finish(
-        self, request_id: str, outcome: Outcome, reason: str, changes: Sequence[str], finished_at: str
+        self,
+        request_id: str,
+        outcome: Outcome,
+        reason: str,
+        changes: Sequence[str],
+        finished_at: str,
+        *,
+        expected_etag: str | None = None,
     ) -> RequestRecord:
-        """Records the outcome of a request that begin() recorded."""
+        """Records the outcome of a request that begin() recorded.
+
+        With `expected_etag`, only if the row is still as read: a row written since (the reconcile the
+        ticket queued finished it first) is kept, and returned as it is."""
         if outcome not in OUTCOMES:
             raise ValueError(f"unknown outcome {outcome!r}: expected one of {', '.join(OUTCOMES)}")
         validate_request_id(request_id)
@@ -100,12 +111,18 @@ class RequestStore:
             "Changes": _fit_changes(changes),
             "FinishedAt": finished_at,
         }
+        condition: dict[str, Any] = {}
+        if expected_etag is not None:
+            condition = {"etag": expected_etag, "match_condition": MatchConditions.IfNotModified}
         try:
             await translated(
-                self._table.update_entity(entity, mode=UpdateMode.MERGE), f"finish request {request_id!r}"
+                self._table.update_entity(entity, mode=UpdateMode.MERGE, **condition),
+                f"finish request {request_id!r}",
             )
         except ResourceNotFoundError as error:
             raise KeyError(f"request {request_id!r} was never begun") from error
+        except (ResourceModifiedError, ConcurrencyConflict):
+            pass  # finished by someone else since `expected_etag` was read: theirs is the later word
         found = await self.get(request_id)
         assert found is not None  # just written
         return found

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -12,6 +13,7 @@ from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError
 from azure.data.tables.aio import TableServiceClient
 
+from reconciler.failures import TemporaryFailure
 from reconciler.state.claims import ApplicationClaimStore
 from reconciler.state.coalesce import PendingReconciles
 from reconciler.state.configs import DesiredConfigStore
@@ -31,6 +33,7 @@ from reconciler.state.tables import (
     translated,
 )
 
+log = logging.getLogger("reconciler.state")
 APP_TABLES = (
     CONFIGS_TABLE,
     STATUS_TABLE,
@@ -59,6 +62,16 @@ class Stores:
 
     async def close(self) -> None:
         await self._service.close()
+
+    async def heal(self) -> None:
+        """Create again the tables someone deleted while the app runs (after a TableMissing). Azure may
+        refuse for a while (a deleted table's name is blocked some 40 s): the next TableMissing retries."""
+        try:
+            await create_missing_tables(self._service)
+        except (TemporaryFailure, HttpResponseError) as error:
+            log.warning("the missing tables could not be created again yet: %s", error)
+        else:
+            log.warning("tables deleted while the app ran were created again (their rows are lost)")
 
     async def __aenter__(self) -> Self:
         return self

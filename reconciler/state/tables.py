@@ -41,12 +41,18 @@ PENDING_TABLE = "federationpending"
 MAX_TEXT_UNITS = 32_000
 TRUNCATED_MARKER = "...[truncated]"
 MAX_PLAN_SUMMARY = 1_000  # a status line, not the plan: the plan is rebuilt on demand
+TABLE_NOT_FOUND = "TableNotFound"  # Table Storage's error code for a table that does not exist
 
 _T = TypeVar("_T")
 
 
 class SettingsError(CloudError):
     """The table settings are missing or malformed (the CLI reports it as bad input)."""
+
+
+class TableMissing(TemporaryFailure):
+    """The table itself is gone (deleted by hand while the app runs), not a row: `Stores.heal`
+    creates it again, and the call that met it may be tried again."""
 
 
 class ConcurrencyConflict(Exception):
@@ -120,7 +126,11 @@ async def translated(call: Awaitable[_T], what: str) -> _T:
     """Runs one SDK call, turning its errors into ours (not found is left to the caller)."""
     try:
         return await call
-    except (ResourceNotFoundError, ResourceExistsError, ResourceModifiedError):
+    except ResourceNotFoundError as error:
+        if _table_not_found(error):  # not "no such row": the table is gone
+            raise TableMissing(f"{what}: the table does not exist (deleted while the app runs?)") from error
+        raise
+    except (ResourceExistsError, ResourceModifiedError):
         raise
     except (ServiceRequestError, ServiceResponseError) as error:
         raise TemporaryFailure(f"{what}: cannot reach Table Storage: {error}") from error
@@ -131,6 +141,18 @@ async def translated(call: Awaitable[_T], what: str) -> _T:
         if is_temporary_status(status):
             raise TemporaryFailure(f"{what}: Table Storage answered {status}", status=status) from error
         raise
+
+
+def _table_not_found(error: ResourceNotFoundError) -> bool:
+    """Whether a 404 says the table does not exist. The SDK parses the error code of a query's answer
+    but not of an insert's (`create_entity`), whose body still carries it (odata.error.code)."""
+    if getattr(error, "error_code", None) == TABLE_NOT_FOUND:
+        return True
+    try:
+        body = error.response.text() if error.response is not None else ""
+    except Exception:  # a body that cannot be read says nothing
+        return False
+    return f'"code":"{TABLE_NOT_FOUND}"' in body.replace(" ", "")
 
 
 async def iterate(pages: Any, what: str) -> AsyncIterator[TableEntity]:
