@@ -29,7 +29,17 @@ from reconciler.state.stores import open_stores
 
 log = logging.getLogger("reconciler")
 _built: tuple[ReconcilerService, AsyncExitStack] | None = None
-_lock = asyncio.Lock()
+# An asyncio.Lock belongs to the event loop that first waits on it. The host runs one loop; tests
+# run one per test, so the lock is made anew for each loop (a lock of another loop would raise).
+_lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+
+
+def _start_up_lock() -> asyncio.Lock:
+    global _lock  # noqa: PLW0603 - one lock per event loop of the worker process
+    loop = asyncio.get_running_loop()
+    if _lock is None or _lock[0] is not loop:
+        _lock = (loop, asyncio.Lock())
+    return _lock[1]
 
 
 class ServiceUnavailable(Exception):
@@ -50,7 +60,7 @@ async def service() -> ReconcilerService:
     the message is delivered again, and the next invocation tries to build the service again.
     """
     global _built  # noqa: PLW0603 - one service per worker process
-    async with _lock:
+    async with _start_up_lock():
         if _built is None:
             try:
                 _built = await build_service(os.environ)
@@ -83,7 +93,7 @@ def _first_line(error: BaseException) -> str:
 async def reset() -> None:
     """Close and forget the service (tests build one per event loop; settings may change)."""
     global _built  # noqa: PLW0603
-    async with _lock:
+    async with _start_up_lock():
         if _built is not None:
             _service, opened = _built
             _built = None
