@@ -10,12 +10,11 @@ given a condition since, it replaces."""
 from __future__ import annotations
 
 from cloudsim.state import RoleAssignment, new_id
-from reconciler.core.actions import ActionKind, AppTarget, Drift, DriftKind, RoleAssignmentAction
-from reconciler.core.model import marker_for
+from reconciler.core.actions import ActionKind
 from reconciler.core.plan import ErrorCode, FindingKind
 from reconciler.engine.run import Status
 from tests.engine.conftest import KEY_VAULT_READER, VAULT, Tenant
-from tests.engine.test_resilience import apply_alone
+from tests.engine.test_resilience import apply_alone, vault_reader_created
 
 CONDITION = (
     "((!(ActionMatches{'Microsoft.KeyVault/vaults/secrets/getSecret/action'})) OR "
@@ -99,21 +98,8 @@ async def test_a_conditioned_assignment_made_after_the_observation_is_not_adopte
     config = tenant.config("kv-reader", seeded["appId"])
     by_hand = conditioned(seeded["servicePrincipalId"], description="made in the portal")
     tenant.sim.world.role_assignments.append(by_hand)
-    action = RoleAssignmentAction(
-        kind=ActionKind.CREATE_ROLE_ASSIGNMENT,
-        config_ids=(config.id,),
-        drift=Drift(DriftKind.MISSING, "test"),
-        scope=VAULT,
-        role_id=KEY_VAULT_READER,
-        role_name="Key Vault Reader",
-        principal_id=seeded["servicePrincipalId"],
-        app=AppTarget(seeded["appId"], "sc-payments"),
-        assignment_id=None,
-        name=None,
-        description=marker_for(config.id),
-    )
 
-    result = await apply_alone(tenant, action, config)
+    result = await apply_alone(tenant, vault_reader_created(config, seeded), config)
 
     failure = result.failures[config.id]
     assert failure.code == "RoleAssignmentConditioned" and by_hand.id in failure.message

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -234,6 +235,23 @@ async def test_a_credential_clash_graph_does_not_list_yet_is_left_to_a_later_pas
     assert "does not show" in failure.message
 
 
+def vault_reader_created(config: FederationConfig, seeded: Mapping[str, Any]) -> RoleAssignmentAction:
+    """The action that grants the seeded application Key Vault Reader on the vault for `config`."""
+    return RoleAssignmentAction(
+        kind=ActionKind.CREATE_ROLE_ASSIGNMENT,
+        config_ids=(config.id,),
+        drift=Drift(DriftKind.MISSING, "test"),
+        scope=VAULT,
+        role_id=KEY_VAULT_READER,
+        role_name="Key Vault Reader",
+        principal_id=seeded["servicePrincipalId"],
+        app=AppTarget(seeded["appId"], str(seeded.get("displayName") or "sc-payments")),
+        assignment_id=None,
+        name=None,
+        description=config.marker,
+    )
+
+
 async def apply_alone(tenant: Tenant, action: Action, config: FederationConfig) -> ApplyResult:
     """One action applied by an Applier of its own, on an empty observation."""
     meter = RequestMeter()
@@ -272,20 +290,7 @@ async def test_role_assignment_exists_without_the_id_in_its_message_is_adopted_b
             principal_type="ServicePrincipal",
         )
     )
-    action = RoleAssignmentAction(
-        kind=ActionKind.CREATE_ROLE_ASSIGNMENT,
-        config_ids=(config.id,),
-        drift=Drift(DriftKind.MISSING, "test"),
-        scope=VAULT,
-        role_id=KEY_VAULT_READER,
-        role_name="Key Vault Reader",
-        principal_id=seeded["servicePrincipalId"],
-        app=AppTarget(seeded["appId"], "sc-payments"),
-        assignment_id=None,
-        name=None,
-        description=config.marker,
-    )
-    result = await apply_alone(tenant, action, config)
+    result = await apply_alone(tenant, vault_reader_created(config, seeded), config)
     assert result.failures == {}, result.failures
     (done,) = result.results
     assert done.outcome == "adopted" and by_hand in done.detail
